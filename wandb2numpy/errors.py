@@ -1,0 +1,85 @@
+"""One tree of exceptions, so callers can catch a whole kind and the CLI can map each to an exit code.
+
+    Wandb2NumpyError                 exit 1
+    +-- ConfigError                  exit 2  (file, experiment, key: what was expected, what was found)
+    +-- FetchError                   exit 1  (talking to the W&B server failed)
+    |   +-- AuthError                        (bad or missing API key; never retried)
+    |   +-- RunFetchError                    (one run's history failed after retries; carries run id)
+    +-- OutputError                  exit 1  (writing results failed or would clobber files)
+        +-- OutputExistsError                (files exist and overwrite was not asked for)
+        +-- OutputLockedError                (another export holds the output folder)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class Wandb2NumpyError(Exception):
+    """Base class: every error this package raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(Wandb2NumpyError):
+    """A config that cannot be exported; raised before any request or write."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        experiment: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.source = source
+        self.experiment = experiment
+        self.key = key
+        self.detail = message
+        where = []
+        if source:
+            where.append(str(source))
+        if experiment:
+            where.append(f"experiment '{experiment}'")
+        if key:
+            where.append(f"key '{key}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class FetchError(Wandb2NumpyError):
+    """Talking to the W&B server failed in a way retries could not fix."""
+
+
+class AuthError(FetchError):
+    """The server refused the API key. The key itself is never part of the message."""
+
+
+class RunFetchError(FetchError):
+    """One run's history could not be fetched after retries."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id}: {message}")
+
+
+class OutputError(Wandb2NumpyError):
+    """Results could not be written safely."""
+
+
+class OutputExistsError(OutputError):
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        shown = ", ".join(str(p) for p in self.paths[:5])
+        more = f" and {len(self.paths) - 5} more" if len(self.paths) > 5 else ""
+        super().__init__(
+            f"{len(self.paths)} output file(s) already exist: {shown}{more}; "
+            "pass -o/--overwrite to replace them"
+        )
+
+
+class OutputLockedError(OutputError):
+    pass
