@@ -29,3 +29,12 @@ os.environ.pop("WANDB_ENTITY", None)
 # Copies of ../shared/seed: the original tool's example configs and configs real researchers wrote.
 # Every one must load unchanged.
 SEED_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "seed_configs")
+
+# wandb-core reads these once, when it starts (one per test process). One inner retry one second
+# apart, as the exporter sets them itself, so the exporter's own retry policy is what tests exercise.
+os.environ.setdefault("WANDB__GRAPHQL_RETRY_MAX", "1")
+os.environ.setdefault("WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS", "1")
+os.environ.setdefault("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", "1")
+os.environ.setdefault("WANDB__GRAPHQL_TIMEOUT_SECONDS", "20")
+
+pytest_plugins = ["wandb2numpy.testing.pytest_plugin"]

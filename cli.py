@@ -1,0 +1,8 @@
+"""Run the exporter from a checkout: `python cli.py CONFIG.yaml [-o] [-e EXP ...]`."""
+
+import sys
+
+from wandb2numpy.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

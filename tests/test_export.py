@@ -1,0 +1,285 @@
+"""The exporter end to end: the unmodified wandb client against the local server, over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import wandb2numpy
+from wandb2numpy import ClientSettings, RetryPolicy, export, export_data
+from wandb2numpy.testing import LocalServer
+
+FAST = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, rate_limit_pause=0.2)
+
+# A hand-made project. History: `loss` on every step (5 + i steps), `return` on even steps,
+# `eval/score` on steps divisible by 3: fields logged on different steps, which the original tool
+# lost when asked for together.
+RUNS = [
+    # id, name, group, job_type, tags, lr, env, seed, summary return
+    ("a1", "ppo-h-0", "ppo", "train", ["baseline"], 1e-3, "hopper", 0, 100.0),
+    ("a2", "ppo-h-1", "ppo", "train", ["baseline", "long"], 1e-3, "hopper", 1, 200.0),
+    ("a3", "ppo-w-0", "ppo", "eval", ["ablation"], 3e-4, "walker", 0, 300.0),
+    ("a4", "sac-h-0", "sac", "train", ["baseline"], 3e-4, "hopper", 0, 400.0),
+    ("a5", "sac-w-0", "sac", "eval", [], 1e-4, "walker", 1, 500.0),
+    ("a6", "td3-h-0", "td3", "train", ["ablation"], 1e-4, "hopper", 2, 600.0),
+    ("a7", "nogroup-0", None, "train", ["baseline"], 1e-3, "walker", 0, 700.0),
+    ("a8", "sac-h-1", "sac", "train", ["long"], 1e-3, "hopper", 1, 800.0),
+]
+
+
+def _history(i: int, run_id: str) -> list[dict[str, Any]]:
+    rows = []
+    for step in range(5 + i):
+        row: dict[str, Any] = {"_step": step, "loss": 1.0 / (step + 1) + i}
+        if step % 2 == 0:
+            row["return"] = 10.0 * step + i
+        if step % 3 == 0 and run_id != "a5":
+            row["eval/score"] = step * 0.5 + i
+        if run_id == "a6":
+            row["note"] = f"text {step}"
+            row["hist"] = {"_type": "histogram", "values": [1, 2], "bins": [0, 1, 2]}
+        if run_id == "a2":
+            row["flag"] = step % 2 == 0
+        rows.append(row)
+    if run_id == "a1":
+        rows[2]["loss"] = "NaN"
+        rows[3]["loss"] = "Infinity"
+        rows[4]["loss"] = "-Infinity"
+    return rows
+
+
+def project_data() -> dict[str, Any]:
+    runs = []
+    for i, (rid, name, group, job, tags, lr, env, seed, ret) in enumerate(RUNS):
+        runs.append(
+            {
+                "id": rid,
+                "name": name,
+                "group": group,
+                "job_type": job,
+                "tags": tags,
+                "state": "finished",
+                "created_at": f"2024-01-01T00:0{i}:00Z",
+                "config": {"lr": lr, "env": {"name": env}, "seed": seed},
+                "summary": {"return": ret},
+                "history": _history(i, rid),
+            }
+        )
+    return {"projects": [{"entity": "acme", "name": "rl", "runs": runs}]}
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    srv = LocalServer(project_data()).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def srv(server: LocalServer) -> LocalServer:
+    server.reset_faults()
+    server.reset_stats()
+    return server
+
+
+def settings(srv: LocalServer) -> ClientSettings:
+    return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
+
+
+def cfg(tmp_path: Path, **exp: Any) -> dict[str, Any]:
+    base = {"entity": "acme", "project": "rl", "fields": ["loss"], "output_path": str(tmp_path / "out")}
+    base.update(exp)
+    return {"exp": base}
+
+
+def run_ids(result: Any, name: str = "exp") -> list[str]:
+    return [r.id for r in result.experiments[name].result.runs]
+
+
+FILTER_CASES = [
+    ({}, ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8"]),
+    ({"groups": ["ppo", "sac"], "job_types": [["train"], "all"]}, ["a1", "a2", "a4", "a5", "a8"]),
+    ({"groups": ["ppo", "sac"], "runs": [["ppo-h-0"], ["sac-h-1"]]}, ["a1", "a8"]),
+    ({"groups": ["ppo", "sac"], "tags": [["long"], ["baseline"]]}, ["a2", "a4"]),
+    ({"groups": ["ppo", "td3"], "job_types": "all", "tags": ["all", ["ablation"]]}, ["a1", "a2", "a3", "a6"]),
+    ({"job_types": ["eval"]}, ["a3", "a5"]),  # ignored by the original tool without groups
+    ({"tags": ["ablation", "long"]}, ["a2", "a3", "a6", "a8"]),
+    ({"runs": ["td3-h-0", "nogroup-0"]}, ["a6", "a7"]),
+    ({"groups": "all", "job_types": ["train"]}, ["a1", "a2", "a4", "a6", "a7", "a8"]),
+    ({"config": {"lr": {"values": [1e-3]}}}, ["a1", "a2", "a7", "a8"]),
+    ({"config": {"env.name": {"values": ["walker"]}}}, ["a3", "a5", "a7"]),
+    ({"config": {"lr": {"min": 2e-4, "max": 1e-3}}}, ["a1", "a2", "a3", "a4", "a7", "a8"]),
+    ({"summary": {"return": {"min": 250, "max": 650}}}, ["a3", "a4", "a5", "a6"]),
+    (
+        {"groups": ["sac"], "job_types": [["train"]], "config": {"seed": {"values": [1]}}},
+        ["a8"],
+    ),
+    ({"config": {"lr": {"values": [1e-3]}}, "summary": {"return": {"max": 200}}}, ["a1", "a2"]),
+]
+
+
+@pytest.mark.parametrize("filters,expected", FILTER_CASES)
+def test_filter_table(srv: LocalServer, tmp_path: Path, filters: dict, expected: list[str]) -> None:
+    result = export(cfg(tmp_path, **filters), write=False, settings=settings(srv), policy=FAST)
+    assert run_ids(result) == expected
+
+
+@pytest.mark.parametrize("samples", [12000, "all"])
+def test_sparse_fields_all_exported_and_rows_aligned(srv: LocalServer, tmp_path: Path, samples: Any) -> None:
+    config = cfg(tmp_path, fields=["loss", "return", "eval/score"], history_samples=samples)
+    result = export(config, settings=settings(srv), policy=FAST)
+    out = tmp_path / "out" / "exp"
+    ids = [row["id"] for row in csv.DictReader(open(out / "runs.csv", encoding="utf-8"))]
+    assert ids == [r[0] for r in RUNS]
+    for i, rid in enumerate(ids):
+        hist = _history(i, rid)
+        for field in ("loss", "return", "eval/score"):
+            values = np.load(out / f"{field}.npy")
+            steps = np.load(out / f"{field}.steps.npy")
+            assert values.shape == steps.shape and values.shape[0] == len(RUNS)
+            want = [(r["_step"], r[field]) for r in hist if field in r]
+            if not want:  # a5 never logs eval/score: a row of NaN, the run stays in place
+                assert np.isnan(values[i]).all() and np.isnan(steps[i]).all()
+                continue
+            got_steps = steps[i][~np.isnan(steps[i])]
+            assert got_steps.tolist() == [s for s, _ in want]
+            expected = [float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(v, v)) if isinstance(v, str) else float(v) for _, v in want]
+            np.testing.assert_array_equal(values[i][: len(want)], expected)
+            assert np.isnan(values[i][len(want):]).all()
+    assert result.exit_code == 0
+
+
+def test_fields_all_skips_internal_and_non_numeric(srv: LocalServer, tmp_path: Path, caplog: Any) -> None:
+    result = export(cfg(tmp_path, fields="all"), write=False, settings=settings(srv), policy=FAST)
+    res = result.experiments["exp"].result
+    assert sorted(res.fields) == ["eval/score", "flag", "loss", "return"]
+    # bools become 0/1
+    flag = res.fields["flag"]
+    row = [r.id for r in res.runs].index("a2")
+    assert flag.values[row, :3].tolist() == [1.0, 0.0, 1.0]
+
+
+def test_non_numeric_field_left_out_with_warning(srv: LocalServer, tmp_path: Path, caplog: Any) -> None:
+    config = cfg(tmp_path, fields=["loss", "note", "hist"], runs=["td3-h-0"])
+    with caplog.at_level("WARNING", logger="wandb2numpy"):
+        result = export(config, write=False, settings=settings(srv), policy=FAST)
+    res = result.experiments["exp"].result
+    assert list(res.fields) == ["loss"]
+    assert set(res.skipped_fields) == {"note", "hist"}
+    assert "note" in caplog.text and "hist" in caplog.text
+
+
+def test_runs_without_any_field_are_skipped_not_padded(srv: LocalServer, tmp_path: Path) -> None:
+    result = export(cfg(tmp_path, fields=["eval/score"]), write=False, settings=settings(srv), policy=FAST)
+    assert "a5" not in run_ids(result)
+    assert result.experiments["exp"].skipped_runs == 1
+
+
+def test_csv_layout_with_subfolders(srv: LocalServer, tmp_path: Path) -> None:
+    config = cfg(tmp_path, fields=["loss", "eval/score"], output_data_type="csv", runs=["ppo-h-0", "ppo-h-1"])
+    result = export(config, settings=settings(srv), policy=FAST)
+    out = tmp_path / "out" / "exp"
+    rows = list(csv.reader(open(out / "eval" / "score.csv", encoding="utf-8")))
+    assert rows[0][0] == "id" and [r[0] for r in rows[1:]] == ["a1", "a2"]
+    assert float(rows[1][1]) == 0.0 and float(rows[1][2]) == 1.5
+    loss = list(csv.reader(open(out / "loss.csv", encoding="utf-8")))
+    assert loss[1][3:6] == ["nan", "inf", "-inf"]
+    steps = list(csv.reader(open(out / "loss.steps.csv", encoding="utf-8")))
+    assert steps[1][1:4] == ["0", "1", "2"]
+    assert {p.name for p in result.files} >= {"runs.csv", "loss.csv", "loss.steps.csv", "score.csv"}
+
+
+def test_existing_output_untouched_without_overwrite(srv: LocalServer, tmp_path: Path) -> None:
+    config = cfg(tmp_path)
+    export(config, settings=settings(srv), policy=FAST)
+    target = tmp_path / "out" / "exp" / "loss.npy"
+    before = target.read_bytes()
+    srv.reset_stats()
+    with pytest.raises(wandb2numpy.OutputExistsError) as info:
+        export(cfg(tmp_path, fields=["return"]), settings=settings(srv), policy=FAST)
+    assert "loss.npy" in str(info.value)
+    assert srv.stats()["requests"] == 0  # refused before any request
+    assert target.read_bytes() == before
+    export(cfg(tmp_path, fields=["return"]), overwrite=True, settings=settings(srv), policy=FAST)
+    assert not target.exists() and (tmp_path / "out" / "exp" / "return.npy").exists()
+
+
+def test_export_data_like_the_original(srv: LocalServer, tmp_path: Path) -> None:
+    config = {
+        "DEFAULT": {"entity": "acme", "project": "rl", "output_path": str(tmp_path / "never")},
+        "one": {"fields": ["loss", "return"], "groups": ["ppo"]},
+        "two": {"fields": ["return"], "runs": ["sac-h-0"]},
+    }
+    data, configs = export_data(config, settings=settings(srv), policy=FAST)
+    assert set(data) == {"one", "two"}
+    assert data["one"]["loss"].shape == (3, 7)  # a1..a3: 5, 6, 7 steps
+    assert data["two"]["return"].shape == (1, 4)
+    assert [c["fields"] for c in configs] == [["loss", "return"], ["return"]]
+    assert not (tmp_path / "never").exists()  # the Python API writes nothing
+    nested, _ = export_data(config, ["one"], by_group_and_job_type=True, settings=settings(srv), policy=FAST)
+    assert set(nested["one"]["ppo"]) == {"train", "eval"}
+    assert nested["one"]["ppo"]["train"]["loss"].shape == (2, 6)
+    assert nested["one"]["ppo"]["eval"]["loss"].shape == (1, 7)
+
+
+def test_requests_are_batched_per_run(srv: LocalServer, tmp_path: Path) -> None:
+    """One listing query; co-logged fields in one history request; no per-run `Run` query."""
+    export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    ops = srv.stats()["ops"]
+    assert ops.get("Runs") == 1
+    assert "Run" not in ops
+    # `loss` and `return` are logged on different steps: one request each per run.
+    assert ops["RunSampledHistory"] == 2 * len(RUNS)
+
+
+def test_bad_key_fails_fast_and_never_shows_key(srv: LocalServer, tmp_path: Path) -> None:
+    bad = "local-" + "Z" * 40
+    with pytest.raises(wandb2numpy.AuthError) as info:
+        export(cfg(tmp_path), settings=ClientSettings(base_url=srv.base_url, api_key=bad), policy=FAST)
+    assert bad not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_project_is_a_clear_error(srv: LocalServer, tmp_path: Path) -> None:
+    with pytest.raises(wandb2numpy.FetchError, match="nope"):
+        export(cfg(tmp_path, project="nope"), write=False, settings=settings(srv), policy=FAST)
+
+
+def test_retries_through_429_and_5xx(srv: LocalServer, tmp_path: Path) -> None:
+    clean = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    srv.set_faults(error_rate=0.3, seed=3)
+    faulty = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    srv.set_faults(error_rate=0.0, rate_limit=5.0)
+    limited = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    stats = srv.stats()
+    assert stats["injected_5xx"] > 0 and stats["injected_429"] > 0
+    for other in (faulty, limited):
+        assert other.exit_code == 0
+        for field, arrays in clean.experiments["exp"].result.fields.items():
+            got = other.experiments["exp"].result.fields[field]
+            np.testing.assert_array_equal(got.values, arrays.values)
+            np.testing.assert_array_equal(got.steps, arrays.steps)
+
+
+def test_concurrency_reaches_the_server(tmp_path: Path) -> None:
+    data = project_data()
+    runs = data["projects"][0]["runs"]
+    for k in range(24):  # 32 runs, each one history request, 150 ms each
+        extra = dict(runs[k % 8], id=f"x{k:02d}", name=f"extra-{k}")
+        runs.append(extra)
+    with LocalServer(data, latency_ms=150).start() as srv:
+        export(cfg(tmp_path, fields=["loss"]), write=False, concurrency=16, settings=settings(srv), policy=FAST)
+        assert srv.stats()["max_in_flight"] == 16
+
+
+def test_history_samples_limits_points(srv: LocalServer, tmp_path: Path) -> None:
+    result = export(cfg(tmp_path, history_samples=3, runs=["sac-h-1"]), write=False, settings=settings(srv), policy=FAST)
+    steps = result.experiments["exp"].result.fields["loss"].steps
+    assert steps.shape == (1, 3)
+    assert steps[0, 0] == 0 and steps[0, -1] == 11  # evenly spread, first and last kept

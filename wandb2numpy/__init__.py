@@ -1,0 +1,43 @@
+"""Export Weights & Biases run histories to NumPy arrays and CSV: fast, exact and unattended."""
+
+from __future__ import annotations
+
+__version__ = "1.0.0.dev0"
+
+from .assemble import ExperimentResult, FieldArrays
+from .client import ClientSettings
+from .config import ExperimentConfig, load_config, parse_config
+from .errors import (
+    AuthError,
+    ConfigError,
+    FetchError,
+    OutputError,
+    OutputExistsError,
+    RunFetchError,
+    Wandb2NumpyError,
+)
+from .export import ExportResult, export, export_async, export_data
+from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
+
+__all__ = [
+    "AuthError",
+    "ClientSettings",
+    "ConfigError",
+    "DEFAULT_CONCURRENCY",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "ExportResult",
+    "FetchError",
+    "FieldArrays",
+    "OutputError",
+    "OutputExistsError",
+    "RetryPolicy",
+    "RunFetchError",
+    "Wandb2NumpyError",
+    "__version__",
+    "export",
+    "export_async",
+    "export_data",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,340 @@
+"""Everything that touches the `wandb` client: connecting, listing runs, reading history, and the
+one place that decides which failures are worth retrying.
+
+The wandb 0.31 public API is blocking and hands every request to the `wandb-core` sidecar, which
+retries on its own (20 times, up to a minute apart). We bound those inner retries through the
+environment knobs wandb-core reads when it starts, so that the tenacity policy in `fetch.py` is the
+one in charge, and we read the HTTP status from the error text because that is the only place
+wandb puts it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import AuthError, FetchError
+from .models import KeyInfo, RunInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    import wandb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 60
+DEFAULT_PAGE_SIZE = 1000
+# wandb-core serves at most this many requests at once per `wandb.Api` object.
+REQUESTS_PER_API = 10
+
+# Read by wandb-core when it starts (once per process). One inner retry, one second apart, keeps a
+# transient blip cheap while leaving backoff, rate-limit pacing and giving up to our own policy.
+_CORE_RETRY_ENV = {
+    "WANDB__GRAPHQL_RETRY_MAX": "1",
+    "WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS": "1",
+    "WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS": "1",
+}
+
+Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientSettings:
+    """How to reach the server. `None` means: ask wandb (environment, then netrc)."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    # Only saves wandb a `GetDefaultEntity` round trip per `Api`; every query names its entity.
+    entity: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_S
+    page_size: int = DEFAULT_PAGE_SIZE
+
+    def resolved_base_url(self) -> str | None:
+        return self.base_url or os.environ.get("WANDB_BASE_URL")
+
+
+def prepare_environment(settings: ClientSettings) -> None:
+    """Bound wandb-core's own retries before it starts; respect values the user already set."""
+    for key, value in _CORE_RETRY_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("WANDB__GRAPHQL_TIMEOUT_SECONDS", str(max(1, math.ceil(settings.timeout))))
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+# --------------------------------------------------------------------------------------------
+# Error classification: the single place that reads wandb's exceptions.
+
+_STATUS_RE = re.compile(r"HTTP (\d{3})")
+_TRANSIENT_TEXT = (
+    "did not respond in time",
+    "timeout",
+    "timed out",
+    "connection",
+    "reset by peer",
+    "broken pipe",
+    "eof",
+    "refused",
+    "unexpected end",
+    "temporarily unavailable",
+    "giving up after",
+)
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status wandb buried in an error message, looking through the cause chain."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        match = _STATUS_RE.findall(str(cur))
+        if match:
+            return int(match[-1])
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def classify(exc: BaseException) -> Verdict:
+    """Decide what a failure means for the retry policy.
+
+    Auth problems and requests the server understood and refused (400, 404, a null project) are
+    final; rate limits get the shared back-off; everything that smells of the network is retried.
+    """
+    from wandb.errors import AuthenticationError
+
+    if isinstance(exc, (AuthError, AuthenticationError)):
+        return "auth"
+    if isinstance(exc, FetchError):
+        return "fatal"
+    status = http_status(exc)
+    if status is not None:
+        if status == 429:
+            return "rate_limit"
+        if status in (401, 403):
+            return "auth"
+        if status >= 500 and status != 501:
+            return "transient"
+        if status in (408, 425):
+            return "transient"
+        return "fatal"
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    if isinstance(exc, (TimeoutError, ConnectionError, OSError)):
+        return "transient"
+    if any(t in text for t in _TRANSIENT_TEXT):
+        return "transient"
+    return "fatal"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def describe(exc: BaseException, api_key: str | None = None) -> str:
+    """A one-line message for logs and summaries, scrubbed of the API key."""
+    status = http_status(exc)
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    if status is not None and f"HTTP {status}" not in first:
+        first = f"HTTP {status}: {first}"
+    return scrub(f"{type(exc).__name__}: {first}"[:500], api_key)
+
+
+def scrub(text: str, api_key: str | None) -> str:
+    if api_key and api_key in text:
+        text = text.replace(api_key, "***")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Connections
+
+
+class ApiPool:
+    """`wandb.Api` objects shared by the worker slots, ten slots to an `Api`.
+
+    wandb-core serves at most ten requests at once per `Api`, so a single shared one caps any
+    concurrency at ten; one per worker costs a `Viewer` round trip each, which a rate-limited
+    server charges us for. Slot i uses `Api` i // 10, created on first use.
+    """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._apis: dict[int, wandb.Api] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+        prepare_environment(settings)
+
+    def for_slot(self, slot: int) -> wandb.Api:
+        index = slot // REQUESTS_PER_API
+        api = self._apis.get(index)
+        if api is not None:
+            return api
+        with self._guard:
+            lock = self._locks.setdefault(index, threading.Lock())
+        with lock:
+            api = self._apis.get(index)
+            if api is None:
+                api = self._new_api()
+                self._apis[index] = api
+        return api
+
+    @property
+    def created(self) -> int:
+        return len(self._apis)
+
+    def _new_api(self) -> wandb.Api:
+        import wandb
+        from wandb.errors import AuthenticationError, UsageError
+
+        overrides: dict[str, Any] = {}
+        base_url = self.settings.resolved_base_url()
+        if base_url:
+            overrides["base_url"] = base_url
+        if self.settings.entity:
+            overrides["entity"] = self.settings.entity
+        try:
+            return wandb.Api(
+                overrides=overrides,
+                timeout=int(math.ceil(self.settings.timeout)),
+                api_key=self.settings.api_key,
+            )
+        except (AuthenticationError, UsageError) as exc:
+            raise AuthError(
+                "the W&B server refused the API key (set WANDB_API_KEY or pass api_key); "
+                + scrub(str(exc).splitlines()[0] if str(exc) else "", self.settings.api_key)
+            ) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Listing runs
+
+
+def list_runs(
+    api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], *, per_page: int = 200
+) -> list[RunInfo]:
+    """All matching runs in one query with `lazy=False`, so config, summary and history keys come
+    with the listing instead of one request per run; de-duplicated by run id, listing order kept."""
+    try:
+        listing = api.runs(
+            f"{entity}/{project}",
+            filters=dict(filters),
+            order="+created_at",
+            per_page=per_page,
+            lazy=False,
+        )
+        seen: dict[str, RunInfo] = {}
+        for run in listing:
+            info = run_info(run, entity, project)
+            seen.setdefault(info.id, info)
+    except ValueError as exc:
+        if "project" in str(exc).lower() and http_status(exc) is None:
+            raise FetchError(f"project {entity}/{project} not found on the server") from exc
+        raise
+    return list(seen.values())
+
+
+def run_info(run: Any, entity: str, project: str) -> RunInfo:
+    attrs: Mapping[str, Any] = run._attrs  # the listing's own fields, already fetched
+    hist = _json(attrs.get("historyKeys")) or {}
+    keys: dict[str, KeyInfo] = {}
+    for name, meta in (hist.get("keys") or {}).items():
+        counts = (meta or {}).get("typeCounts") or []
+        types = tuple(str(c.get("type")) for c in counts)
+        count = max((int(c.get("count") or 0) for c in counts), default=0)
+        keys[name] = KeyInfo(types=types, count=count)
+    last_step = hist.get("lastStep")
+    return RunInfo(
+        entity=entity,
+        project=project,
+        id=str(attrs.get("name")),
+        name=str(attrs.get("displayName") or attrs.get("name")),
+        group=attrs.get("group"),
+        job_type=attrs.get("jobType"),
+        state=str(attrs.get("state") or ""),
+        tags=tuple(attrs.get("tags") or ()),
+        created_at=attrs.get("createdAt"),
+        heartbeat_at=attrs.get("heartbeatAt"),
+        history_line_count=int(attrs.get("historyLineCount") or 0),
+        last_step=int(last_step) if last_step is not None else -1,
+        history_keys=keys,
+        config=dict(run.config or {}),
+        summary=dict(_json(attrs.get("summaryMetrics")) or {}),
+    )
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, (str, bytes, bytearray)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# History
+
+
+def bind_run(api: wandb.Api, info: RunInfo) -> Any:
+    """A `Run` handle on this worker's `Api`, without a request.
+
+    A `Run` stays bound to the `Api` that produced it; binding it to the worker's own `Api` is what
+    lets more than ten requests run at once. The attributes we pass are the ones the listing sent.
+    """
+    from wandb.apis.public import Run
+
+    service = getattr(api, "_service_api", None)
+    attrs = {
+        "id": info.id,
+        "name": info.id,
+        "displayName": info.name,
+        "state": info.state,
+        "group": info.group,
+        "jobType": info.job_type,
+        "tags": list(info.tags),
+    }
+    if service is None:  # a future client without it: one extra request, same result
+        return api.run(info.path)
+    return Run(service, info.entity, info.project, info.id, attrs=attrs, lazy=True)
+
+
+def sampled_history(
+    api: wandb.Api, info: RunInfo, keys: Sequence[str], samples: int
+) -> list[dict[str, Any]]:
+    """Rows holding every one of `keys`, sampled by the server to at most `samples`."""
+    run = bind_run(api, info)
+    rows = run.history(samples=samples, keys=list(keys), pandas=False)
+    return list(rows)
+
+
+def scan_history(
+    api: wandb.Api,
+    info: RunInfo,
+    keys: Sequence[str],
+    min_step: int,
+    max_step: int | None,
+    page_size: int,
+) -> list[dict[str, Any]]:
+    """Every row in [min_step, max_step) holding every one of `keys`, page by page.
+
+    `max_step=None` scans to the run's last step, which the client then asks the server for."""
+    run = bind_run(api, info)
+    scan = run.scan_history(
+        keys=list(keys),
+        page_size=page_size,
+        min_step=min_step,
+        max_step=max_step,
+        use_cache=False,
+    )
+    return list(scan)

@@ -1,0 +1,230 @@
+"""The pipeline end to end: config -> run query -> concurrent fetch -> assembly -> writers.
+
+Everything that can be refused is refused before the first request: the whole config is
+validated, and without `overwrite` existing output is reported, so a bad invocation costs nothing
+and touches nothing. Experiments then run side by side on one shared `Fetcher`, so a config of many
+small experiments keeps every worker busy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import numpy as np
+
+from .assemble import ExperimentResult, assemble_experiment
+from .client import ClientSettings
+from .config import ExperimentConfig, load_config, parse_config
+from .errors import OutputExistsError
+from .fetch import DEFAULT_CONCURRENCY, Fetcher, FetchStats, RetryPolicy, all_numeric_fields, task_group
+from .filters import build_filters
+from .models import RunInfo
+from . import writers
+
+log = logging.getLogger(__name__)
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Sequence[ExperimentConfig]
+
+
+class Progress(Protocol):
+    """Receives progress; the CLI draws tqdm bars with it, the Python API passes none."""
+
+    def start(self, experiment: str, total_runs: int) -> None: ...
+
+    def advance(self, experiment: str, run: RunInfo, rows: int, failed: bool) -> None: ...
+
+    def finish(self, experiment: str) -> None: ...
+
+
+@dataclass
+class ExperimentReport:
+    name: str
+    result: ExperimentResult
+    listed_runs: int
+    files: list[Path] = field(default_factory=list)
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def skipped_runs(self) -> int:
+        """Runs that matched the filters but hold none of the requested fields."""
+        return self.listed_runs - len(self.result.runs) - len(self.result.failed_runs)
+
+
+@dataclass
+class ExportResult:
+    experiments: dict[str, ExperimentReport]
+    configs: list[ExperimentConfig]
+    stats: FetchStats
+    wall_s: float = 0.0
+
+    @property
+    def files(self) -> list[Path]:
+        return [f for e in self.experiments.values() for f in e.files]
+
+    @property
+    def runs_exported(self) -> int:
+        return sum(len(e.result.runs) for e in self.experiments.values())
+
+    @property
+    def runs_failed(self) -> int:
+        return sum(len(e.result.failed_runs) for e in self.experiments.values())
+
+    @property
+    def runs_skipped(self) -> int:
+        return sum(e.skipped_runs for e in self.experiments.values())
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.runs_failed else 0
+
+
+def resolve_configs(config: ConfigSource, experiments: Sequence[str] | None) -> list[ExperimentConfig]:
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config, experiments)
+    if isinstance(config, Mapping):
+        return parse_config(config, experiments=experiments)
+    configs = list(config)
+    if experiments is not None:
+        wanted = set(experiments)
+        configs = [c for c in configs if c.name in wanted]
+    return configs
+
+
+async def export_async(
+    config: ConfigSource,
+    *,
+    experiments: Sequence[str] | None = None,
+    overwrite: bool = False,
+    write: bool = True,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    settings: ClientSettings | None = None,
+    policy: RetryPolicy | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export every selected experiment; see `export` for the arguments."""
+    started = time.perf_counter()
+    configs = resolve_configs(config, experiments)
+    if write and not overwrite:
+        existing = [p for c in configs for p in writers.existing_outputs(Path(c.output_path), c.name)]
+        if existing:
+            raise OutputExistsError(existing)
+    settings = settings or ClientSettings()
+    if settings.entity is None and configs:
+        settings = dataclasses.replace(settings, entity=configs[0].entity)
+    fetcher = Fetcher(settings, concurrency=concurrency, policy=policy)
+    reports: dict[str, ExperimentReport] = {}
+
+    async def run_experiment(exp: ExperimentConfig) -> None:
+        reports[exp.name] = await _export_one(exp, fetcher, write, overwrite, progress)
+
+    async with task_group() as tg:
+        for exp in configs:
+            tg.start_soon(run_experiment, exp)
+    ordered = {c.name: reports[c.name] for c in configs}
+    return ExportResult(
+        experiments=ordered, configs=configs, stats=fetcher.stats, wall_s=time.perf_counter() - started
+    )
+
+
+async def _export_one(
+    exp: ExperimentConfig,
+    fetcher: Fetcher,
+    write: bool,
+    overwrite: bool,
+    progress: Progress | None,
+) -> ExperimentReport:
+    filters = build_filters(exp)
+    runs = await fetcher.list_runs(exp.entity, exp.project, filters)
+    log.info("%s: %d run(s) match %s", exp.name, len(runs), filters or "no filter")
+    fields = list(exp.fields) if exp.fields is not None else all_numeric_fields(runs)
+    if progress is not None:
+        progress.start(exp.name, len(runs))
+
+    def on_run(event: str, run: RunInfo, rows: int) -> None:
+        if progress is not None:
+            progress.advance(exp.name, run, rows, event == "run_failed")
+
+    outcomes = await fetcher.fetch_runs(runs, fields, samples=exp.history_samples, progress=on_run)
+    failed = {r.id: o.error for r, o in zip(runs, outcomes) if o.error}
+    skipped: dict[str, str] = {}
+    for o in outcomes:
+        for key, reason in o.non_numeric.items():
+            skipped.setdefault(key, reason)
+    for key, reason in skipped.items():
+        log.warning("%s: field '%s' left out: %s", exp.name, key, reason)
+    result = assemble_experiment(
+        exp.name,
+        runs,
+        [None if o.error else o.series for o in outcomes],
+        [f for f in fields if f not in skipped],
+        failed=failed,
+        skipped=skipped,
+    )
+    report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
+    if write:
+        report.files = await anyio.to_thread.run_sync(
+            functools.partial(
+                writers.write_experiment,
+                result,
+                Path(exp.output_path),
+                data_type=exp.output_data_type,
+                overwrite=overwrite,
+            )
+        )
+    if progress is not None:
+        progress.finish(exp.name)
+    return report
+
+
+def export(config: ConfigSource, **kwargs: Any) -> ExportResult:
+    """Export experiments and, unless `write=False`, write their files.
+
+    `config` is a YAML path, a parsed config mapping or a list of `ExperimentConfig`. Keyword
+    arguments: `experiments` (names to pick), `overwrite`, `write`, `concurrency`, `settings`
+    (`ClientSettings`: base URL, API key, timeout), `policy` (`RetryPolicy`), `progress`.
+    """
+    return anyio.run(functools.partial(export_async, config, **kwargs))
+
+
+def export_data(
+    config: ConfigSource,
+    experiment_list: Sequence[str] | None = None,
+    by_group_and_job_type: bool = False,
+    **kwargs: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The original tool's entry point: `(data, configs)` with one array per field per experiment.
+
+    Nothing is written. `data[experiment][field]` is a (runs, steps) float64 array, with
+    `by_group_and_job_type` nested as `data[experiment][group][job_type][field]`. `configs` are the
+    merged per-experiment config dicts. For run ids, steps and the run table use `export`.
+    """
+    kwargs.setdefault("write", False)
+    result = export(config, experiments=experiment_list, **kwargs)
+    data: dict[str, Any] = {}
+    for name, report in result.experiments.items():
+        res = report.result
+        if not by_group_and_job_type:
+            data[name] = {f: arr.values for f, arr in res.fields.items()}
+            continue
+        nested: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+        rows_by_key: dict[tuple[Any, Any], list[int]] = {}
+        for i, run in enumerate(res.runs):
+            rows_by_key.setdefault((run.group, run.job_type), []).append(i)
+        for (group, job_type), rows in rows_by_key.items():
+            per_field = {}
+            for f, arr in res.fields.items():
+                steps = arr.steps[rows]
+                width = int(np.max(np.sum(~np.isnan(steps), axis=1), initial=0))
+                per_field[f] = arr.values[rows, :width]
+            nested.setdefault(group, {})[job_type] = per_field
+        data[name] = nested
+    return data, [dict(c.raw) for c in result.configs]

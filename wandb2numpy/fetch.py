@@ -1,0 +1,424 @@
+"""The concurrent part: fan history downloads out over a bounded pool of worker threads.
+
+One `Fetcher` serves a whole export. Every blocking wandb call goes through `Fetcher.call`, which
+takes a worker slot (bounded by `concurrency`), runs the call in a thread on that slot's `Api`, and
+retries it under one tenacity policy. Rate limits are handled together rather than per call: a 429
+pauses every worker and halves the number of slots, which then grow back one success at a time, so
+a rate-limited export settles at the rate the server allows instead of stampeding it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import heapq
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from . import client
+from .assemble import NonNumericValue, Series, merge_series, series_from_rows
+from .client import ApiPool, ClientSettings
+from .errors import AuthError, FetchError, RunFetchError
+from .models import RunInfo
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 16
+INTERNAL_KEYS = ("_step", "_runtime", "_timestamp")
+OPEN_END = -1  # a step range whose end the scan finds out itself
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How hard to try one call. The defaults ride out a server that is gone for a few minutes."""
+
+    attempts: int = 10
+    initial_wait: float = 1.0
+    max_wait: float = 30.0
+    deadline: float = 600.0  # seconds, waits included
+    rate_limit_pause: float = 1.0  # first shared pause after a 429; doubles while 429s continue
+
+
+@dataclass
+class FetchStats:
+    calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    transient_errors: int = 0
+    rows: int = 0
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced: a series per field it holds, or the reason it failed."""
+
+    series: dict[str, Series] = field(default_factory=dict)
+    error: str | None = None
+    non_numeric: dict[str, str] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[str, RunInfo, int], None]  # (event, run, rows): "run_done" | "run_failed"
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+@contextlib.asynccontextmanager
+async def task_group() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group that raises its most important failure instead of an exception group.
+
+    Callers decide per exception type (an auth failure ends the export, a run failure is recorded),
+    which an `ExceptionGroup` would hide. Interrupts win, then auth failures, then the first error.
+    """
+    try:
+        async with anyio.create_task_group() as tg:
+            yield tg
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        first = next((e for e in leaves if not isinstance(e, Exception)), None)
+        first = first or next((e for e in leaves if isinstance(e, AuthError)), None) or leaves[0]
+        raise first from None
+
+
+class _RateGate:
+    """Shared back-off for 429s plus an additive-increase, multiplicative-decrease slot count."""
+
+    def __init__(self, limiter: anyio.CapacityLimiter, ceiling: int, pause: float) -> None:
+        self.limiter = limiter
+        self.ceiling = ceiling
+        self.base_pause = pause
+        self.pause = pause
+        self.resume_at = 0.0
+        self._credit = 0.0
+
+    async def wait(self) -> None:
+        delay = self.resume_at - time.monotonic()
+        if delay > 0:
+            await anyio.sleep(delay)
+
+    def rate_limited(self) -> None:
+        now = time.monotonic()
+        if now >= self.resume_at:  # one halving per pause window, not one per failed request
+            self.resume_at = now + self.pause
+            self.pause = min(self.pause * 2, 30.0)
+            self.limiter.total_tokens = max(1, math.floor(self.limiter.total_tokens / 2))
+            self._credit = 0.0
+
+    def succeeded(self) -> None:
+        self.pause = self.base_pause
+        total = self.limiter.total_tokens
+        if total < self.ceiling:
+            self._credit += 1.0 / total
+            if self._credit >= 1.0:
+                self._credit = 0.0
+                self.limiter.total_tokens = min(self.ceiling, total + 1)
+
+
+class Fetcher:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.settings = settings
+        self.concurrency = concurrency
+        self.policy = policy or RetryPolicy()
+        self.pool = ApiPool(settings)
+        self.stats = FetchStats()
+        self._slots_limiter = anyio.CapacityLimiter(concurrency)
+        self._thread_limiter = anyio.CapacityLimiter(concurrency)
+        self._free_slots = list(range(concurrency))
+        self._gate = _RateGate(self._slots_limiter, concurrency, self.policy.rate_limit_pause)
+
+    async def call(self, fn: Callable[..., T], *args: Any, what: str) -> T:
+        """Run `fn(api, *args)` in a worker thread, retried under the policy."""
+        policy = self.policy
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, Exception) and client.classify(exc) in ("rate_limit", "transient")
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "retrying %s (attempt %d): %s",
+                what,
+                state.attempt_number,
+                client.describe(exc, self.settings.api_key) if exc else "?",
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(retryable),
+            wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
+            before_sleep=before_sleep,
+            reraise=True,
+            sleep=anyio.sleep,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(fn, args)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        await self._gate.wait()
+        async with self._slots_limiter:
+            await self._gate.wait()
+            slot = heapq.heappop(self._free_slots)
+            try:
+                api = await anyio.to_thread.run_sync(
+                    self.pool.for_slot, slot, limiter=self._thread_limiter
+                )
+                self.stats.calls += 1
+                result = await anyio.to_thread.run_sync(
+                    functools.partial(fn, api, *args),
+                    limiter=self._thread_limiter,
+                    abandon_on_cancel=True,
+                )
+            except Exception as exc:
+                verdict = client.classify(exc)
+                if verdict == "rate_limit":
+                    self.stats.rate_limited += 1
+                    self._gate.rate_limited()
+                elif verdict == "transient":
+                    self.stats.transient_errors += 1
+                elif verdict == "auth":
+                    if isinstance(exc, AuthError):
+                        raise
+                    raise AuthError(
+                        "the W&B server refused the API key: "
+                        + client.describe(exc, self.settings.api_key)
+                    ) from exc
+                raise
+            finally:
+                heapq.heappush(self._free_slots, slot)
+            self._gate.succeeded()
+            return result
+
+    # ----------------------------------------------------------------------------------------
+
+    async def list_runs(self, entity: str, project: str, filters: Mapping[str, Any]) -> list[RunInfo]:
+        try:
+            return await self.call(
+                client.list_runs, entity, project, filters, what=f"listing runs of {entity}/{project}"
+            )
+        except (AuthError, FetchError):
+            raise
+        except Exception as exc:
+            raise FetchError(
+                f"listing runs of {entity}/{project} failed: "
+                + client.describe(exc, self.settings.api_key)
+            ) from exc
+
+    async def fetch_runs(
+        self,
+        runs: Sequence[RunInfo],
+        fields: Sequence[str],
+        *,
+        samples: int | None,
+        progress: ProgressFn | None = None,
+    ) -> list[RunOutcome]:
+        """History of `fields` for every run, in the order of `runs` whatever the finish order."""
+        outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
+        pieces_per_run = max(1, math.ceil(self.concurrency / max(1, len(runs))))
+
+        async def one(i: int, run: RunInfo) -> None:
+            try:
+                outcomes[i] = await self._fetch_run(run, fields, samples, pieces_per_run)
+            except AuthError:
+                raise
+            except Exception as exc:
+                message = client.describe(exc, self.settings.api_key)
+                log.error("run %s (%s) failed: %s", run.id, run.name, message)
+                outcomes[i] = RunOutcome(error=message)
+            if progress is not None:
+                rows = sum(len(s.values) for s in outcomes[i].series.values())
+                progress("run_failed" if outcomes[i].error else "run_done", run, rows)
+
+        async with task_group() as tg:
+            for i, run in enumerate(runs):
+                tg.start_soon(one, i, run)
+        return outcomes
+
+    async def _fetch_run(
+        self, run: RunInfo, fields: Sequence[str], samples: int | None, pieces: int
+    ) -> RunOutcome:
+        outcome = RunOutcome()
+        wanted = plan_keys(run, fields, outcome.non_numeric)
+        if not wanted:
+            return outcome
+        groups = co_logged_groups(run, wanted)
+
+        async def fetch_group(keys: tuple[str, ...]) -> None:
+            got = await self._fetch_keys(run, keys, samples, pieces, outcome)
+            if len(keys) > 1 and not self._complete(run, keys, got, samples):
+                # Not logged on the same steps after all: ask for each key on its own.
+                async with task_group() as tg:
+                    for key in keys:
+                        tg.start_soon(fetch_single, key)
+                return
+            outcome.series.update(got)
+
+        async def fetch_single(key: str) -> None:
+            got = await self._fetch_keys(run, (key,), samples, pieces, outcome)
+            outcome.series.update(got)
+
+        async with task_group() as tg:
+            for keys in groups:
+                tg.start_soon(fetch_group, keys)
+        for key in list(outcome.series):
+            if key in outcome.non_numeric or len(outcome.series[key].values) == 0:
+                del outcome.series[key]
+        return outcome
+
+    def _complete(
+        self, run: RunInfo, keys: tuple[str, ...], got: Mapping[str, Series], samples: int | None
+    ) -> bool:
+        for key in keys:
+            info = run.history_keys.get(key)
+            if info is None:
+                return False
+            expected = info.count if samples is None else min(info.count, samples)
+            have = len(got[key].values) if key in got else 0
+            if have < expected:
+                return False
+        return True
+
+    async def _fetch_keys(
+        self,
+        run: RunInfo,
+        keys: tuple[str, ...],
+        samples: int | None,
+        pieces: int,
+        outcome: RunOutcome,
+    ) -> dict[str, Series]:
+        label = f"history of run {run.id} ({', '.join(keys)})"
+        if samples is not None:
+            parts = [await self.call(_sampled_series, run, keys, samples, what=label)]
+        else:
+            ranges = step_ranges(run, pieces, self.settings.page_size)
+            parts = [None] * len(ranges)  # type: list[Any]
+
+            async def piece(j: int, lo: int, hi: int) -> None:
+                parts[j] = await self.call(
+                    _scanned_series, run, keys, lo, hi, self.settings.page_size, what=label
+                )
+
+            async with task_group() as tg:
+                for j, (lo, hi) in enumerate(ranges):
+                    tg.start_soon(piece, j, lo, hi)
+        merged: dict[str, Series] = {}
+        for key in keys:
+            found = [p[0][key] for p in parts if key in p[0]]
+            for p in parts:
+                if key in p[1]:
+                    outcome.non_numeric[key] = p[1][key]
+            if found and key not in outcome.non_numeric:
+                merged[key] = merge_series(found) if len(found) > 1 else found[0]
+                self.stats.rows += len(merged[key].values)
+        return merged
+
+
+def plan_keys(run: RunInfo, fields: Sequence[str], non_numeric: dict[str, str]) -> list[str]:
+    """The requested fields this run can have, judged from its history keys when it sent them."""
+    if not run.history_keys:
+        return list(fields)
+    wanted = []
+    for key in fields:
+        info = run.history_keys.get(key)
+        if info is None or info.count == 0:
+            continue
+        if not info.numeric:
+            non_numeric[key] = f"logged as {'/'.join(info.types) or 'unknown type'}"
+            continue
+        wanted.append(key)
+    return wanted
+
+
+def co_logged_groups(run: RunInfo, keys: Sequence[str]) -> list[tuple[str, ...]]:
+    """Keys with the same row count are probably logged together: ask for them in one request.
+
+    The server returns only rows that hold every requested key, so a wrong guess shows as missing
+    rows and is repaired by asking per key (see `Fetcher._complete`).
+    """
+    if not run.history_keys:
+        return [(k,) for k in keys]
+    by_count: dict[int, list[str]] = {}
+    for key in keys:
+        by_count.setdefault(run.history_keys[key].count, []).append(key)
+    return [tuple(v) for v in by_count.values()]
+
+
+def step_ranges(run: RunInfo, pieces: int, page_size: int) -> list[tuple[int, int]]:
+    """Split [0, last_step] into up to `pieces` page-aligned ranges to fetch in parallel."""
+    if run.last_step < 0:  # the listing did not say: let the scan ask the server
+        return [(0, OPEN_END)]
+    end = run.last_step + 1
+    pages = max(1, math.ceil(end / page_size))
+    pieces = max(1, min(pieces, pages))
+    per_piece = math.ceil(pages / pieces)
+    ranges = []
+    for p in range(0, pages, per_piece):
+        lo = p * page_size
+        hi = min(end, (p + per_piece) * page_size)
+        ranges.append((lo, hi))
+    return ranges
+
+
+def _convert(rows: list[dict[str, Any]], keys: Sequence[str]) -> tuple[dict[str, Series], dict[str, str]]:
+    series: dict[str, Series] = {}
+    bad: dict[str, str] = {}
+    for key in keys:
+        try:
+            series[key] = series_from_rows(rows, key)
+        except NonNumericValue as exc:
+            bad[key] = f"holds non-numeric values ({exc.example})"
+    return series, bad
+
+
+def _sampled_series(api: Any, run: RunInfo, keys: Sequence[str], samples: int) -> tuple[dict[str, Series], dict[str, str]]:
+    # Converting in the worker thread means only arrays, never row dicts, outlive the call.
+    return _convert(client.sampled_history(api, run, keys, samples), keys)
+
+
+def _scanned_series(
+    api: Any, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int
+) -> tuple[dict[str, Series], dict[str, str]]:
+    rows = client.scan_history(api, run, keys, lo, None if hi == OPEN_END else hi, page_size)
+    return _convert(rows, keys)
+
+
+def all_numeric_fields(runs: Sequence[RunInfo]) -> list[str]:
+    """`fields: all`: every numeric history key of the matched runs, minus wandb's own."""
+    names: set[str] = set()
+    for run in runs:
+        for key, info in run.history_keys.items():
+            if key in INTERNAL_KEYS or key.startswith("_wandb") or not info.numeric:
+                continue
+            names.add(key)
+    return sorted(names)
