@@ -8,9 +8,11 @@ Exit codes: 0 done; 1 failed (auth, server unreachable, existing files without -
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -51,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"history requests in flight at once (default {DEFAULT_CONCURRENCY})",
     )
     p.add_argument("--base-url", help="W&B server URL (default: WANDB_BASE_URL or wandb's default)")
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="fetch only runs that are new or changed since the last export into the same "
+        "output_path (state and a per-run cache are kept in <output_path>/.wandb2numpy/); implies -o",
+    )
+    p.add_argument("--log-file", metavar="FILE", help="also write the log, with timestamps, to FILE")
+    p.add_argument(
+        "--json-summary",
+        metavar="FILE",
+        help="write a JSON summary for monitors (runs exported/unchanged/failed/skipped, requests, "
+        "retries, bytes written, wall time, exit code), also when the export fails",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks on errors")
     p.add_argument("--version", action="version", version=f"wandb2numpy {__version__}")
@@ -74,25 +89,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(args_list[1:])
     args = build_parser().parse_args(args_list)
-    _setup_logging(args.verbose, args.quiet)
+    _setup_logging(args.verbose, args.quiet, args.log_file)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    summary = Summary(args)
     try:
-        return run(args)
+        code = run(args, summary)
     except KeyboardInterrupt:
         print("wandb2numpy: interrupted; files of earlier exports are untouched", file=sys.stderr)
-        return EXIT_SIGINT
+        code = summary.fail(EXIT_SIGINT, "interrupted (SIGINT)")
     except _Terminated:
         print("wandb2numpy: terminated; files of earlier exports are untouched", file=sys.stderr)
-        return EXIT_SIGTERM
+        code = summary.fail(EXIT_SIGTERM, "terminated (SIGTERM)")
     finally:
         signal.signal(signal.SIGTERM, previous)
+    summary.write()
+    log.info("exit code %d", code)
+    return code
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
     from .export import export
 
     out = out or sys.stdout
@@ -102,22 +121,83 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         result = export(
             Path(args.config),
             experiments=args.experiments,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite or args.incremental,
             concurrency=args.concurrency,
             settings=settings,
             progress=progress,
+            incremental=args.incremental,
         )
     except Wandb2NumpyError as exc:
         if args.verbose:
             log.exception("export failed")
+        else:
+            log.error("%s", exc)
         print(f"wandb2numpy: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return summary.fail(exc.exit_code, str(exc))
     finally:
         if progress is not None:
             progress.close()
     if not args.quiet:
         print_summary(result, out)
+    summary.done(result)
     return result.exit_code
+
+
+class Summary:
+    """The `--json-summary` record: written whatever happened, so a monitor always has one."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.path = getattr(args, "json_summary", None)
+        self.started = time.time()
+        self.data: dict[str, Any] = {"config": str(args.config), "exit_code": None, "error": None}
+
+    def fail(self, code: int, message: str) -> int:
+        self.data.update(exit_code=code, error=message)
+        return code
+
+    def done(self, result: Any) -> None:
+        experiments = {}
+        bytes_written = 0
+        for name, report in result.experiments.items():
+            res = report.result
+            size = sum(p.stat().st_size for p in report.files if p.exists())
+            bytes_written += size
+            experiments[name] = {
+                "runs_listed": report.listed_runs,
+                "runs_exported": len(res.runs),
+                "runs_unchanged": report.unchanged_runs,
+                "runs_failed": len(res.failed_runs),
+                "runs_skipped": report.skipped_runs,
+                "failed_runs": dict(res.failed_runs),
+                "fields": {f: list(a.values.shape) for f, a in res.fields.items()},
+                "fields_left_out": dict(res.skipped_fields),
+                "files": [str(p) for p in report.files],
+                "bytes_written": size,
+            }
+        stats = result.stats
+        self.data.update(
+            exit_code=result.exit_code,
+            experiments=experiments,
+            runs_exported=result.runs_exported,
+            runs_unchanged=sum(e["runs_unchanged"] for e in experiments.values()),
+            runs_failed=result.runs_failed,
+            runs_skipped=result.runs_skipped,
+            requests=stats.calls,
+            retries=stats.retries,
+            rate_limited=stats.rate_limited,
+            bytes_written=bytes_written,
+        )
+
+    def write(self) -> None:
+        if not self.path:
+            return
+        from .writers import atomic_write_bytes
+
+        self.data["wall_s"] = round(time.time() - self.started, 3)
+        try:
+            atomic_write_bytes(self.path, (json.dumps(self.data, indent=2) + "\n").encode("utf-8"))
+        except OSError as exc:
+            print(f"wandb2numpy: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
 
 
 def print_summary(result: Any, out: TextIO) -> None:
@@ -174,13 +254,22 @@ class TqdmProgress:
             bar.close()
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
+def _setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
     handler.setFormatter(logging.Formatter("wandb2numpy: %(levelname)s: %(message)s"))
     root = logging.getLogger("wandb2numpy")
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(file_handler)
+        root.setLevel(min(level, file_handler.level))
     root.propagate = False
 
 

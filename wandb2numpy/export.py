@@ -8,6 +8,7 @@ small experiments keeps every worker busy.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -27,6 +28,7 @@ from .config import ExperimentConfig, load_config, parse_config
 from .errors import OutputExistsError
 from .fetch import DEFAULT_CONCURRENCY, Fetcher, FetchStats, RetryPolicy, all_numeric_fields, task_group
 from .filters import build_filters
+from .lock import output_locks
 from .models import RunInfo
 from . import writers
 
@@ -52,6 +54,7 @@ class ExperimentReport:
     listed_runs: int
     files: list[Path] = field(default_factory=list)
     filters: Mapping[str, Any] = field(default_factory=dict)
+    unchanged_runs: int = 0  # incremental mode: runs taken from the cache, not fetched
 
     @property
     def skipped_runs(self) -> int:
@@ -109,26 +112,33 @@ async def export_async(
     settings: ClientSettings | None = None,
     policy: RetryPolicy | None = None,
     progress: Progress | None = None,
+    incremental: bool = False,
 ) -> ExportResult:
     """Export every selected experiment; see `export` for the arguments."""
     started = time.perf_counter()
     configs = resolve_configs(config, experiments)
-    if write and not overwrite:
-        existing = [p for c in configs for p in writers.existing_outputs(Path(c.output_path), c.name)]
-        if existing:
-            raise OutputExistsError(existing)
     settings = settings or ClientSettings()
     if settings.entity is None and configs:
         settings = dataclasses.replace(settings, entity=configs[0].entity)
-    fetcher = Fetcher(settings, concurrency=concurrency, policy=policy)
-    reports: dict[str, ExperimentReport] = {}
+    locks = output_locks(c.output_path for c in configs) if write else contextlib.nullcontext()
+    with locks:
+        if write and not overwrite:
+            existing = [
+                p for c in configs for p in writers.existing_outputs(Path(c.output_path), c.name)
+            ]
+            if existing:
+                raise OutputExistsError(existing)
+        fetcher = Fetcher(settings, concurrency=concurrency, policy=policy)
+        reports: dict[str, ExperimentReport] = {}
 
-    async def run_experiment(exp: ExperimentConfig) -> None:
-        reports[exp.name] = await _export_one(exp, fetcher, write, overwrite, progress)
+        async def run_experiment(exp: ExperimentConfig) -> None:
+            reports[exp.name] = await _export_one(
+                exp, fetcher, write=write, overwrite=overwrite, incremental=incremental, progress=progress
+            )
 
-    async with task_group() as tg:
-        for exp in configs:
-            tg.start_soon(run_experiment, exp)
+        async with task_group() as tg:
+            for exp in configs:
+                tg.start_soon(run_experiment, exp)
     ordered = {c.name: reports[c.name] for c in configs}
     return ExportResult(
         experiments=ordered, configs=configs, stats=fetcher.stats, wall_s=time.perf_counter() - started
@@ -138,8 +148,10 @@ async def export_async(
 async def _export_one(
     exp: ExperimentConfig,
     fetcher: Fetcher,
+    *,
     write: bool,
     overwrite: bool,
+    incremental: bool,
     progress: Progress | None,
 ) -> ExperimentReport:
     filters = build_filters(exp)
@@ -190,7 +202,9 @@ def export(config: ConfigSource, **kwargs: Any) -> ExportResult:
 
     `config` is a YAML path, a parsed config mapping or a list of `ExperimentConfig`. Keyword
     arguments: `experiments` (names to pick), `overwrite`, `write`, `concurrency`, `settings`
-    (`ClientSettings`: base URL, API key, timeout), `policy` (`RetryPolicy`), `progress`.
+    (`ClientSettings`: base URL, API key, timeout), `policy` (`RetryPolicy`), `progress`,
+    `incremental` (fetch only runs that changed since the last export into the same folder).
+    While writing, each output folder is locked against a second export.
     """
     return anyio.run(functools.partial(export_async, config, **kwargs))
 

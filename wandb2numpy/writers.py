@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 DataType = Literal["numpy", "csv"]
 RUNS_FILE = "runs.csv"
+FAILED_RUNS_FILE = "failed_runs.csv"
 RUN_COLUMNS = (
     "id",
     "name",
@@ -126,6 +127,9 @@ def _plan(result: ExperimentResult, data_type: DataType) -> list[tuple[Path, _Wr
     plan: list[tuple[Path, _Writer]] = [
         (Path(RUNS_FILE), lambda p: _write_runs_csv(p, result.runs))
     ]
+    if result.failed_runs:
+        # Runs that failed after retries are not rows of the arrays; this says which, and why.
+        plan.append((Path(FAILED_RUNS_FILE), lambda p: _write_failed_csv(p, result.failed_runs)))
     for field, arrays in result.fields.items():
         check_name_safe(field, what="field name")
         _check_arrays(field, arrays, n_runs)
@@ -264,6 +268,15 @@ def _write_runs_csv(path: Path, runs: list[RunInfo]) -> None:
             writer.writerow(
                 [*_run_cells(run), *(_config_cell(config[k]) if k in config else "" for k in keys)]
             )
+        _finish(f)
+
+
+def _write_failed_csv(path: Path, failed: Mapping[str, str]) -> None:
+    with open(path, "x", encoding="utf-8", errors="backslashreplace", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["id", "error"])
+        for run_id, error in failed.items():
+            writer.writerow([run_id, error])
         _finish(f)
 
 
