@@ -283,3 +283,32 @@ def test_history_samples_limits_points(srv: LocalServer, tmp_path: Path) -> None
     steps = result.experiments["exp"].result.fields["loss"].steps
     assert steps.shape == (1, 3)
     assert steps[0, 0] == 0 and steps[0, -1] == 11  # evenly spread, first and last kept
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "example_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_configs_run_against_the_server(wandb_server_reset: LocalServer, tmp_path: Path, path: Path) -> None:
+    """Every example is parsed and exported from the synthetic project it is written for."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for body in raw.values():
+        if isinstance(body, dict) and "output_path" in body:
+            body["output_path"] = str(tmp_path / "out")
+    configs = wandb2numpy.load_config(path)
+    assert configs
+    srv = wandb_server_reset
+    result = export(raw, settings=settings(srv), policy=FAST)
+    assert result.exit_code == 0
+    for name, report in result.experiments.items():
+        assert report.result.runs, f"{path.name}: experiment {name} matched no run"
+        assert report.files and all(p.is_file() for p in report.files)
+
+
+def test_demo_config_matches_example_file() -> None:
+    from wandb2numpy.demo import DEMO_CONFIG
+
+    example = Path(__file__).resolve().parents[1] / "example_configs" / "demo.yaml"
+    assert example.read_text(encoding="utf-8") == DEMO_CONFIG
