@@ -30,6 +30,7 @@ from .fetch import DEFAULT_CONCURRENCY, Fetcher, FetchStats, RetryPolicy, all_nu
 from .filters import build_filters
 from .lock import output_locks
 from .models import RunInfo
+from . import incremental as incremental_cache
 from . import writers
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ async def export_async(
 ) -> ExportResult:
     """Export every selected experiment; see `export` for the arguments."""
     started = time.perf_counter()
+    overwrite = overwrite or incremental  # the cache rebuilds the folder from what it kept
     configs = resolve_configs(config, experiments)
     settings = settings or ClientSettings()
     if settings.entity is None and configs:
@@ -155,6 +157,11 @@ async def _export_one(
     progress: Progress | None,
 ) -> ExperimentReport:
     filters = build_filters(exp)
+    cache = None
+    if incremental:  # refused (no write) or read before the first request
+        cache = await anyio.to_thread.run_sync(
+            functools.partial(incremental_cache.open_cache, exp, filters, write=write)
+        )
     runs = await fetcher.list_runs(exp.entity, exp.project, filters)
     log.info("%s: %d run(s) match %s", exp.name, len(runs), filters or "no filter")
     fields = list(exp.fields) if exp.fields is not None else all_numeric_fields(runs)
@@ -165,7 +172,10 @@ async def _export_one(
         if progress is not None:
             progress.advance(exp.name, run, rows, event == "run_failed")
 
-    outcomes = await fetcher.fetch_runs(runs, fields, samples=exp.history_samples, progress=on_run)
+    if cache is None:
+        outcomes = await fetcher.fetch_runs(runs, fields, samples=exp.history_samples, progress=on_run)
+    else:
+        outcomes = await cache.fetch(fetcher, runs, fields, samples=exp.history_samples, progress=on_run)
     failed = {r.id: o.error for r, o in zip(runs, outcomes) if o.error}
     skipped: dict[str, str] = {}
     for o in outcomes:
@@ -182,6 +192,8 @@ async def _export_one(
         skipped=skipped,
     )
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
+    if cache is not None:
+        report.unchanged_runs = cache.unchanged
     if write:
         report.files = await anyio.to_thread.run_sync(
             functools.partial(
@@ -192,6 +204,8 @@ async def _export_one(
                 overwrite=overwrite,
             )
         )
+        if cache is not None:  # only once the arrays are in place: state never runs ahead of them
+            await anyio.to_thread.run_sync(cache.commit, runs, outcomes)
     if progress is not None:
         progress.finish(exp.name)
     return report

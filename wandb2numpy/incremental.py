@@ -1,0 +1,366 @@
+"""Incremental exports: fetch only the runs that changed since the last export into the same folder.
+
+Beside the output, per experiment::
+
+    <output_path>/.wandb2numpy/<experiment>/state.json        what each cached run looked like
+    <output_path>/.wandb2numpy/<experiment>/runs/<run>.npz     that run's fetched series
+
+`state.json` holds a format version, a fingerprint of everything that decides the data (entity,
+project, run filter, the configured field list or "all", history_samples) and, per cached run, its
+id, state, history line count, last step, heartbeat time and the field list it was fetched for.
+A changed fingerprint drops the whole cache. Each `.npz` repeats its run's metadata, so a cache
+file that does not match its state entry (or does not load) is simply fetched again.
+
+A run is served from the cache only if it is not running or pending, its listing shows the same
+state, history line count, last step and heartbeat as when it was cached, and its file loads.
+With `fields: all` the field list follows the listing; a cached run fetched for fewer fields is
+still reused when the listing's history keys show it holds none of the new fields as numbers
+(the same `plan_keys` decision the fetcher makes, so the result equals a fresh fetch); otherwise
+it is fetched again.
+
+Order of writes: the experiment's arrays first, then the cache files of freshly fetched runs, then
+`state.json`, then cache files no run in the new state uses are deleted (runs deleted on the
+server, filtered out, failed or still running). A crash at any point leaves a state that points
+only at data that is on disk and self-checking. Failed and running runs are never cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from .assemble import Series
+from .config import ExperimentConfig
+from .errors import ConfigError, OutputError
+from .fetch import Fetcher, RunOutcome, plan_keys
+from .models import RunInfo
+from .writers import atomic_write_bytes, check_name_safe
+
+__all__ = ["STATE_DIR", "RunCache", "fingerprint", "open_cache"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+STATE_DIR = ".wandb2numpy"
+STATE_FILE = "state.json"
+RUNS_DIR = "runs"
+ACTIVE_STATES = frozenset({"running", "pending"})  # may still log: always fetched, never cached
+_SAFE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")  # lower case only: case-insensitive file systems
+
+
+def fingerprint(exp: ExperimentConfig, filters: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides an experiment's data; JSON-normalised so it compares equal after a round trip."""
+    raw = {
+        "entity": exp.entity,
+        "project": exp.project,
+        "filters": filters,
+        "fields": list(exp.fields) if exp.fields is not None else "all",
+        "history_samples": exp.history_samples,
+    }
+    normalised: dict[str, Any] = json.loads(json.dumps(raw, sort_keys=True, default=str))
+    return normalised
+
+
+def _signature(run: RunInfo) -> dict[str, Any]:
+    return {
+        "state": run.state,
+        "history_line_count": run.history_line_count,
+        "last_step": run.last_step,
+        "heartbeat_at": run.heartbeat_at,
+    }
+
+
+def _file_name(run_id: str) -> str:
+    if _SAFE_ID.fullmatch(run_id):
+        return f"{run_id}.npz"
+    # "~" never occurs in a safe id, so a hashed name cannot collide with a plain one.
+    return "~" + hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:32] + ".npz"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    id: str
+    state: str
+    history_line_count: int
+    last_step: int
+    heartbeat_at: str | None
+    fields: tuple[str, ...]
+    file: str
+
+    def signature(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "history_line_count": self.history_line_count,
+            "last_step": self.last_step,
+            "heartbeat_at": self.heartbeat_at,
+        }
+
+
+class RunCache:
+    """One experiment's incremental state: decides which runs to fetch and saves what was fetched."""
+
+    def __init__(self, folder: Path, experiment: str, fp: Mapping[str, Any]) -> None:
+        self.folder = folder
+        self.experiment = experiment
+        self.fingerprint = dict(fp)
+        self.unchanged = 0  # runs served from the cache by the last `fetch`
+        self._entries: dict[str, _Entry] = {}
+        self._kept: dict[str, _Entry] = {}  # reused entries, by run id
+        self._fields: tuple[str, ...] = ()
+        self._fetched: set[int] = set()  # listing indices fetched by the last `fetch`
+
+    # ---------------------------------------------------------------------------- reading
+
+    def read_state(self) -> None:
+        path = self.folder / STATE_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            log.info("%s: no incremental state yet; fetching every run", self.experiment)
+            return
+        except OSError as exc:
+            log.warning("%s: cannot read %s (%s); fetching every run", self.experiment, path, exc)
+            return
+        try:
+            state = json.loads(raw.decode("utf-8"))
+            if state.get("format") != FORMAT_VERSION:
+                log.info("%s: incremental state has another format; fetching every run", self.experiment)
+                return
+            if state.get("fingerprint") != self.fingerprint:
+                log.info(
+                    "%s: entity, project, filters, fields or history_samples changed since the "
+                    "last incremental export; the cache is dropped and every run fetched",
+                    self.experiment,
+                )
+                return
+            field_sets = [tuple(str(f) for f in fs) for fs in state["field_sets"]]
+            entries = {}
+            for e in state["runs"]:
+                entry = _Entry(
+                    id=str(e["id"]),
+                    state=str(e["state"]),
+                    history_line_count=int(e["history_line_count"]),
+                    last_step=int(e["last_step"]),
+                    heartbeat_at=e["heartbeat_at"],
+                    fields=field_sets[int(e["fields"])],
+                    file=str(e["file"]),
+                )
+                if entry.file != _file_name(entry.id):
+                    raise ValueError(f"unexpected cache file name {entry.file!r}")
+                entries[entry.id] = entry
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            log.warning("%s: %s is damaged (%s); fetching every run", self.experiment, path, exc)
+            return
+        self._entries = entries
+
+    def split(self, runs: Sequence[RunInfo], fields: Sequence[str]) -> tuple[dict[int, RunOutcome], list[int]]:
+        """Outcomes served from the cache by listing index, and the indices that must be fetched."""
+        self._fields = tuple(fields)
+        self._kept = {}
+        cached: dict[int, RunOutcome] = {}
+        to_fetch: list[int] = []
+        for i, run in enumerate(runs):
+            outcome = self._reuse(run, fields)
+            if outcome is None:
+                to_fetch.append(i)
+            else:
+                cached[i] = outcome
+        self.unchanged = len(cached)
+        return cached, to_fetch
+
+    def _reuse(self, run: RunInfo, fields: Sequence[str]) -> RunOutcome | None:
+        entry = self._entries.get(run.id)
+        if entry is None or run.state in ACTIVE_STATES or entry.signature() != _signature(run):
+            return None
+        extra: dict[str, str] = {}
+        missing = [f for f in fields if f not in entry.fields]
+        if missing and plan_keys(run, missing, extra):
+            return None  # the run holds a field its cache lacks
+        loaded = self._load(entry, run)
+        if loaded is None:
+            return None
+        series, non_numeric = loaded
+        wanted = set(fields)
+        self._kept[run.id] = entry
+        kept_non_numeric = {f: r for f, r in non_numeric.items() if f in wanted}
+        kept_non_numeric.update(extra)
+        return RunOutcome(
+            series={f: s for f, s in series.items() if f in wanted}, non_numeric=kept_non_numeric
+        )
+
+    def _load(self, entry: _Entry, run: RunInfo) -> tuple[dict[str, Series], dict[str, str]] | None:
+        path = self.folder / RUNS_DIR / entry.file
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+                if meta.get("format") != FORMAT_VERSION:
+                    raise ValueError("another format")
+                if meta.get("run") != {"id": run.id, **_signature(run)}:
+                    raise ValueError("written for another version of the run")
+                if tuple(meta.get("fields", ())) != entry.fields:
+                    raise ValueError("written for another field list")
+                series = {}
+                for k, name in enumerate(meta["series"]):
+                    steps = npz[f"s{k}"]
+                    values = npz[f"v{k}"]
+                    if steps.dtype != np.float64 or values.dtype != np.float64:
+                        raise ValueError(f"field '{name}' is not float64")
+                    series[str(name)] = Series(steps, values)
+                non_numeric = {str(f): str(r) for f, r in meta["non_numeric"].items()}
+        except FileNotFoundError:
+            log.warning("%s: cache file of run %s is missing; fetching it again", self.experiment, run.id)
+            return None
+        except Exception as exc:  # noqa: BLE001 - any damage means: fetch the run again
+            log.warning(
+                "%s: cache file %s is unreadable (%s); fetching run %s again",
+                self.experiment,
+                path,
+                exc,
+                run.id,
+            )
+            return None
+        return series, non_numeric
+
+    # ---------------------------------------------------------------------------- fetching
+
+    async def fetch(
+        self,
+        fetcher: Fetcher,
+        runs: Sequence[RunInfo],
+        fields: Sequence[str],
+        *,
+        samples: int | None,
+        progress: Callable[[str, RunInfo, int], None] | None = None,
+    ) -> list[RunOutcome]:
+        """Like `Fetcher.fetch_runs`, but unchanged runs come from the cache. Listing order kept."""
+        cached, to_fetch = await anyio.to_thread.run_sync(self.split, runs, fields)
+        log.info(
+            "%s: %d run(s) unchanged since the last export, %d to fetch",
+            self.experiment,
+            len(cached),
+            len(to_fetch),
+        )
+        if progress is not None:
+            for i, outcome in cached.items():
+                progress("run_done", runs[i], sum(len(s) for s in outcome.series.values()))
+        fetched = await fetcher.fetch_runs(
+            [runs[i] for i in to_fetch], fields, samples=samples, progress=progress
+        )
+        self._fetched = set(to_fetch)
+        merged = dict(cached)
+        merged.update(zip(to_fetch, fetched))
+        return [merged[i] for i in range(len(runs))]
+
+    # ---------------------------------------------------------------------------- saving
+
+    def commit(self, runs: Sequence[RunInfo], outcomes: Sequence[RunOutcome]) -> None:
+        """After the experiment was written: cache fresh runs, then state.json, then prune.
+
+        A failure here does not fail the export (its arrays are written); it is logged, and the
+        runs it concerns are fetched again next time.
+        """
+        try:
+            self._commit(runs, outcomes)
+        except (OSError, OutputError) as exc:
+            log.warning(
+                "%s: could not save the incremental cache (%s); the next export fetches more runs",
+                self.experiment,
+                exc,
+            )
+
+    def _commit(self, runs: Sequence[RunInfo], outcomes: Sequence[RunOutcome]) -> None:
+        entries: list[_Entry] = []
+        for i, (run, outcome) in enumerate(zip(runs, outcomes)):
+            kept = self._kept.get(run.id)
+            if kept is not None:
+                entries.append(kept)
+                continue
+            if i not in self._fetched or outcome.error or run.state in ACTIVE_STATES:
+                continue
+            entry = _Entry(id=run.id, fields=self._fields, file=_file_name(run.id), **_signature(run))
+            atomic_write_bytes(self.folder / RUNS_DIR / entry.file, _encode(run, entry, outcome))
+            entries.append(entry)
+        field_sets: dict[tuple[str, ...], int] = {}
+        rows = []
+        for e in entries:
+            row = asdict(e)
+            row["fields"] = field_sets.setdefault(e.fields, len(field_sets))
+            rows.append(row)
+        state = {
+            "format": FORMAT_VERSION,
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "fingerprint": self.fingerprint,
+            "field_sets": [list(fs) for fs in field_sets],
+            "runs": rows,
+        }
+        atomic_write_bytes(self.folder / STATE_FILE, json.dumps(state, indent=1).encode("utf-8"))
+        self._entries = {e.id: e for e in entries}
+        self._prune({e.file for e in entries})
+
+    def _prune(self, keep: set[str]) -> None:
+        """Delete cache files no state entry uses, and temp files of interrupted writes.
+
+        The caller holds the output folder's lock, so no other process is writing here.
+        """
+        for folder, suffix in ((self.folder / RUNS_DIR, ".npz"), (self.folder, None)):
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                name = entry.name
+                leftover = name.startswith(".") and ".tmp-" in name and entry.is_file()
+                unused = suffix is not None and name.endswith(suffix) and name not in keep
+                if leftover or unused:
+                    log.debug("%s: removing %s", self.experiment, entry.path)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+
+def _encode(run: RunInfo, entry: _Entry, outcome: RunOutcome) -> bytes:
+    names = list(outcome.series)
+    meta = {
+        "format": FORMAT_VERSION,
+        "run": {"id": run.id, **_signature(run)},
+        "fields": list(entry.fields),
+        "series": names,
+        "non_numeric": dict(outcome.non_numeric),
+    }
+    arrays: dict[str, np.ndarray] = {
+        "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    }
+    for k, name in enumerate(names):
+        s = outcome.series[name]
+        arrays[f"s{k}"] = np.ascontiguousarray(s.steps, dtype=np.float64)
+        arrays[f"v{k}"] = np.ascontiguousarray(s.values, dtype=np.float64)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def open_cache(exp: ExperimentConfig, filters: Mapping[str, Any], *, write: bool) -> RunCache:
+    """The experiment's cache with its state read; refuses setups where it cannot work."""
+    if not write:
+        raise ConfigError(
+            "incremental export needs write=True: its cache lives beside the written arrays",
+            experiment=exp.name,
+        )
+    check_name_safe(exp.name, what="experiment name")
+    if exp.name.split("/")[0] == STATE_DIR:
+        raise ConfigError(
+            f"the name '{STATE_DIR}' is where incremental state is kept", experiment=exp.name
+        )
+    cache = RunCache(Path(exp.output_path) / STATE_DIR / exp.name, exp.name, fingerprint(exp, filters))
+    cache.read_state()
+    return cache
