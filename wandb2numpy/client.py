@@ -108,11 +108,17 @@ def classify(exc: BaseException) -> Verdict:
     """
     from wandb.errors import AuthenticationError
 
-    if isinstance(exc, (AuthError, AuthenticationError)):
-        return "auth"
-    if isinstance(exc, FetchError):
-        return "fatal"
     status = http_status(exc)
+    if isinstance(exc, AuthenticationError):
+        # wandb reports any failure of the start-up `Viewer` query as an authentication error,
+        # a 503 or a dropped connection included: only a refusal of the key is final.
+        text = " ".join(str(e) for e in _chain(exc)).lower()
+        if status in (401, 403) or (status is None and "giving up after" not in text):
+            return "auth"
+    elif isinstance(exc, AuthError):
+        return "auth"
+    elif isinstance(exc, FetchError):
+        return "fatal"
     if status is not None:
         if status == 429:
             return "rate_limit"
@@ -210,6 +216,8 @@ class ApiPool:
                 api_key=self.settings.api_key,
             )
         except (AuthenticationError, UsageError) as exc:
+            if isinstance(exc, AuthenticationError) and classify(exc) != "auth":
+                raise  # the server was unavailable, not unwilling: let the retry policy decide
             raise AuthError(
                 "the W&B server refused the API key (set WANDB_API_KEY or pass api_key); "
                 + scrub(str(exc).splitlines()[0] if str(exc) else "", self.settings.api_key)
@@ -330,11 +338,27 @@ def scan_history(
 
     `max_step=None` scans to the run's last step, which the client then asks the server for."""
     run = bind_run(api, info)
-    scan = run.scan_history(
-        keys=list(keys),
-        page_size=page_size,
-        min_step=min_step,
-        max_step=max_step,
-        use_cache=False,
-    )
+    service = getattr(run, "_service_api", None)
+    if max_step is not None and service is not None:
+        # `run.scan_history` first asks the server for the run's last step (one `RunHistoryKeys`
+        # round trip per call); the listing already told us, so build the scan directly.
+        from wandb.apis.public import HistoryScan
+
+        scan = HistoryScan(
+            run=run,
+            service_api=service,
+            min_step=min_step,
+            max_step=min(max_step, info.last_step + 1) if info.last_step >= 0 else max_step,
+            keys=list(keys),
+            page_size=page_size,
+            use_cache=False,
+        )
+    else:
+        scan = run.scan_history(
+            keys=list(keys),
+            page_size=page_size,
+            min_step=min_step,
+            max_step=max_step,
+            use_cache=False,
+        )
     return list(scan)

@@ -1,0 +1,47 @@
+"""The one place that reads wandb's errors: which failures are retried, which are final."""
+
+from __future__ import annotations
+
+import pytest
+from wandb.errors import AuthenticationError, CommError
+
+from wandb2numpy.client import classify, describe, http_status
+from wandb2numpy.errors import AuthError
+
+GIVING_UP = "POST http://127.0.0.1:1/graphql giving up after 2 attempt(s)\nwhile retrying: HTTP {}: boom"
+
+
+@pytest.mark.parametrize(
+    "exc,verdict",
+    [
+        (CommError(GIVING_UP.format(429)), "rate_limit"),
+        (CommError(GIVING_UP.format(500)), "transient"),
+        (CommError(GIVING_UP.format(503)), "transient"),
+        (CommError(GIVING_UP.format(501)), "fatal"),
+        (CommError("HTTP 400: bad query"), "fatal"),
+        (CommError("HTTP 404: not found"), "fatal"),
+        (CommError("HTTP 401: unauthorized"), "auth"),
+        (Exception("request did not respond in time."), "transient"),
+        (ConnectionResetError("reset by peer"), "transient"),
+        (AuthenticationError("Failed to verify credentials with http://x: invalid API key"), "auth"),
+        # The start-up query failing on a flaky server is not a refused key.
+        (AuthenticationError("Failed to verify credentials with http://x: " + GIVING_UP.format(502)), "transient"),
+        (AuthError("refused"), "auth"),
+        (ValueError("Could not find project acme/nope"), "fatal"),
+    ],
+)
+def test_classify(exc: BaseException, verdict: str) -> None:
+    assert classify(exc) == verdict
+
+
+def test_status_found_through_the_cause_chain() -> None:
+    inner = Exception(GIVING_UP.format(503))
+    outer = CommError("wrapped")
+    outer.__cause__ = inner
+    assert http_status(outer) == 503
+    assert classify(outer) == "transient"
+
+
+def test_describe_scrubs_the_key() -> None:
+    key = "local-" + "k" * 40
+    assert key not in describe(Exception(f"bad key {key}"), key)
