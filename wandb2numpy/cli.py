@@ -130,8 +130,8 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     except Wandb2NumpyError as exc:
         if args.verbose:
             log.exception("export failed")
-        else:
-            log.error("%s", exc)
+        else:  # to the log file only: stderr gets the one-line message below, not a second copy
+            log.error("%s", exc, extra={"console": False})
         print(f"wandb2numpy: error: {exc}", file=sys.stderr)
         return summary.fail(exc.exit_code, str(exc))
     finally:
@@ -259,6 +259,7 @@ def _setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> N
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("wandb2numpy: %(levelname)s: %(message)s"))
+    handler.addFilter(lambda record: getattr(record, "console", True))
     root = logging.getLogger("wandb2numpy")
     root.handlers[:] = [handler]
     root.setLevel(level)

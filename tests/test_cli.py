@@ -1,0 +1,324 @@
+"""The command line: exit codes, messages, files left alone or replaced, the lock, monitor output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from wandb2numpy import RetryPolicy
+from wandb2numpy.cli import build_parser, main
+from wandb2numpy.lock import LOCK_NAME, output_lock
+from wandb2numpy.testing import LocalServer, synthetic_project
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FAST = RetryPolicy(attempts=4, initial_wait=0.05, max_wait=0.3, rate_limit_pause=0.2)
+N_RUNS = 4
+RUN_IDS = [r["id"] for r in synthetic_project(runs=N_RUNS, steps=40, metrics=2)["projects"][0]["runs"]]
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    srv = LocalServer(synthetic_project(runs=N_RUNS, steps=40, metrics=2)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def srv(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
+    server.reset_faults()
+    server.reset_stats()
+    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
+    # The CLI has no retry option: give its `export` call the short policy as an argument.
+    module = sys.modules["wandb2numpy.export"]
+    monkeypatch.setattr(module, "export", functools.partial(module.export, policy=FAST))
+    return server
+
+
+def write_config(tmp_path: Path, out: Path | None = None, **overrides: Any) -> Path:
+    exp = {"fields": ["train/return", "train/loss"]}
+    exp.update(overrides)
+    data = {
+        "DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": str(out or tmp_path / "out")},
+        "curves": exp,
+        "losses": {"fields": ["train/loss"], "output_data_type": "csv"},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
+
+
+def cli(srv: LocalServer, *args: str) -> int:
+    return main([*args, "--base-url", srv.base_url])
+
+
+# ------------------------------------------------------------------------------- exit codes
+
+
+def test_exit_0_writes_every_experiment(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg)) == 0
+    out = capsys.readouterr()
+    assert "curves: 4 run(s) exported" in out.out
+    assert "shape (4, 40)" in out.out
+    arr = np.load(tmp_path / "out" / "curves" / "train" / "return.npy")
+    assert arr.shape == (N_RUNS, 40)
+    assert (tmp_path / "out" / "losses" / "train" / "loss.csv").exists()
+    assert not (tmp_path / "out" / LOCK_NAME).exists()
+    # not a terminal: no progress bars, no colour codes
+    assert "\x1b[" not in out.err and "\r" not in out.err and "\x1b[" not in out.out
+
+
+def test_exit_1_wrong_api_key(srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "local-" + "x" * 40)
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg)) == 1
+    err = capsys.readouterr().err
+    assert "API key" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_exit_1_server_unreachable(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = write_config(tmp_path)
+    assert main([str(cfg), "--base-url", f"http://127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert "wandb2numpy: error:" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_exit_2_bad_config_names_file_experiment_and_key(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, history_samples="lots")
+    assert cli(srv, str(cfg)) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err
+    assert "experiment 'curves'" in err
+    assert "key 'history_samples'" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert srv.stats()["requests"] == 0  # refused before any request
+
+
+def test_exit_2_missing_config_file(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(srv, str(tmp_path / "nope.yaml")) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_exit_2_unknown_experiment(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg), "-e", "curvse") == 2
+    err = capsys.readouterr().err
+    assert "curvse" in err and "curves" in err  # names the typo and what exists
+    assert not (tmp_path / "out").exists()
+
+
+def test_exit_2_bad_usage(srv: LocalServer, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    for args in ([str(cfg), "--concurrency", "0"], [str(cfg), "--no-such-option"], []):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_exit_3_partial(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = RUN_IDS[1]
+    srv.set_faults(fail_runs=bad)
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg), "-e", "curves") == 3
+    out = capsys.readouterr().out
+    assert f"failed run {bad}" in out
+    folder = tmp_path / "out" / "curves"
+    assert np.load(folder / "train" / "return.npy").shape == (N_RUNS - 1, 40)
+    failed = (folder / "failed_runs.csv").read_text().splitlines()
+    assert failed[0] == "id,error" and failed[1].startswith(bad + ",")
+    assert not (tmp_path / "out" / "losses").exists()  # -e: the other experiment is not touched
+
+
+# ------------------------------------------------------------------------------- existing output
+
+
+def test_existing_output_needs_overwrite(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg), "-q") == 0
+    out = tmp_path / "out"
+    extra = out / "curves" / "notes.txt"
+    extra.write_text("mine")
+    before = files_under(out)
+    stamps = {p: os.stat(out / p).st_mtime_ns for p in before}
+    srv.reset_stats()
+
+    assert cli(srv, str(cfg)) == 1
+    err = capsys.readouterr().err
+    assert "already exist" in err and "-o" in err
+    assert files_under(out) == before
+    assert {p: os.stat(out / p).st_mtime_ns for p in before} == stamps
+    assert srv.stats()["requests"] == 0  # refused before fetching
+
+    assert cli(srv, str(cfg), "-o", "-q") == 0
+    after = files_under(out)
+    assert "curves/notes.txt" not in after  # the experiment folder was replaced as a whole
+    assert after == {k: v for k, v in before.items() if k != "curves/notes.txt"}
+    assert all(os.stat(out / p).st_mtime_ns != stamps[p] for p in after)
+
+
+# ------------------------------------------------------------------------------- the lock
+
+
+def test_second_export_into_a_locked_folder_exits_1_at_once(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path)
+    with output_lock(out):
+        holder = json.loads((out / LOCK_NAME).read_text())
+        assert cli(srv, str(cfg)) == 1
+    err = capsys.readouterr().err
+    assert f"pid {os.getpid()}" in err
+    assert str(holder["started"]) in err
+    assert srv.stats()["requests"] == 0
+    assert files_under(out) == {}
+
+
+def test_second_export_from_another_process_is_refused(srv: LocalServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = write_config(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom wandb2numpy.lock import output_lock\n"
+         f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        env = dict(os.environ, WANDB_API_KEY=srv.api_key)
+        proc = subprocess.run(
+            [sys.executable, "-m", "wandb2numpy.cli", str(cfg), "--base-url", srv.base_url],
+            capture_output=True, text=True, env=env, timeout=60,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 1
+    assert f"pid {holder.pid}" in proc.stderr and "started" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_stale_lock_is_taken_over_with_a_warning(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "started": "2024-01-01T00:00:00+00:00"}))
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg)) == 0
+    err = capsys.readouterr().err
+    assert "stale lock" in err and str(dead.pid) in err
+    assert (out / "curves" / "train" / "return.npy").exists()
+    assert not (out / LOCK_NAME).exists()
+
+
+# ------------------------------------------------------------------------------- for monitors
+
+
+def test_log_file_and_json_summary(srv: LocalServer, tmp_path: Path) -> None:
+    srv.set_faults(error_rate=0.3, seed=1)
+    cfg = write_config(tmp_path)
+    log_file = tmp_path / "run.log"
+    summary_file = tmp_path / "summary.json"
+    assert cli(srv, str(cfg), "-q", "--log-file", str(log_file), "--json-summary", str(summary_file)) == 0
+    summary = json.loads(summary_file.read_text())
+    for key in ("experiments", "runs_exported", "runs_unchanged", "runs_failed", "runs_skipped",
+                "requests", "retries", "bytes_written", "wall_s", "exit_code"):
+        assert key in summary, key
+    assert summary["exit_code"] == 0
+    assert summary["runs_exported"] == 2 * N_RUNS and summary["runs_failed"] == 0
+    assert set(summary["experiments"]) == {"curves", "losses"}
+    written = sum(p.stat().st_size for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != LOCK_NAME)
+    assert summary["bytes_written"] == written
+    assert summary["requests"] >= 2 * N_RUNS
+    assert srv.stats()["injected_5xx"] >= 1
+    text = log_file.read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", text, re.M)  # timestamped lines
+    assert "exit code 0" in text
+    assert "\x1b[" not in text
+
+
+def test_json_summary_written_on_error(srv: LocalServer, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, fields="nope-not-a-list-of-fields", history_samples=-5)
+    summary_file = tmp_path / "summary.json"
+    assert cli(srv, str(cfg), "--json-summary", str(summary_file)) == 2
+    summary = json.loads(summary_file.read_text())
+    assert summary["exit_code"] == 2 and summary["error"]
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------- entry points
+
+
+def test_cli_py_from_the_repo_root(srv: LocalServer, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    env = dict(os.environ, WANDB_API_KEY=srv.api_key)
+    proc = subprocess.run(
+        [sys.executable, "cli.py", str(cfg), "--base-url", srv.base_url, "-e", "losses"],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "losses: 4 run(s) exported" in proc.stdout
+    assert (tmp_path / "out" / "losses" / "train" / "loss.csv").exists()
+
+
+def test_every_option_is_documented_in_the_readme() -> None:
+    readme = REPO_ROOT / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not written yet")
+    text = readme.read_text(encoding="utf-8")
+    missing = [
+        opt
+        for action in build_parser()._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt not in ("--help",) and opt not in text
+    ]
+    assert missing == []
+
+
+def test_demo(tmp_path: Path) -> None:
+    out = tmp_path / "demo-out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wandb2numpy.cli", "demo", "--output", str(out), "--runs", "6", "--steps", "60"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    npy = out / "demo-ppo-sampled" / "train" / "return.npy"
+    assert npy.exists()
+    assert f"{npy}: shape {np.load(npy).shape}" in proc.stdout
+    assert (out / "demo-csv" / "eval" / "success_rate.csv").exists()
+    assert list(tmp_path.iterdir()) == [out]  # nothing written outside --output

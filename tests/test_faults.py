@@ -1,0 +1,297 @@
+"""Robustness (issue 5): an export under server faults ends with the same bytes as a healthy one.
+
+Every fault runs the same config against the local server's fault injection and compares every
+file under `output_path` with a fault-free export of that config. Retries are shortened through
+the policy's own parameters (`RetryPolicy`), never by patching internals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wandb2numpy import ClientSettings, RetryPolicy, export
+from wandb2numpy.cli import main
+from wandb2numpy.testing import LocalServer, synthetic_project
+
+FAST = RetryPolicy(attempts=8, initial_wait=0.05, max_wait=0.5, rate_limit_pause=0.2)
+HISTORY_OPS = "HistoryPage,SampledHistoryPage,RunSampledHistory,RunFullHistory"
+N_RUNS = 6
+
+
+def project() -> dict[str, Any]:
+    return synthetic_project(runs=N_RUNS, steps=300, metrics=3, seed=0)
+
+
+RUN_IDS = [r["id"] for r in project()["projects"][0]["runs"]]
+
+
+def config(out: Path) -> dict[str, Any]:
+    """Two experiments: sampled history to NumPy, full (scanned) history to CSV."""
+    return {
+        "DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": str(out)},
+        "sampled": {"fields": ["train/return", "eval/return"]},
+        "full": {"fields": ["train/loss"], "history_samples": "all", "output_data_type": "csv"},
+    }
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under root (relative path -> bytes), lock files aside."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != ".wandb2numpy.lock":
+            out[str(path.relative_to(root))] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    srv = LocalServer(project()).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def srv(server: LocalServer) -> LocalServer:
+    server.reset_faults()
+    server.reset_stats()
+    return server
+
+
+@pytest.fixture(scope="module")
+def reference(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    server.reset_faults()
+    out = tmp_path_factory.mktemp("reference") / "out"
+    result = export(config(out), settings=_settings(server), policy=FAST)
+    assert result.exit_code == 0
+    files = tree(out)
+    assert "sampled/train/return.npy" in files and "full/train/loss.csv" in files
+    assert not any("failed_runs" in name for name in files)
+    return files
+
+
+def _settings(srv: LocalServer, timeout: float = 20) -> ClientSettings:
+    return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=timeout)
+
+
+def _faulty_export(srv: LocalServer, tmp_path: Path, timeout: float = 20) -> tuple[Any, dict[str, bytes]]:
+    out = tmp_path / "out"
+    result = export(config(out), settings=_settings(srv, timeout), policy=FAST, concurrency=4)
+    return result, tree(out)
+
+
+def fast_cli_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI has no retry option: hand its `export` call the short policy as an argument."""
+    import functools
+
+    export_module = sys.modules["wandb2numpy.export"]  # the package attribute is the function
+    monkeypatch.setattr(export_module, "export", functools.partial(export_module.export, policy=FAST))
+
+
+# ------------------------------------------------------------------------------- the fault matrix
+
+
+def test_rate_limit_storm_with_retry_after(srv: LocalServer, reference: dict[str, bytes], tmp_path: Path) -> None:
+    srv.set_faults(rate_limit=4)  # token bucket: 429 with Retry-After once the burst is spent
+    result, files = _faulty_export(srv, tmp_path)
+    stats = srv.stats()
+    assert stats["injected_429"] >= 3, stats
+    assert result.exit_code == 0  # wandb-core's one inner retry or our shared pause absorbed them
+    assert files == reference
+
+
+def test_twenty_percent_server_errors(srv: LocalServer, reference: dict[str, bytes], tmp_path: Path) -> None:
+    srv.set_faults(error_rate=0.2, seed=7)
+    result, files = _faulty_export(srv, tmp_path)
+    stats = srv.stats()
+    assert stats["injected_5xx"] >= 2, stats
+    assert result.exit_code == 0
+    assert files == reference
+
+
+def test_connection_resets(srv: LocalServer, reference: dict[str, bytes], tmp_path: Path) -> None:
+    srv.set_faults(reset_rate=0.1, seed=3)
+    result, files = _faulty_export(srv, tmp_path)
+    stats = srv.stats()
+    assert stats["injected_resets"] >= 1, stats
+    assert result.exit_code == 0
+    assert files == reference
+
+
+def test_connection_resets_before_any_byte(srv: LocalServer, reference: dict[str, bytes], tmp_path: Path) -> None:
+    srv.set_faults(reset_rate=0.1, reset_mode="connect", seed=5)
+    result, files = _faulty_export(srv, tmp_path)
+    assert srv.stats()["injected_resets"] >= 1
+    assert result.exit_code == 0
+    assert files == reference
+
+
+def test_latency_spikes_past_the_call_timeout(
+    srv: LocalServer, reference: dict[str, bytes], tmp_path: Path
+) -> None:
+    srv.set_faults(spike_rate=0.25, spike_ms=4000, fault_ops=HISTORY_OPS, seed=11)
+    result, files = _faulty_export(srv, tmp_path, timeout=2)
+    stats = srv.stats()
+    assert stats["injected_spikes"] >= 1, stats
+    assert result.exit_code == 0
+    assert files == reference
+
+
+def test_server_gone_and_back_within_the_retry_budget(
+    reference: dict[str, bytes], tmp_path: Path
+) -> None:
+    srv = LocalServer(project(), latency_ms=150).start()
+    events: list[str] = []
+
+    def stop() -> None:
+        srv.stop()
+        events.append("stopped")
+
+    def restart() -> None:
+        srv.start()
+        events.append("started")
+
+    timers = [threading.Timer(0.6, stop), threading.Timer(2.6, restart)]
+    try:
+        for t in timers:
+            t.start()
+        result, files = _faulty_export(srv, tmp_path)
+        for t in timers:
+            t.join()
+        assert events == ["stopped", "started"]
+        assert result.exit_code == 0
+        assert result.stats.retries >= 1  # the outage was actually hit, not waited out
+        assert files == reference
+    finally:
+        for t in timers:
+            t.cancel()
+        srv.stop()
+
+
+def test_one_run_always_failing(srv: LocalServer, reference: dict[str, bytes], tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = RUN_IDS[2]
+    srv.set_faults(fail_runs=bad)
+    out = tmp_path / "out"
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(json.dumps(config(out)))  # JSON is YAML
+    summary_file = tmp_path / "summary.json"
+    monkeypatch.setenv("WANDB_API_KEY", srv.api_key)
+    fast_cli_policy(monkeypatch)
+    code = main([str(cfg_file), "--base-url", srv.base_url, "-q", "--json-summary", str(summary_file)])
+    assert code == 3
+    summary = json.loads(summary_file.read_text())
+    assert summary["exit_code"] == 3
+    assert summary["runs_failed"] == 2  # the bad run, once per experiment
+    assert summary["runs_exported"] == 2 * (N_RUNS - 1)
+    for name in ("sampled", "full"):
+        exp = summary["experiments"][name]
+        assert list(exp["failed_runs"]) == [bad]
+        assert exp["runs_exported"] == N_RUNS - 1
+        failed_csv = (out / name / "failed_runs.csv").read_text().splitlines()
+        assert failed_csv[0] == "id,error"
+        assert [line.split(",")[0] for line in failed_csv[1:]] == [bad]
+        runs_csv = (out / name / "runs.csv").read_text()
+        assert bad not in runs_csv
+        for rid in RUN_IDS:
+            if rid != bad:
+                assert rid in runs_csv
+    loss = (out / "full" / "train" / "loss.csv").read_text().splitlines()
+    assert len(loss) == N_RUNS  # header + every healthy run
+    # the healthy runs' rows are byte-identical to the fault-free export
+    ref_rows = {line for line in reference["full/train/loss.csv"].decode().splitlines()}
+    assert set(loss) <= ref_rows
+
+
+# ------------------------------------------------------------------------------- signals
+
+
+def _wait_for(predicate: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server in its own process, slow enough that an export is mid-flight for seconds."""
+    data = tmp_path_factory.mktemp("slow") / "project.json"
+    data.write_text(json.dumps(project()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wandb2numpy.testing.server", "--data", str(data), "--latency-ms", "400"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_export_leaves_previous_export_intact(
+    slow_server: str, reference: dict[str, bytes], tmp_path: Path, sig: int, code: int
+) -> None:
+    from wandb2numpy.testing import DEFAULT_API_KEY
+
+    out = tmp_path / "out"
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(json.dumps(config(out)))
+    # The previous complete export, with contents a new export cannot produce.
+    for rel in reference:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(b"previous export of " + rel.encode())
+    before = tree(out)
+    env = dict(os.environ, WANDB_API_KEY=DEFAULT_API_KEY)
+    summary_file = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wandb2numpy.cli", str(cfg_file), "-o", "--base-url", slow_server,
+         "--json-summary", str(summary_file), "-v"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        # mid-flight: the lock is held, so the export has started; the server is slow
+        assert _wait_for(lambda: (out / ".wandb2numpy.lock").exists(), 30), "export never started"
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    after = tree(out)
+    # Each experiment is either entirely the previous export or entirely a complete new one;
+    # no file is torn, half old and half new, or left over from staging.
+    for exp in ("sampled", "full"):
+        old = {k: v for k, v in before.items() if k.startswith(exp + "/")}
+        now = {k: v for k, v in after.items() if k.startswith(exp + "/")}
+        new = {k: v for k, v in reference.items() if k.startswith(exp + "/")}
+        assert now in (old, new), f"{exp}: neither the previous nor a complete new export"
+    assert set(after) <= set(before)
+    leftovers = [str(p) for p in out.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
+    assert leftovers == []
+    assert not (out / ".wandb2numpy.lock").exists()
+    summary = json.loads(summary_file.read_text())
+    assert summary["exit_code"] == code
