@@ -25,7 +25,7 @@ import numpy as np
 from .assemble import ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
-from .errors import OutputExistsError
+from .errors import OutputError, OutputExistsError
 from .fetch import DEFAULT_CONCURRENCY, Fetcher, FetchStats, RetryPolicy, all_numeric_fields, task_group
 from .filters import build_filters
 from .lock import output_locks
@@ -164,7 +164,7 @@ async def _export_one(
         )
     runs = await fetcher.list_runs(exp.entity, exp.project, filters)
     log.info("%s: %d run(s) match %s", exp.name, len(runs), filters or "no filter")
-    fields = list(exp.fields) if exp.fields is not None else all_numeric_fields(runs)
+    fields = list(exp.fields) if exp.fields is not None else _safe_fields(exp.name, all_numeric_fields(runs))
     if progress is not None:
         progress.start(exp.name, len(runs))
 
@@ -209,6 +209,20 @@ async def _export_one(
     if progress is not None:
         progress.finish(exp.name)
     return report
+
+
+def _safe_fields(experiment: str, names: Sequence[str]) -> list[str]:
+    """`fields: all` takes key names from the server; one that cannot be a file name is left out
+    with a warning instead of failing the export after everything was fetched."""
+    safe = []
+    for name in names:
+        try:
+            writers.check_name_safe(name, what="field name")
+        except OutputError as exc:
+            log.warning("%s: history key %r left out: %s", experiment, name, exc)
+            continue
+        safe.append(name)
+    return safe
 
 
 def export(config: ConfigSource, **kwargs: Any) -> ExportResult:
