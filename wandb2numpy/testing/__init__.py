@@ -1,0 +1,22 @@
+"""A W&B-compatible local server for tests, benchmarks and demos.
+
+The unmodified `wandb` client talks to it over HTTP on 127.0.0.1, so everything between
+`wandb.Api()` and the wire (wandb-core, its retries, its concurrency limit) is exercised for
+real. Layout follows moto: `backend` (projects, runs, columnar history) <- `protocol` (GraphQL
+operations) <- `httpserver` (threads, auth, faults, control routes) <- `server` (handle, CLI).
+"""
+
+from __future__ import annotations
+
+from .faults import FaultSettings
+from .handle import DEFAULT_API_KEY, DEFAULT_HOST, LocalServer, local_server
+from .synthetic import synthetic_project
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_HOST",
+    "FaultSettings",
+    "LocalServer",
+    "local_server",
+    "synthetic_project",
+]

@@ -1,0 +1,272 @@
+"""The HTTP layer: a threaded HTTP/1.1 server that applies auth and faults, then the protocol.
+
+Emulated routes are `POST /graphql` and parquet file GETs; `/sdk/otel/...` gets the 404 the
+client tolerates. Control routes (`/_stats`, `/_faults`, `/_load`, `/_health`) never count in the
+stats and never get faults, so a test can always observe and reconfigure a misbehaving server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import socketserver
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .faults import HISTORY_OPS, Decision
+from .protocol import Reply, error_reply, parse_request
+
+if TYPE_CHECKING:
+    from .handle import LocalServer
+
+log = logging.getLogger(__name__)
+
+
+class HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], owner: LocalServer) -> None:
+        self.owner = owner
+        self.connections: set[socket.socket] = set()
+        self.conn_lock = threading.Lock()
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can stall for seconds.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up, and connections reset on purpose, are not news.
+
+        Nothing is logged: handler threads outlive tests, and a test that attached (then closed)
+        a handler on the root logger would otherwise get errors from this server's threads.
+        """
+
+    def drop_connections(self) -> None:
+        """Closes every open keep-alive connection, as a server that goes away would."""
+        with self.conn_lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.conn_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.conn_lock:
+            self.server.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Per-request lines are not logged; `LocalServer.request_log()` has them."""
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode())
+
+    def _reset(self, reply: Reply, mode: str) -> None:
+        """Closes with RST (SO_LINGER 0): mid-body ("body") or before any byte ("connect")."""
+        try:
+            if mode == "body":
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body[: len(reply.body) // 2])
+                self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            self.close_connection = True
+            self.connection.close()
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                _, _, key = base64.b64decode(token).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            return key == self.server.owner.api_key
+        if scheme.lower() == "bearer":
+            return token == self.server.owner.api_key
+        return False
+
+    def _base_url(self) -> str:
+        return f"http://{self.headers.get('Host') or self.server.owner.base_url.split('//', 1)[1]}"
+
+    # ---- routes ----------------------------------------------------------------------------
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        body = self._body()
+        if path == "/graphql":
+            self._emulated(body)
+        elif path.startswith("/_"):
+            self._control("POST", path, body)
+        else:
+            self._send(404, b'{"error":"not found"}')
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        if path.startswith("/_"):
+            self._control("GET", path, b"")
+        elif path.startswith("/files/"):
+            self._file(path)
+        else:
+            self._send(404, b'{"error":"not found"}')
+
+    do_HEAD = do_GET
+
+    def _control(self, method: str, path: str, body: bytes) -> None:
+        owner = self.server.owner
+        try:
+            if path == "/_stats" and method == "GET":
+                return self._send_json(200, owner.stats())
+            if path == "/_stats/reset" and method == "POST":
+                owner.reset_stats()
+                return self._send_json(200, {"ok": True})
+            if path == "/_faults":
+                if method == "POST":
+                    changes = json.loads(body or b"{}")
+                    return self._send_json(200, owner.set_faults(**changes).to_json())
+                return self._send_json(200, owner.faults.settings.to_json())
+            if path == "/_load" and method == "POST":
+                owner.load(json.loads(body))
+                return self._send_json(200, {"ok": True})
+            if path == "/_health":
+                return self._send_json(200, {"ok": True, "base_url": owner.base_url})
+            if path == "/_requests":
+                return self._send_json(200, owner.request_log())
+        except (ValueError, TypeError, KeyError) as exc:
+            return self._send_json(400, {"error": str(exc)})
+        self._send_json(404, {"error": f"no control route {method} {path}"})
+
+    def _emulated(self, body: bytes) -> None:
+        owner = self.server.owner
+        try:
+            req = parse_request(body)
+        except ValueError as exc:
+            return self._send(400, error_reply(f"bad request: {exc}").body)
+        run_id = req.run_id if req.op in HISTORY_OPS else None
+        owner.request_log_append({"op": req.op, "variables": req.variables})
+        self._serve(req.op, run_id, lambda: owner.protocol.handle(req, self._base_url()))
+
+    def _file(self, path: str) -> None:
+        owner = self.server.owner
+        if owner.parquet is None:
+            return self._send(404, b"not found", "text/plain")
+        run_id = path.rsplit("/", 1)[-1].split(".", 1)[0]
+        rng = self.headers.get("Range")
+        owner.request_log_append(
+            {"op": "ParquetFile", "variables": {"path": path, "range": rng, "method": self.command}}
+        )
+        self._serve("ParquetFile", run_id, lambda: owner.parquet.serve(path, rng))
+
+    def _serve(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> None:
+        """Counts, authenticates, injects faults, then answers with `produce()`'s reply.
+
+        The stats are updated before the first byte goes out, so a client that has its answer
+        always finds the request counted.
+        """
+        owner = self.server.owner
+        owner.stats_.begin(op, run_id)
+        accounted = False
+        try:
+            reply, decision = self._answer(op, run_id, produce)
+            reset = decision is not None and decision.reset
+            nbytes = len(reply.body)
+            owner.stats_.end(0 if reset else reply.status, rows=reply.rows, nbytes=nbytes, decision=decision)
+            accounted = True
+            if reset:
+                self._reset(reply, owner.faults.settings.reset_mode)
+            else:
+                self._send(reply.status, reply.body, reply.content_type, reply.headers)
+        except OSError:
+            self.close_connection = True
+        except Exception as exc:  # a server bug: answer 500 rather than leave the client hanging
+            log.exception("local W&B server failed on %s", op)
+            self._send(500, error_reply(f"local W&B server error in {op}: {exc!r}", 500).body)
+        finally:
+            if not accounted:
+                owner.stats_.end(500)
+
+    def _answer(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> tuple[Reply, Decision | None]:
+        owner = self.server.owner
+        if op != "ParquetFile" and not self._authorized():
+            return error_reply("local W&B server: invalid API key", 401), None
+        decision = owner.faults.decide(op, run_id)
+        if decision.retry_after is not None:
+            body = b'{"errors":[{"message":"rate limit exceeded"}]}'
+            return Reply(status=429, body=body, headers={"Retry-After": str(decision.retry_after)}), decision
+        if decision.delay_s > 0:
+            time.sleep(decision.delay_s)
+        if decision.status is not None:
+            return Reply(status=decision.status, body=b'{"errors":[{"message":"injected server error"}]}'), decision
+        reply = produce()
+        if decision.per_row_s > 0 and reply.rows:
+            time.sleep(decision.per_row_s * reply.rows)
+        return reply, decision
+
+
+class RequestLog:
+    """The last few thousand (op, variables) pairs, for tests and for learning the client."""
+
+    def __init__(self, maxlen: int = 5000) -> None:
+        self._items: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    def append(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            self._items.append(item)
+
+    def items(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

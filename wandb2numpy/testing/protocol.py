@@ -1,0 +1,261 @@
+"""The GraphQL layer: operation name + variables in, the JSON the 0.31 client expects out.
+
+There is no GraphQL parser. wandb-core sends a fixed set of documents, so the operation name
+(from `operationName`, or the `query Name(` text when wandb-core leaves it empty) picks a
+handler, the variables carry the arguments, and each handler returns the fields its document
+asks for (extra fields are harmless: the client ignores them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, RunRecord
+from .filters import FilterError
+from .history import sample_indices
+
+_OP_RE = re.compile(r"\b(query|mutation|subscription)\s+([A-Za-z_]\w*)")
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    op: str
+    variables: dict[str, Any]
+    query: str
+
+    @property
+    def entity(self) -> str | None:
+        return self.variables.get("entity") or self.variables.get("entityName")
+
+    @property
+    def project(self) -> str | None:
+        return self.variables.get("project") or self.variables.get("projectName")
+
+    @property
+    def run_id(self) -> str | None:
+        v = self.variables
+        return v.get("name") or v.get("run") or v.get("runName")
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    rows: int = 0
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def parse_request(raw: bytes) -> GraphQLRequest:
+    """Raises ValueError on a body that is not a GraphQL POST."""
+    doc = json.loads(raw or b"{}")
+    if not isinstance(doc, dict) or not isinstance(doc.get("query", ""), str):
+        raise ValueError("expected a JSON object with a query")
+    query = doc.get("query") or ""
+    op = doc.get("operationName") or ""
+    if not op:
+        m = _OP_RE.search(query)
+        op = m.group(2) if m else "Anonymous"
+    return GraphQLRequest(op, doc.get("variables") or {}, query)
+
+
+def json_reply(data: Any, rows: int = 0) -> Reply:
+    return Reply(body=json.dumps({"data": data}, separators=(",", ":")).encode(), rows=rows)
+
+
+def error_reply(message: str, status: int = 200) -> Reply:
+    return Reply(status=status, body=json.dumps({"errors": [{"message": message}], "data": None}).encode())
+
+
+def _cursor(offset: int) -> str:
+    return base64.b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(base64.b64decode(cursor).decode().split(":", 1)[1])
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"bad cursor {cursor!r}") from exc
+
+
+class Protocol:
+    """Dispatches parsed requests to the backend; `parquet_url` is set by the parquet mode."""
+
+    def __init__(self, backend: Backend, *, parquet_url: Callable[[RunRecord, str], str | None] | None = None) -> None:
+        self.backend = backend
+        self.parquet_url = parquet_url
+        self.handlers: dict[str, Callable[[GraphQLRequest, str], Reply]] = {
+            "Viewer": self.viewer,
+            "GetDefaultEntity": self.viewer,
+            "Runs": self.runs,
+            "Run": self.run,
+            "RunState": self.run,
+            "RunSampledHistory": self.sampled_history,
+            "RunFullHistory": self.full_history,
+            "RunHistoryKeys": self.history_keys,
+            "RunParquetHistory": self.parquet_history,
+            "HistoryPage": self.history_page,
+            "SampledHistoryPage": self.sampled_history,
+            "Project": self.project_query,
+        }
+
+    def handle(self, req: GraphQLRequest, base_url: str) -> Reply:
+        handler = self.handlers.get(req.op)
+        if handler is None:
+            if "viewer" in req.query and "project(" not in req.query:
+                return self.viewer(req, base_url)
+            return error_reply(f"local W&B server: unsupported operation {req.op}")
+        try:
+            return handler(req, base_url)
+        except (FilterError, ValueError, TypeError, KeyError) as exc:
+            return error_reply(f"{req.op}: {exc}")
+
+    # ---- viewer and projects ---------------------------------------------------------------
+
+    def viewer(self, req: GraphQLRequest, base_url: str) -> Reply:
+        ent = self.backend.default_entity
+        return json_reply(
+            {
+                "viewer": {
+                    "id": base64.b64encode(f"User:{ent}".encode()).decode(),
+                    "entity": ent,
+                    "username": ent,
+                    "email": f"{ent}@localhost",
+                    "admin": False,
+                    "flags": "{}",
+                    "teams": {"edges": [{"node": {"name": p.entity}} for p in self._entities()]},
+                }
+            }
+        )
+
+    def _entities(self) -> list[Any]:
+        seen: dict[str, Any] = {}
+        for p in self.backend.projects():
+            seen.setdefault(p.entity, p)
+        return list(seen.values())
+
+    def project_query(self, req: GraphQLRequest, base_url: str) -> Reply:
+        proj = self.backend.project(req.entity, req.project)
+        if proj is None:
+            return json_reply({"project": None})
+        pid = base64.b64encode(f"Project:v1:{proj.name}:{proj.entity}".encode()).decode()
+        return json_reply({"project": {"id": pid, "name": proj.name, "entityName": proj.entity, "internalId": pid}})
+
+    def runs(self, req: GraphQLRequest, base_url: str) -> Reply:
+        proj = self.backend.project(req.entity, req.project)
+        if proj is None:
+            return json_reply({"project": None})
+        filters = req.variables.get("filters") or {}
+        if isinstance(filters, str):
+            filters = json.loads(filters or "{}") or {}
+        if not isinstance(filters, Mapping):
+            raise FilterError("filters must be an object")
+        matched = proj.query(filters, req.variables.get("order"))
+        start = _offset(req.variables.get("cursor"))
+        per_page = int(req.variables.get("perPage") or 50)
+        page = matched[start : start + per_page]
+        full = "summaryMetrics" in req.query or "historyKeys" in req.query
+        edges = ",".join(
+            '{"node":%s,"cursor":"%s"}' % (r.full_json if full else r.light_json, _cursor(start + i + 1))
+            for i, r in enumerate(page)
+        )
+        end_cursor = json.dumps(_cursor(start + len(page)) if page else None)
+        internal = json.dumps(base64.b64encode(f"Project:v1:{proj.name}:{proj.entity}".encode()).decode())
+        body = (
+            '{"data":{"project":{"internalId":%s,"runCount":%d,"readOnly":false,"runs":{"edges":[%s],'
+            '"pageInfo":{"endCursor":%s,"hasNextPage":%s}}}}}'
+            % (internal, len(matched), edges, end_cursor, "true" if start + len(page) < len(matched) else "false")
+        )
+        return Reply(body=body.encode())
+
+    # ---- one run ---------------------------------------------------------------------------
+
+    def _run_or_reply(self, req: GraphQLRequest) -> RunRecord | Reply:
+        proj = self.backend.project(req.entity, req.project)
+        if proj is None:
+            return json_reply({"project": None})
+        run = proj.runs.get(req.run_id or "")
+        if run is None:
+            return json_reply({"project": {"run": None}})
+        return run
+
+    def run(self, req: GraphQLRequest, base_url: str) -> Reply:
+        run = self._run_or_reply(req)
+        if isinstance(run, Reply):
+            return run
+        node = run.full_json if "summaryMetrics" in req.query or "historyKeys" in req.query else run.light_json
+        return Reply(body=('{"data":{"project":{"run":%s}}}' % node).encode())
+
+    def history_keys(self, req: GraphQLRequest, base_url: str) -> Reply:
+        run = self._run_or_reply(req)
+        if isinstance(run, Reply):
+            return run
+        return json_reply({"project": {"run": {"historyKeys": run.history.history_keys()}}})
+
+    def sampled_history(self, req: GraphQLRequest, base_url: str) -> Reply:
+        """RunSampledHistory (`specs`, one list per spec) and SampledHistoryPage (one `spec`)."""
+        run = self._run_or_reply(req)
+        if isinstance(run, Reply):
+            return run
+        specs = req.variables.get("specs")
+        if specs is None:
+            specs = [req.variables["spec"]]
+        h = run.history
+        out: list[list[dict[str, Any]]] = []
+        for spec in specs:
+            if isinstance(spec, str):
+                spec = json.loads(spec)
+            keys = list(dict.fromkeys(str(k) for k in spec.get("keys") or ["_step"]))
+            lo_step, hi_step = spec.get("minStep"), spec.get("maxStep")  # maxStep is inclusive
+            lo, hi = h.step_slice(lo_step, None if hi_step is None else int(hi_step) + 1)
+            idx = sample_indices(h.rows_with_all(keys, lo, hi), int(spec.get("samples", 500)))
+            out.append(h.rows(idx, keys))
+        return json_reply({"project": {"run": {"sampledHistory": out}}}, rows=sum(len(o) for o in out))
+
+    def full_history(self, req: GraphQLRequest, base_url: str) -> Reply:
+        run = self._run_or_reply(req)
+        if isinstance(run, Reply):
+            return run
+        if "events(" in req.query:  # the system-metrics stream: this server records none
+            return json_reply({"project": {"run": {"events": []}}})
+        h = run.history
+        idx = sample_indices(np.arange(len(h)), int(req.variables.get("samples") or 500))
+        lines = [json.dumps(r, separators=(",", ":")) for r in h.rows(idx)]
+        return json_reply({"project": {"run": {"history": lines}}}, rows=len(lines))
+
+    def history_page(self, req: GraphQLRequest, base_url: str) -> Reply:
+        run = self._run_or_reply(req)
+        if isinstance(run, Reply):
+            return run
+        h = run.history
+        v = req.variables
+        lo, hi = h.step_slice(int(v.get("minStep", 0)), int(v["maxStep"]) if v.get("maxStep") is not None else None)
+        hi = min(hi, lo + int(v.get("pageSize") or (hi - lo)))
+        lines = [json.dumps(r, separators=(",", ":")) for r in h.rows(np.arange(lo, hi))]
+        return json_reply({"project": {"run": {"history": lines}}}, rows=len(lines))
+
+    def parquet_history(self, req: GraphQLRequest, base_url: str) -> Reply:
+        """No exported files (every step live) unless the parquet mode exports this run."""
+        run = self._run_or_reply(req)
+        if isinstance(run, Reply):
+            return run
+        url = self.parquet_url(run, base_url) if self.parquet_url else None
+        h = run.history
+        if url is not None:
+            return json_reply({"project": {"run": {"parquetHistory": {"parquetUrls": [url], "liveData": []}}}})
+        live_keys = tuple(str(k) for k in req.variables.get("liveKeys") or ["_step"])
+        live = h.encoded_cache.get(live_keys)
+        if live is None:  # every scan asks for every live step: encode once per run
+            live = json.dumps(h.rows(np.arange(len(h)), live_keys), separators=(",", ":"))
+            h.encoded_cache[live_keys] = live
+        body = '{"data":{"project":{"run":{"parquetHistory":{"parquetUrls":[],"liveData":%s}}}}}' % live
+        return Reply(body=body.encode())
