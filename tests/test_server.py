@@ -336,3 +336,10 @@ def test_control_routes_never_get_faults(fixture_server: LocalServer) -> None:
         assert control(fixture_server, "/_faults")["error_rate"] == 1.0
     finally:
         fixture_server.reset_faults()
+
+
+def test_only_loopback_hosts() -> None:
+    for host in ("0.0.0.0", "192.168.1.10", "example.com"):
+        with pytest.raises(ValueError, match="loopback"):
+            LocalServer(host=host)
+    LocalServer(host="127.0.0.2")

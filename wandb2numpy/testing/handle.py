@@ -6,12 +6,13 @@ does not find its own module already imported by the package.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import Backend
 from .faults import FaultInjector, FaultSettings, Stats
@@ -28,9 +29,24 @@ from .synthetic import (
     synthetic_project,
 )
 
+if TYPE_CHECKING:
+    from .parquet import ParquetExports
+
 DEFAULT_HOST = "127.0.0.1"
 # The client insists on >= 40 characters of [A-Za-z0-9_] after an optional "prefix-".
 DEFAULT_API_KEY = "local-" + "0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
+
+def _check_loopback(host: str) -> None:
+    """The server holds fake credentials and injects faults: it must never face a network."""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"refusing to bind {host!r}: the local W&B server only listens on loopback")
 
 
 def _read_data(data: Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str, Any]:
@@ -58,15 +74,16 @@ class LocalServer:
         faults: FaultSettings | None = None,
         **fault_options: Any,
     ) -> None:
+        _check_loopback(host)
         self.host = host
         self.port = port
         self.api_key = api_key
         self._entity = entity
         self.backend = Backend(default_entity=entity or DEFAULT_ENTITY)
-        self.stats_ = Stats()
+        self.counters = Stats()
         self._initial_faults = (faults or FaultSettings()).replace(**fault_options)
         self.faults = FaultInjector(self._initial_faults)
-        self.parquet: Any = None
+        self.parquet: ParquetExports | None = None
         if parquet:
             from .parquet import ParquetExports  # pyarrow is only needed for this mode
 
@@ -141,10 +158,10 @@ class LocalServer:
     # ---- observation and faults ----------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return self.stats_.snapshot()
+        return self.counters.snapshot()
 
     def reset_stats(self) -> None:
-        self.stats_.reset()
+        self.counters.reset()
         self._log.clear()
 
     def set_faults(self, **changes: Any) -> FaultSettings:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .faults import HISTORY_OPS, Decision
 from .protocol import Reply, error_reply, parse_request
@@ -197,14 +197,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _file(self, path: str) -> None:
         owner = self.server.owner
-        if owner.parquet is None:
+        exports = owner.parquet
+        if exports is None:
             return self._send(404, b"not found", "text/plain")
-        run_id = path.rsplit("/", 1)[-1].split(".", 1)[0]
+        run_id = unquote(path.rsplit("/", 1)[-1].removesuffix(".parquet"))
         rng = self.headers.get("Range")
         owner.request_log_append(
             {"op": "ParquetFile", "variables": {"path": path, "range": rng, "method": self.command}}
         )
-        self._serve("ParquetFile", run_id, lambda: owner.parquet.serve(path, rng))
+        self._serve("ParquetFile", run_id, lambda: exports.serve(path, rng))
 
     def _serve(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> None:
         """Counts, authenticates, injects faults, then answers with `produce()`'s reply.
@@ -213,13 +214,13 @@ class Handler(BaseHTTPRequestHandler):
         always finds the request counted.
         """
         owner = self.server.owner
-        owner.stats_.begin(op, run_id)
+        owner.counters.begin(op, run_id)
         accounted = False
         try:
             reply, decision = self._answer(op, run_id, produce)
             reset = decision is not None and decision.reset
             nbytes = len(reply.body)
-            owner.stats_.end(0 if reset else reply.status, rows=reply.rows, nbytes=nbytes, decision=decision)
+            owner.counters.end(0 if reset else reply.status, rows=reply.rows, nbytes=nbytes, decision=decision)
             accounted = True
             if reset:
                 self._reset(reply, owner.faults.settings.reset_mode)
@@ -232,7 +233,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500, error_reply(f"local W&B server error in {op}: {exc!r}", 500).body)
         finally:
             if not accounted:
-                owner.stats_.end(500)
+                owner.counters.end(500)
 
     def _answer(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> tuple[Reply, Decision | None]:
         owner = self.server.owner
