@@ -1,0 +1,322 @@
+"""Side-by-side benchmark: the original tool's sequential algorithm against wandb2numpy.
+
+    python benchmarks/bench_export.py [--quick] [--json FILE]
+
+Starts the local W&B-compatible server (`python -m wandb2numpy.testing.server`) in its own process,
+so its CPU is not counted as ours, with a synthetic project and a latency model (default 100 ms per
+request plus 1 ms per history row returned). Every measurement runs in a fresh Python process (its
+own wandb-core, its own peak RSS). For each scenario it measures:
+
+- baseline: the original algorithm (see `baseline.py`), once;
+- ours: `wandb2numpy.export` at each `--concurrency`, the median of `--repeats` runs;
+- the CPU floor of ours: the same export with the server's latency model switched off.
+
+Efficiency = ideal / actual wall, where ideal is the largest of: the latency model's total for the
+requests made (requests x latency + rows x per-row latency) / concurrency, successful requests /
+rate limit, and the CPU floor. Ours' arrays are compared with the baseline's for every field both
+return, so a speed-up is never bought with wrong data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import baseline  # noqa: E402  (benchmarks/ is not a package)
+
+ENTITY = "demo"
+PROJECT = "synthetic"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    runs: int
+    steps: int
+    metrics: int
+    samples: int | None  # None: full history
+    rate_limit: float | None = None
+    concurrency: tuple[int, ...] | None = None  # None: every --concurrency
+    baseline_from: str | None = None  # reuse another scenario's baseline (same data, same algorithm)
+    description: str = ""
+
+
+def scenarios(quick: bool, scale: float) -> list[Scenario]:
+    def n(full: int, small: int) -> int:
+        return max(1, int(round((small if quick else full) * scale)))
+
+    runs, steps = n(32, 8), n(2000, 500)
+    return [
+        Scenario("S", runs, steps, 4, 12000, description="sampled, history_samples 12000"),
+        Scenario("F", runs, steps, 4, None, description="full history"),
+        Scenario("L", n(4, 2), n(20000, 3000), 4, None, description="few long runs, full history"),
+        Scenario(
+            "R", runs, steps, 4, None, rate_limit=10.0, concurrency=(64,), baseline_from="F",
+            description="F at concurrency 64, server limited to 10 requests/s",
+        ),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# The server, in its own process
+
+
+class Server:
+    def __init__(self, sc: Scenario, latency_ms: float, per_row_us: float, seed: int) -> None:
+        cmd = [
+            sys.executable, "-m", "wandb2numpy.testing.server",
+            "--runs", str(sc.runs), "--steps", str(sc.steps), "--metrics", str(sc.metrics),
+            "--seed", str(seed), "--eval-every", "1",
+            "--entity", ENTITY, "--project", PROJECT,
+            "--latency-ms", str(latency_ms), "--per-row-us", str(per_row_us),
+        ]
+        if sc.rate_limit:
+            cmd += ["--rate-limit", str(sc.rate_limit)]
+        self.faults = {"latency_ms": latency_ms, "per_row_us": per_row_us, "rate_limit": sc.rate_limit}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.stop()
+            raise RuntimeError(f"server did not start: {self.url!r}")
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/_stats")
+
+    def reset(self) -> None:
+        self._call("POST", "/_stats/reset")
+
+    def set_faults(self, **changes: Any) -> None:
+        self._call("POST", "/_faults", changes)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ------------------------------------------------------------------------------------------------
+# One measurement = one fresh worker process (see worker.py)
+
+
+def measure(
+    server: Server, sc: Scenario, tool: str, concurrency: int, workdir: Path, tag: str,
+    profile: str | None = None,
+) -> dict[str, Any]:
+    server.reset()
+    out = workdir / f"{tag}.npz"
+    spec = {
+        "tool": tool, "base_url": server.url, "entity": ENTITY, "project": PROJECT,
+        "fields": baseline.field_names(sc.metrics), "samples": sc.samples,
+        "concurrency": concurrency, "out": str(out), "workdir": str(workdir / tag),
+    }
+    cmd = [sys.executable, str(HERE / "worker.py"), json.dumps(spec)]
+    if profile:
+        cmd = [sys.executable, "-m", "pyinstrument", "-o", profile, "-r", "text", *cmd[1:]]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{tag} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    rec = json.loads(done.stdout.strip().splitlines()[-1])
+    stats = server.stats()
+    rec.update(
+        requests=stats["requests"],
+        injected_429=stats["injected_429"],
+        max_in_flight=stats["max_in_flight"],
+        rows_served=stats["rows_served"],
+        ops=stats["ops"],
+        npz=str(out),
+    )
+    return rec
+
+
+def ideal_wall(rec: dict[str, Any], latency_ms: float, per_row_us: float, rate: float | None,
+               floor_s: float | None) -> float:
+    ok_requests = rec["requests"] - rec["injected_429"]
+    network = (ok_requests * latency_ms / 1e3 + rec["rows_served"] * per_row_us / 1e6) / rec["concurrency"]
+    bounds = [network]
+    if rate:
+        bounds.append(ok_requests / rate)
+    if floor_s is not None:
+        bounds.append(floor_s)
+    return max(bounds)
+
+
+def compare(ours_npz: str, base_npz: str) -> tuple[bool, str]:
+    """Ours' arrays equal the baseline's for every field and run both hold."""
+    import numpy as np
+
+    a, b = np.load(ours_npz), np.load(base_npz)
+    common = sorted(set(a.files) & set(b.files))
+    if not common:
+        return False, "no common fields"
+    for key in common:
+        if a[key].shape != b[key].shape or not np.array_equal(a[key], b[key], equal_nan=True):
+            return False, f"{key} differs ({a[key].shape} vs {b[key].shape})"
+    return True, f"{len(common)} arrays equal"
+
+
+def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
+                 baselines: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    server = Server(sc, args.latency_ms, args.per_row_us, args.seed)
+    log = lambda msg: print(f"[{sc.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        if sc.baseline_from and sc.baseline_from in baselines:
+            base = dict(baselines[sc.baseline_from])
+            base["note"] = f"baseline of {sc.baseline_from} (1 request in flight never meets the limit)"
+        else:
+            log("baseline ...")
+            base = measure(server, sc, "baseline", 1, workdir, f"{sc.name}-baseline")
+            base["ideal_s"] = ideal_wall(base, args.latency_ms, args.per_row_us, sc.rate_limit, None)
+        baselines[sc.name] = base
+        base_rec = _record(sc, base, base["wall_s"], args)
+        records.append(base_rec)
+        log(f"baseline {base['wall_s']:.1f} s")
+        for c in sc.concurrency or args.concurrency:
+            floor_s = None
+            if not args.no_floor:
+                server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0)
+                fl = measure(server, sc, "ours", c, workdir, f"{sc.name}-floor-c{c}")
+                floor_s = fl["wall_s"]
+                server.set_faults(**{k: (v or 0) for k, v in server.faults.items()})
+            runs = []
+            for r in range(args.repeats if c > 1 else args.repeats_c1):
+                if sc.rate_limit:
+                    time.sleep(1.5)  # let the server's token bucket refill between repeats
+                prof = None
+                if args.profile and r == 0:
+                    prof = str(Path(args.profile) / f"{sc.name}-c{c}.txt")
+                runs.append(measure(server, sc, "ours", c, workdir, f"{sc.name}-ours-c{c}-r{r}", prof))
+            walls = [x["wall_s"] for x in runs]
+            med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
+            med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=floor_s)
+            med["ideal_s"] = ideal_wall(med, args.latency_ms, args.per_row_us, sc.rate_limit, floor_s)
+            ok, why = compare(med["npz"], base["npz"])
+            med["matches_baseline"] = ok
+            med["match_note"] = why
+            rec = _record(sc, med, base["wall_s"], args)
+            records.append(rec)
+            log(f"ours c={c}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), "
+                f"x{rec['speedup']:.1f}, eff {rec['efficiency']:.2f}, {why}")
+    finally:
+        server.stop()
+    return records
+
+
+def _record(sc: Scenario, m: dict[str, Any], base_wall: float, args: argparse.Namespace) -> dict[str, Any]:
+    wall = m["wall_s"]
+    ok_requests = m["requests"] - m["injected_429"]
+    rec = {
+        "scenario": sc.name,
+        "tool": m["tool"],
+        "concurrency": m["concurrency"],
+        "wall_s": round(wall, 3),
+        "requests": m["requests"],
+        "injected_429": m["injected_429"],
+        "max_in_flight": m["max_in_flight"],
+        "rows": m["rows_served"],
+        "rows_per_s": round(m["rows_served"] / wall, 1) if wall else 0.0,
+        "request_rate": round(ok_requests / wall, 2) if wall else 0.0,
+        "peak_rss_mb": round(m["peak_rss_mb"], 1),
+        "core_peak_rss_mb": round(m.get("core_peak_rss_mb", 0.0), 1),
+        "array_mb": round(m["array_bytes"] / 2**20, 2),
+        "cpu_s": round(m.get("cpu_s", 0.0), 2),
+        "core_cpu_s": round(m.get("core_cpu_s", 0.0), 2),
+        "failed_runs": m["failed_runs"],
+        "speedup": round(base_wall / wall, 2) if m["tool"] == "ours" else 1.0,
+        "ideal_s": round(m["ideal_s"], 3),
+        "floor_s": round(m["floor_s"], 3) if m.get("floor_s") is not None else None,
+        "efficiency": round(m["ideal_s"] / wall, 3) if wall else 0.0,
+        "walls": [round(w, 3) for w in m.get("walls", [wall])],
+        "matches_baseline": m.get("matches_baseline", True),
+        "match_note": m.get("match_note", ""),
+        "ops": m["ops"],
+        "latency_ms": args.latency_ms,
+        "per_row_us": args.per_row_us,
+        "rate_limit": sc.rate_limit,
+        "runs": sc.runs,
+        "steps": sc.steps,
+    }
+    if "note" in m:
+        rec["note"] = m["note"]
+    return rec
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    head = ("| scenario | tool | conc. | wall s | requests | 429s | max in flight | rows/s | "
+            "peak RSS MB | speedup | efficiency |")
+    lines = [head, "|" + " --- |" * 11]
+    for r in records:
+        lines.append(
+            f"| {r['scenario']} | {r['tool']} | {r['concurrency']} | {r['wall_s']:.2f} | {r['requests']} | "
+            f"{r['injected_429']} | {r['max_in_flight']} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['speedup']:.1f}x | {r['efficiency']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smaller scenarios, one repeat (about a minute)")
+    p.add_argument("--json", metavar="FILE", help="write the records as a JSON list")
+    p.add_argument("--scenarios", default="S,F,L,R", help="comma-separated subset of S,F,L,R")
+    p.add_argument("--concurrency", default="1,4,16,64", help="concurrency levels for ours")
+    p.add_argument("--repeats", type=int, default=None, help="runs of ours per point (median; default 3, 1 with --quick)")
+    p.add_argument("--repeats-c1", type=int, default=1,
+                   help="runs of ours at concurrency 1, as slow as the baseline (default 1)")
+    p.add_argument("--latency-ms", type=float, default=100.0, help="server latency per request")
+    p.add_argument("--per-row-us", type=float, default=1000.0, help="server latency per history row returned")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply runs and steps (for tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-floor", action="store_true", help="skip the zero-latency CPU floor runs")
+    p.add_argument("--profile", metavar="DIR", help="pyinstrument text profile of ours' first repeat")
+    args = p.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    wanted = set(args.scenarios.split(","))
+    records: list[dict[str, Any]] = []
+    baselines: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="w2n-bench-") as tmp:
+        for sc in scenarios(args.quick, args.scale):
+            if sc.name not in wanted:
+                continue
+            if sc.baseline_from and sc.baseline_from not in baselines:
+                sc = Scenario(**{**sc.__dict__, "baseline_from": None})
+            records.extend(run_scenario(sc, args, Path(tmp), baselines))
+    print(table(records))
+    print(f"\n{args.latency_ms:g} ms per request + {args.per_row_us:g} us per row; "
+          f"{os.cpu_count()} CPUs; total {time.perf_counter() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    bad = [r for r in records if r["failed_runs"] or not r["matches_baseline"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""One benchmark measurement in a fresh process: `python worker.py SPEC_JSON`.
+
+Prints one JSON line: wall time, peak RSS of this process and of wandb-core, CPU seconds, array
+bytes, failed runs. Saves `{field: per-run steps and values}` to SPEC["out"] (npz) so the driver can
+compare tools. The wandb folders and netrc point into a throw-away directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+spec = json.loads(sys.argv[1])
+_sandbox = Path(spec.get("workdir") or tempfile.mkdtemp(prefix="w2n-bench-"))
+for var, sub in (("WANDB_DIR", "wandb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
+                 ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
+    os.environ[var] = str(_sandbox / sub)
+    os.makedirs(os.environ[var], exist_ok=True)
+os.environ["NETRC"] = str(_sandbox / "netrc")
+os.environ["WANDB_ERROR_REPORTING"] = "false"
+os.environ["WANDB_SILENT"] = "true"
+for var in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY"):
+    os.environ.pop(var, None)
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baseline  # noqa: E402
+from wandb2numpy.testing import DEFAULT_API_KEY  # noqa: E402
+
+
+class CoreWatch:
+    """Samples the RSS and CPU of our child processes (wandb-core) while the export runs."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.peak = 0.0
+        self.cpu: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        for child in self.me.children(recursive=True):
+            try:
+                with child.oneshot():
+                    self.peak = max(self.peak, child.memory_info().rss / 2**20)
+                    t = child.cpu_times()
+                    self.cpu[child.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> "CoreWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+
+
+def _padded(per_run: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    ids = sorted(per_run)
+    width = max((len(per_run[i][1]) for i in ids), default=0)
+    steps = np.full((len(ids), width), np.nan)
+    values = np.full((len(ids), width), np.nan)
+    for row, rid in enumerate(ids):
+        s, v = per_run[rid]
+        steps[row, : len(s)] = s
+        values[row, : len(v)] = v
+    return steps, values
+
+
+def run_ours() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int, int]:
+    from wandb2numpy import ClientSettings, export
+
+    config = {
+        "bench": {
+            "entity": spec["entity"],
+            "project": spec["project"],
+            "fields": spec["fields"],
+            "output_path": str(_sandbox / "out"),
+            "history_samples": "all" if spec["samples"] is None else spec["samples"],
+        }
+    }
+    result = export(
+        config,
+        write=True,
+        overwrite=True,
+        concurrency=spec["concurrency"],
+        settings=ClientSettings(base_url=spec["base_url"], api_key=DEFAULT_API_KEY),
+    )
+    res = result.experiments["bench"].result
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    nbytes = 0
+    for f, arr in res.fields.items():
+        nbytes += arr.values.nbytes + arr.steps.nbytes
+        per = {}
+        for i, run in enumerate(res.runs):
+            keep = ~np.isnan(arr.steps[i])
+            if keep.any():
+                per[run.id] = (arr.steps[i][keep], arr.values[i][keep])
+        out[f] = per
+    return out, nbytes, result.runs_failed
+
+
+def run_baseline() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int, int]:
+    got = baseline.export(spec["base_url"], DEFAULT_API_KEY, spec["entity"], spec["project"],
+                          spec["fields"], spec["samples"])
+    nbytes = sum(s.nbytes + v.nbytes for per in got.values() for s, v in per.values())
+    return got, nbytes, 0
+
+
+def main() -> None:
+    me = psutil.Process()
+    t_cpu = me.cpu_times()
+    with CoreWatch() as watch:
+        t0 = time.perf_counter()
+        got, nbytes, failed = run_ours() if spec["tool"] == "ours" else run_baseline()
+        wall = time.perf_counter() - t0
+    t_cpu2 = me.cpu_times()
+    arrays = {}
+    for f, per in got.items():
+        if per:
+            steps, values = _padded(per)
+            arrays[f.replace("/", "__") + "::steps"] = steps
+            arrays[f.replace("/", "__") + "::values"] = values
+    np.savez(spec["out"], **arrays)
+    print(json.dumps({
+        "tool": spec["tool"],
+        "concurrency": spec["concurrency"],
+        "wall_s": wall,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "core_peak_rss_mb": watch.peak,
+        "cpu_s": (t_cpu2.user + t_cpu2.system) - (t_cpu.user + t_cpu.system),
+        "core_cpu_s": sum(watch.cpu.values()),
+        "array_bytes": nbytes,
+        "failed_runs": failed,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The benchmark's quick path, for the correctness of its outputs only (timing stays out of tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_export.py"
+KEYS = {"scenario", "tool", "concurrency", "wall_s", "requests", "max_in_flight", "peak_rss_mb",
+        "speedup", "efficiency"}
+
+
+def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
+         "--per-row-us", "10", "--concurrency", "1,16", "--no-floor", "--json", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert {r["scenario"] for r in records} == {"S", "F", "L", "R"}
+    for r in records:
+        assert KEYS <= set(r), r
+        assert r["tool"] in ("baseline", "ours")
+        assert r["failed_runs"] == 0
+        assert r["matches_baseline"], r["match_note"]
+        assert r["requests"] > 0 and r["max_in_flight"] >= 1 and r["rows"] > 0
+        if r["tool"] == "baseline":
+            assert r["speedup"] == 1.0 and r["concurrency"] == 1
+    ours = [r for r in records if r["tool"] == "ours"]
+    assert {(r["scenario"], r["concurrency"]) for r in ours} == {
+        ("S", 1), ("S", 16), ("F", 1), ("F", 16), ("L", 1), ("L", 16), ("R", 64)
+    }
+    assert "| scenario | tool |" in done.stdout
