@@ -230,7 +230,8 @@ def test_export_data_like_the_original(srv: LocalServer, tmp_path: Path) -> None
 
 def test_requests_are_batched_per_run(srv: LocalServer, tmp_path: Path) -> None:
     """One listing query; co-logged fields in one history request; no per-run `Run` query."""
-    export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    config = cfg(tmp_path, fields=["loss", "return"])
+    export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
     ops = srv.stats()["ops"]
     assert ops.get("Runs") == 1
     assert "Run" not in ops
@@ -312,3 +313,17 @@ def test_demo_config_matches_example_file() -> None:
 
     example = Path(__file__).resolve().parents[1] / "example_configs" / "demo.yaml"
     assert example.read_text(encoding="utf-8") == DEMO_CONFIG
+
+
+def test_more_workers_than_runs_gives_the_same_sampled_arrays(srv: LocalServer, tmp_path: Path) -> None:
+    """With spare workers, a sample that keeps every row is fetched as parallel step ranges."""
+    config = cfg(tmp_path, fields=["loss", "return", "eval/score"])
+    few = export(config, write=False, concurrency=2, settings=settings(srv), policy=FAST)
+    srv.reset_stats()
+    paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=4)
+    many = export(config, write=False, concurrency=64, settings=paged, policy=FAST)
+    assert srv.stats()["ops"].get("SampledHistoryPage", 0) > 0
+    for field, arrays in few.experiments["exp"].result.fields.items():
+        got = many.experiments["exp"].result.fields[field]
+        np.testing.assert_array_equal(got.values, arrays.values)
+        np.testing.assert_array_equal(got.steps, arrays.steps)

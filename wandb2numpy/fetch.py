@@ -318,10 +318,10 @@ class Fetcher:
         outcome: RunOutcome,
     ) -> dict[str, Series]:
         label = f"history of run {run.id} ({', '.join(keys)})"
-        if samples is not None:
+        ranges = step_ranges(run, pieces, self.settings.page_size)
+        if samples is not None and not (len(ranges) > 1 and _sampling_keeps_all(run, keys, samples)):
             parts = [await self.call(_sampled_series, run, keys, samples, what=label)]
         else:
-            ranges = step_ranges(run, pieces, self.settings.page_size)
             parts = [None] * len(ranges)  # type: list[Any]
 
             async def piece(j: int, lo: int, hi: int) -> None:
@@ -374,6 +374,16 @@ def co_logged_groups(run: RunInfo, keys: Sequence[str]) -> list[tuple[str, ...]]
     return [tuple(v) for v in by_count.values()]
 
 
+def _sampling_keeps_all(run: RunInfo, keys: Sequence[str], samples: int) -> bool:
+    """Whether the server would return every row anyway. Then the rows can be fetched as a full
+    scan in parallel step ranges instead of one sampled request, with the same result; this
+    matters when there are fewer runs than workers."""
+    if run.last_step < 0:
+        return False
+    infos = [run.history_keys.get(k) for k in keys]
+    return all(i is not None and i.count <= samples for i in infos)
+
+
 def step_ranges(run: RunInfo, pieces: int, page_size: int) -> list[tuple[int, int]]:
     """Split [0, last_step] into up to `pieces` page-aligned ranges to fetch in parallel."""
     if run.last_step < 0:  # the listing did not say: let the scan ask the server
@@ -381,13 +391,10 @@ def step_ranges(run: RunInfo, pieces: int, page_size: int) -> list[tuple[int, in
     end = run.last_step + 1
     pages = max(1, math.ceil(end / page_size))
     pieces = max(1, min(pieces, pages))
-    per_piece = math.ceil(pages / pieces)
-    ranges = []
-    for p in range(0, pages, per_piece):
-        lo = p * page_size
-        hi = min(end, (p + per_piece) * page_size)
-        ranges.append((lo, hi))
-    return ranges
+    # Spread the pages evenly (20 pages in 16 pieces: 4 of 2 and 12 of 1), so every piece asked
+    # for gets a worker instead of fewer, larger pieces.
+    bounds = [round(k * pages / pieces) for k in range(pieces + 1)]
+    return [(lo * page_size, min(end, hi * page_size)) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def _convert(rows: list[dict[str, Any]], keys: Sequence[str]) -> tuple[dict[str, Series], dict[str, str]]:
