@@ -38,3 +38,42 @@ os.environ.setdefault("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", "1")
 os.environ.setdefault("WANDB__GRAPHQL_TIMEOUT_SECONDS", "20")
 
 pytest_plugins = ["wandb2numpy.testing.pytest_plugin"]
+
+import functools  # noqa: E402  (after the environment above: these import wandb)
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from wandb2numpy import RetryPolicy  # noqa: E402
+from wandb2numpy.testing import LocalServer  # noqa: E402
+
+# Retry waits shortened through the policy's own parameters (tests override with their own FAST).
+FAST = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, rate_limit_pause=0.2)
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
+    """One local server per test module, holding the module's `project_data()`."""
+    srv = LocalServer(request.module.project_data()).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def srv(server: LocalServer, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
+    """The module's server with faults and stats cleared (and its data reloaded where the module
+    changes it). In modules that set `DRIVES_CLI = True`, the CLI is pointed at it: the API key in
+    the environment, and the module's short retry policy handed to `export` as an argument, since
+    the CLI has no retry option."""
+    module = request.module
+    if getattr(module, "RELOAD_DATA", False):
+        server.load(module.project_data())
+    server.reset_faults()
+    server.reset_stats()
+    if getattr(module, "DRIVES_CLI", False):
+        monkeypatch.setenv("WANDB_API_KEY", server.api_key)
+        export_module = sys.modules["wandb2numpy.export"]  # the package attribute is the function
+        policy = getattr(module, "FAST", FAST)
+        monkeypatch.setattr(export_module, "export", functools.partial(export_module.export, policy=policy))
+    return server

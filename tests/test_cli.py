@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -25,22 +24,11 @@ N_RUNS = 4
 RUN_IDS = [r["id"] for r in synthetic_project(runs=N_RUNS, steps=40, metrics=2)["projects"][0]["runs"]]
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    srv = LocalServer(synthetic_project(runs=N_RUNS, steps=40, metrics=2)).start()
-    yield srv
-    srv.stop()
+DRIVES_CLI = True
 
 
-@pytest.fixture
-def srv(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
-    server.reset_faults()
-    server.reset_stats()
-    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-    # The CLI has no retry option: give its `export` call the short policy as an argument.
-    module = sys.modules["wandb2numpy.export"]
-    monkeypatch.setattr(module, "export", functools.partial(module.export, policy=FAST))
-    return server
+def project_data() -> dict[str, Any]:
+    return synthetic_project(runs=N_RUNS, steps=40, metrics=2)
 
 
 def write_config(tmp_path: Path, out: Path | None = None, **overrides: Any) -> Path:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -74,18 +72,6 @@ def project_data() -> dict[str, Any]:
     return {"projects": [{"entity": "acme", "name": "rl", "runs": runs}]}
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    srv = LocalServer(project_data()).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def srv(server: LocalServer) -> LocalServer:
-    server.reset_faults()
-    server.reset_stats()
-    return server
 
 
 def settings(srv: LocalServer) -> ClientSettings:

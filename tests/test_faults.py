@@ -53,18 +53,7 @@ def tree(root: Path) -> dict[str, bytes]:
     return out
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    srv = LocalServer(project()).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def srv(server: LocalServer) -> LocalServer:
-    server.reset_faults()
-    server.reset_stats()
-    return server
+project_data = project
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ error or a valid export, never a traceback, and an error writes nothing.
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -46,21 +44,8 @@ def hostile_project() -> dict[str, Any]:
     return data
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    srv = LocalServer(hostile_project()).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def srv(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
-    server.reset_faults()
-    server.reset_stats()
-    monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-    module = sys.modules["wandb2numpy.export"]  # the package attribute of that name is the function
-    monkeypatch.setattr(module, "export", functools.partial(module.export, policy=FAST))
-    return server
+DRIVES_CLI = True
+project_data = hostile_project
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:

@@ -49,19 +49,11 @@ def base_runs() -> list[dict[str, Any]]:
     return [run_spec(k) for k in range(N_RUNS)]
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    srv = LocalServer(project(base_runs())).start()
-    yield srv
-    srv.stop()
+RELOAD_DATA = True  # tests change runs on the server
 
 
-@pytest.fixture
-def srv(server: LocalServer) -> LocalServer:
-    server.load(project(base_runs()))
-    server.reset_faults()
-    server.reset_stats()
-    return server
+def project_data() -> dict[str, Any]:
+    return project(base_runs())
 
 
 def config(out: Path, **exp: Any) -> dict[str, Any]:
