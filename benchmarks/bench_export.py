@@ -51,6 +51,7 @@ class Scenario:
     rate_limit: float | None = None
     concurrency: tuple[int, ...] | None = None  # None: every --concurrency
     baseline_from: str | None = None  # reuse another scenario's baseline (same data, same algorithm)
+    no_baseline: bool = False  # measured only against another scenario of ours (D against F)
     description: str = ""
 
 
@@ -66,6 +67,10 @@ def scenarios(quick: bool, scale: float) -> list[Scenario]:
         Scenario(
             "R", runs, steps, 4, None, rate_limit=10.0, concurrency=(64,), baseline_from="F",
             description="F at concurrency 64, server limited to 10 requests/s",
+        ),
+        Scenario(
+            "D", 2 * runs, steps, 4, None, concurrency=(16,), no_baseline=True,
+            description="F with twice the runs at concurrency 16: wall time should double",
         ),
     ]
 
@@ -183,17 +188,19 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
     server = Server(sc, args.latency_ms, args.per_row_us, args.seed)
     log = lambda msg: print(f"[{sc.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     try:
-        if sc.baseline_from and sc.baseline_from in baselines:
+        if sc.no_baseline:
+            base = None
+        elif sc.baseline_from and sc.baseline_from in baselines:
             base = dict(baselines[sc.baseline_from])
             base["note"] = f"baseline of {sc.baseline_from} (1 request in flight never meets the limit)"
         else:
             log("baseline ...")
             base = measure(server, sc, "baseline", 1, workdir, f"{sc.name}-baseline")
             base["ideal_s"] = ideal_wall(base, args.latency_ms, args.per_row_us, sc.rate_limit, None)
-        baselines[sc.name] = base
-        base_rec = _record(sc, base, base["wall_s"], args)
-        records.append(base_rec)
-        log(f"baseline {base['wall_s']:.1f} s")
+        if base is not None:
+            baselines[sc.name] = base
+            records.append(_record(sc, base, base["wall_s"], args))
+            log(f"baseline {base['wall_s']:.1f} s")
         for c in sc.concurrency or args.concurrency:
             floor_s = None
             if not args.no_floor:
@@ -213,19 +220,19 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
             med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
             med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=floor_s)
             med["ideal_s"] = ideal_wall(med, args.latency_ms, args.per_row_us, sc.rate_limit, floor_s)
-            ok, why = compare(med["npz"], base["npz"])
+            ok, why = compare(med["npz"], base["npz"]) if base is not None else (True, "no baseline run")
             med["matches_baseline"] = ok
             med["match_note"] = why
-            rec = _record(sc, med, base["wall_s"], args)
+            rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
             records.append(rec)
             log(f"ours c={c}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), "
-                f"x{rec['speedup']:.1f}, eff {rec['efficiency']:.2f}, {why}")
+                f"x{rec['speedup'] or 0:.1f}, eff {rec['efficiency']:.2f}, {why}")
     finally:
         server.stop()
     return records
 
 
-def _record(sc: Scenario, m: dict[str, Any], base_wall: float, args: argparse.Namespace) -> dict[str, Any]:
+def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argparse.Namespace) -> dict[str, Any]:
     wall = m["wall_s"]
     ok_requests = m["requests"] - m["injected_429"]
     rec = {
@@ -245,7 +252,7 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float, args: argparse.Na
         "cpu_s": round(m.get("cpu_s", 0.0), 2),
         "core_cpu_s": round(m.get("core_cpu_s", 0.0), 2),
         "failed_runs": m["failed_runs"],
-        "speedup": round(base_wall / wall, 2) if m["tool"] == "ours" else 1.0,
+        "speedup": (round(base_wall / wall, 2) if base_wall else None) if m["tool"] == "ours" else 1.0,
         "ideal_s": round(m["ideal_s"], 3),
         "floor_s": round(m["floor_s"], 3) if m.get("floor_s") is not None else None,
         "efficiency": round(m["ideal_s"] / wall, 3) if wall else 0.0,
@@ -272,16 +279,28 @@ def table(records: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['scenario']} | {r['tool']} | {r['concurrency']} | {r['wall_s']:.2f} | {r['requests']} | "
             f"{r['injected_429']} | {r['max_in_flight']} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['speedup']:.1f}x | {r['efficiency']:.2f} |"
+            f"{'-' if r['speedup'] is None else format(r['speedup'], '.1f') + 'x'} | {r['efficiency']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def doubling(records: list[dict[str, Any]]) -> str:
+    """Network-bound scaling: twice the runs at fixed concurrency should take twice as long."""
+    f = [r for r in records if r["scenario"] == "F" and r["tool"] == "ours" and r["concurrency"] == 16]
+    d = [r for r in records if r["scenario"] == "D" and r["tool"] == "ours" and r["concurrency"] == 16]
+    if not (f and d):
+        return ""
+    ratio = d[0]["wall_s"] / f[0]["wall_s"]
+    verdict = "within" if abs(ratio - 2.0) <= 0.4 else "outside"
+    return (f"\ndoubling: F ({f[0]['runs']} runs) {f[0]['wall_s']:.2f} s, D ({d[0]['runs']} runs) "
+            f"{d[0]['wall_s']:.2f} s at concurrency 16: ratio {ratio:.2f} ({verdict} 2 +/- 20%)")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller scenarios, one repeat (about a minute)")
     p.add_argument("--json", metavar="FILE", help="write the records as a JSON list")
-    p.add_argument("--scenarios", default="S,F,L,R", help="comma-separated subset of S,F,L,R")
+    p.add_argument("--scenarios", default="S,F,L,R,D", help="comma-separated subset of S,F,L,R,D")
     p.add_argument("--concurrency", default="1,4,16,64", help="concurrency levels for ours")
     p.add_argument("--repeats", type=int, default=None, help="runs of ours per point (median; default 3, 1 with --quick)")
     p.add_argument("--repeats-c1", type=int, default=1,
@@ -310,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 sc = Scenario(**{**sc.__dict__, "baseline_from": None})
             records.extend(run_scenario(sc, args, Path(tmp), baselines))
     print(table(records))
+    print(doubling(records))
     print(f"\n{args.latency_ms:g} ms per request + {args.per_row_us:g} us per row; "
           f"{os.cpu_count()} CPUs; total {time.perf_counter() - started:.0f} s")
     if args.json:

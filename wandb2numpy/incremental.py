@@ -345,7 +345,7 @@ def _encode(run: RunInfo, entry: _Entry, outcome: RunOutcome) -> bytes:
         arrays[f"s{k}"] = np.ascontiguousarray(s.steps, dtype=np.float64)
         arrays[f"v{k}"] = np.ascontiguousarray(s.values, dtype=np.float64)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
     return buf.getvalue()
 
 

@@ -27,6 +27,7 @@ One writer per experiment folder at a time is assumed; the caller holds the outp
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -142,12 +143,12 @@ def _plan(result: ExperimentResult, data_type: DataType) -> list[tuple[Path, _Wr
                 raise OutputError(
                     f"field name {field!r} makes a file name longer than {_NAME_MAX} bytes"
                 )
+            writer: _Writer
             if data_type == "numpy":
-                plan.append((rel, lambda p, a=array: _write_npy(p, a)))
+                writer = functools.partial(_write_npy, array=array)
             else:
-                plan.append(
-                    (rel, lambda p, a=array, s=is_steps: _write_field_csv(p, ids, a, steps=s))
-                )
+                writer = functools.partial(_write_field_csv, ids=ids, array=array, steps=is_steps)
+            plan.append((rel, writer))
     _check_collisions([rel for rel, _ in plan])
     return plan
 
