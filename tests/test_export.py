@@ -313,3 +313,18 @@ def test_more_workers_than_runs_gives_the_same_sampled_arrays(srv: LocalServer, 
         got = many.experiments["exp"].result.fields[field]
         np.testing.assert_array_equal(got.values, arrays.values)
         np.testing.assert_array_equal(got.steps, arrays.steps)
+
+
+def test_known_rate_limit_is_paced_without_429s(srv: LocalServer, tmp_path: Path) -> None:
+    """With the server's rate given (`--max-rate`), requests are paced from the first one."""
+    config = cfg(tmp_path, fields=["loss", "return"])
+    clean = export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
+    srv.set_faults(rate_limit=5.0)
+    srv.reset_stats()
+    paced_policy = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, max_rate=4.0)
+    paced = export(config, write=False, concurrency=16, settings=settings(srv), policy=paced_policy)
+    stats = srv.stats()
+    assert stats["requests"] > 5  # more than the server's burst
+    assert stats["injected_429"] == 0
+    for field, arrays in clean.experiments["exp"].result.fields.items():
+        np.testing.assert_array_equal(paced.experiments["exp"].result.fields[field].values, arrays.values)

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from . import __version__
 from .client import ClientSettings
 from .errors import Wandb2NumpyError
-from .fetch import DEFAULT_CONCURRENCY
+from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--base-url", help="W&B server URL (default: WANDB_BASE_URL or wandb's default)")
     p.add_argument(
+        "--max-rate",
+        type=_positive_float,
+        metavar="RPS",
+        help="requests per second the server allows, if known: requests are paced from the start "
+        "instead of learning the rate from the first 429 answers",
+    )
+    p.add_argument(
         "--incremental",
         action="store_true",
         help="fetch only runs that are new or changed since the last export into the same "
@@ -79,6 +86,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, found {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, found {text}")
     return value
 
 
@@ -126,6 +143,7 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
             settings=settings,
             progress=progress,
             incremental=args.incremental,
+            **({"policy": RetryPolicy(max_rate=args.max_rate)} if args.max_rate else {}),
         )
     except Wandb2NumpyError as exc:
         if args.verbose:
