@@ -139,6 +139,8 @@ async def export_async(
             )
 
         async with task_group() as tg:
+            if configs:
+                tg.start_soon(fetcher.prewarm)
             for exp in configs:
                 tg.start_soon(run_experiment, exp)
     ordered = {c.name: reports[c.name] for c in configs}

@@ -354,6 +354,23 @@ class Fetcher:
 
     # ----------------------------------------------------------------------------------------
 
+    async def prewarm(self) -> None:
+        """Create the `Api` objects of slots 10, 20, ... while the runs are being listed.
+
+        Each costs a `Viewer` round trip; made on first use they would delay the first history
+        calls of those slots. A failure here is left for the real call to meet and retry.
+        """
+
+        async def make(slot: int) -> None:
+            try:
+                await anyio.to_thread.run_sync(self.pool.for_slot, slot)
+            except Exception as exc:  # noqa: BLE001 - the call that needs the slot reports it
+                log.debug("creating the Api of slot %d failed: %s", slot, client.describe(exc, self.settings.api_key))
+
+        async with task_group() as tg:
+            for slot in range(client.REQUESTS_PER_API, self.concurrency, client.REQUESTS_PER_API):
+                tg.start_soon(make, slot)
+
     async def list_runs(self, entity: str, project: str, filters: Mapping[str, Any]) -> list[RunInfo]:
         try:
             return await self.call(

@@ -192,7 +192,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             return self._send(400, error_reply(f"bad request: {exc}").body)
         run_id = req.run_id if req.op in HISTORY_OPS else None
-        owner.request_log_append({"op": req.op, "variables": req.variables})
+        owner.request_log_append({"op": req.op, "variables": req.variables, "t": time.monotonic()})
         self._serve(req.op, run_id, lambda: owner.protocol.handle(req, self._base_url()))
 
     def _file(self, path: str) -> None:
@@ -203,7 +203,8 @@ class Handler(BaseHTTPRequestHandler):
         run_id = unquote(path.rsplit("/", 1)[-1].removesuffix(".parquet"))
         rng = self.headers.get("Range")
         owner.request_log_append(
-            {"op": "ParquetFile", "variables": {"path": path, "range": rng, "method": self.command}}
+            {"op": "ParquetFile", "variables": {"path": path, "range": rng, "method": self.command},
+             "t": time.monotonic()}
         )
         self._serve("ParquetFile", run_id, lambda: exports.serve(path, rng))
 
