@@ -21,7 +21,7 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = json.loads(out.read_text())
-    assert {r["scenario"] for r in records} == {"S", "F", "L", "R"}
+    assert {r["scenario"] for r in records} == {"S", "F", "L", "R", "D"}
     for r in records:
         assert KEYS <= set(r), r
         assert r["tool"] in ("baseline", "ours")
@@ -32,6 +32,7 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
             assert r["speedup"] == 1.0 and r["concurrency"] == 1
     ours = [r for r in records if r["tool"] == "ours"]
     assert {(r["scenario"], r["concurrency"]) for r in ours} == {
-        ("S", 1), ("S", 16), ("F", 1), ("F", 16), ("L", 1), ("L", 16), ("R", 64)
+        ("S", 1), ("S", 16), ("F", 1), ("F", 16), ("L", 1), ("L", 16), ("R", 64), ("D", 16)
     }
     assert "| scenario | tool |" in done.stdout
+    assert "doubling: F (" in done.stdout  # D's wall time against F's, same concurrency
