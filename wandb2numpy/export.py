@@ -22,16 +22,23 @@ from typing import Any, Protocol
 import anyio
 import numpy as np
 
+from . import incremental as incremental_cache
+from . import writers
 from .assemble import ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import OutputError, OutputExistsError
-from .fetch import DEFAULT_CONCURRENCY, Fetcher, FetchStats, RetryPolicy, all_numeric_fields, task_group
+from .fetch import (
+    DEFAULT_CONCURRENCY,
+    Fetcher,
+    FetchStats,
+    RetryPolicy,
+    all_numeric_fields,
+    task_group,
+)
 from .filters import build_filters
 from .lock import output_locks
 from .models import RunInfo
-from . import incremental as incremental_cache
-from . import writers
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +126,9 @@ async def export_async(
     started = time.perf_counter()
     overwrite = overwrite or incremental  # the cache rebuilds the folder from what it kept
     configs = resolve_configs(config, experiments)
+    if incremental:
+        for exp in configs:
+            incremental_cache.check_incremental(exp, write=write)
     settings = settings or ClientSettings()
     if settings.entity is None and configs:
         settings = dataclasses.replace(settings, entity=configs[0].entity)

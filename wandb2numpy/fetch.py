@@ -70,7 +70,10 @@ class RetryPolicy:
 
 @dataclass
 class FetchStats:
-    calls: int = 0
+    calls: int = 0  # wandb calls made, retries included
+    # HTTP requests those calls sent, estimated per call (a full-history piece is the run's parquet
+    # query plus one per page); wandb-core's own single retry of a failed request is not seen.
+    requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     transient_errors: int = 0
@@ -189,6 +192,7 @@ class Fetcher:
                     self.pool.for_slot, slot, limiter=self._thread_limiter
                 )
                 self.stats.calls += 1
+                self.stats.requests += int(cost)
                 started = time.monotonic()
                 result = await anyio.to_thread.run_sync(
                     functools.partial(fn, api, *args),

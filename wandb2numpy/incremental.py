@@ -349,8 +349,8 @@ def _encode(run: RunInfo, entry: _Entry, outcome: RunOutcome) -> bytes:
     return buf.getvalue()
 
 
-def open_cache(exp: ExperimentConfig, filters: Mapping[str, Any], *, write: bool) -> RunCache:
-    """The experiment's cache with its state read; refuses setups where it cannot work."""
+def check_incremental(exp: ExperimentConfig, *, write: bool) -> None:
+    """Refuse, before any request, setups where the cache cannot work."""
     if not write:
         raise ConfigError(
             "incremental export needs write=True: its cache lives beside the written arrays",
@@ -361,6 +361,11 @@ def open_cache(exp: ExperimentConfig, filters: Mapping[str, Any], *, write: bool
         raise ConfigError(
             f"the name '{STATE_DIR}' is where incremental state is kept", experiment=exp.name
         )
+
+
+def open_cache(exp: ExperimentConfig, filters: Mapping[str, Any], *, write: bool) -> RunCache:
+    """The experiment's cache with its state read; refuses setups where it cannot work."""
+    check_incremental(exp, write=write)
     cache = RunCache(Path(exp.output_path) / STATE_DIR / exp.name, exp.name, fingerprint(exp, filters))
     cache.read_state()
     return cache
