@@ -211,39 +211,28 @@ def _quoted(name: str) -> str:
     return json.dumps(name)  # a JSON string is a YAML double-quoted scalar, NUL included
 
 
+NAME_PLACES = {
+    # where the name goes -> a one-experiment config with it there
+    "experiment": "{name}: {{entity: demo, project: synthetic, output_path: out, fields: [train/return]}}\n",
+    "field": "exp: {{entity: demo, project: synthetic, output_path: out, fields: [train/return, {name}]}}\n",
+}
+
+
+@pytest.mark.parametrize("place", sorted(NAME_PLACES))
 @pytest.mark.parametrize("name", ESCAPES, ids=lambda n: repr(n[:20]))
-def test_experiment_names_cannot_leave_output_path(
-    srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], name: str
+def test_names_cannot_leave_output_path(
+    srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], name: str, place: str
 ) -> None:
     work = tmp_path / "a" / "b" / "work"
     work.mkdir(parents=True)
     before = snapshot(tmp_path)
-    text = (f"{_quoted(name)}: {{entity: demo, project: synthetic, output_path: out, "
-            f"fields: [train/return]}}\n")
-    code, out, err = run_cli(srv, text, work, capfd=capfd)
+    code, out, err = run_cli(srv, NAME_PLACES[place].format(name=_quoted(name)), work, capfd=capfd)
     assert code == 2, err
-    assert "experiment" in err and "Traceback" not in err
+    assert place in err and "Traceback" not in err
     after = snapshot(tmp_path)
     after.pop(os.path.join("a", "b", "config.yaml"))
     assert after == before
     assert srv.stats()["requests"] == 0
-
-
-@pytest.mark.parametrize("name", ESCAPES, ids=lambda n: repr(n[:20]))
-def test_field_names_cannot_leave_output_path(
-    srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], name: str
-) -> None:
-    work = tmp_path / "a" / "b" / "work"
-    work.mkdir(parents=True)
-    before = snapshot(tmp_path)
-    text = (f"exp: {{entity: demo, project: synthetic, output_path: out, "
-            f"fields: [train/return, {_quoted(name)}]}}\n")
-    code, out, err = run_cli(srv, text, work, capfd=capfd)
-    assert code == 2, err
-    assert "field" in err and "Traceback" not in err
-    after = snapshot(tmp_path)
-    after.pop(os.path.join("a", "b", "config.yaml"))
-    assert after == before
 
 
 def test_hostile_history_keys_with_fields_all(

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_positive(int),
         default=DEFAULT_CONCURRENCY,
         metavar="N",
         help=f"history requests in flight at once (default {DEFAULT_CONCURRENCY})",
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="W&B server URL (default: WANDB_BASE_URL or wandb's default)")
     p.add_argument(
         "--max-rate",
-        type=_positive_float,
+        type=_positive(float),
         metavar="RPS",
         help="requests per second the server allows, if known: requests are paced from the start "
         "instead of learning the rate from the first 429 answers",
@@ -79,24 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse type accepting only finite numbers above zero of `kind`."""
+    what = "a positive integer" if kind is int else "a positive number"
 
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {what}, found {text}")
+        return value
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, found {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, found {text}")
-    return value
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
