@@ -54,7 +54,8 @@ FAST = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, rate_limit_pause
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
-    """One local server per test module, holding the module's `project_data()`."""
+    """One local server per test module, holding the module's `project_data()` (a dict in the
+    fixture shape, or the path of a JSON file)."""
     srv = LocalServer(request.module.project_data()).start()
     yield srv
     srv.stop()

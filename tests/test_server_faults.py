@@ -20,24 +20,16 @@ from typing import Any
 import pytest
 import wandb
 
-from wandb2numpy.testing import FaultSettings, LocalServer, local_server
+from wandb2numpy.testing import FaultSettings, LocalServer, local_server, synthetic_project
 from wandb2numpy.testing.faults import FaultInjector, TokenBucket
 from wandb2numpy.testing.pytest_plugin import make_api
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    with local_server(runs=4, steps=20) as srv:
-        yield srv
-
-
-@pytest.fixture
-def srv(server: LocalServer) -> LocalServer:
-    server.reset_faults()
-    server.reset_stats()
-    return server
+def project_data() -> dict[str, Any]:
+    """For conftest's `server`/`srv` fixtures."""
+    return synthetic_project(runs=4, steps=20)
 
 
 def first_run(srv: LocalServer, i: int = 0) -> str:

@@ -105,10 +105,9 @@ ORDER_CASES: list[tuple[str, list[str]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    with LocalServer(FIXTURE) as srv:
-        yield srv
+def project_data() -> Path:
+    """For conftest's `server` fixture: the hand-written fixture project."""
+    return FIXTURE
 
 
 @pytest.fixture(scope="module")
