@@ -13,7 +13,6 @@ from .errors import (
     FetchError,
     OutputError,
     OutputExistsError,
-    RunFetchError,
     Wandb2NumpyError,
 )
 from .export import ExportResult, export, export_async, export_data
@@ -32,7 +31,6 @@ __all__ = [
     "OutputError",
     "OutputExistsError",
     "RetryPolicy",
-    "RunFetchError",
     "Wandb2NumpyError",
     "__version__",
     "export",

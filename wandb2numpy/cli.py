@@ -198,6 +198,7 @@ class Summary:
             runs_skipped=result.runs_skipped,
             calls=stats.calls,
             requests=stats.requests,
+            rows_fetched=stats.rows,
             retries=stats.retries,
             rate_limited=stats.rate_limited,
             bytes_written=bytes_written,

@@ -4,7 +4,6 @@
     +-- ConfigError                  exit 2  (file, experiment, key: what was expected, what was found)
     +-- FetchError                   exit 1  (talking to the W&B server failed)
     |   +-- AuthError                        (bad or missing API key; never retried)
-    |   +-- RunFetchError                    (one run's history failed after retries; carries run id)
     +-- OutputError                  exit 1  (writing results failed or would clobber files)
         +-- OutputExistsError                (files exist and overwrite was not asked for)
         +-- OutputLockedError                (another export holds the output folder)
@@ -56,14 +55,6 @@ class FetchError(Wandb2NumpyError):
 
 class AuthError(FetchError):
     """The server refused the API key. The key itself is never part of the message."""
-
-
-class RunFetchError(FetchError):
-    """One run's history could not be fetched after retries."""
-
-    def __init__(self, run_id: str, message: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"run {run_id}: {message}")
 
 
 class OutputError(Wandb2NumpyError):

@@ -36,7 +36,7 @@ from .fetch import (
     all_numeric_fields,
     task_group,
 )
-from .filters import build_filters
+from .filters import build_filters, describe_filters
 from .lock import output_locks
 from .models import RunInfo
 
@@ -175,7 +175,7 @@ async def _export_one(
             functools.partial(incremental_cache.open_cache, exp, filters, write=write)
         )
     runs = await fetcher.list_runs(exp.entity, exp.project, filters)
-    log.info("%s: %d run(s) match %s", exp.name, len(runs), filters or "no filter")
+    log.info("%s: %d run(s) match %s", exp.name, len(runs), describe_filters(exp))
     fields = list(exp.fields) if exp.fields is not None else _safe_fields(exp.name, all_numeric_fields(runs))
     if progress is not None:
         progress.start(exp.name, len(runs))
