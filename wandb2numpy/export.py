@@ -27,7 +27,7 @@ from . import writers
 from .assemble import ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
-from .errors import OutputError, OutputExistsError
+from .errors import ConfigError, OutputError, OutputExistsError
 from .fetch import (
     DEFAULT_CONCURRENCY,
     Fetcher,
@@ -105,6 +105,12 @@ def resolve_configs(config: ConfigSource, experiments: Sequence[str] | None) -> 
         return parse_config(config, experiments=experiments)
     configs = list(config)
     if experiments is not None:
+        unknown = sorted(set(experiments) - {c.name for c in configs})
+        if unknown:  # the same rule as for a config file
+            raise ConfigError(
+                f"experiment(s) not in the config: {', '.join(unknown)}; "
+                f"available: {', '.join(c.name for c in configs)}"
+            )
         wanted = set(experiments)
         configs = [c for c in configs if c.name in wanted]
     return configs
