@@ -63,16 +63,17 @@ class RetryPolicy:
     # learned from the first 429 on (see `pacing.RateGate`).
     max_rate: float | None = None
     # Calls in flight at first, growing by one per success up to the concurrency; None: all of
-    # them. A smaller window cuts the 429s of a cold start against a rate-limited server (16: R's
-    # 429 share 54% -> 16%) but costs unlimited servers (F at 64: 3.4 s -> 5.5 s), so it is opt-in.
+    # them. A small window cuts the 429s of a cold start against a rate-limited server (benchmark
+    # R: about 60% of requests -> under 20%) but costs every other server a slow start, so it is
+    # opt-in (`--start-window`).
     start_window: int | None = None
 
 
 @dataclass
 class FetchStats:
     calls: int = 0  # wandb calls made, retries included
-    # HTTP requests those calls sent, estimated per call (a full-history piece is the run's parquet
-    # query plus one per page); wandb-core's own single retry of a failed request is not seen.
+    # HTTP requests those calls sent, estimated per call (a full-history piece sends one per page);
+    # wandb-core's own single retry of a failed request is not seen.
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
@@ -117,11 +118,11 @@ async def task_group() -> AsyncIterator[anyio.abc.TaskGroup]:
 
 
 def _request_cost(fn: Callable[..., Any], args: tuple[Any, ...], page_size: int) -> float:
-    """About how many HTTP requests one call makes: a scanned piece asks for the run's parquet
-    export once, then one page per `page_size` steps."""
+    """About how many HTTP requests one call makes: one per page of `page_size` steps; a scan of
+    unknown length asks for the run's last step and parquet export first."""
     if fn is _scanned_series:
         lo, hi = args[2], args[3]
-        return 2.0 if hi == OPEN_END else 1.0 + max(1, math.ceil((hi - lo) / page_size))
+        return 3.0 if hi == OPEN_END else float(max(1, math.ceil((hi - lo) / page_size)))
     return 1.0
 
 
@@ -434,7 +435,10 @@ def _sampled_series(api: Any, run: RunInfo, keys: Sequence[str], samples: int) -
 def _scanned_series(
     api: Any, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int
 ) -> tuple[dict[str, Series], dict[str, str]]:
-    rows = client.scan_history(api, run, keys, lo, None if hi == OPEN_END else hi, page_size)
+    if hi == OPEN_END:
+        rows = client.scan_history(api, run, keys, lo, None, page_size)
+    else:
+        rows = client.range_history(api, run, keys, lo, hi, page_size)
     return _convert(rows, keys)
 
 
