@@ -36,10 +36,11 @@ class RateGate:
 
     WINDOW_S = 3.0  # seconds of successes the delivery rate is measured over
     SLOW_S = 0.8  # a call this much slower than its kind's quickest probably met a hidden 429
-    PROBE = 0.05  # paced mode: raise the rate by this fraction per second ...
+    PROBE = 0.25  # paced mode: raise the rate by this fraction per second ...
     PROBE_NEAR = 0.015  # ... or by this one once a slow call has shown where the limit is
     BACKOFF_HIDDEN = 0.95  # ... lower it to this share of the rate the slow call started at
     BACKOFF_VISIBLE = 0.85  # ... or to this share of the rate after a 429 we saw
+    FIRST_GUESS = 0.25  # first 429, nothing delivered yet: this share of what was sent per second
 
     def __init__(
         self,
@@ -114,9 +115,9 @@ class RateGate:
             # delivery samples say better.
             span = max(1.0, now - self._first)
             sent = self._in_flight + sum(c for _, c in self._done)
-            new = max(self.delivered(now), 0.5 * sent / span)
+            new = max(self.delivered(now), self.FIRST_GUESS * sent / span)
         else:
-            new = self.rate * self.BACKOFF_VISIBLE
+            new = self._capped(self.rate * self.BACKOFF_VISIBLE, now)
         self._set_rate(max(new, 0.5), now, cut=True)
         self.limiter.total_tokens = self.ceiling  # the rate is the limit now, not the window
         log.debug("429: pausing %.1f s, pacing at %.2f requests/s", self.resume_at - now, self.rate)
@@ -136,13 +137,22 @@ class RateGate:
         if quickest is not None and took > quickest + self.SLOW_S:
             if started >= self._cut_until:
                 # Probably a hidden 429: the rate this call started at was too high.
-                self._set_rate(min(self.rate, started_rate) * self.BACKOFF_HIDDEN, now, cut=True)
+                self._set_rate(self._capped(min(self.rate, started_rate) * self.BACKOFF_HIDDEN, now), now, cut=True)
                 self._found = True
                 log.debug("slow %s (%.2f s, quickest %.2f): pacing at %.2f requests/s",
                           kind, took, quickest, self.rate)
             return
         if now - self._probed >= 1.0:
             self._set_rate(self.rate * (1 + (self.PROBE_NEAR if self._found else self.PROBE)), now)
+
+    def _capped(self, rate: float, now: float) -> float:
+        """A refused server delivers exactly its limit: once a full window of deliveries has been
+        measured, never pace above it after a refusal."""
+        if now - self._first >= self.WINDOW_S:
+            delivered = self.delivered(now)
+            if delivered > 0:
+                return min(rate, delivered)
+        return rate
 
     def _set_rate(self, rate: float, now: float, cut: bool = False) -> None:
         if self.max_rate is not None:
