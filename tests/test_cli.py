@@ -310,3 +310,26 @@ def test_demo(tmp_path: Path) -> None:
     assert f"{npy}: shape {np.load(npy).shape}" in proc.stdout
     assert (out / "demo-csv" / "eval" / "success_rate.csv").exists()
     assert list(tmp_path.iterdir()) == [out]  # nothing written outside --output
+
+
+@pytest.mark.parametrize(
+    ("argv", "policy"),
+    [
+        ([], None),
+        (["--max-rate", "2.5"], RetryPolicy(max_rate=2.5)),
+        (["--start-window", "8"], RetryPolicy(start_window=8)),
+        (["--max-rate", "4", "--start-window", "2"], RetryPolicy(max_rate=4.0, start_window=2)),
+    ],
+)
+def test_pacing_options_become_the_retry_policy(argv: list[str], policy: RetryPolicy | None) -> None:
+    from wandb2numpy.cli import _policy
+
+    got = _policy(build_parser().parse_args(["c.yaml", *argv]))
+    assert got == ({} if policy is None else {"policy": policy})
+
+
+def test_start_window_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["c.yaml", "--start-window", "0"])
+    assert exc.value.code == 2
+    assert "--start-window" in capsys.readouterr().err

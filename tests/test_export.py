@@ -328,3 +328,43 @@ def test_known_rate_limit_is_paced_without_429s(srv: LocalServer, tmp_path: Path
     assert stats["injected_429"] == 0
     for field, arrays in clean.experiments["exp"].result.fields.items():
         np.testing.assert_array_equal(paced.experiments["exp"].result.fields[field].values, arrays.values)
+
+
+def test_full_history_asks_one_page_query_per_page_and_nothing_else(srv: LocalServer, tmp_path: Path) -> None:
+    """Full history reads the pages the listing's `lastStep` implies: no `RunHistoryKeys` and no
+    `RunParquetHistory` round trip per run, and the same rows as wandb's own `scan_history`."""
+    import wandb
+
+    srv.reset_stats()
+    paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=4)
+    result = export(cfg(tmp_path, fields=["loss"], history_samples="all"), write=False, concurrency=1,
+                    settings=paged, policy=FAST)
+    ops = srv.stats()["ops"]
+    # run i logs steps 0 .. 4+i: ceil((5 + i) / 4) pages of 4 steps
+    assert ops.get("SampledHistoryPage") == sum(-(-(5 + i) // 4) for i in range(len(RUNS)))
+    assert "RunParquetHistory" not in ops and "RunHistoryKeys" not in ops
+    api = wandb.Api(overrides={"base_url": srv.base_url}, api_key=srv.api_key)
+    arrays = result.experiments["exp"].result.fields["loss"]
+    for i, run in enumerate(result.experiments["exp"].result.runs):
+        rows = list(api.run(run.path).scan_history(keys=["loss"], page_size=3))
+        want = [float(r["loss"]) for r in rows]
+        got = arrays.values[i][~np.isnan(arrays.steps[i])]
+        np.testing.assert_array_equal(got, np.array(want, dtype=float))
+
+
+def test_start_window_holds_back_the_first_requests(tmp_path: Path) -> None:
+    """`RetryPolicy(start_window=2)`: the runs listing's success widens the window to three, so
+    three history requests go out, and the fourth only after one of them has been answered; the
+    arrays are those of an export without a window."""
+    with LocalServer(project_data(), latency_ms=200).start() as srv:
+        config = cfg(tmp_path, fields=["loss"])
+        plain = export(config, write=False, concurrency=16, settings=settings(srv), policy=FAST)
+        srv.reset_stats()
+        windowed = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, start_window=2)
+        slow = export(config, write=False, concurrency=16, settings=settings(srv), policy=windowed)
+        starts = [r["t"] for r in srv.request_log() if r["op"] == "RunSampledHistory"]
+        assert len(starts) == len(RUNS)
+        assert starts[2] - starts[0] < 0.15 <= starts[3] - starts[0]  # answers take 200 ms
+        assert srv.stats()["max_in_flight"] < 8
+        for field, arrays in plain.experiments["exp"].result.fields.items():
+            np.testing.assert_array_equal(slow.experiments["exp"].result.fields[field].values, arrays.values)

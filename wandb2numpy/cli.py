@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of learning the rate from the first 429 answers",
     )
     p.add_argument(
+        "--start-window",
+        type=_positive(int),
+        metavar="N",
+        help="begin with N requests in flight, one more per success up to --concurrency: fewer "
+        "429s from a rate-limited server at the start, at the cost of a slower start elsewhere",
+    )
+    p.add_argument(
         "--incremental",
         action="store_true",
         help="fetch only runs that are new or changed since the last export into the same "
@@ -93,6 +100,12 @@ def _positive(kind: type[int] | type[float]) -> Any:
         return value
 
     return parse
+
+
+def _policy(args: argparse.Namespace) -> dict[str, RetryPolicy]:
+    if not (args.max_rate or args.start_window):
+        return {}
+    return {"policy": RetryPolicy(max_rate=args.max_rate, start_window=args.start_window)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +152,7 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
             settings=settings,
             progress=progress,
             incremental=args.incremental,
-            **({"policy": RetryPolicy(max_rate=args.max_rate)} if args.max_rate else {}),
+            **_policy(args),
         )
     except Wandb2NumpyError as exc:
         if args.verbose:
