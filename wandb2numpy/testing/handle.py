@@ -173,7 +173,8 @@ class LocalServer:
         return self.faults.configure(**{f: getattr(self._initial_faults, f) for f in FaultSettings.field_names()})
 
     def request_log(self) -> list[dict[str, Any]]:
-        """The recent emulated requests as {"op", "variables"}, oldest first."""
+        """The recent emulated requests as {"op", "variables", "t" (arrival, `time.monotonic()`),
+        "status" (once answered; 0 for a reset)}, oldest first."""
         return self._log.items()
 
     def request_log_append(self, item: dict[str, Any]) -> None:

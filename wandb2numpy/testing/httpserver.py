@@ -192,8 +192,9 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             return self._send(400, error_reply(f"bad request: {exc}").body)
         run_id = req.run_id if req.op in HISTORY_OPS else None
-        owner.request_log_append({"op": req.op, "variables": req.variables, "t": time.monotonic()})
-        self._serve(req.op, run_id, lambda: owner.protocol.handle(req, self._base_url()))
+        entry = {"op": req.op, "variables": req.variables, "t": time.monotonic()}
+        owner.request_log_append(entry)
+        entry["status"] = self._serve(req.op, run_id, lambda: owner.protocol.handle(req, self._base_url()))
 
     def _file(self, path: str) -> None:
         owner = self.server.owner
@@ -208,20 +209,22 @@ class Handler(BaseHTTPRequestHandler):
         )
         self._serve("ParquetFile", run_id, lambda: exports.serve(path, rng))
 
-    def _serve(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> None:
+    def _serve(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> int:
         """Counts, authenticates, injects faults, then answers with `produce()`'s reply.
 
         The stats are updated before the first byte goes out, so a client that has its answer
-        always finds the request counted.
+        always finds the request counted. Returns the status sent (0: connection reset).
         """
         owner = self.server.owner
         owner.counters.begin(op, run_id)
         accounted = False
+        status = 500
         try:
             reply, decision = self._answer(op, run_id, produce)
             reset = decision is not None and decision.reset
             nbytes = len(reply.body)
-            owner.counters.end(0 if reset else reply.status, rows=reply.rows, nbytes=nbytes, decision=decision)
+            status = 0 if reset else reply.status
+            owner.counters.end(status, rows=reply.rows, nbytes=nbytes, decision=decision)
             accounted = True
             if reset:
                 self._reset(reply, owner.faults.settings.reset_mode)
@@ -235,6 +238,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if not accounted:
                 owner.counters.end(500)
+        return status
 
     def _answer(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> tuple[Reply, Decision | None]:
         owner = self.server.owner
