@@ -368,3 +368,25 @@ def test_start_window_holds_back_the_first_requests(tmp_path: Path) -> None:
         assert srv.stats()["max_in_flight"] < 8
         for field, arrays in plain.experiments["exp"].result.fields.items():
             np.testing.assert_array_equal(slow.experiments["exp"].result.fields[field].values, arrays.values)
+
+
+def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> None:
+    """32 workers, a server allowing 20 requests/s (burst 20), about 70 one-page calls: the start
+    ramps, wandb-core's log reports the first refusals at once, and pacing takes over, so few
+    requests are refused (a blind fan-out of 32 has over a third refused) and the arrays are exact."""
+    paged = None
+    with LocalServer(project_data()).start() as srv:
+        paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=1, timeout=20)
+        config = cfg(tmp_path, fields=["loss"], history_samples="all")
+        clean = export(config, write=False, concurrency=32, settings=paged, policy=FAST)
+        srv.set_faults(rate_limit=20.0)
+        srv.reset_stats()
+        limited = export(config, write=False, concurrency=32, settings=paged, policy=FAST)
+        stats = srv.stats()
+    assert stats["requests"] > 60
+    assert limited.stats.rate_limited_in_core >= 1  # wandb-core's log was found and read
+    assert stats["injected_429"] <= 0.2 * stats["requests"]  # blind: 42 of 115 when measured
+    assert limited.exit_code == 0
+    np.testing.assert_array_equal(
+        limited.experiments["exp"].result.fields["loss"].values, clean.experiments["exp"].result.fields["loss"].values
+    )

@@ -31,6 +31,29 @@ def _deliver(gate: RateGate, clock: Clock, per_second: float, seconds: float, to
         gate.succeeded("page", 1.0, clock.now - took, gate.rate or float("inf"))
 
 
+def _starts(gate: RateGate, clock: Clock, calls: int, step: float = 0.01) -> list[float]:
+    """Start `calls` calls as fast as the gate lets them; the fake clock moves as anyio sleeps."""
+    times: list[float] = []
+
+    async def go() -> None:
+        real_sleep = anyio.sleep
+
+        async def fake_sleep(delay: float) -> None:
+            clock.now += max(delay, step)
+            await real_sleep(0)
+
+        pacing.anyio.sleep = fake_sleep  # type: ignore[assignment]
+        try:
+            for _ in range(calls):
+                await gate.enter(1.0)
+                times.append(clock.now)
+        finally:
+            pacing.anyio.sleep = real_sleep  # type: ignore[assignment]
+
+    anyio.run(go)
+    return times
+
+
 def test_slow_start_grows_the_window_by_one_per_success(clock: Clock) -> None:
     limiter = anyio.CapacityLimiter(64)
     gate = RateGate(limiter, 64, 1.0, start_window=4)
@@ -49,12 +72,7 @@ def test_no_start_window_opens_every_slot() -> None:
 
 def test_first_429_pauses_and_paces_below_what_was_sent(clock: Clock) -> None:
     gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0)
-
-    async def fan_out() -> None:
-        for _ in range(64):
-            await gate.enter(1.0)
-
-    anyio.run(fan_out)
+    _starts(gate, clock, 64)  # the ramp: 8, 16, 32, 64 within a few tenths of a second
     clock.now += 1.0
     gate.rate_limited()
     assert gate.resume_at == pytest.approx(clock.now + 1.0)
@@ -90,3 +108,27 @@ def test_a_slow_call_lowers_the_rate_and_quiet_seconds_raise_it(clock: Clock) ->
     clock.now += 1.5
     gate.succeeded("page", 1.0, clock.now - 1.0, slowed)
     assert gate.rate is not None and slowed < gate.rate <= 20.0  # probing up, capped by max_rate
+
+
+def test_ramp_doubles_each_period_until_every_worker_is_busy(clock: Clock) -> None:
+    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0)
+    t0 = clock.now
+    times = _starts(gate, clock, 64)
+    offsets = [round(t - t0, 2) for t in times]
+    assert offsets[:8] == [0.0] * 8  # RAMP_FIRST at once
+    assert all(0.09 < o <= 0.12 for o in offsets[8:16])  # then 8 more a period later
+    assert max(offsets) <= 0.45  # 8, 16, 32, 64: all started within about four periods
+    assert gate.rate is None
+
+
+def test_a_refusal_in_wandb_cores_log_stops_the_ramp_and_paces(clock: Clock) -> None:
+    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0)
+    reported: list[float] = []
+    gate.refusal_source = lambda: [reported.pop() for _ in range(len(reported))]
+    _starts(gate, clock, 8)
+    reported += [clock.now, clock.now, clock.now]  # three of the eight were refused
+    times = _starts(gate, clock, 10)
+    assert gate.log_refusals == 3
+    assert gate.rate == pytest.approx(5.0)  # the 5 that got through, per (at least) one second
+    # 10 calls at 5/s, after room for wandb-core's 3 retries: about two seconds, not a burst
+    assert times[-1] - times[0] >= 1.8

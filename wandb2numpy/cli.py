@@ -214,6 +214,7 @@ class Summary:
             rows_fetched=stats.rows,
             retries=stats.retries,
             rate_limited=stats.rate_limited,
+            rate_limited_in_core=stats.rate_limited_in_core,
             bytes_written=bytes_written,
         )
 

@@ -154,11 +154,14 @@ async def export_async(
                 exp, fetcher, write=write, overwrite=overwrite, incremental=incremental, progress=progress
             )
 
-        async with task_group() as tg:
-            if configs:
-                tg.start_soon(fetcher.prewarm)
-            for exp in configs:
-                tg.start_soon(run_experiment, exp)
+        try:
+            async with task_group() as tg:
+                if configs:
+                    tg.start_soon(fetcher.prewarm)
+                for exp in configs:
+                    tg.start_soon(run_experiment, exp)
+        finally:
+            fetcher.close()
     ordered = {c.name: reports[c.name] for c in configs}
     return ExportResult(
         experiments=ordered, configs=configs, stats=fetcher.stats, wall_s=time.perf_counter() - started

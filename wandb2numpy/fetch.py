@@ -34,6 +34,7 @@ from tenacity import (
 from . import client
 from .assemble import NonNumericValue, Series, merge_series, series_from_rows
 from .client import ApiPool, ClientSettings
+from .corelog import CoreLogWatcher
 from .errors import AuthError, FetchError
 from .models import RunInfo
 from .pacing import RateGate
@@ -77,6 +78,8 @@ class FetchStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    # 429s wandb-core retried by itself, as its log reported them (0 if the log was not found)
+    rate_limited_in_core: int = 0
     transient_errors: int = 0
     rows: int = 0
 
@@ -151,6 +154,13 @@ class Fetcher:
             start_window=self.policy.start_window,
             max_rate=self.policy.max_rate,
         )
+        self._watcher: CoreLogWatcher | None = None
+
+    def close(self) -> None:
+        """Stop reading wandb-core's log."""
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.stats.rate_limited_in_core = self._gate.log_refusals
 
     async def call(self, fn: Callable[..., T], *args: Any, what: str) -> T:
         """Run `fn(api, *args)` in a worker thread, retried under the policy."""
@@ -192,6 +202,9 @@ class Fetcher:
                 api = await anyio.to_thread.run_sync(
                     self.pool.for_slot, slot, limiter=self._thread_limiter
                 )
+                if self._watcher is None:  # wandb-core runs now, and so does its log
+                    self._watcher = CoreLogWatcher().start()
+                    self._gate.refusal_source = self._watcher.drain
                 self.stats.calls += 1
                 self.stats.requests += int(cost)
                 started = time.monotonic()

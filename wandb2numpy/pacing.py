@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -18,29 +19,37 @@ log = logging.getLogger(__name__)
 
 
 class RateGate:
-    """What every worker passes before a call: a shared pause after a 429, a slow start, and, once
-    the server has shown a rate limit, pacing at a learned request rate.
+    """What every worker passes before a call: a fast ramp at the start, a shared pause after a
+    429, and, once the server has shown a rate limit, pacing at a learned request rate.
 
-    The window of calls in flight starts at `start_window` and grows by one per success up to the
-    concurrency, so a cold start does not throw every worker at an unknown limit at once. wandb-core
-    retries a 429 once by itself after `Retry-After`, so most 429s never reach us; we see one only
-    when both tries were refused. The first one we see switches the gate to paced mode: everyone
-    pauses for `pause` seconds (the usual `Retry-After`), then calls start at a request rate: half of
-    what was sent since the first call, or what was delivered over the last `WINDOW_S` seconds if
-    more. From then on a call that took about a second longer than the quickest call of its kind
-    probably met a hidden 429 and lowers the rate a little; a visible 429 lowers it more; each second
-    without either raises it a little (faster until the first slow call has shown where the limit
-    is). Rates count HTTP requests, estimated per call (`_request_cost`), since a full-history piece
-    is several requests. A known `max_rate` paces from the first call and caps what is learned.
+    The start ramps instead of throwing every worker at a limit nobody knows yet: the first
+    `RAMP_FIRST` calls start at once, and each `RAMP_PERIOD_S` that used its whole allowance doubles
+    it, so 64 workers are all busy within a few tenths of a second. The ramp stops at the first
+    word of a 429. Word comes fastest from wandb-core's own log (`corelog.CoreLogWatcher`, wired in
+    through `refusal_source`): wandb-core retries a 429 once by itself after `Retry-After` and says
+    so in its log at once, while Python hears of it only if the retry was refused too. The first
+    refusal switches the gate to paced mode: calls then start at a request rate, first what got
+    through so far per second (at most one second counted), from then on adjusted: lowered on every
+    refusal reported from the log (at most every `LOG_CUT_EVERY_S`), on a 429 we see (after which
+    everyone also pauses for `pause` seconds) and on a call about a second slower than the quickest
+    of its kind (a refusal the log did not report); never above what the server was measured to
+    deliver after a refusal; raised a little each quiet second. Each refused request is sent again
+    by wandb-core, so it also takes a paced call's place. A window (`start_window`: calls in flight,
+    one more per success) replaces the ramp when asked for; a known `max_rate` paces from the first
+    call and caps what is learned. Rates count HTTP requests, estimated per call (`fetch._request_cost`).
     """
 
     WINDOW_S = 3.0  # seconds of successes the delivery rate is measured over
     SLOW_S = 0.8  # a call this much slower than its kind's quickest probably met a hidden 429
-    PROBE = 0.25  # paced mode: raise the rate by this fraction per second ...
-    PROBE_NEAR = 0.015  # ... or by this one once a slow call has shown where the limit is
+    PROBE = 0.5  # paced mode: raise the rate by this fraction per second ...
+    PROBE_NEAR = 0.02  # ... or by this one once a refusal after the first has shown the limit
     BACKOFF_HIDDEN = 0.95  # ... lower it to this share of the rate the slow call started at
     BACKOFF_VISIBLE = 0.85  # ... or to this share of the rate after a 429 we saw
     FIRST_GUESS = 0.25  # first 429, nothing delivered yet: this share of what was sent per second
+    BACKOFF_LOG = 0.85  # a refusal reported from wandb-core's log: lower the rate to this share ...
+    LOG_CUT_EVERY_S = 0.5  # ... at most once per this many seconds (one decision per burst)
+    RAMP_FIRST = 8  # requests the start may send at once ...
+    RAMP_PERIOD_S = 0.1  # ... doubling after each such period that used them all
 
     def __init__(
         self,
@@ -69,6 +78,14 @@ class RateGate:
         self._cut_until = 0.0  # calls started before this were sent at a rate since lowered
         self._in_flight = 0.0  # cost of the calls started and not finished
         self._found = False  # whether a slow call has shown the limit since pacing began
+        self.refusal_source: Callable[[], list[float]] | None = None  # drains log-reported 429s
+        self.log_refusals = 0  # 429s reported from wandb-core's log
+        self._log_cut = -math.inf  # when a log-reported refusal last lowered the rate
+        self._ramping = start_window is None and max_rate is None
+        self._ramp_limit = self.RAMP_FIRST
+        self._period_start = -math.inf
+        self._period_count = 0.0
+        self._started = 0.0  # requests started (estimated)
 
     async def wait(self) -> None:
         """Wait out a shared pause."""
@@ -83,16 +100,63 @@ class RateGate:
         async with self._lock:  # one waiter at a time, so a changed rate applies to the next call
             while True:
                 now = time.monotonic()
+                self._take_refusals(now)
                 at = max(self.resume_at, self._next if self.rate else 0.0)
+                if self._ramping:
+                    at = max(at, self._ramp_at(now))
                 if at <= now:
                     break
-                await anyio.sleep(min(at - now, 0.25))
+                await anyio.sleep(min(at - now, 0.02 if self._ramping else 0.25))
             if self.rate:
                 self._next = max(self._next, now) + cost / self.rate
+            if self._ramping:
+                self._period_count += cost
+            self._started += cost
         if not self._first:
             self._first = now
         self._in_flight += cost
         return now, self.rate or math.inf
+
+    def _ramp_at(self, now: float) -> float:
+        """When the ramp lets the next call start."""
+        if now - self._period_start >= self.RAMP_PERIOD_S:
+            if self._period_count >= self._ramp_limit:
+                self._ramp_limit *= 2
+                if self._ramp_limit >= self.ceiling:
+                    self._ramping = False
+                    return now
+            self._period_start, self._period_count = now, 0.0
+        if self._period_count < self._ramp_limit:
+            return now
+        return self._period_start + self.RAMP_PERIOD_S
+
+    def _take_refusals(self, now: float) -> None:
+        """Act on the 429s wandb-core reported in its log since the last look."""
+        if self.refusal_source is None:
+            return
+        events = self.refusal_source()
+        if not events:
+            return
+        self.log_refusals += len(events)
+        if self.rate is None:
+            # The first word of a limit: stop ramping and pace at what got through so far.
+            self._ramping = False
+            span = max(1.0, now - self._first)
+            accepted = max(1.0, self._started - len(events))
+            self.limiter.total_tokens = self.ceiling
+            self._set_rate(max(accepted / span, 0.5), now, cut=True)
+            log.debug("429 in wandb-core's log: pacing at %.2f requests/s", self.rate)
+            self._log_cut = now
+        elif now - self._log_cut >= self.LOG_CUT_EVERY_S:
+            self._set_rate(self._capped(self.rate * self.BACKOFF_LOG, now), now, cut=True)
+            self._log_cut, self._found = now, True
+            log.debug("429 in wandb-core's log: pacing at %.2f requests/s", self.rate)
+        self._reserve(len(events), now)
+
+    def _reserve(self, requests: int, now: float) -> None:
+        """wandb-core sends each refused request again after `Retry-After`: keep room for it."""
+        if self.rate:
+            self._next = max(self._next, now) + requests / self.rate
 
     def delivered(self, now: float) -> float:
         """Requests per second the successful calls of the last `WINDOW_S` seconds made."""
@@ -119,6 +183,7 @@ class RateGate:
         else:
             new = self._capped(self.rate * self.BACKOFF_VISIBLE, now)
         self._set_rate(max(new, 0.5), now, cut=True)
+        self._ramping = False
         self.limiter.total_tokens = self.ceiling  # the rate is the limit now, not the window
         log.debug("429: pausing %.1f s, pacing at %.2f requests/s", self.resume_at - now, self.rate)
 
