@@ -145,6 +145,7 @@ def measure(
         raise RuntimeError(f"{tag} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     rec = json.loads(done.stdout.strip().splitlines()[-1])
     stats = server.stats()
+    rec["sustained_rate"] = sustained_rate(server._call("GET", "/_requests"))
     rec.update(
         requests=stats["requests"],
         injected_429=stats["injected_429"],
@@ -154,6 +155,13 @@ def measure(
         npz=str(out),
     )
     return rec
+
+
+def sustained_rate(log: list[dict[str, Any]]) -> float | None:
+    """History requests the server accepted per second, from the first accepted one to the last:
+    the rate held while the export was sending, without wandb-core's start and the last answer."""
+    t = sorted(r["t"] for r in log if r.get("status") == 200 and "History" in r["op"])
+    return round((len(t) - 1) / (t[-1] - t[0]), 2) if len(t) > 1 and t[-1] > t[0] else None
 
 
 def ideal_wall(rec: dict[str, Any], latency_ms: float, per_row_us: float, rate: float | None,
@@ -246,6 +254,7 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argp
         "rows": m["rows_served"],
         "rows_per_s": round(m["rows_served"] / wall, 1) if wall else 0.0,
         "request_rate": round(ok_requests / wall, 2) if wall else 0.0,
+        "sustained_rate": m.get("sustained_rate"),
         "peak_rss_mb": round(m["peak_rss_mb"], 1),
         "core_peak_rss_mb": round(m.get("core_peak_rss_mb", 0.0), 1),
         "array_mb": round(m["array_bytes"] / 2**20, 2),
@@ -296,6 +305,25 @@ def doubling(records: list[dict[str, Any]]) -> str:
             f"{d[0]['wall_s']:.2f} s at concurrency 16: ratio {ratio:.2f} ({verdict} 2 +/- 20%)")
 
 
+def rate_limited(records: list[dict[str, Any]]) -> str:
+    """R's targets: the rate held against the limit, the share of 429 answers, failed runs."""
+    lines = []
+    for r in records:
+        if not r.get("rate_limit") or r["tool"] != "ours":
+            continue
+        limit = r["rate_limit"]
+        ok = r["requests"] - r["injected_429"]
+        lines.append(
+            f"\nrate-limited ({r['scenario']}, limit {limit:g}/s, concurrency {r['concurrency']}): "
+            f"{ok} accepted requests in {r['wall_s']:.2f} s = {r['request_rate']:.2f}/s "
+            f"({r['request_rate'] / limit:.0%} of the limit) over the whole export; "
+            f"{r['sustained_rate'] or 0:.2f}/s ({(r['sustained_rate'] or 0) / limit:.0%}) from the first "
+            f"accepted history request to the last; 429s {r['injected_429']} of {r['requests']} "
+            f"({r['injected_429'] / max(1, r['requests']):.0%}); failed runs {r['failed_runs']}"
+        )
+    return "".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller scenarios, one repeat (about a minute)")
@@ -330,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             records.extend(run_scenario(sc, args, Path(tmp), baselines))
     print(table(records))
     print(doubling(records))
+    print(rate_limited(records))
     print(f"\n{args.latency_ms:g} ms per request + {args.per_row_us:g} us per row; "
           f"{os.cpu_count()} CPUs; total {time.perf_counter() - started:.0f} s")
     if args.json:
