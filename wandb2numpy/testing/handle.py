@@ -70,7 +70,7 @@ class LocalServer:
         port: int = 0,
         api_key: str = DEFAULT_API_KEY,
         entity: str | None = None,
-        parquet: bool = False,
+        parquet: bool | str = False,
         faults: FaultSettings | None = None,
         **fault_options: Any,
     ) -> None:
@@ -88,7 +88,13 @@ class LocalServer:
             from .parquet import ParquetExports  # pyarrow is only needed for this mode
 
             self.parquet = ParquetExports(self.backend)
-        self.protocol = Protocol(self.backend, parquet_url=self.parquet.url_for if self.parquet else None)
+        if parquet not in (False, True, "only"):
+            raise ValueError(f"parquet must be False, True or 'only', not {parquet!r}")
+        self.protocol = Protocol(
+            self.backend,
+            parquet_url=self.parquet.url_for if self.parquet else None,
+            exported_pages_empty=parquet == "only",
+        )
         self._log = RequestLog()
         self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None

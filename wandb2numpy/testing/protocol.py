@@ -88,11 +88,23 @@ def _offset(cursor: str | None) -> int:
 
 
 class Protocol:
-    """Dispatches parsed requests to the backend; `parquet_url` is set by the parquet mode."""
+    """Dispatches parsed requests to the backend; `parquet_url` is set by the parquet mode.
 
-    def __init__(self, backend: Backend, *, parquet_url: Callable[[RunRecord, str], str | None] | None = None) -> None:
+    `exported_pages_empty` models a service that keeps an exported run's history only in its
+    files: step-windowed `sampledHistory` specs (the page queries) then return no rows for it,
+    while a whole-run sample (`run.history`) still does.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        parquet_url: Callable[[RunRecord, str], str | None] | None = None,
+        exported_pages_empty: bool = False,
+    ) -> None:
         self.backend = backend
         self.parquet_url = parquet_url
+        self.exported_pages_empty = exported_pages_empty
         self.handlers: dict[str, Callable[[GraphQLRequest, str], Reply]] = {
             "Viewer": self.viewer,
             "GetDefaultEntity": self.viewer,
@@ -211,9 +223,13 @@ class Protocol:
             specs = [req.variables["spec"]]
         h = run.history
         out: list[list[dict[str, Any]]] = []
+        exported = self.exported_pages_empty and self.parquet_url is not None and self.parquet_url(run, base_url)
         for spec in specs:
             if isinstance(spec, str):
                 spec = json.loads(spec)
+            if exported and "minStep" in spec:
+                out.append([])
+                continue
             keys = list(dict.fromkeys(str(k) for k in spec.get("keys") or ["_step"]))
             lo_step, hi_step = spec.get("minStep"), spec.get("maxStep")  # maxStep is inclusive
             lo, hi = h.step_slice(lo_step, None if hi_step is None else int(hi_step) + 1)

@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fail-runs", default="", metavar="ID,ID", help="run ids whose history requests always answer 500")
     p.add_argument(
-        "--parquet", action="store_true", help="serve finished runs' history as parquet exports (needs pyarrow)"
+        "--parquet",
+        nargs="?",
+        const="files",
+        choices=["files", "only"],
+        help="serve finished runs' history as parquet exports (needs pyarrow); 'only': their page "
+        "queries then return no rows, as if the history lived only in the files",
     )
     return p
 
@@ -123,7 +128,7 @@ def server_from_args(args: argparse.Namespace) -> LocalServer:
         port=args.port,
         api_key=args.api_key,
         entity=args.entity,
-        parquet=args.parquet,
+        parquet="only" if args.parquet == "only" else bool(args.parquet),
         faults=faults,
     )
 
