@@ -390,3 +390,22 @@ def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> Non
     np.testing.assert_array_equal(
         limited.experiments["exp"].result.fields["loss"].values, clean.experiments["exp"].result.fields["loss"].values
     )
+
+
+def test_history_kept_only_in_exported_files_is_read_again_with_wandbs_scan(tmp_path: Path) -> None:
+    """Should a service answer page queries only for live steps, an exported run's pages come back
+    short of the count its listing gave; those keys are then read with wandb's own scan, which
+    reads the parquet files, and the arrays equal those of a server that answers pages."""
+    pytest.importorskip("pyarrow")
+    config = cfg(tmp_path, fields=["loss", "return", "eval/score"], history_samples="all")
+    with LocalServer(project_data()).start() as plain:
+        want = export(config, write=False, concurrency=4, settings=settings(plain), policy=FAST)
+    with LocalServer(project_data(), parquet="only").start() as srv:
+        got = export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
+        ops = srv.stats()["ops"]
+    assert ops.get("RunParquetHistory", 0) > 0 and ops.get("ParquetFile", 0) > 0
+    assert got.exit_code == 0
+    for field, arrays in want.experiments["exp"].result.fields.items():
+        other = got.experiments["exp"].result.fields[field]
+        np.testing.assert_array_equal(other.steps, arrays.steps)
+        np.testing.assert_array_equal(other.values, arrays.values)

@@ -121,11 +121,12 @@ async def task_group() -> AsyncIterator[anyio.abc.TaskGroup]:
 
 
 def _request_cost(fn: Callable[..., Any], args: tuple[Any, ...], page_size: int) -> float:
-    """About how many HTTP requests one call makes: one per page of `page_size` steps; a scan of
-    unknown length asks for the run's last step and parquet export first."""
-    if fn is _scanned_series:
+    """About how many HTTP requests one call makes: one per page of `page_size` steps; wandb's own
+    scan asks for the run's parquet export first, and for its last step when that is unknown."""
+    if fn is _scanned_series or fn is _core_scanned_series:
         lo, hi = args[2], args[3]
-        return 3.0 if hi == OPEN_END else float(max(1, math.ceil((hi - lo) / page_size)))
+        pages = 1 if hi == OPEN_END else max(1, math.ceil((hi - lo) / page_size))
+        return float(pages + (2 if hi == OPEN_END else 1 if fn is _core_scanned_series else 0))
     return 1.0
 
 
@@ -313,10 +314,18 @@ class Fetcher:
                     for key in keys:
                         tg.start_soon(fetch_single, key)
                 return
-            outcome.series.update(got)
+            await keep(keys, got)
 
         async def fetch_single(key: str) -> None:
-            got = await self._fetch_keys(run, (key,), samples, pieces, outcome)
+            await keep((key,), await self._fetch_keys(run, (key,), samples, pieces, outcome))
+
+        async def keep(keys: tuple[str, ...], got: dict[str, Series]) -> None:
+            if self._read_pages(run, keys, samples, pieces) and not self._complete(run, keys, got, samples):
+                # The page queries returned fewer rows than the run says it logged (history the
+                # server keeps only in exported files?): read it again with wandb's own scan.
+                log.warning("run %s: %s came back short; reading it again with wandb's scan",
+                            run.id, ", ".join(keys))
+                got = await self._fetch_keys(run, keys, samples, pieces, outcome, core=True)
             outcome.series.update(got)
 
         async with task_group() as tg:
@@ -340,6 +349,15 @@ class Fetcher:
                 return False
         return True
 
+    def _read_pages(self, run: RunInfo, keys: tuple[str, ...], samples: int | None, pieces: int) -> bool:
+        """Whether `_fetch_keys` reads these keys with page queries (not a sampled request)."""
+        if run.last_step < 0:
+            return False
+        if samples is None:
+            return True
+        ranges = step_ranges(run, pieces, self.settings.page_size)
+        return len(ranges) > 1 and _sampling_keeps_all(run, keys, samples)
+
     async def _fetch_keys(
         self,
         run: RunInfo,
@@ -347,6 +365,8 @@ class Fetcher:
         samples: int | None,
         pieces: int,
         outcome: RunOutcome,
+        *,
+        core: bool = False,
     ) -> dict[str, Series]:
         label = f"history of run {run.id} ({', '.join(keys)})"
         ranges = step_ranges(run, pieces, self.settings.page_size)
@@ -355,11 +375,10 @@ class Fetcher:
             parts = [await self.call(_sampled_series, run, keys, samples, what=label)]
         else:
             parts = [None] * len(ranges)
+            fn = _core_scanned_series if core else _scanned_series
 
             async def piece(j: int, lo: int, hi: int) -> None:
-                parts[j] = await self.call(
-                    _scanned_series, run, keys, lo, hi, self.settings.page_size, what=label
-                )
+                parts[j] = await self.call(fn, run, keys, lo, hi, self.settings.page_size, what=label)
 
             async with task_group() as tg:
                 for j, (lo, hi) in enumerate(ranges):
@@ -449,9 +468,14 @@ def _scanned_series(
     api: Any, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int
 ) -> tuple[dict[str, Series], dict[str, str]]:
     if hi == OPEN_END:
-        rows = client.scan_history(api, run, keys, lo, None, page_size)
-    else:
-        rows = client.range_history(api, run, keys, lo, hi, page_size)
+        return _core_scanned_series(api, run, keys, lo, hi, page_size)
+    return _convert(client.range_history(api, run, keys, lo, hi, page_size), keys)
+
+
+def _core_scanned_series(
+    api: Any, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int
+) -> tuple[dict[str, Series], dict[str, str]]:
+    rows = client.scan_history(api, run, keys, lo, None if hi == OPEN_END else hi, page_size)
     return _convert(rows, keys)
 
 
