@@ -35,8 +35,8 @@ ERROR_STATUSES = (500, 502, 503)
 class FaultSettings:
     """What to break. Rates are fractions in [0, 1]; `fault_ops=None` targets every operation."""
 
-    latency_ms: float = 0.0
-    per_row_us: float = 0.0
+    latency_ms: float = 0.0  # the whole answer time, building the answer included ...
+    per_row_us: float = 0.0  # ... plus this per history row returned
     rate_limit: float | None = None  # requests per second, burst = max(1, rate)
     error_rate: float = 0.0
     reset_rate: float = 0.0

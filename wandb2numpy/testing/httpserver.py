@@ -195,6 +195,7 @@ class Handler(BaseHTTPRequestHandler):
         entry = {"op": req.op, "variables": req.variables, "t": time.monotonic()}
         owner.request_log_append(entry)
         entry["status"] = self._serve(req.op, run_id, lambda: owner.protocol.handle(req, self._base_url()))
+        entry["t_end"] = time.monotonic()
 
     def _file(self, path: str) -> None:
         owner = self.server.owner
@@ -244,17 +245,20 @@ class Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         if op != "ParquetFile" and not self._authorized():
             return error_reply("local W&B server: invalid API key", 401), None
+        started = time.monotonic()
         decision = owner.faults.decide(op, run_id)
         if decision.retry_after is not None:
             body = b'{"errors":[{"message":"rate limit exceeded"}]}'
             return Reply(status=429, body=body, headers={"Retry-After": str(decision.retry_after)}), decision
-        if decision.delay_s > 0:
-            time.sleep(decision.delay_s)
         if decision.status is not None:
+            time.sleep(decision.delay_s)
             return Reply(status=decision.status, body=b'{"errors":[{"message":"injected server error"}]}'), decision
         reply = produce()
-        if decision.per_row_s > 0 and reply.rows:
-            time.sleep(decision.per_row_s * reply.rows)
+        # The latency model is the whole answer time: building the answer counts toward it, so one
+        # Python process encoding many answers at once does not add to what the model says.
+        left = started + decision.delay_s + decision.per_row_s * reply.rows - time.monotonic()
+        if left > 0:
+            time.sleep(left)
         return reply, decision
 
 

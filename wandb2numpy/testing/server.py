@@ -54,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key", default=DEFAULT_API_KEY, help="the API key clients must send (default: a fixed local- key)"
     )
-    p.add_argument("--latency-ms", type=float, default=0.0, help="delay every request by this many ms")
-    p.add_argument("--per-row-us", type=float, default=0.0, help="and by this many microseconds per returned row")
+    p.add_argument(
+        "--latency-ms", type=float, default=0.0,
+        help="answer every request after this many ms (building the answer counts toward it)",
+    )
+    p.add_argument("--per-row-us", type=float, default=0.0, help="plus this many microseconds per returned row")
     p.add_argument(
         "--rate-limit",
         type=float,
