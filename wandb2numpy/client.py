@@ -181,6 +181,10 @@ class ApiPool:
         self._guard = threading.Lock()
         prepare_environment(settings)
 
+    def existing(self, slot: int) -> wandb.Api | None:
+        """The slot's `Api` if it was made already: no thread hop needed to get it."""
+        return self._apis.get(slot // REQUESTS_PER_API)
+
     def for_slot(self, slot: int) -> wandb.Api:
         index = slot // REQUESTS_PER_API
         api = self._apis.get(index)

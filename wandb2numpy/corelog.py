@@ -85,7 +85,7 @@ class CoreLogWatcher:
     wandb-core retries by itself. The gate drains the queue from the event loop (`drain`), so no
     state is shared across threads but a deque."""
 
-    POLL_S = 0.01
+    POLL_S = 0.02
     FIND_FOR_S = 5.0
 
     def __init__(self, pid: int | None = None, dirs: Iterable[Path] | None = None) -> None:

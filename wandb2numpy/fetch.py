@@ -200,7 +200,7 @@ class Fetcher:
             _, rate = await self._gate.enter(cost)
             slot = heapq.heappop(self._free_slots)
             try:
-                api = await anyio.to_thread.run_sync(
+                api = self.pool.existing(slot) or await anyio.to_thread.run_sync(
                     self.pool.for_slot, slot, limiter=self._thread_limiter
                 )
                 if self._watcher is None:  # wandb-core runs now, and so does its log
