@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--start-window",
         type=_positive(int),
         metavar="N",
-        help="begin with N requests in flight, one more per success up to --concurrency: fewer "
-        "429s from a rate-limited server at the start, at the cost of a slower start elsewhere",
+        help="begin with N requests in flight, one more per success up to --concurrency, instead of "
+        "the default ramp (8 requests, doubling every 0.1 s until a 429): slower, and cautious where "
+        "wandb-core's log cannot be read",
     )
     p.add_argument(
         "--incremental",

@@ -63,10 +63,10 @@ class RetryPolicy:
     # Requests per second the server allows, if known: calls are then paced from the start. None:
     # learned from the first 429 on (see `pacing.RateGate`).
     max_rate: float | None = None
-    # Calls in flight at first, growing by one per success up to the concurrency; None: all of
-    # them. A small window cuts the 429s of a cold start against a rate-limited server (benchmark
-    # R: about 60% of requests -> under 20%) but costs every other server a slow start, so it is
-    # opt-in (`--start-window`).
+    # Calls in flight at first, growing by one per success up to the concurrency, instead of the
+    # default ramp (8 requests, doubling every 0.1 s until a 429 is reported). The ramp relies on
+    # wandb-core's log to hear of a refusal at once; where that log is not found, a small window
+    # is the cautious choice against a server with an unknown limit.
     start_window: int | None = None
 
 
