@@ -125,8 +125,10 @@ def _request_cost(fn: Callable[..., Any], args: tuple[Any, ...], page_size: int)
     scan asks for the run's parquet export first, and for its last step when that is unknown."""
     if fn is _scanned_series or fn is _core_scanned_series:
         lo, hi = args[2], args[3]
-        pages = 1 if hi == OPEN_END else max(1, math.ceil((hi - lo) / page_size))
-        return float(pages + (2 if hi == OPEN_END else 1 if fn is _core_scanned_series else 0))
+        if hi == OPEN_END:
+            return 3.0
+        pages = max(1, math.ceil((hi - lo) / page_size))
+        return float(pages + 1 if fn is _core_scanned_series else pages)
     return 1.0
 
 
@@ -307,25 +309,20 @@ class Fetcher:
         groups = co_logged_groups(run, wanted)
 
         async def fetch_group(keys: tuple[str, ...]) -> None:
-            got = await self._fetch_keys(run, keys, samples, pieces, outcome)
-            if len(keys) > 1 and not self._complete(run, keys, got, samples):
-                # Not logged on the same steps after all: ask for each key on its own.
-                async with task_group() as tg:
-                    for key in keys:
-                        tg.start_soon(fetch_single, key)
-                return
-            await keep(keys, got)
-
-        async def fetch_single(key: str) -> None:
-            await keep((key,), await self._fetch_keys(run, (key,), samples, pieces, outcome))
-
-        async def keep(keys: tuple[str, ...], got: dict[str, Series]) -> None:
-            if self._read_pages(run, keys, samples, pieces) and not self._complete(run, keys, got, samples):
-                # The page queries returned fewer rows than the run says it logged (history the
-                # server keeps only in exported files?): read it again with wandb's own scan.
-                log.warning("run %s: %s came back short; reading it again with wandb's scan",
-                            run.id, ", ".join(keys))
-                got = await self._fetch_keys(run, keys, samples, pieces, outcome, core=True)
+            got, paged = await self._fetch_keys(run, keys, samples, pieces, outcome)
+            if not self._complete(run, keys, got, samples):
+                if len(keys) > 1:
+                    # Not logged on the same steps after all: ask for each key on its own.
+                    async with task_group() as tg:
+                        for key in keys:
+                            tg.start_soon(fetch_group, (key,))
+                    return
+                if paged:
+                    # The page queries returned fewer rows than the run says it logged (history
+                    # the server keeps only in exported files?): read it with wandb's own scan.
+                    log.warning("run %s: %s came back short; reading it again with wandb's scan",
+                                run.id, keys[0])
+                    got, _ = await self._fetch_keys(run, keys, samples, pieces, outcome, core=True)
             outcome.series.update(got)
 
         async with task_group() as tg:
@@ -349,15 +346,6 @@ class Fetcher:
                 return False
         return True
 
-    def _read_pages(self, run: RunInfo, keys: tuple[str, ...], samples: int | None, pieces: int) -> bool:
-        """Whether `_fetch_keys` reads these keys with page queries (not a sampled request)."""
-        if run.last_step < 0:
-            return False
-        if samples is None:
-            return True
-        ranges = step_ranges(run, pieces, self.settings.page_size)
-        return len(ranges) > 1 and _sampling_keeps_all(run, keys, samples)
-
     async def _fetch_keys(
         self,
         run: RunInfo,
@@ -367,11 +355,14 @@ class Fetcher:
         outcome: RunOutcome,
         *,
         core: bool = False,
-    ) -> dict[str, Series]:
+    ) -> tuple[dict[str, Series], bool]:
+        """The keys' series, and whether they were read with page queries (`range_history`) rather
+        than one sampled request or wandb's own scan (`core`)."""
         label = f"history of run {run.id} ({', '.join(keys)})"
         ranges = step_ranges(run, pieces, self.settings.page_size)
         parts: list[Any]
-        if samples is not None and not (len(ranges) > 1 and _sampling_keeps_all(run, keys, samples)):
+        sampled = samples is not None and not (len(ranges) > 1 and _sampling_keeps_all(run, keys, samples))
+        if sampled:
             parts = [await self.call(_sampled_series, run, keys, samples, what=label)]
         else:
             parts = [None] * len(ranges)
@@ -392,7 +383,7 @@ class Fetcher:
             if found and key not in outcome.non_numeric:
                 merged[key] = merge_series(found) if len(found) > 1 else found[0]
                 self.stats.rows += len(merged[key].values)
-        return merged
+        return merged, not (sampled or core or run.last_step < 0)
 
 
 def plan_keys(run: RunInfo, fields: Sequence[str], non_numeric: dict[str, str]) -> list[str]:
