@@ -81,7 +81,7 @@ class RateGate:
         self.refusal_source: Callable[[], list[float]] | None = None  # drains log-reported 429s
         self.log_refusals = 0  # 429s reported from wandb-core's log
         self._log_cut = -math.inf  # when a log-reported refusal last lowered the rate
-        self._ramping = start_window is None and max_rate is None
+        self._ramp_on = start_window is None and max_rate is None
         self._ramp_limit = self.RAMP_FIRST
         self._period_start = -math.inf
         self._period_count = 0.0
@@ -117,13 +117,17 @@ class RateGate:
         self._in_flight += cost
         return now, self.rate or math.inf
 
+    @property
+    def _ramping(self) -> bool:
+        """Until the first refusal (pacing) or until the ramp reaches the concurrency."""
+        return self._ramp_on and self.rate is None and self._ramp_limit < self.ceiling
+
     def _ramp_at(self, now: float) -> float:
         """When the ramp lets the next call start."""
         if now - self._period_start >= self.RAMP_PERIOD_S:
             if self._period_count >= self._ramp_limit:
                 self._ramp_limit *= 2
-                if self._ramp_limit >= self.ceiling:
-                    self._ramping = False
+                if not self._ramping:
                     return now
             self._period_start, self._period_count = now, 0.0
         if self._period_count < self._ramp_limit:
@@ -140,11 +144,8 @@ class RateGate:
         self.log_refusals += len(events)
         if self.rate is None:
             # The first word of a limit: stop ramping and pace at what got through so far.
-            self._ramping = False
             span = max(1.0, now - self._first)
-            accepted = max(1.0, self._started - len(events))
-            self.limiter.total_tokens = self.ceiling
-            self._set_rate(max(accepted / span, 0.5), now, cut=True)
+            self._pace(max(1.0, self._started - len(events)) / span, now)
             log.debug("429 in wandb-core's log: pacing at %.2f requests/s", self.rate)
             self._log_cut = now
         elif now - self._log_cut >= self.LOG_CUT_EVERY_S:
@@ -182,9 +183,7 @@ class RateGate:
             new = max(self.delivered(now), self.FIRST_GUESS * sent / span)
         else:
             new = self._capped(self.rate * self.BACKOFF_VISIBLE, now)
-        self._set_rate(max(new, 0.5), now, cut=True)
-        self._ramping = False
-        self.limiter.total_tokens = self.ceiling  # the rate is the limit now, not the window
+        self._pace(new, now)
         log.debug("429: pausing %.1f s, pacing at %.2f requests/s", self.resume_at - now, self.rate)
 
     def succeeded(self, kind: Any, cost: float, started: float, started_rate: float) -> None:
@@ -209,6 +208,11 @@ class RateGate:
             return
         if now - self._probed >= 1.0:
             self._set_rate(self.rate * (1 + (self.PROBE_NEAR if self._found else self.PROBE)), now)
+
+    def _pace(self, rate: float, now: float) -> None:
+        """Pace at `rate` from now on; the rate is the limit now, not the window or the ramp."""
+        self._set_rate(max(rate, 0.5), now, cut=True)
+        self.limiter.total_tokens = self.ceiling
 
     def _capped(self, rate: float, now: float) -> float:
         """A refused server delivers exactly its limit: once a full window of deliveries has been
