@@ -107,6 +107,9 @@ class Server:
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_stats")
 
+    def request_log(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/_requests")
+
     def reset(self) -> None:
         self._call("POST", "/_stats/reset")
 
@@ -145,7 +148,7 @@ def measure(
         raise RuntimeError(f"{tag} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     rec = json.loads(done.stdout.strip().splitlines()[-1])
     stats = server.stats()
-    rec["sustained_rate"] = sustained_rate(server._call("GET", "/_requests"))
+    rec["sustained_rate"] = sustained_rate(server.request_log())
     rec.update(
         requests=stats["requests"],
         injected_429=stats["injected_429"],

@@ -34,7 +34,7 @@ def log_dirs() -> list[Path]:
     dirs: list[Path] = []
     cache = os.environ.get("WANDB_CACHE_DIR")
     if cache:
-        dirs += [Path(cache) / "wandb" / "logs", Path(cache) / "logs"]
+        dirs.append(Path(cache) / "wandb" / "logs")
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = Path(xdg) if xdg else Path.home() / ".cache"

@@ -180,7 +180,7 @@ class LocalServer:
 
     def request_log(self) -> list[dict[str, Any]]:
         """The recent emulated requests as {"op", "variables", "t" (arrival, `time.monotonic()`),
-        "status" (once answered; 0 for a reset)}, oldest first."""
+        and once answered "status" (0 for a reset) and "t_end"}, oldest first."""
         return self._log.items()
 
     def request_log_append(self, item: dict[str, Any]) -> None:
