@@ -5,23 +5,27 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from wandb2numpy import pacing
 from wandb2numpy.pacing import RateGate
 
 
 class Clock:
+    """The gate's clock and sleep: time moves only when the gate sleeps or a test says so."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.step = 0.01  # the least a sleep advances the clock
 
     def __call__(self) -> float:
         return self.now
 
+    async def sleep(self, delay: float) -> None:
+        self.now += max(delay, self.step)
+        await anyio.sleep(0)
+
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(pacing.time, "monotonic", c)
-    return c
+def clock() -> Clock:
+    return Clock()
 
 
 def _deliver(gate: RateGate, clock: Clock, per_second: float, seconds: float, took: float = 1.0) -> None:
@@ -36,19 +40,10 @@ def _starts(gate: RateGate, clock: Clock, calls: int, step: float = 0.01) -> lis
     times: list[float] = []
 
     async def go() -> None:
-        real_sleep = anyio.sleep
-
-        async def fake_sleep(delay: float) -> None:
-            clock.now += max(delay, step)
-            await real_sleep(0)
-
-        pacing.anyio.sleep = fake_sleep  # type: ignore[assignment]
-        try:
-            for _ in range(calls):
-                await gate.enter(1.0)
-                times.append(clock.now)
-        finally:
-            pacing.anyio.sleep = real_sleep  # type: ignore[assignment]
+        clock.step = step
+        for _ in range(calls):
+            await gate.enter(1.0)
+            times.append(clock.now)
 
     anyio.run(go)
     return times
@@ -56,7 +51,7 @@ def _starts(gate: RateGate, clock: Clock, calls: int, step: float = 0.01) -> lis
 
 def test_slow_start_grows_the_window_by_one_per_success(clock: Clock) -> None:
     limiter = anyio.CapacityLimiter(64)
-    gate = RateGate(limiter, 64, 1.0, start_window=4)
+    gate = RateGate(limiter, 64, 1.0, start_window=4, clock=clock, sleep=clock.sleep)
     assert limiter.total_tokens == 4
     _deliver(gate, clock, 10, 1.0)
     assert limiter.total_tokens == 14
@@ -71,7 +66,7 @@ def test_no_start_window_opens_every_slot() -> None:
 
 
 def test_first_429_pauses_and_paces_below_what_was_sent(clock: Clock) -> None:
-    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0)
+    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0, clock=clock, sleep=clock.sleep)
     _starts(gate, clock, 64)  # the ramp: 8, 16, 32, 64 within a few tenths of a second
     clock.now += 1.0
     gate.rate_limited()
@@ -83,7 +78,7 @@ def test_first_429_pauses_and_paces_below_what_was_sent(clock: Clock) -> None:
 def test_refusals_once_deliveries_are_measured_pace_at_the_delivered_rate(clock: Clock) -> None:
     """A server that refuses delivers exactly its limit: that is where pacing goes, not just 15%
     below a rate that was far too high."""
-    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0)
+    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0, clock=clock, sleep=clock.sleep)
 
     async def one() -> None:
         await gate.enter(1.0)
@@ -98,7 +93,7 @@ def test_refusals_once_deliveries_are_measured_pace_at_the_delivered_rate(clock:
 
 
 def test_a_slow_call_lowers_the_rate_and_quiet_seconds_raise_it(clock: Clock) -> None:
-    gate = RateGate(anyio.CapacityLimiter(16), 16, 1.0, max_rate=20.0)
+    gate = RateGate(anyio.CapacityLimiter(16), 16, 1.0, max_rate=20.0, clock=clock, sleep=clock.sleep)
     assert gate.rate == 20.0
     gate.succeeded("page", 1.0, clock.now - 1.0, 20.0)  # the quickest page: 1 s
     clock.now += 0.5
@@ -111,7 +106,7 @@ def test_a_slow_call_lowers_the_rate_and_quiet_seconds_raise_it(clock: Clock) ->
 
 
 def test_ramp_doubles_each_period_until_every_worker_is_busy(clock: Clock) -> None:
-    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0)
+    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0, clock=clock, sleep=clock.sleep)
     t0 = clock.now
     times = _starts(gate, clock, 64)
     offsets = [round(t - t0, 2) for t in times]
@@ -122,7 +117,7 @@ def test_ramp_doubles_each_period_until_every_worker_is_busy(clock: Clock) -> No
 
 
 def test_a_refusal_in_wandb_cores_log_stops_the_ramp_and_paces(clock: Clock) -> None:
-    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0)
+    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0, clock=clock, sleep=clock.sleep)
     reported: list[float] = []
     gate.refusal_source = lambda: [reported.pop() for _ in range(len(reported))]
     _starts(gate, clock, 8)

@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -36,7 +36,7 @@ class RateGate:
     deliver after a refusal; raised a little each quiet second. Each refused request is sent again
     by wandb-core, so it also takes a paced call's place. A window (`start_window`: calls in flight,
     one more per success) replaces the ramp when asked for; a known `max_rate` paces from the first
-    call and caps what is learned. Rates count HTTP requests, estimated per call (`fetch._request_cost`).
+    call and caps what is learned. Rates count HTTP requests, as each call declares them (`fetch.Runner.call`).
     """
 
     WINDOW_S = 3.0  # seconds of successes the delivery rate is measured over
@@ -59,7 +59,12 @@ class RateGate:
         *,
         start_window: int | None = None,
         max_rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
+        # The clock and sleep are arguments so that tests drive the control loop on a fake clock.
+        self._clock = clock
+        self._sleep = sleep
         self.limiter = limiter
         self.ceiling = ceiling
         window = ceiling if max_rate else min(ceiling, start_window or ceiling)
@@ -89,9 +94,9 @@ class RateGate:
 
     async def wait(self) -> None:
         """Wait out a shared pause."""
-        delay = self.resume_at - time.monotonic()
+        delay = self.resume_at - self._clock()
         if delay > 0:
-            await anyio.sleep(delay)
+            await self._sleep(delay)
 
     async def enter(self, cost: float) -> tuple[float, float]:
         """Wait for this call's turn; return (start time, rate it was started at)."""
@@ -99,14 +104,14 @@ class RateGate:
             self._lock = anyio.Lock()
         async with self._lock:  # one waiter at a time, so a changed rate applies to the next call
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 self._take_refusals(now)
                 at = max(self.resume_at, self._next if self.rate else 0.0)
                 if self._ramping:
                     at = max(at, self._ramp_at(now))
                 if at <= now:
                     break
-                await anyio.sleep(min(at - now, 0.02 if self._ramping else 0.25))
+                await self._sleep(min(at - now, 0.02 if self._ramping else 0.25))
             if self.rate:
                 self._next = max(self._next, now) + cost / self.rate
             if self._ramping:
@@ -170,7 +175,7 @@ class RateGate:
         self._in_flight -= cost
 
     def rate_limited(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now < self.resume_at:
             return  # one decision per pause window, not one per refused request
         self.resume_at = now + self.pause
@@ -187,7 +192,7 @@ class RateGate:
         log.debug("429: pausing %.1f s, pacing at %.2f requests/s", self.resume_at - now, self.rate)
 
     def succeeded(self, kind: Any, cost: float, started: float, started_rate: float) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self.pause = self.base_pause
         took = now - started
         quickest = self._quickest.get(kind)
