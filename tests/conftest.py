@@ -74,7 +74,7 @@ def srv(server: LocalServer, request: pytest.FixtureRequest, monkeypatch: pytest
     server.reset_stats()
     if getattr(module, "DRIVES_CLI", False):
         monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-        export_module = sys.modules["wandb2numpy.export"]  # the package attribute is the function
+        export_module = sys.modules["wandb2numpy.pipeline"]
         policy = getattr(module, "FAST", FAST)
         monkeypatch.setattr(export_module, "export", functools.partial(export_module.export, policy=policy))
     return server

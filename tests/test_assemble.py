@@ -6,15 +6,13 @@ import pickle
 import numpy as np
 import pytest
 
-from wandb2numpy.assemble import (
-    ABSENT_REASON,
+from wandb2numpy.assemble import ABSENT_REASON, assemble_experiment, stack_field
+from wandb2numpy.series import (
     NonNumericValue,
     Series,
-    assemble_experiment,
     convert_values,
     merge_series,
     series_from_rows,
-    stack_field,
 )
 from wandb2numpy.models import RunInfo
 

@@ -15,7 +15,7 @@ from .errors import (
     OutputExistsError,
     Wandb2NumpyError,
 )
-from .export import ExportResult, export, export_async, export_data
+from .pipeline import ExportResult, export, export_async, export_data
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
 
 __all__ = [

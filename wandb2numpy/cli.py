@@ -139,7 +139,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
-    from .export import export
+    from .pipeline import export
 
     out = out or sys.stdout
     settings = ClientSettings(base_url=args.base_url)

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .client import ClientSettings
     from .config import parse_config
     from .errors import Wandb2NumpyError
-    from .export import export
+    from .pipeline import export
     from .testing import local_server
 
     p = argparse.ArgumentParser(prog="wandb2numpy demo", description=__doc__)

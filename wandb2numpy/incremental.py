@@ -15,7 +15,7 @@ A run is served from the cache only if it is not running or pending, its listing
 state, history line count, last step and heartbeat as when it was cached, and its file loads.
 With `fields: all` the field list follows the listing; a cached run fetched for fewer fields is
 still reused when the listing's history keys show it holds none of the new fields as numbers
-(the same `plan_keys` decision the fetcher makes, so the result equals a fresh fetch); otherwise
+(the same `plan_keys` decision a source makes, so the result equals a fresh fetch); otherwise
 it is fetched again.
 
 Order of writes: the experiment's arrays first, then the cache files of freshly fetched runs, then
@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,14 +42,16 @@ from typing import Any
 import anyio
 import numpy as np
 
-from .assemble import Series
 from .config import ExperimentConfig
 from .errors import ConfigError, OutputError
-from .fetch import Fetcher, RunOutcome, plan_keys
+from .fetch import FetchStats
 from .models import RunInfo
+from .series import Series
+from .sources.base import HistorySource, ProgressFn, RunOutcome
+from .sources.planning import plan_keys
 from .writers import atomic_write_bytes, check_name_safe
 
-__all__ = ["STATE_DIR", "RunCache", "fingerprint", "open_cache"]
+__all__ = ["STATE_DIR", "CachedSource", "RunCache", "fingerprint", "open_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +238,16 @@ class RunCache:
 
     # ---------------------------------------------------------------------------- fetching
 
-    async def fetch(
+    async def read_runs(
         self,
-        fetcher: Fetcher,
+        source: HistorySource,
         runs: Sequence[RunInfo],
         fields: Sequence[str],
         *,
         samples: int | None,
-        progress: Callable[[str, RunInfo, int], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> list[RunOutcome]:
-        """Like `Fetcher.fetch_runs`, but unchanged runs come from the cache. Listing order kept."""
+        """Like `source.read_runs`, but unchanged runs come from the cache. Listing order kept."""
         cached, to_fetch = await anyio.to_thread.run_sync(self.split, runs, fields)
         log.info(
             "%s: %d run(s) unchanged since the last export, %d to fetch",
@@ -255,8 +257,8 @@ class RunCache:
         )
         if progress is not None:
             for i, outcome in cached.items():
-                progress("run_done", runs[i], sum(len(s) for s in outcome.series.values()))
-        fetched = await fetcher.fetch_runs(
+                progress("run_done", runs[i], outcome.rows)
+        fetched = await source.read_runs(
             [runs[i] for i in to_fetch], fields, samples=samples, progress=progress
         )
         self._fetched = set(to_fetch)
@@ -347,6 +349,43 @@ def _encode(run: RunInfo, entry: _Entry, outcome: RunOutcome) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
     return buf.getvalue()
+
+
+class CachedSource:
+    """Any `HistorySource`, with the runs that did not change served from one experiment's cache.
+
+    One per experiment, around the export's shared source; closing the shared source is its
+    owner's business, so `close` here does nothing.
+    """
+
+    def __init__(self, inner: HistorySource, cache: RunCache) -> None:
+        self.inner = inner
+        self.cache = cache
+
+    @property
+    def stats(self) -> FetchStats:
+        return self.inner.stats
+
+    async def prepare(self) -> None:
+        await self.inner.prepare()
+
+    async def list_runs(self, exp: ExperimentConfig) -> list[RunInfo]:
+        return await self.inner.list_runs(exp)
+
+    async def read_runs(
+        self,
+        runs: Sequence[RunInfo],
+        fields: Sequence[str],
+        *,
+        samples: int | None,
+        progress: ProgressFn | None = None,
+    ) -> list[RunOutcome]:
+        return await self.cache.read_runs(
+            self.inner, runs, fields, samples=samples, progress=progress
+        )
+
+    def close(self) -> None:
+        pass
 
 
 def check_incremental(exp: ExperimentConfig, *, write: bool) -> None:

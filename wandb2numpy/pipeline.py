@@ -2,8 +2,10 @@
 
 Everything that can be refused is refused before the first request: the whole config is
 validated, and without `overwrite` existing output is reported, so a bad invocation costs nothing
-and touches nothing. Experiments then run side by side on one shared `Fetcher`, so a config of many
-small experiments keeps every worker busy.
+and touches nothing. Experiments then run side by side on one shared history source (its worker
+pool), so a config of many small experiments keeps every worker busy. The stages meet only through
+their interfaces: `sources.HistorySource` (runs and their `Series`), `assemble` (arrays) and
+`writers` (files).
 """
 
 from __future__ import annotations
@@ -28,17 +30,13 @@ from .assemble import ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import ConfigError, OutputError, OutputExistsError
-from .fetch import (
-    DEFAULT_CONCURRENCY,
-    Fetcher,
-    FetchStats,
-    RetryPolicy,
-    all_numeric_fields,
-    task_group,
-)
+from .fetch import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, task_group
 from .filters import build_filters, describe_filters
 from .lock import output_locks
 from .models import RunInfo
+from .sources.base import HistorySource, RunEvent
+from .sources.planning import all_numeric_fields
+from .sources.wandb_source import WandbSource
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +125,13 @@ async def export_async(
     policy: RetryPolicy | None = None,
     progress: Progress | None = None,
     incremental: bool = False,
+    source: HistorySource | None = None,
 ) -> ExportResult:
-    """Export every selected experiment; see `export` for the arguments."""
+    """Export every selected experiment; see `export` for the arguments.
+
+    `source`: where history comes from instead of the W&B server named by `settings` (its owner
+    closes it; `concurrency` and `policy` are then the source's own business).
+    """
     started = time.perf_counter()
     overwrite = overwrite or incremental  # the cache rebuilds the folder from what it kept
     configs = resolve_configs(config, experiments)
@@ -146,31 +149,35 @@ async def export_async(
             ]
             if existing:
                 raise OutputExistsError(existing)
-        fetcher = Fetcher(settings, concurrency=concurrency, policy=policy)
+        owned = source is None
+        active: HistorySource = (
+            WandbSource(settings, concurrency=concurrency, policy=policy) if source is None else source
+        )
         reports: dict[str, ExperimentReport] = {}
 
         async def run_experiment(exp: ExperimentConfig) -> None:
             reports[exp.name] = await _export_one(
-                exp, fetcher, write=write, overwrite=overwrite, incremental=incremental, progress=progress
+                exp, active, write=write, overwrite=overwrite, incremental=incremental, progress=progress
             )
 
         try:
             async with task_group() as tg:
                 if configs:
-                    tg.start_soon(fetcher.prewarm)
+                    tg.start_soon(active.prepare)
                 for exp in configs:
                     tg.start_soon(run_experiment, exp)
         finally:
-            fetcher.close()
+            if owned:
+                active.close()
     ordered = {c.name: reports[c.name] for c in configs}
     return ExportResult(
-        experiments=ordered, configs=configs, stats=fetcher.stats, wall_s=time.perf_counter() - started
+        experiments=ordered, configs=configs, stats=active.stats, wall_s=time.perf_counter() - started
     )
 
 
 async def _export_one(
     exp: ExperimentConfig,
-    fetcher: Fetcher,
+    source: HistorySource,
     *,
     write: bool,
     overwrite: bool,
@@ -183,20 +190,19 @@ async def _export_one(
         cache = await anyio.to_thread.run_sync(
             functools.partial(incremental_cache.open_cache, exp, filters, write=write)
         )
-    runs = await fetcher.list_runs(exp.entity, exp.project, filters)
+    if cache is not None:
+        source = incremental_cache.CachedSource(source, cache)
+    runs = await source.list_runs(exp)
     log.info("%s: %d run(s) match %s", exp.name, len(runs), describe_filters(exp))
     fields = list(exp.fields) if exp.fields is not None else _safe_fields(exp.name, all_numeric_fields(runs))
     if progress is not None:
         progress.start(exp.name, len(runs))
 
-    def on_run(event: str, run: RunInfo, rows: int) -> None:
+    def on_run(event: RunEvent, run: RunInfo, rows: int) -> None:
         if progress is not None:
             progress.advance(exp.name, run, rows, event == "run_failed")
 
-    if cache is None:
-        outcomes = await fetcher.fetch_runs(runs, fields, samples=exp.history_samples, progress=on_run)
-    else:
-        outcomes = await cache.fetch(fetcher, runs, fields, samples=exp.history_samples, progress=on_run)
+    outcomes = await source.read_runs(runs, fields, samples=exp.history_samples, progress=on_run)
     failed = {r.id: o.error for r, o in zip(runs, outcomes) if o.error}
     skipped: dict[str, str] = {}
     for o in outcomes:
@@ -246,16 +252,43 @@ def _safe_fields(experiment: str, names: Sequence[str]) -> list[str]:
     return safe
 
 
-def export(config: ConfigSource, **kwargs: Any) -> ExportResult:
+def export(
+    config: ConfigSource,
+    *,
+    experiments: Sequence[str] | None = None,
+    overwrite: bool = False,
+    write: bool = True,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    settings: ClientSettings | None = None,
+    policy: RetryPolicy | None = None,
+    progress: Progress | None = None,
+    incremental: bool = False,
+    source: HistorySource | None = None,
+) -> ExportResult:
     """Export experiments and, unless `write=False`, write their files.
 
-    `config` is a YAML path, a parsed config mapping or a list of `ExperimentConfig`. Keyword
-    arguments: `experiments` (names to pick), `overwrite`, `write`, `concurrency`, `settings`
-    (`ClientSettings`: base URL, API key, timeout), `policy` (`RetryPolicy`), `progress`,
-    `incremental` (fetch only runs that changed since the last export into the same folder).
+    `config` is a YAML path, a parsed config mapping or a list of `ExperimentConfig`.
+    `experiments`: names to pick. `settings`: `ClientSettings` (base URL, API key, timeout).
+    `policy`: `RetryPolicy`. `progress`: receives progress (the CLI draws bars with it).
+    `incremental`: fetch only runs that changed since the last export into the same folder.
+    `source`: a `sources.HistorySource` to read instead of the W&B server (tests, other readers).
     While writing, each output folder is locked against a second export.
     """
-    return anyio.run(functools.partial(export_async, config, **kwargs))
+    return anyio.run(
+        functools.partial(
+            export_async,
+            config,
+            experiments=experiments,
+            overwrite=overwrite,
+            write=write,
+            concurrency=concurrency,
+            settings=settings,
+            policy=policy,
+            progress=progress,
+            incremental=incremental,
+            source=source,
+        )
+    )
 
 
 def export_data(

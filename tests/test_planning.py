@@ -1,0 +1,104 @@
+"""Planning of history reads from a run listing: pure functions, no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from wandb2numpy.models import KeyInfo, RunInfo
+from wandb2numpy.sources.planning import (
+    OPEN_END,
+    all_numeric_fields,
+    co_logged_groups,
+    expected_rows,
+    plan_keys,
+    range_cost,
+    sampling_keeps_all,
+    step_ranges,
+)
+
+NUM = ("number",)
+
+
+def run(last_step: int = 99, **keys: tuple[tuple[str, ...], int]) -> RunInfo:
+    return RunInfo(
+        entity="e",
+        project="p",
+        id="r",
+        name="r",
+        last_step=last_step,
+        history_keys={k: KeyInfo(types=t, count=c) for k, (t, c) in keys.items()},
+    )
+
+
+def test_plan_keys_keeps_numeric_keys_and_names_the_others() -> None:
+    r = run(loss=(NUM, 10), flag=(("boolean",), 10), note=(("string",), 3), empty=(NUM, 0))
+    reasons: dict[str, str] = {}
+    assert plan_keys(r, ["loss", "flag", "note", "empty", "absent"], reasons) == ["loss", "flag"]
+    assert reasons == {"note": "logged as string"}
+
+
+def test_plan_keys_without_history_keys_asks_for_everything() -> None:
+    reasons: dict[str, str] = {}
+    assert plan_keys(run(), ["a", "b"], reasons) == ["a", "b"] and reasons == {}
+
+
+def test_keys_with_equal_counts_are_asked_for_together() -> None:
+    r = run(a=(NUM, 10), b=(NUM, 10), c=(NUM, 5), d=(NUM, 10))
+    assert co_logged_groups(r, ["a", "b", "c", "d"]) == [("a", "b", "d"), ("c",)]
+    assert co_logged_groups(run(), ["a", "b"]) == [("a",), ("b",)]
+
+
+def test_expected_rows_caps_at_samples() -> None:
+    r = run(a=(NUM, 500))
+    assert expected_rows(r, "a", None) == 500
+    assert expected_rows(r, "a", 100) == 100
+    assert expected_rows(r, "a", 1000) == 500
+    assert expected_rows(r, "missing", None) is None
+
+
+def test_sampling_keeps_all_only_when_every_key_fits_and_the_end_is_known() -> None:
+    r = run(a=(NUM, 50), b=(NUM, 80))
+    assert sampling_keeps_all(r, ["a", "b"], 80)
+    assert not sampling_keeps_all(r, ["a", "b"], 79)
+    assert not sampling_keeps_all(r, ["a", "zzz"], 1000)
+    assert not sampling_keeps_all(run(last_step=-1, a=(NUM, 5)), ["a"], 10)
+
+
+@pytest.mark.parametrize(
+    ("last_step", "pieces", "page", "expected"),
+    [
+        (-1, 4, 10, [(0, OPEN_END)]),
+        (9, 4, 10, [(0, 10)]),
+        (99, 1, 10, [(0, 100)]),
+        (99, 4, 10, [(0, 20), (20, 50), (50, 80), (80, 100)]),
+        (104, 2, 10, [(0, 60), (60, 105)]),
+        (199, 16, 10, None),  # 20 pages in 16 pieces: checked below
+    ],
+)
+def test_step_ranges_are_page_aligned_and_cover_every_step(
+    last_step: int, pieces: int, page: int, expected: list[tuple[int, int]] | None
+) -> None:
+    ranges = step_ranges(run(last_step=last_step), pieces, page)
+    if expected is not None:
+        assert ranges == expected
+    if last_step >= 0:
+        assert ranges[0][0] == 0 and ranges[-1][1] == last_step + 1
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(lo % page == 0 for lo, _ in ranges)
+        assert len(ranges) == min(pieces, -(-(last_step + 1) // page))
+    if expected is None:
+        sizes = sorted((hi - lo) // page for lo, hi in ranges)
+        assert sizes == [1] * 12 + [2] * 4
+
+
+def test_range_cost_counts_pages_and_the_scans_extra_request() -> None:
+    assert range_cost(0, 1000, 1000, scan=False) == 1.0
+    assert range_cost(0, 1001, 1000, scan=False) == 2.0
+    assert range_cost(0, 1001, 1000, scan=True) == 3.0
+    assert range_cost(0, OPEN_END, 1000, scan=True) == 3.0
+
+
+def test_all_numeric_fields_leaves_out_internal_and_non_numeric_keys() -> None:
+    a = run(loss=(NUM, 3), _step=(NUM, 3), _runtime=(NUM, 3), _wandb_x=(NUM, 1), txt=(("string",), 3))
+    b = run(acc=(NUM, 3), loss=(NUM, 1))
+    assert all_numeric_fields([a, b]) == ["acc", "loss"]

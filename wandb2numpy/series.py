@@ -1,0 +1,195 @@
+"""One field of one run as exact float64 arrays, and the conversion from wire values.
+
+Every history source hands the pipeline `Series`, never row dicts, so this is the only place that
+decides what counts as a number; readers that produce rows (wandb's JSON pages) convert here, in
+the worker thread, and readers that produce columns (parquet) build `Series` directly.
+
+Exactness: a float that arrives as a Python float is kept bit for bit (including -0.0). Whole
+numbers that arrive as ints are converted with ``float()`` semantics (round to nearest, ties
+to even), so ints beyond 2**53 lose their low bits exactly as ``float(x)`` would; ints too large
+for float64 at all are refused as non-numeric rather than turned into infinity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NonNumericValue",
+    "Series",
+    "convert_values",
+    "empty_series",
+    "merge_series",
+    "series_from_rows",
+]
+
+# The JSON encoder behind wandb's history sends non-finite floats as these strings. Every other
+# string, including "1.5", is text the user logged and must not silently become a number.
+_SPECIAL_STRINGS: dict[str, float] = {
+    "NaN": math.nan,
+    "nan": math.nan,
+    "Infinity": math.inf,
+    "inf": math.inf,
+    "-Infinity": -math.inf,
+    "-inf": -math.inf,
+}
+# np.array(list, dtype=float64) converts these exactly like float() (checked in the tests), at C
+# speed; any other type in a column sends it down the per-value path.
+_FAST_TYPES = frozenset({float, int, bool})
+_FAST_TYPES_AND_STR = _FAST_TYPES | {str}
+_ABSENT = object()
+
+
+class NonNumericValue(ValueError):
+    """A field holds something that is not a number, so it cannot become a float64 column."""
+
+    def __init__(self, field: str, example: str) -> None:
+        self.field = field
+        self.example = example
+        super().__init__(f"field '{field}' holds non-numeric values, e.g. {example}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default would call __init__ with the formatted message only.
+        return (type(self), (self.field, self.example))
+
+
+def _describe(value: Any) -> str:
+    """A short description for error messages: media payloads can be megabytes of JSON."""
+    if isinstance(value, Mapping):
+        kind = value.get("_type")
+        return f"{kind} (media)" if isinstance(kind, str) else "a dict"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if isinstance(value, int):
+        return f"an int of {value.bit_length()} bits (too large for float64)"
+    return f"a {type(value).__name__}"
+
+
+def _convert_one(value: Any, field: str) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        return 1.0 if value else 0.0
+    if isinstance(value, str):
+        special = _SPECIAL_STRINGS.get(value)
+        if special is None:
+            raise NonNumericValue(field, _describe(value))
+        return special
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        try:
+            return float(value)
+        except OverflowError:
+            raise NonNumericValue(field, _describe(value)) from None
+    raise NonNumericValue(field, _describe(value))
+
+
+def convert_values(values: Sequence[Any], field: str) -> np.ndarray:
+    """Convert wire values to float64, refusing anything that is not a number.
+
+    Runs on millions of values, so the common all-float/int/bool column takes one C-level
+    conversion and only mixed columns pay for a Python call per value.
+    """
+    if not values:
+        return np.empty(0, dtype=np.float64)
+    types = set(map(type, values))
+    try:
+        if _FAST_TYPES.issuperset(types):
+            return np.array(values, dtype=np.float64)
+        if _FAST_TYPES_AND_STR.issuperset(types):
+            # Diverged losses make "NaN" strings common: swap them in place of a full dispatch.
+            special = _SPECIAL_STRINGS
+            return np.array(
+                [special[v] if type(v) is str else v for v in values], dtype=np.float64
+            )
+    except (OverflowError, KeyError):
+        pass  # an int beyond float64 or a text value: let the slow path name it
+    return np.array([_convert_one(v, field) for v in values], dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One field of one run: the steps it was logged at and the values, both float64."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.steps.shape != self.values.shape or self.steps.ndim != 1:
+            raise ValueError(
+                f"steps {self.steps.shape} and values {self.values.shape} must be equal 1-D shapes"
+            )
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+
+def empty_series() -> Series:
+    return Series(np.empty(0, dtype=np.float64), np.empty(0, dtype=np.float64))
+
+
+def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> Series:
+    """Sort by step, keeping the first occurrence of each step.
+
+    "First" is input order: for overlapping fetch pieces both copies come from the same
+    history row, and a stable rule keeps exports reproducible if they ever differ.
+    """
+    n = steps.shape[0]
+    if n > 1 and not bool(np.all(steps[1:] > steps[:-1])):
+        order = np.argsort(steps, kind="stable")
+        steps = steps[order]
+        values = values[order]
+        keep = np.empty(n, dtype=bool)
+        keep[0] = True
+        np.not_equal(steps[1:], steps[:-1], out=keep[1:])
+        if not keep.all():
+            steps = steps[keep]
+            values = values[keep]
+    return Series(steps, values)
+
+
+def series_from_rows(
+    rows: Iterable[Mapping[str, Any]], field: str, *, step_key: str = "_step"
+) -> Series:
+    """Collect one field from history rows.
+
+    Rows without the field (or holding None) are skipped, because wandb returns rows for every
+    step a run logged anything, not only steps that logged this field. A row holding the field
+    but no finite step is malformed history and raises ValueError: its value has no place in
+    the step axis.
+    """
+    values: list[Any] = []
+    steps: list[Any] = []
+    add_value = values.append
+    add_step = steps.append
+    for row in rows:
+        value = row.get(field)
+        if value is not None:
+            add_value(value)
+            add_step(row.get(step_key, _ABSENT))
+    if not values:
+        return empty_series()
+    converted = convert_values(values, field)
+    if _FAST_TYPES.issuperset(map(type, steps)):
+        step_array = np.array(steps, dtype=np.float64)
+    else:
+        bad = next(s for s in steps if type(s) not in _FAST_TYPES)
+        shown = "missing" if bad is _ABSENT else _describe(bad)
+        raise ValueError(f"history rows for '{field}' have a bad '{step_key}': {shown}")
+    if not bool(np.isfinite(step_array).all()):
+        raise ValueError(f"history rows for '{field}' have a non-finite '{step_key}'")
+    return _sorted_unique(step_array, converted)
+
+
+def merge_series(pieces: Sequence[Series]) -> Series:
+    """Join pieces fetched for separate step ranges; on overlap the earlier piece wins."""
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        return empty_series()
+    if len(pieces) == 1:
+        return pieces[0]
+    steps = np.concatenate([p.steps for p in pieces])
+    values = np.concatenate([p.values for p in pieces])
+    return _sorted_unique(steps, values)
