@@ -29,8 +29,8 @@ from .filters import FilterError
 from .history import sample_indices
 
 _OP_RE = re.compile(r"\b(query|mutation|subscription)\s+([A-Za-z_]\w*)")
-# `project(...) { <scalar fields> runs(` : a runs connection straight under the project.
-_RUNS_LISTING_RE = re.compile(r"\bproject\s*\([^)]*\)\s*\{[^{}]*?\bruns\s*\(([^)]*)\)")
+_PROJECT_OPEN_RE = re.compile(r"\bproject\s*\([^)]*\)\s*\{")
+_LISTING_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\{|\}|\bruns\s*\(([^)]*)\)')
 _SAMPLED_FIELD_RE = re.compile(r"\bsampledHistory\s*\(([^)]*)\)")
 _ARG_RE = re.compile(r"(\w+)\s*:\s*(\$\w+|\[[^\]]*\]|\"(?:[^\"\\]|\\.)*\"|[-\w.]+)")
 _LIST_ITEM_RE = re.compile(r"\$\w+|\"(?:[^\"\\]|\\.)*\"|[-\w.]+")
@@ -114,9 +114,28 @@ def field_args(text: str, variables: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _literal(tok, variables) for name, tok in _ARG_RE.findall(text)}
 
 
+def runs_listing(query: str) -> re.Match[str] | None:
+    """The `runs(...)` field among the project's own fields (group 1: its arguments), if any."""
+    opened = _PROJECT_OPEN_RE.search(query)
+    if opened is None:
+        return None
+    depth = 1
+    for tok in _LISTING_TOKEN_RE.finditer(query, opened.end()):
+        text = tok.group(0)
+        if text == "{":
+            depth += 1
+        elif text == "}":
+            depth -= 1
+            if depth == 0:
+                return None
+        elif tok.group(1) is not None and depth == 1:
+            return tok
+    return None
+
+
 def batch_history_field(query: str) -> re.Match[str] | None:
     """The `sampledHistory(...)` asked for on the nodes of a project's runs listing, if any."""
-    listing = _RUNS_LISTING_RE.search(query)
+    listing = runs_listing(query)
     return _SAMPLED_FIELD_RE.search(query, listing.end()) if listing else None
 
 
@@ -244,7 +263,7 @@ class Protocol:
         else from the variable names wandb's `Runs` uses.
         """
         v = req.variables
-        listing = _RUNS_LISTING_RE.search(req.query)
+        listing = runs_listing(req.query)
         if listing is not None:
             args = field_args(listing.group(1), v)
         else:
