@@ -136,7 +136,15 @@ def test_listing_fields_come_with_the_history(srv: LocalServer) -> None:
     api = make_api(srv)
     node = batch(api, SPECS[:1], first=1)["runs"]["edges"][0]["node"]
     listed = next(iter(api.runs(PATH)))
-    assert node["name"] == listed.id and len(node["sampledHistory"]) == 1
+    assert (node["name"], node["displayName"], node["group"]) == (listed.id, listed.name, listed.group)
+    assert "summaryMetrics" not in node and len(node["sampledHistory"]) == 1
+    full_query = BATCH.replace("node { name", "node { name summaryMetrics config")
+    out = api._service_api.execute_graphql(
+        full_query, {"entity": "demo", "project": "synthetic", "first": 1, "specs": [json.dumps(SPECS[0])]}
+    )
+    full = out["project"]["runs"]["edges"][0]["node"]
+    assert json.loads(full["summaryMetrics"]) == dict(listed.summary)
+    assert full["sampledHistory"] == node["sampledHistory"]
 
 
 # ---- filters, order, pages ---------------------------------------------------------------
