@@ -25,7 +25,7 @@ FIXTURE = REPO / "tests" / "data" / "server" / "fixture_project.json"
 OPTIONS = (
     "--host --port --data --runs --steps --metrics --seed --eval-every --entity --project --api-key "
     "--latency-ms --per-row-us --rate-limit --error-rate --reset-rate --reset-mode --spike-rate --spike-ms "
-    "--fault-ops --fail-runs --parquet"
+    "--fault-ops --fail-runs --no-batch-history --parquet"
 ).split()
 
 

@@ -16,10 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Operations that read history; parquet file downloads count as "ParquetFile".
+# Operations that read history; parquet file downloads count as "ParquetFile". A runs listing
+# that asks for `sampledHistory` on its nodes is a history read under any name; this is the name
+# to give it so that `fault_ops` and the docs agree.
 HISTORY_OPS = frozenset(
     {
         "RunSampledHistory",
+        "RunsSampledHistory",
         "RunFullHistory",
         "HistoryPage",
         "SampledHistoryPage",
@@ -46,6 +49,9 @@ class FaultSettings:
     fault_ops: frozenset[str] | None = None
     fail_runs: frozenset[str] = frozenset()
     seed: int = 0
+    # False: refuse `sampledHistory` on the nodes of a runs listing with the schema error an
+    # older server gives, so a client's fall-back to per-run queries can be exercised.
+    batch_history: bool = True
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -127,11 +133,17 @@ class FaultInjector:
             self.settings = new
             return new
 
-    def decide(self, op: str, run_id: str | None) -> Decision:
+    def decide(
+        self, op: str, run_id: str | None, *, history: bool | None = None, page_runs: Iterable[str] = ()
+    ) -> Decision:
+        """`history` says whether the request reads history (default: `op in HISTORY_OPS`);
+        `page_runs` are the runs a batched history request reads: one in `fail_runs` fails it all."""
         s = self.settings
         if not s.targets(op):
             return Decision()
-        if run_id is not None and run_id in s.fail_runs and op in HISTORY_OPS:
+        if history is None:
+            history = op in HISTORY_OPS
+        if history and s.fail_runs and (run_id in s.fail_runs or not s.fail_runs.isdisjoint(page_runs)):
             return Decision(status=500, delay_s=s.latency_ms / 1000.0)
         if self._bucket is not None:
             wait = self._bucket.take()
@@ -176,13 +188,14 @@ class Stats:
             self.history_requests_by_run: dict[str, int] = {}
             self.spikes = 0
 
-    def begin(self, op: str, run_key: str | None) -> None:
+    def begin(self, op: str, run_key: str | None, *, history: bool | None = None) -> None:
+        """A batched history request counts once in `history_requests` and under no run."""
         with self._lock:
             self.requests += 1
             self.ops[op] = self.ops.get(op, 0) + 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            if op in HISTORY_OPS:
+            if op in HISTORY_OPS if history is None else history:
                 self.history_requests += 1
                 if run_key:
                     self.history_requests_by_run[run_key] = self.history_requests_by_run.get(run_key, 0) + 1

@@ -16,13 +16,13 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from .faults import HISTORY_OPS, Decision
-from .protocol import Reply, error_reply, parse_request
+from .protocol import Reply, batch_history_field, error_reply, parse_request, unknown_field_reply
 
 if TYPE_CHECKING:
     from .handle import LocalServer
@@ -191,10 +191,19 @@ class Handler(BaseHTTPRequestHandler):
             req = parse_request(body)
         except ValueError as exc:
             return self._send(400, error_reply(f"bad request: {exc}").body)
-        run_id = req.run_id if req.op in HISTORY_OPS else None
+        batch = batch_history_field(req.query)
+        history = batch is not None or req.op in HISTORY_OPS
+        run_id = req.run_id if history and batch is None else None
         entry = {"op": req.op, "variables": req.variables, "t": time.monotonic()}
         owner.request_log_append(entry)
-        entry["status"] = self._serve(req.op, run_id, lambda: owner.protocol.handle(req, self._base_url()))
+
+        def produce() -> Reply:
+            if batch is not None and not owner.faults.settings.batch_history:
+                return unknown_field_reply(req.query, batch, "sampledHistory", "Run")
+            return owner.protocol.handle(req, self._base_url())
+
+        page_runs = owner.protocol.page_run_ids(req) if batch is not None and owner.faults.settings.fail_runs else ()
+        entry["status"] = self._serve(req.op, run_id, produce, history=history, page_runs=page_runs)
         entry["t_end"] = time.monotonic()
 
     def _file(self, path: str) -> None:
@@ -210,18 +219,26 @@ class Handler(BaseHTTPRequestHandler):
         )
         self._serve("ParquetFile", run_id, lambda: exports.serve(path, rng))
 
-    def _serve(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> int:
+    def _serve(
+        self,
+        op: str,
+        run_id: str | None,
+        produce: Callable[[], Reply],
+        *,
+        history: bool | None = None,
+        page_runs: Iterable[str] = (),
+    ) -> int:
         """Counts, authenticates, injects faults, then answers with `produce()`'s reply.
 
         The stats are updated before the first byte goes out, so a client that has its answer
         always finds the request counted. Returns the status sent (0: connection reset).
         """
         owner = self.server.owner
-        owner.counters.begin(op, run_id)
+        owner.counters.begin(op, run_id, history=history)
         accounted = False
         status = 500
         try:
-            reply, decision = self._answer(op, run_id, produce)
+            reply, decision = self._answer(op, run_id, produce, history, page_runs)
             reset = decision is not None and decision.reset
             nbytes = len(reply.body)
             status = 0 if reset else reply.status
@@ -241,12 +258,19 @@ class Handler(BaseHTTPRequestHandler):
                 owner.counters.end(500)
         return status
 
-    def _answer(self, op: str, run_id: str | None, produce: Callable[[], Reply]) -> tuple[Reply, Decision | None]:
+    def _answer(
+        self,
+        op: str,
+        run_id: str | None,
+        produce: Callable[[], Reply],
+        history: bool | None = None,
+        page_runs: Iterable[str] = (),
+    ) -> tuple[Reply, Decision | None]:
         owner = self.server.owner
         if op != "ParquetFile" and not self._authorized():
             return error_reply("local W&B server: invalid API key", 401), None
         started = time.monotonic()
-        decision = owner.faults.decide(op, run_id)
+        decision = owner.faults.decide(op, run_id, history=history, page_runs=page_runs)
         if decision.retry_after is not None:
             body = b'{"errors":[{"message":"rate limit exceeded"}]}'
             return Reply(status=429, body=body, headers={"Retry-After": str(decision.retry_after)}), decision

@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fail-runs", default="", metavar="ID,ID", help="run ids whose history requests always answer 500")
     p.add_argument(
+        "--no-batch-history",
+        dest="batch_history",
+        action="store_false",
+        help='refuse sampledHistory on the nodes of a runs listing (Cannot query field "sampledHistory" '
+        'on type "Run"), as a server without that field would',
+    )
+    p.add_argument(
         "--parquet",
         nargs="?",
         const="files",
@@ -110,6 +117,7 @@ def server_from_args(args: argparse.Namespace) -> LocalServer:
         fault_ops=args.fault_ops,
         fail_runs=args.fail_runs,
         seed=args.seed,
+        batch_history=args.batch_history,
     )
     data: Mapping[str, Any] | str
     if args.data:
