@@ -437,11 +437,16 @@ def test_json_summary_to_stdout_on_error(srv: LocalServer, tmp_path: Path, capsy
     assert "wandb2numpy: error:" in out.err
 
 
+def _env_with_this_checkout(**extra: str) -> dict[str, str]:
+    """`python -m wandb2numpy` run from another folder imports this checkout, not an installed copy."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def test_python_m_wandb2numpy_with_json_summary_on_stdout(srv: LocalServer, tmp_path: Path) -> None:
     """A subprocess, so whatever reaches file descriptor 1 (wandb-core included) is checked."""
     cfg = write_config(tmp_path)
-    env = dict(os.environ, WANDB_API_KEY=srv.api_key, PYTHONPATH=os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+    env = _env_with_this_checkout(WANDB_API_KEY=srv.api_key)
     proc = subprocess.run(
         [sys.executable, "-m", "wandb2numpy", "-e", "curves", str(cfg), "--base-url", srv.base_url,
          "--json-summary", "-"],
@@ -456,8 +461,8 @@ def test_python_m_wandb2numpy_with_json_summary_on_stdout(srv: LocalServer, tmp_
 def test_demo_and_report_do_not_import_the_command_line() -> None:
     code = ("import sys, wandb2numpy.demo, wandb2numpy.report\n"
             "assert 'wandb2numpy.cli' not in sys.modules, sorted(sys.modules)\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env_with_this_checkout(), timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
