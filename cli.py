@@ -1,4 +1,5 @@
-"""Run the exporter from a checkout: `python cli.py CONFIG.yaml [-o] [-e EXP ...]`."""
+"""Run the exporter from a checkout: `python cli.py CONFIG.yaml [-o] [-e EXP ...]`, or any other
+`wandb2numpy` command line (`python cli.py demo`)."""
 
 import sys
 

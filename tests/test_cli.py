@@ -333,3 +333,150 @@ def test_start_window_must_be_positive(capsys: pytest.CaptureFixture[str]) -> No
         build_parser().parse_args(["c.yaml", "--start-window", "0"])
     assert exc.value.code == 2
     assert "--start-window" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- subcommands
+
+
+def test_export_subcommand_writes_what_the_bare_form_writes(srv: LocalServer, tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    bare = write_config(tmp_path / "a", out=tmp_path / "a" / "out")
+    named = write_config(tmp_path / "b", out=tmp_path / "b" / "out")
+    assert cli(srv, str(bare), "-q") == 0
+    assert cli(srv, "export", str(named), "-q") == 0
+    assert files_under(tmp_path / "b" / "out") == files_under(tmp_path / "a" / "out") != {}
+
+
+def test_top_level_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "export" in out and "demo" in out and "Exit codes" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "experiments"),
+    [
+        (["-e", "A", "c.yaml"], "c.yaml", ["A"]),
+        (["-e", "A", "B", "c.yaml"], "c.yaml", ["A", "B"]),
+        (["c.yaml", "-e", "A", "B"], "c.yaml", ["A", "B"]),
+        (["-e", "A", "-o", "c.yaml"], "c.yaml", ["A"]),
+        (["-e", "A", "-e", "B", "c.yaml"], "c.yaml", ["A", "B"]),
+        (["export", "-e", "A", "B", "c.yaml", "-q"], "c.yaml", ["A", "B"]),
+        (["--experiments", "A", "c.yaml", "--concurrency", "3"], "c.yaml", ["A"]),
+        (["./demo"], "./demo", None),  # a config file that is called like a subcommand
+        (["c.yaml"], "c.yaml", None),
+    ],
+)
+def test_experiments_before_or_after_the_config(argv: list[str], config: str, experiments: list[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    assert (args.command, args.config, args.experiments) == ("export", config, experiments)
+
+
+def test_experiments_before_the_config_exports_only_those(srv: LocalServer, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    assert main(["-e", "losses", str(cfg), "--base-url", srv.base_url]) == 0
+    assert "losses: 4 run(s) exported" in capsys.readouterr().out
+    assert (tmp_path / "out" / "losses" / "train" / "loss.csv").exists()
+    assert not (tmp_path / "out" / "curves").exists()
+
+
+def test_experiments_without_a_name_before_the_config_is_a_usage_error(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        cli(srv, "-e", str(cfg))
+    assert info.value.code == 2
+    assert "-e/--experiments" in capsys.readouterr().err
+    assert srv.stats()["requests"] == 0 and not (tmp_path / "out").exists()
+
+
+def test_quiet_and_verbose_together_is_a_usage_error(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        cli(srv, str(cfg), "-q", "-v")
+    assert info.value.code == 2
+    assert "-v/--verbose: not allowed with argument -q/--quiet" in capsys.readouterr().err
+    assert srv.stats()["requests"] == 0 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--runs", "-3"), ("--runs", "0"), ("--steps", "-1"),
+                                               ("--concurrency", "0"), ("--runs", "many")])
+def test_demo_refuses_counts_below_one(option: str, value: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--output", str(tmp_path / "demo-out"), option, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected a positive integer, found" in err and value in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_summary_to_stdout(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg), "--json-summary", "-") == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)  # stdout holds the JSON and nothing else
+    assert summary["exit_code"] == 0 and summary["runs_exported"] == 2 * N_RUNS
+    assert "curves: 4 run(s) exported" in out.err  # the printed summary moved to stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_json_summary_to_stdout_on_error(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, history_samples="lots")
+    assert cli(srv, str(cfg), "--json-summary", "-") == 2
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    assert summary["exit_code"] == 2 and "history_samples" in summary["error"]
+    assert "wandb2numpy: error:" in out.err
+
+
+def _env_with_this_checkout(**extra: str) -> dict[str, str]:
+    """`python -m wandb2numpy` run from another folder imports this checkout, not an installed copy."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def test_python_m_wandb2numpy_with_json_summary_on_stdout(srv: LocalServer, tmp_path: Path) -> None:
+    """A subprocess, so whatever reaches file descriptor 1 (wandb-core included) is checked."""
+    cfg = write_config(tmp_path)
+    env = _env_with_this_checkout(WANDB_API_KEY=srv.api_key)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wandb2numpy", "-e", "curves", str(cfg), "--base-url", srv.base_url,
+         "--json-summary", "-"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert set(summary["experiments"]) == {"curves"} and summary["runs_exported"] == N_RUNS
+    assert "curves: 4 run(s) exported" in proc.stderr
+
+
+def test_demo_and_report_do_not_import_the_command_line() -> None:
+    code = ("import sys, wandb2numpy.demo, wandb2numpy.report\n"
+            "assert 'wandb2numpy.cli' not in sys.modules, sorted(sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env_with_this_checkout(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_subcommand_option_is_documented_in_the_readme() -> None:
+    readme = REPO_ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    commands = build_parser().commands  # type: ignore[attr-defined]
+    assert set(commands) == {"export", "demo"}
+    missing = [
+        f"{name} {opt}"
+        for name, parser in commands.items()
+        for action in parser._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt != "--help" and opt not in text
+    ]
+    assert missing == []
+    assert "wandb2numpy export" in text and "--json-summary -" in text

@@ -1,29 +1,64 @@
-"""Command line: parse arguments, call `export`, turn the outcome into a message and an exit code.
+"""Command line: parse arguments, run a subcommand, turn the outcome into a message and an exit code.
 
-Exit codes: 0 done; 1 failed (auth, server unreachable, existing files without -o, output locked);
-2 bad config or usage; 3 partial (some runs failed after retries, the rest written);
+    wandb2numpy [export] CONFIG.yaml [options]   export what the config describes
+    wandb2numpy demo [options]                   the same from the bundled local server, no account
+
+A first argument that names no subcommand means `export`, so `wandb2numpy CONFIG.yaml` works as it
+always did (a config file that is called like a subcommand is given as `./demo`). Every argument is
+parsed here; the subcommands' modules take plain values and never import this one.
+
+Exit codes (`report.EXIT_*`): 0 done; 1 failed (auth, server unreachable, existing files without -o,
+output locked); 2 bad config or usage; 3 partial (some runs failed after retries, the rest written);
 130 interrupted (SIGINT); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from . import demo as demo_module
 from .client import ClientSettings
 from .errors import Wandb2NumpyError
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
+from .report import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    STDOUT,
+    Summary,
+    TqdmProgress,
+    print_summary,
+)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+__all__ = [
+    "COMMANDS",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+    "run",
+]
+
+COMMANDS = ("export", "demo")
+_TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
+EXIT_CODES_EPILOG = (
+    "Exit codes: 0 done, 1 failed, 2 bad config or usage, 3 partial (some runs failed), "
+    "130 interrupted, 143 terminated."
+)
 
 log = logging.getLogger("wandb2numpy")
 
@@ -32,18 +67,61 @@ class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so cleanup runs as it does for Ctrl-C."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser, which also takes the pre-subcommand form `wandb2numpy CONFIG.yaml ...`:
+    whatever does not start with a subcommand (or -h/--version) is read as `export ...`."""
+
+    commands: dict[str, argparse.ArgumentParser]  # each subcommand's parser, for its own errors
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not argv or argv[0] not in (*COMMANDS, *_TOP_LEVEL_OPTIONS):
+            argv.insert(0, "export")
+        ns, extra = super().parse_known_args(argv, namespace)
+        if getattr(ns, "command", None) == "export":
+            _take_config_back(self.commands["export"], ns)
+        return ns, extra
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="wandb2numpy",
         description="Export W&B run histories to NumPy arrays or CSV, as described in a YAML config. "
-        "'wandb2numpy demo' exports a synthetic project from the bundled local server.",
-        epilog="Exit codes: 0 done, 1 failed, 2 bad config or usage, 3 partial (some runs failed), "
-        "130 interrupted, 143 terminated.",
+        "'wandb2numpy CONFIG.yaml' is short for 'wandb2numpy export CONFIG.yaml'.",
+        epilog=EXIT_CODES_EPILOG,
     )
-    p.add_argument("config", help="YAML config file (or 'demo')")
+    p.add_argument("--version", action="version", version=f"wandb2numpy {__version__}")
+    # the subparsers are plain parsers: only the top level rewrites its arguments
+    sub = p.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=argparse.ArgumentParser
+    )
+    p.commands = {
+        "export": _add_export(sub),
+        "demo": _add_demo(sub),
+    }
+    return p
+
+
+def _add_export(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "export",
+        help="export the experiments of a YAML config (the default command)",
+        description="Export W&B run histories to NumPy arrays or CSV, as described in a YAML config.",
+        epilog=EXIT_CODES_EPILOG,
+    )
+    p.set_defaults(handler=_export_command)
+    p.add_argument("config", nargs="?", help="YAML config file")
     p.add_argument("-o", "--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(
-        "-e", "--experiments", nargs="+", metavar="EXP", help="export only these experiments"
+        "-e",
+        "--experiments",
+        action="append",
+        nargs="+",
+        metavar="EXP",
+        help="export only these experiments (repeatable); when no config path stands elsewhere, "
+        "the last word after -e is the config: '-e A B config.yaml'",
     )
     p.add_argument(
         "--concurrency",
@@ -79,15 +157,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--json-summary",
         metavar="FILE",
         help="write a JSON summary for monitors (runs exported/unchanged/failed/skipped, requests, "
-        "retries, bytes written, wall time, exit code), also when the export fails",
+        "retries, bytes written, wall time, exit code), also when the export fails; '-' writes it "
+        "to stdout, and the printed summary goes to stderr instead",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
-    p.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks on errors")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    loud.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks on errors")
     p.add_argument("--version", action="version", version=f"wandb2numpy {__version__}")
     return p
 
 
-def _positive(kind: type[int] | type[float]) -> Any:
+def _add_demo(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo",
+        help="export a synthetic project from the bundled local server (no account, no network)",
+        description=demo_module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(handler=_demo_command)
+    p.add_argument("--output", default="wandb_data", metavar="DIR", help="output folder (default ./wandb_data)")
+    p.add_argument("--runs", type=_positive(int), default=24, metavar="N", help="synthetic runs (default 24)")
+    p.add_argument("--steps", type=_positive(int), default=500, metavar="M", help="steps per run (default 500)")
+    p.add_argument("--concurrency", type=_positive(int), default=16, metavar="N")
+    return p
+
+
+def _take_config_back(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`-e` takes one or more names, so in `-e A B config.yaml` it also takes the config path.
+    Without a config elsewhere, the last word of the last `-e` is the config; the occurrences are
+    then flattened into one list of names."""
+    groups: list[list[str]] | None = args.experiments
+    if args.config is None:
+        if not groups:
+            parser.error("the following arguments are required: config")
+        args.config = groups[-1].pop()
+        if not groups[-1]:
+            parser.error(f"argument -e/--experiments: no experiment named before the config {args.config!r}")
+    if groups is not None:
+        args.experiments = [name for group in groups for name in group]
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     """An argparse type accepting only finite numbers above zero of `kind`."""
     what = "a positive integer" if kind is int else "a positive number"
 
@@ -110,15 +220,15 @@ def _policy(args: argparse.Namespace) -> dict[str, RetryPolicy]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["demo"]:
-        from .demo import main as demo_main
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
 
-        return demo_main(args_list[1:])
-    args = build_parser().parse_args(args_list)
+
+def _export_command(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, args.quiet, args.log_file)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    summary = Summary(args)
+    summary = Summary(args.config, args.json_summary)
     try:
         code = run(args, summary)
     except KeyboardInterrupt:
@@ -134,14 +244,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _demo_command(args: argparse.Namespace) -> int:
+    return demo_module.run_demo(
+        output=args.output, runs=args.runs, steps=args.steps, concurrency=args.concurrency
+    )
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
 def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
+    # looked up on each call: tests/conftest.py swaps the module's `export` for one with a short
+    # retry policy, since the command line has no retry option
     from .pipeline import export
 
-    out = out or sys.stdout
+    if out is None:
+        out = sys.stderr if args.json_summary == STDOUT else sys.stdout
     settings = ClientSettings(base_url=args.base_url)
     progress = None if args.quiet or not sys.stderr.isatty() else TqdmProgress()
     try:
@@ -169,120 +288,6 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
         print_summary(result, out)
     summary.done(result)
     return result.exit_code
-
-
-class Summary:
-    """The `--json-summary` record: written whatever happened, so a monitor always has one."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.path = getattr(args, "json_summary", None)
-        self.started = time.time()
-        self.data: dict[str, Any] = {"config": str(args.config), "exit_code": None, "error": None}
-
-    def fail(self, code: int, message: str) -> int:
-        self.data.update(exit_code=code, error=message)
-        return code
-
-    def done(self, result: Any) -> None:
-        experiments = {}
-        bytes_written = 0
-        for name, report in result.experiments.items():
-            res = report.result
-            size = sum(p.stat().st_size for p in report.files if p.exists())
-            bytes_written += size
-            experiments[name] = {
-                "runs_listed": report.listed_runs,
-                "runs_exported": len(res.runs),
-                "runs_unchanged": report.unchanged_runs,
-                "runs_failed": len(res.failed_runs),
-                "runs_skipped": report.skipped_runs,
-                "failed_runs": dict(res.failed_runs),
-                "fields": {f: list(a.values.shape) for f, a in res.fields.items()},
-                "fields_left_out": dict(res.skipped_fields),
-                "files": [str(p) for p in report.files],
-                "bytes_written": size,
-            }
-        stats = result.stats
-        self.data.update(
-            exit_code=result.exit_code,
-            experiments=experiments,
-            runs_exported=result.runs_exported,
-            runs_unchanged=sum(e["runs_unchanged"] for e in experiments.values()),
-            runs_failed=result.runs_failed,
-            runs_skipped=result.runs_skipped,
-            calls=stats.calls,
-            requests=stats.requests,
-            rows_fetched=stats.rows,
-            retries=stats.retries,
-            rate_limited=stats.rate_limited,
-            rate_limited_in_core=stats.rate_limited_in_core,
-            bytes_written=bytes_written,
-        )
-
-    def write(self) -> None:
-        if not self.path:
-            return
-        from .writers import atomic_write_bytes
-
-        self.data["wall_s"] = round(time.time() - self.started, 3)
-        try:
-            atomic_write_bytes(self.path, (json.dumps(self.data, indent=2) + "\n").encode("utf-8"))
-        except OSError as exc:
-            print(f"wandb2numpy: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
-
-
-def print_summary(result: Any, out: TextIO) -> None:
-    for name, report in result.experiments.items():
-        res = report.result
-        print(
-            f"{name}: {len(res.runs)} run(s) exported, {len(res.failed_runs)} failed, "
-            f"{report.skipped_runs} skipped (no requested field); {len(report.files)} file(s)",
-            file=out,
-        )
-        for field, arrays in res.fields.items():
-            print(f"  {field}: shape {arrays.values.shape}", file=out)
-        for field, reason in res.skipped_fields.items():
-            print(f"  {field}: left out, {reason}", file=out)
-        for run_id, error in res.failed_runs.items():
-            print(f"  failed run {run_id}: {error}", file=out)
-    print(
-        f"done: {result.runs_exported} run(s) exported, {result.runs_failed} failed, "
-        f"{result.runs_skipped} skipped; {len(result.files)} file(s) written in {result.wall_s:.1f} s",
-        file=out,
-    )
-
-
-class TqdmProgress:
-    """One bar per experiment: runs done of total, rows fetched."""
-
-    def __init__(self) -> None:
-        self._bars: dict[str, Any] = {}
-        self._rows: dict[str, int] = {}
-
-    def start(self, experiment: str, total_runs: int) -> None:
-        from tqdm import tqdm
-
-        self._rows[experiment] = 0
-        self._bars[experiment] = tqdm(
-            total=total_runs, desc=experiment, unit="run", position=len(self._bars), leave=True
-        )
-
-    def advance(self, experiment: str, run: Any, rows: int, failed: bool) -> None:
-        bar = self._bars.get(experiment)
-        if bar is None:
-            return
-        self._rows[experiment] += rows
-        bar.set_postfix(rows=self._rows[experiment], refresh=False)
-        bar.update(1)
-
-    def finish(self, experiment: str) -> None:
-        bar = self._bars.get(experiment)
-        if bar is not None:
-            bar.refresh()
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
 
 
 def _setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> None:

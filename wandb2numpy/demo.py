@@ -7,9 +7,7 @@ else is touched), and prints each file with its shape.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -45,31 +43,27 @@ demo-csv:
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import EXIT_FAILED, print_summary
+def run_demo(
+    *, output: str = "wandb_data", runs: int = 24, steps: int = 500, concurrency: int = 16
+) -> int:
+    """Serve, export, print; the exit code as for `wandb2numpy export`."""
     from .client import ClientSettings
     from .config import parse_config
     from .errors import Wandb2NumpyError
     from .pipeline import export
+    from .report import EXIT_FAILED, print_summary
     from .testing import local_server
 
-    p = argparse.ArgumentParser(prog="wandb2numpy demo", description=__doc__)
-    p.add_argument("--output", default="wandb_data", help="output folder (default ./wandb_data)")
-    p.add_argument("--runs", type=int, default=24, help="synthetic runs (default 24)")
-    p.add_argument("--steps", type=int, default=500, help="steps per run (default 500)")
-    p.add_argument("--concurrency", type=int, default=16)
-    args = p.parse_args(list(argv or []))
-
     raw = yaml.safe_load(DEMO_CONFIG)
-    raw["DEFAULT"]["output_path"] = args.output
+    raw["DEFAULT"]["output_path"] = output
     configs = parse_config(raw, source="<demo config>")
-    with local_server(runs=args.runs, steps=args.steps, metrics=5, seed=0) as server:
-        print(f"local W&B-compatible server at {server.base_url} ({args.runs} synthetic runs)")
+    with local_server(runs=runs, steps=steps, metrics=5, seed=0) as server:
+        print(f"local W&B-compatible server at {server.base_url} ({runs} synthetic runs)")
         try:
             result = export(
                 configs,
                 overwrite=True,
-                concurrency=args.concurrency,
+                concurrency=concurrency,
                 settings=ClientSettings(base_url=server.base_url, api_key=server.api_key),
             )
         except Wandb2NumpyError as exc:
@@ -87,5 +81,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{path}: {lines - 1} row(s)")
     print_summary(result, sys.stdout)
     print(f"server: {stats.get('requests')} requests, max {stats.get('max_in_flight')} in flight")
-    print(f"load them with: numpy.load('{Path(args.output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")
+    print(f"load them with: numpy.load('{Path(output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")
     return result.exit_code

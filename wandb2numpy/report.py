@@ -1,0 +1,144 @@
+"""What the command line tells people and monitors: exit codes, the printed summary, the JSON
+summary and the progress bars.
+
+Kept apart from `cli` so every subcommand (`export`, `demo`, ...) reports the same way without
+importing the argument parser, and typed against the exporter's own result types so a change there
+shows up here as a type error rather than as a wrong summary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from .pipeline import ExportResult
+    from .models import RunInfo
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+STDOUT = "-"  # `--json-summary -`: the JSON goes to stdout, and nothing else does
+
+
+class Summary:
+    """The `--json-summary` record: written whatever happened, so a monitor always has one."""
+
+    def __init__(self, config: object, path: str | None = None) -> None:
+        self.path = path
+        self.started = time.time()
+        self.data: dict[str, Any] = {"config": str(config), "exit_code": None, "error": None}
+
+    def fail(self, code: int, message: str) -> int:
+        self.data.update(exit_code=code, error=message)
+        return code
+
+    def done(self, result: ExportResult) -> None:
+        experiments: dict[str, dict[str, Any]] = {}
+        bytes_written = 0
+        for name, report in result.experiments.items():
+            res = report.result
+            size = sum(p.stat().st_size for p in report.files if p.exists())
+            bytes_written += size
+            experiments[name] = {
+                "runs_listed": report.listed_runs,
+                "runs_exported": len(res.runs),
+                "runs_unchanged": report.unchanged_runs,
+                "runs_failed": len(res.failed_runs),
+                "runs_skipped": report.skipped_runs,
+                "failed_runs": dict(res.failed_runs),
+                "fields": {f: list(a.values.shape) for f, a in res.fields.items()},
+                "fields_left_out": dict(res.skipped_fields),
+                "files": [str(p) for p in report.files],
+                "bytes_written": size,
+            }
+        stats = result.stats
+        self.data.update(
+            exit_code=result.exit_code,
+            experiments=experiments,
+            runs_exported=result.runs_exported,
+            runs_unchanged=sum(r.unchanged_runs for r in result.experiments.values()),
+            runs_failed=result.runs_failed,
+            runs_skipped=result.runs_skipped,
+            calls=stats.calls,
+            requests=stats.requests,
+            rows_fetched=stats.rows,
+            retries=stats.retries,
+            rate_limited=stats.rate_limited,
+            rate_limited_in_core=stats.rate_limited_in_core,
+            bytes_written=bytes_written,
+        )
+
+    def write(self) -> None:
+        if not self.path:
+            return
+        self.data["wall_s"] = round(time.time() - self.started, 3)
+        text = json.dumps(self.data, indent=2) + "\n"
+        try:
+            if self.path == STDOUT:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                return
+            from .writers import atomic_write_bytes
+
+            atomic_write_bytes(self.path, text.encode("utf-8"))
+        except OSError as exc:
+            print(f"wandb2numpy: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
+
+
+def print_summary(result: ExportResult, out: TextIO) -> None:
+    for name, report in result.experiments.items():
+        res = report.result
+        print(
+            f"{name}: {len(res.runs)} run(s) exported, {len(res.failed_runs)} failed, "
+            f"{report.skipped_runs} skipped (no requested field); {len(report.files)} file(s)",
+            file=out,
+        )
+        for field, arrays in res.fields.items():
+            print(f"  {field}: shape {arrays.values.shape}", file=out)
+        for field, reason in res.skipped_fields.items():
+            print(f"  {field}: left out, {reason}", file=out)
+        for run_id, error in res.failed_runs.items():
+            print(f"  failed run {run_id}: {error}", file=out)
+    print(
+        f"done: {result.runs_exported} run(s) exported, {result.runs_failed} failed, "
+        f"{result.runs_skipped} skipped; {len(result.files)} file(s) written in {result.wall_s:.1f} s",
+        file=out,
+    )
+
+
+class TqdmProgress:
+    """One bar per experiment: runs done of total, rows fetched (an `export.Progress`)."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tqdm[Any]] = {}
+        self._rows: dict[str, int] = {}
+
+    def start(self, experiment: str, total_runs: int) -> None:
+        from tqdm import tqdm
+
+        self._rows[experiment] = 0
+        self._bars[experiment] = tqdm(
+            total=total_runs, desc=experiment, unit="run", position=len(self._bars), leave=True
+        )
+
+    def advance(self, experiment: str, run: RunInfo, rows: int, failed: bool) -> None:
+        bar = self._bars.get(experiment)
+        if bar is None:
+            return
+        self._rows[experiment] += rows
+        bar.set_postfix(rows=self._rows[experiment], refresh=False)
+        bar.update(1)
+
+    def finish(self, experiment: str) -> None:
+        bar = self._bars.get(experiment)
+        if bar is not None:
+            bar.refresh()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
