@@ -41,6 +41,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from ._fs import pid_alive
 from .assemble import ExperimentResult, FieldArrays
 from .errors import OutputError, OutputExistsError
 from .models import RunInfo
@@ -370,18 +371,6 @@ def _remove(path: Path) -> None:
         log.warning("could not remove %s: %s", path, exc)
 
 
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix":
-        return True  # no cheap check: never delete what may be in use
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def _recover(final: Path) -> None:
     """Undo or finish what a crashed write left next to ``final`` (see the module docstring)."""
     parent = final.parent
@@ -404,7 +393,7 @@ def _recover(final: Path) -> None:
                 with _active_lock:
                     ours_active = entry.name in _active_staging
                 if (pid == os.getpid() and not ours_active) or (
-                    pid != os.getpid() and not _pid_alive(pid)
+                    pid != os.getpid() and not pid_alive(pid)
                 ):
                     stale.append(Path(entry.path))
     if olds and not os.path.lexists(final):
