@@ -333,3 +333,16 @@ def test_start_window_must_be_positive(capsys: pytest.CaptureFixture[str]) -> No
         build_parser().parse_args(["c.yaml", "--start-window", "0"])
     assert exc.value.code == 2
     assert "--start-window" in capsys.readouterr().err
+
+
+def test_exit_2_backslash_field_before_any_request(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name the writers would refuse is refused with the config, not after every request."""
+    cfg = write_config(tmp_path, fields=["train/return", "eval\\reward"])
+    assert cli(srv, str(cfg)) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and "experiment 'curves'" in err and "key 'fields[1]'" in err
+    assert "backslash" in err and "Traceback" not in err
+    assert srv.stats()["requests"] == 0
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,6 @@ import datetime
 import difflib
 import math
 import os
-import re
 import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,11 +29,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from wandb2numpy.errors import ConfigError
+from wandb2numpy.names import field_problem
 
 DEFAULT_HISTORY_SAMPLES = 12000
-MAX_NAME_CHARS = 200
-# A file name is at most 255 bytes on common file systems; leave room for ".npy"/".csv".
-_MAX_NAME_BYTES = 250
 # W&B sends `samples` as a GraphQL Int (32-bit).
 _MAX_HISTORY_SAMPLES = 2**31 - 1
 # Numbers in filters go to the server as JSON; beyond 64 bits they silently lose precision there.
@@ -118,22 +115,6 @@ def _fail(message: str, *subloc: str | int) -> NoReturn:
 # --------------------------------------------------------------------------- value checks
 
 
-def _path_problem(name: str, what: str) -> str | None:
-    """Field names become file paths under the experiment folder; refuse any that could leave it."""
-    if "\x00" in name:
-        return f"{what} {name!r} contains a NUL character"
-    # "C:x" only means a drive on Windows; elsewhere "q:value" is an ordinary metric name.
-    if name.startswith(("/", "\\")) or (os.name == "nt" and re.match(r"^[A-Za-z]:", name)):
-        return f"{what} {name!r} is an absolute path; it must stay inside the experiment folder"
-    for part in re.split(r"[/\\]", name):
-        if part in ("", ".", ".."):
-            shown = "an empty" if part == "" else f"a '{part}'"
-            return f"{what} {name!r} has {shown} path segment; it must stay inside the experiment folder"
-        if len(part) > MAX_NAME_CHARS or len(part.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-            return f"{what} {_repr.repr(name)} has a path segment longer than {MAX_NAME_CHARS} characters"
-    return None
-
-
 def _strings(value: Any, what: str, *, allow_all: bool = True, dedupe: bool = True,
              subloc: tuple[str | int, ...] = ()) -> tuple[str, ...] | None:
     """A list of names, where exactly ["all"] (like the bare "all") means no restriction."""
@@ -169,7 +150,7 @@ def _check_fields(value: Any) -> tuple[str, ...] | None:
         _fail(f"expected a list of field names or 'all'; found {_found_text(value)}")
     names = _strings(value, "field names")
     for i, name in enumerate(value if names is not None else ()):
-        problem = _path_problem(name, "field name")
+        problem = field_problem(name)
         if problem:
             _fail(problem, i)
     return names

@@ -23,7 +23,7 @@ import anyio
 import numpy as np
 
 from . import incremental as incremental_cache
-from . import writers
+from . import names, writers
 from .assemble import ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
@@ -238,7 +238,7 @@ def _safe_fields(experiment: str, names: Sequence[str]) -> list[str]:
     safe = []
     for name in names:
         try:
-            writers.check_name_safe(name, what="field name")
+            names.check_field(name)
         except OutputError as exc:
             log.warning("%s: history key %r left out: %s", experiment, name, exc)
             continue

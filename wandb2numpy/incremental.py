@@ -47,7 +47,8 @@ from .config import ExperimentConfig
 from .errors import ConfigError, OutputError
 from .fetch import Fetcher, RunOutcome, plan_keys
 from .models import RunInfo
-from .writers import atomic_write_bytes, check_name_safe
+from .names import check_experiment
+from .writers import atomic_write_bytes
 
 __all__ = ["STATE_DIR", "RunCache", "fingerprint", "open_cache"]
 
@@ -356,7 +357,7 @@ def check_incremental(exp: ExperimentConfig, *, write: bool) -> None:
             "incremental export needs write=True: its cache lives beside the written arrays",
             experiment=exp.name,
         )
-    check_name_safe(exp.name, what="experiment name")
+    check_experiment(exp.name)
     if exp.name.split("/")[0] == STATE_DIR:
         raise ConfigError(
             f"the name '{STATE_DIR}' is where incremental state is kept", experiment=exp.name

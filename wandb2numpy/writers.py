@@ -41,6 +41,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from . import names
 from ._fs import pid_alive
 from .assemble import ExperimentResult, FieldArrays
 from .errors import OutputError, OutputExistsError
@@ -94,27 +95,10 @@ _active_lock = threading.Lock()
 def check_name_safe(name: str, *, what: str) -> None:
     """Refuse a name that could write outside its folder or that no file system accepts.
 
-    ``/`` separates sub-folders; everything that could climb out (``..``, absolute paths,
-    empty segments) or be read as a separator elsewhere (backslash) is refused rather than
-    cleaned up, so a field never lands under a different name than the user asked for.
+    The rule lives in `names`, shared with config validation; this is its plain form, with no
+    room reserved for a suffix.
     """
-    if not isinstance(name, str) or not name:
-        raise OutputError(f"{what} is empty")
-    if "\x00" in name:
-        raise OutputError(f"{what} {name!r} contains a NUL character")
-    if "\\" in name:
-        raise OutputError(f"{what} {name!r} contains a backslash")
-    if name.startswith("/"):
-        raise OutputError(f"{what} {name!r} is an absolute path")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise OutputError(f"{what} {name!r} is not valid unicode") from None
-    for segment in name.split("/"):
-        if segment == "":
-            raise OutputError(f"{what} {name!r} has an empty path segment")
-        if segment in (".", ".."):
-            raise OutputError(f"{what} {name!r} has a '{segment}' path segment")
+    names.check_path(name, what=what)
 
 
 _Writer = Callable[[Path], None]
@@ -133,7 +117,7 @@ def _plan(result: ExperimentResult, data_type: DataType) -> list[tuple[Path, _Wr
         # Runs that failed after retries are not rows of the arrays; this says which, and why.
         plan.append((Path(FAILED_RUNS_FILE), lambda p: _write_failed_csv(p, result.failed_runs)))
     for field, arrays in result.fields.items():
-        check_name_safe(field, what="field name")
+        names.check_field(field)
         _check_arrays(field, arrays, n_runs)
         for suffix, array, is_steps in (
             (value_suffix, arrays.values, False),
@@ -424,7 +408,7 @@ def existing_outputs(output_path: str | os.PathLike[str], experiment: str) -> li
     Recovery runs here too so that a check made before a long fetch sees the same files the
     write will see.
     """
-    check_name_safe(experiment, what="experiment name")
+    names.check_experiment(experiment)
     final = Path(output_path) / experiment
     _check_inside(final, Path(output_path), "experiment")
     try:
@@ -465,7 +449,7 @@ def write_experiment(
     Raises OutputExistsError (before touching the disk) when the experiment folder holds files
     and ``overwrite`` is false; with ``overwrite`` the whole folder is replaced.
     """
-    check_name_safe(result.name, what="experiment name")
+    names.check_experiment(result.name)
     plan = _plan(result, data_type)
     base = Path(output_path)
     final = base / result.name
