@@ -23,7 +23,7 @@ import anyio
 import numpy as np
 
 from . import incremental as incremental_cache
-from . import names, writers
+from . import writers
 from .assemble import ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
@@ -39,6 +39,7 @@ from .fetch import (
 from .filters import build_filters, describe_filters
 from .lock import output_locks
 from .models import RunInfo
+from .names import check_field
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ def _safe_fields(experiment: str, names: Sequence[str]) -> list[str]:
     safe = []
     for name in names:
         try:
-            names.check_field(name)
+            check_field(name)
         except OutputError as exc:
             log.warning("%s: history key %r left out: %s", experiment, name, exc)
             continue
