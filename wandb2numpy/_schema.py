@@ -15,7 +15,7 @@ import os
 import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, NoReturn
 
 from pydantic import (
     BaseModel,
@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from wandb2numpy import formats
 from wandb2numpy.errors import ConfigError
 from wandb2numpy.names import field_problem
 
@@ -166,6 +167,13 @@ def _check_output_path(value: Any) -> str:
     return value
 
 
+def _check_data_type(value: Any) -> str:
+    valid = formats.names()
+    if not isinstance(value, str) or value not in valid:
+        _fail(f"expected one of {formats.expected()}; found {_found(value)}{_suggest(value, valid)}")
+    return value
+
+
 def _check_groups(value: Any) -> tuple[str, ...] | None:
     if value is None or value == "all":
         return None
@@ -273,7 +281,17 @@ class _Experiment(BaseModel):
     config: Annotated[dict[str, _FilterSpec], BeforeValidator(_check_filter_map)] = {}
     summary: Annotated[dict[str, _FilterSpec], BeforeValidator(_check_filter_map)] = {}
     history_samples: Annotated[int | None, BeforeValidator(_check_history_samples)] = DEFAULT_HISTORY_SAMPLES
-    output_data_type: Literal["numpy", "csv"] = "numpy"
+    output_data_type: Annotated[str, BeforeValidator(_check_data_type)] = "numpy"
+
+    @model_validator(mode="after")
+    def _fields_fit_format(self) -> _Experiment:
+        # The collisions the writers would refuse after the fetch ("runs" in CSV, "a" next to
+        # "a.steps"), refused before the first request instead.
+        if self.fields is not None:
+            problem = formats.get(self.output_data_type).fields_problem(self.fields)
+            if problem:
+                _fail(problem, "fields")
+        return self
 
     @field_validator(*_SELECTION_KEYS, mode="before")
     @classmethod
@@ -364,8 +382,6 @@ def _translate(exc: ValidationError, experiment: str, body: Mapping[str, Any], p
             message = f"unknown key {loc[-1]!r}{hint}"
         elif kind == "invalid_key":
             message = f"keys must be strings; found {_found_text(value)}"
-        elif kind == "literal_error":
-            message = f"expected one of 'numpy', 'csv'; found {_found(value)}{_suggest(value, ['numpy', 'csv'])}"
         elif kind in ("model_type", "dict_type") and len(loc) == 2:
             example = "{values: [...]}" if not isinstance(value, Mapping) else "{values: [...], min: 0, max: 1}"
             message = (f"expected a mapping with 'values', 'min' and/or 'max', e.g. {loc[1]}: {example}; "

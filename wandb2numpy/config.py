@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -79,7 +79,7 @@ class ExperimentConfig:
     selections: tuple[Selection, ...]  # one per group; exactly one (group=None) without a groups list
     config_filters: Mapping[str, ValueFilter] = field(hash=False)
     summary_filters: Mapping[str, ValueFilter] = field(hash=False)
-    output_data_type: Literal["numpy", "csv"] = "numpy"
+    output_data_type: str = "numpy"  # a name in formats.names()
     history_samples: int | None = DEFAULT_HISTORY_SAMPLES  # None = full history
     source: str = "<config>"
     raw: Mapping[str, Any] = field(hash=False)  # the merged dict as the user wrote it
