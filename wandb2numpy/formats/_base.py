@@ -84,6 +84,10 @@ class StoredExperiment:
     def ids(self) -> list[str]:
         return [row["id"] for row in self.runs]
 
+    @property
+    def summary(self) -> str:
+        return f"{len(self.runs)} run(s), {len(self.fields)} field(s)"
+
 
 class Format(ABC):
     """One output format: its name, its two suffixes, and one array to bytes and back."""
