@@ -480,3 +480,15 @@ def test_every_subcommand_option_is_documented_in_the_readme() -> None:
     ]
     assert missing == []
     assert "wandb2numpy export" in text and "--json-summary -" in text
+
+def test_exit_2_backslash_field_before_any_request(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name the writers would refuse is refused with the config, not after every request."""
+    cfg = write_config(tmp_path, fields=["train/return", "eval\\reward"])
+    assert cli(srv, str(cfg)) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and "experiment 'curves'" in err and "key 'fields[1]'" in err
+    assert "backslash" in err and "Traceback" not in err
+    assert srv.stats()["requests"] == 0
+    assert not (tmp_path / "out").exists()

@@ -693,3 +693,14 @@ def test_path_like_argument(tmp_path: Path) -> None:
     assert exp.source == str(path) and exp.fields is None
     (same,) = load_config(str(path))
     assert same == exp
+
+
+def test_backslash_field_refused_at_load(tmp_path: Path) -> None:
+    """The writers refuse a backslash; the config must too, before any request is made."""
+    path = write(tmp_path, "DEFAULT: {entity: demo, project: synthetic, output_path: out}\n"
+                           "exp:\n  fields: [train/return, 'eval\\reward']\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    assert (err.source, err.experiment, err.key) == (str(path), "exp", "fields[1]")
+    assert "backslash" in str(err) and "eval\\\\reward" in str(err)

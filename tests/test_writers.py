@@ -16,6 +16,8 @@ from hypothesis.extra import numpy as hnp
 from wandb2numpy import writers
 from wandb2numpy.assemble import ExperimentResult, FieldArrays
 from wandb2numpy.errors import OutputError, OutputExistsError
+from wandb2numpy.formats import _base as formats_base
+from wandb2numpy.formats import csv as csv_format
 from wandb2numpy.models import RunInfo
 from wandb2numpy.writers import (
     RUN_COLUMNS,
@@ -131,7 +133,7 @@ def test_csv_steps_not_whole_are_written_exactly(tmp_path: Path) -> None:
 
 
 def test_csv_wide_rows_are_chunked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writers, "CSV_CHUNK_VALUES", 3)
+    monkeypatch.setattr(csv_format, "CSV_CHUNK_VALUES", 3)
     values = np.arange(20, dtype=np.float64).reshape(2, 10) / 7
     steps = np.tile(np.arange(10, dtype=np.float64), (2, 1))
     write_experiment(
@@ -415,9 +417,9 @@ def test_failure_mid_write_keeps_previous_export(
     write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
     before = snapshot(tmp_path)
     if data_type == "numpy":
-        monkeypatch.setattr(writers.np, "save", _fail_on_second_call(np.save))
+        monkeypatch.setattr(np, "save", _fail_on_second_call(np.save))
     else:
-        monkeypatch.setattr(writers, "_format_values", _fail_on_second_call(writers._format_values))
+        monkeypatch.setattr(csv_format, "_format_values", _fail_on_second_call(csv_format._format_values))
     with pytest.raises(OutputError, match="No space left"):
         write_experiment(result(), tmp_path, data_type=data_type, overwrite=True)  # type: ignore[arg-type]
     assert snapshot(tmp_path) == before
@@ -446,7 +448,7 @@ def test_keyboard_interrupt_cleans_staging(tmp_path: Path, monkeypatch: pytest.M
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writers, "_write_runs_csv", boom)
+    monkeypatch.setattr(formats_base, "_write_runs_csv", boom)
     with pytest.raises(KeyboardInterrupt):
         write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
     assert list(tmp_path.iterdir()) == []

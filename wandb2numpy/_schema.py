@@ -12,11 +12,10 @@ import datetime
 import difflib
 import math
 import os
-import re
 import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, NoReturn
 
 from pydantic import (
     BaseModel,
@@ -29,12 +28,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from wandb2numpy import formats
 from wandb2numpy.errors import ConfigError
+from wandb2numpy.names import field_problem
 
 DEFAULT_HISTORY_SAMPLES = 12000
-MAX_NAME_CHARS = 200
-# A file name is at most 255 bytes on common file systems; leave room for ".npy"/".csv".
-_MAX_NAME_BYTES = 250
 # W&B sends `samples` as a GraphQL Int (32-bit).
 _MAX_HISTORY_SAMPLES = 2**31 - 1
 # Numbers in filters go to the server as JSON; beyond 64 bits they silently lose precision there.
@@ -118,22 +116,6 @@ def _fail(message: str, *subloc: str | int) -> NoReturn:
 # --------------------------------------------------------------------------- value checks
 
 
-def _path_problem(name: str, what: str) -> str | None:
-    """Field names become file paths under the experiment folder; refuse any that could leave it."""
-    if "\x00" in name:
-        return f"{what} {name!r} contains a NUL character"
-    # "C:x" only means a drive on Windows; elsewhere "q:value" is an ordinary metric name.
-    if name.startswith(("/", "\\")) or (os.name == "nt" and re.match(r"^[A-Za-z]:", name)):
-        return f"{what} {name!r} is an absolute path; it must stay inside the experiment folder"
-    for part in re.split(r"[/\\]", name):
-        if part in ("", ".", ".."):
-            shown = "an empty" if part == "" else f"a '{part}'"
-            return f"{what} {name!r} has {shown} path segment; it must stay inside the experiment folder"
-        if len(part) > MAX_NAME_CHARS or len(part.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-            return f"{what} {_repr.repr(name)} has a path segment longer than {MAX_NAME_CHARS} characters"
-    return None
-
-
 def _strings(value: Any, what: str, *, allow_all: bool = True, dedupe: bool = True,
              subloc: tuple[str | int, ...] = ()) -> tuple[str, ...] | None:
     """A list of names, where exactly ["all"] (like the bare "all") means no restriction."""
@@ -169,7 +151,7 @@ def _check_fields(value: Any) -> tuple[str, ...] | None:
         _fail(f"expected a list of field names or 'all'; found {_found_text(value)}")
     names = _strings(value, "field names")
     for i, name in enumerate(value if names is not None else ()):
-        problem = _path_problem(name, "field name")
+        problem = field_problem(name)
         if problem:
             _fail(problem, i)
     return names
@@ -182,6 +164,13 @@ def _check_output_path(value: Any) -> str:
         _fail(f"expected a folder path (a string); found {_found_text(value)}")
     if "\x00" in value:
         _fail("the output path contains a NUL character")
+    return value
+
+
+def _check_data_type(value: Any) -> str:
+    valid = formats.names()
+    if not isinstance(value, str) or value not in valid:
+        _fail(f"expected one of {formats.expected()}; found {_found(value)}{_suggest(value, valid)}")
     return value
 
 
@@ -292,7 +281,17 @@ class _Experiment(BaseModel):
     config: Annotated[dict[str, _FilterSpec], BeforeValidator(_check_filter_map)] = {}
     summary: Annotated[dict[str, _FilterSpec], BeforeValidator(_check_filter_map)] = {}
     history_samples: Annotated[int | None, BeforeValidator(_check_history_samples)] = DEFAULT_HISTORY_SAMPLES
-    output_data_type: Literal["numpy", "csv"] = "numpy"
+    output_data_type: Annotated[str, BeforeValidator(_check_data_type)] = "numpy"
+
+    @model_validator(mode="after")
+    def _fields_fit_format(self) -> _Experiment:
+        # The collisions the writers would refuse after the fetch ("runs" in CSV, "a" next to
+        # "a.steps"), refused before the first request instead.
+        if self.fields is not None:
+            problem = formats.get(self.output_data_type).fields_problem(self.fields)
+            if problem:
+                _fail(problem, "fields")
+        return self
 
     @field_validator(*_SELECTION_KEYS, mode="before")
     @classmethod
@@ -383,8 +382,6 @@ def _translate(exc: ValidationError, experiment: str, body: Mapping[str, Any], p
             message = f"unknown key {loc[-1]!r}{hint}"
         elif kind == "invalid_key":
             message = f"keys must be strings; found {_found_text(value)}"
-        elif kind == "literal_error":
-            message = f"expected one of 'numpy', 'csv'; found {_found(value)}{_suggest(value, ['numpy', 'csv'])}"
         elif kind in ("model_type", "dict_type") and len(loc) == 2:
             example = "{values: [...]}" if not isinstance(value, Mapping) else "{values: [...], min: 0, max: 1}"
             message = (f"expected a mapping with 'values', 'min' and/or 'max', e.g. {loc[1]}: {example}; "

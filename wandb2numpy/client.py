@@ -87,16 +87,23 @@ _TRANSIENT_TEXT = (
 )
 
 
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status wandb buried in an error message, looking through the cause chain."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """An error and what caused it, innermost last; wandb wraps the useful text several layers deep
+    and a cycle (an error raised while handling itself) must not loop forever."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status wandb buried in an error message, looking through the cause chain."""
+    for cur in _chain(exc):
         match = _STATUS_RE.findall(str(cur))
         if match:
             return int(match[-1])
-        cur = cur.__cause__ or cur.__context__
     return None
 
 
@@ -135,15 +142,6 @@ def classify(exc: BaseException) -> Verdict:
     if any(t in text for t in _TRANSIENT_TEXT):
         return "transient"
     return "fatal"
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ or cur.__context__
 
 
 def describe(exc: BaseException, api_key: str | None = None) -> str:

@@ -16,16 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from wandb2numpy._schema import (
     _EXPERIMENT_KEYS,
-    _MAX_NAME_BYTES,
     DEFAULT_HISTORY_SAMPLES,
-    MAX_NAME_CHARS,
     _Experiment,
     _FilterSpec,
     _found,
@@ -33,10 +31,10 @@ from wandb2numpy._schema import (
     _nearest,
     _Problem,
     _raise,
-    _repr,
     _translate,
 )
 from wandb2numpy.errors import ConfigError
+from wandb2numpy.names import experiment_name_problem
 
 __all__ = [
     "DEFAULT_HISTORY_SAMPLES",
@@ -81,7 +79,7 @@ class ExperimentConfig:
     selections: tuple[Selection, ...]  # one per group; exactly one (group=None) without a groups list
     config_filters: Mapping[str, ValueFilter] = field(hash=False)
     summary_filters: Mapping[str, ValueFilter] = field(hash=False)
-    output_data_type: Literal["numpy", "csv"] = "numpy"
+    output_data_type: str = "numpy"  # a name in formats.names()
     history_samples: int | None = DEFAULT_HISTORY_SAMPLES  # None = full history
     source: str = "<config>"
     raw: Mapping[str, Any] = field(hash=False)  # the merged dict as the user wrote it
@@ -232,17 +230,10 @@ def _select(names: list[Any], wanted: Sequence[str] | None, source: str) -> list
 
 
 def _experiment_name_problem(name: Any) -> str | None:
-    """Experiment names become folder names under output_path."""
+    """Experiment names become folder names under output_path (rule in `names`)."""
     if not isinstance(name, str):
         return f"experiment names must be strings; found {_found(name)} (put the name in quotes)"
-    if not name.strip():
-        return "experiment names must not be empty"
-    if "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
-        return (f"experiment name {_repr.repr(name)} cannot be a folder name: no '/', '\\', NUL, "
-                "and not '.' or '..'")
-    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-        return f"experiment name is longer than {MAX_NAME_CHARS} characters"
-    return None
+    return experiment_name_problem(name)
 
 
 def _deep_merge(base: Mapping[Any, Any], override: Mapping[Any, Any]) -> dict[Any, Any]:

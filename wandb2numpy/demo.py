@@ -70,15 +70,13 @@ def run_demo(
             print(f"wandb2numpy demo: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
         stats = server.stats()
-    import numpy as np
+    from . import formats
 
-    for path in result.files:
-        if path.suffix == ".npy":
-            print(f"{path}: shape {np.load(path).shape}")
-        else:
-            with open(path, encoding="utf-8") as fh:
-                lines = sum(1 for _ in fh)
-            print(f"{path}: {lines - 1} row(s)")
+    data_types = {c.name: c.output_data_type for c in configs}
+    for name, report in result.experiments.items():
+        fmt = formats.get(data_types[name])
+        for path in report.files:
+            print(f"{path}: {fmt.read(path).summary}")
     print_summary(result, sys.stdout)
     print(f"server: {stats.get('requests')} requests, max {stats.get('max_in_flight')} in flight")
     print(f"load them with: numpy.load('{Path(output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")

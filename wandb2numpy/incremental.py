@@ -46,10 +46,11 @@ from .config import ExperimentConfig
 from .errors import ConfigError, OutputError
 from .fetch import FetchStats
 from .models import RunInfo
+from .names import check_experiment
 from .series import Series
 from .sources.base import HistorySource, ProgressFn, RunOutcome
 from .sources.planning import plan_keys
-from .writers import atomic_write_bytes, check_name_safe
+from .writers import atomic_write_bytes
 
 __all__ = ["STATE_DIR", "CachedSource", "RunCache", "fingerprint", "open_cache"]
 
@@ -395,7 +396,7 @@ def check_incremental(exp: ExperimentConfig, *, write: bool) -> None:
             "incremental export needs write=True: its cache lives beside the written arrays",
             experiment=exp.name,
         )
-    check_name_safe(exp.name, what="experiment name")
+    check_experiment(exp.name)
     if exp.name.split("/")[0] == STATE_DIR:
         raise ConfigError(
             f"the name '{STATE_DIR}' is where incremental state is kept", experiment=exp.name

@@ -17,21 +17,12 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ._fs import pid_alive
 from .errors import OutputError, OutputLockedError
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".wandb2numpy.lock"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_holder(fd: int) -> dict[str, object]:
@@ -67,7 +58,7 @@ def output_lock(output_path: str | os.PathLike[str]) -> Iterator[Path]:
             ) from None
         previous = _read_holder(fd)
         pid = previous.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and not _pid_alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
             log.warning(
                 "taking over a stale lock on %s left by pid %s (started %s)",
                 folder,

@@ -34,6 +34,7 @@ from .fetch import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, task_group
 from .filters import build_filters, describe_filters
 from .lock import output_locks
 from .models import RunInfo
+from .names import check_field
 from .sources.base import HistorySource, RunEvent
 from .sources.planning import all_numeric_fields
 from .sources.wandb_source import WandbSource
@@ -244,7 +245,7 @@ def _safe_fields(experiment: str, names: Sequence[str]) -> list[str]:
     safe = []
     for name in names:
         try:
-            writers.check_name_safe(name, what="field name")
+            check_field(name)
         except OutputError as exc:
             log.warning("%s: history key %r left out: %s", experiment, name, exc)
             continue

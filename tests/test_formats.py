@@ -1,0 +1,174 @@
+"""Output formats: the registry, and the way back from files to the arrays that were written."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from wandb2numpy import formats
+from wandb2numpy.assemble import (
+    ExperimentResult,
+    FieldArrays,
+    Series,
+    assemble_experiment,
+)
+from wandb2numpy.config import parse_config
+from wandb2numpy.errors import ConfigError, OutputError
+from wandb2numpy.formats import RUN_COLUMNS, StoredExperiment, StoredFile
+from wandb2numpy.models import RunInfo
+from wandb2numpy.writers import write_experiment
+
+BASE = {"entity": "demo", "project": "synthetic", "output_path": "out"}
+
+
+def run(run_id: str, **kw: object) -> RunInfo:
+    kw.setdefault("name", f"name-{run_id}")
+    return RunInfo(entity="e", project="p", id=run_id, **kw)  # type: ignore[arg-type]
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shape, NaN in the same places, every other value bit for bit."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    return bool((nan_a == nan_b).all()) and a[~nan_a].view(np.uint64).tolist() == b[~nan_b].view(
+        np.uint64
+    ).tolist()
+
+
+def assert_read_back(stored: StoredExperiment, result: ExperimentResult) -> None:
+    assert stored.ids == [r.id for r in result.runs]
+    assert [row["name"] for row in stored.runs] == [r.name for r in result.runs]
+    assert stored.failed_runs == dict(result.failed_runs)
+    assert sorted(stored.fields) == sorted(result.fields)
+    for name, arrays in result.fields.items():
+        assert same(stored.fields[name].values, arrays.values), name
+        assert same(stored.fields[name].steps, arrays.steps), name
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_names() -> None:
+    assert formats.names() == ("numpy", "csv")
+    for name in formats.names():
+        fmt = formats.get(name)
+        assert fmt.name == name and fmt.description
+        assert fmt.values_suffix != fmt.steps_suffix
+
+
+@pytest.mark.parametrize("name", ["parquet", "CSV", "", None])
+def test_unknown_format_is_an_error_naming_the_valid_ones(name: object) -> None:
+    with pytest.raises(ValueError, match="expected one of 'numpy', 'csv'"):
+        formats.get(name)  # type: ignore[arg-type]
+
+
+def test_config_takes_its_choices_from_the_registry() -> None:
+    for name in formats.names():
+        (exp,) = parse_config({"DEFAULT": BASE, "e": {"fields": ["x"], "output_data_type": name}})
+        assert exp.output_data_type == name
+    with pytest.raises(ConfigError, match="expected one of 'numpy', 'csv'; found string 'hdf5'"):
+        parse_config({"DEFAULT": BASE, "e": {"fields": ["x"], "output_data_type": "hdf5"}})
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def assembled() -> ExperimentResult:
+    """Ragged runs as the pipeline assembles them: NaN where a run has fewer points or none."""
+    runs = [run("r1"), run('we,ird"id', name="a\nb"), run("r3"), run("r4")]
+    per_run = [
+        {"loss": Series(np.array([0.0, 1.0, 2.0]), np.array([1.5, -0.0, np.inf])),
+         "eval/acc": Series(np.array([10.0]), np.array([0.25]))},
+        {"loss": Series(np.array([5.0, 2.0**60]), np.array([np.nan, 1e-300]))},
+        None,  # failed
+        {"eval/acc": Series(np.array([0.5, 20.0, 40.0]), np.array([1.0, 2.0, 3.0]))},
+    ]
+    return assemble_experiment("exp", runs, per_run, ["loss", "eval/acc"], failed={"r3": "HTTP 500"})
+
+
+@pytest.mark.parametrize("name", ["numpy", "csv"])
+def test_round_trip_of_assembled_arrays(tmp_path: Path, name: str) -> None:
+    result = assembled()
+    assert np.isnan(result.fields["loss"].values).any()  # the padding is part of what is checked
+    written = write_experiment(result, tmp_path, data_type=name, overwrite=False)
+    fmt = formats.get(name)
+    stored = fmt.read(tmp_path / "exp")
+    assert isinstance(stored, StoredExperiment)
+    assert_read_back(stored, result)
+    assert list(stored.runs[0])[: len(RUN_COLUMNS)] == list(RUN_COLUMNS)
+    for path in written:  # one file at a time, as the demo reads them
+        one = fmt.read(path)
+        assert isinstance(one, StoredFile)
+        if one.array is not None:
+            assert one.summary == f"shape {one.array.shape}"
+    assert fmt.read(tmp_path / "exp" / "runs.csv").summary == "3 row(s)"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["numpy", "csv"])
+def test_round_trip_field_named_like_a_steps_file(tmp_path: Path, name: str) -> None:
+    """``x.steps`` has values in ``x.steps.<ext>``, which is also how the steps of ``x`` are named."""
+    arrays = assembled().fields["loss"]
+    result = ExperimentResult(name="exp", runs=assembled().runs, fields={"x.steps": arrays, "failed_runs": arrays},
+                              skipped_fields={}, failed_runs={})
+    write_experiment(result, tmp_path, data_type=name, overwrite=False)
+    stored = formats.get(name).read(tmp_path / "exp")
+    assert isinstance(stored, StoredExperiment)
+    assert_read_back(stored, result)
+
+
+finite_or_not = st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True, width=64)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_runs=st.integers(0, 3), widths=st.lists(st.integers(0, 4), min_size=2, max_size=2), data=st.data())
+def test_round_trip_any_arrays(n_runs: int, widths: list[int], data: st.DataObject) -> None:
+    fields = {}
+    for field, width in zip(("a", "b/c"), widths):
+        values = data.draw(hnp.arrays(np.float64, (n_runs, width), elements=finite_or_not))
+        steps = data.draw(hnp.arrays(np.float64, (n_runs, width), elements=finite_or_not))
+        fields[field] = FieldArrays(values=values, steps=steps)
+    result = ExperimentResult(name="exp", runs=[run(f"id{i}") for i in range(n_runs)], fields=fields,
+                              skipped_fields={}, failed_runs={})
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in formats.names():
+            write_experiment(result, Path(tmp) / name, data_type=name, overwrite=False)
+            stored = formats.get(name).read(Path(tmp) / name / "exp")
+            assert isinstance(stored, StoredExperiment)
+            assert_read_back(stored, result)
+
+
+# --------------------------------------------------------------------------- one name rule
+
+name_parts = st.sampled_from(["a", "é", ".", "..", "", "\\", "runs", "failed_runs", ".steps", ":", "x" * 120, "ü" * 70])
+field_names = st.lists(name_parts, min_size=1, max_size=4).map("".join) | st.lists(
+    st.lists(name_parts, min_size=1, max_size=3).map("".join), min_size=1, max_size=3
+).map("/".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fields=st.lists(field_names, min_size=1, max_size=3, unique=True), data_type=st.sampled_from(["numpy", "csv"]))
+def test_config_accepts_exactly_what_the_writers_write(fields: list[str], data_type: str) -> None:
+    """Refused at load means refused before any request; accepted means the write cannot refuse it."""
+    try:
+        parse_config({"DEFAULT": BASE, "e": {"fields": fields, "output_data_type": data_type}})
+        accepted = True
+    except ConfigError:
+        accepted = False
+    result = ExperimentResult(
+        name="e", runs=[run("r")], skipped_fields={}, failed_runs={"gone": "HTTP 500"},
+        fields={f: FieldArrays(np.zeros((1, 1)), np.zeros((1, 1))) for f in fields},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            write_experiment(result, tmp, data_type=data_type, overwrite=False)
+            written = True
+        except OutputError:
+            written = False
+    assert accepted == written

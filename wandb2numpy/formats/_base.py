@@ -1,0 +1,313 @@
+"""What every output format shares: the experiment's file layout, the run table, the way back.
+
+An experiment folder holds::
+
+    runs.csv                      one line per array row: run metadata and flattened config
+    failed_runs.csv               only when runs failed: their ids and why
+    <field><values suffix>        one (runs, width) float64 array per field
+    <field><steps suffix>         the step of every value, NaN where a run has fewer points
+
+A ``/`` in a field name makes sub-folders (``eval/reward`` -> ``eval/reward.npy``). A format
+only decides the two suffixes and how one array becomes bytes and back; staging, fsync of
+folders and the swap into place are the writers' business.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from .._fs import sync_file
+from ..assemble import ExperimentResult, FieldArrays
+from ..errors import OutputError
+from ..models import RunInfo
+from ..names import check_field
+
+RUNS_FILE = "runs.csv"
+FAILED_RUNS_FILE = "failed_runs.csv"
+RUN_COLUMNS = (
+    "id",
+    "name",
+    "group",
+    "job_type",
+    "state",
+    "tags",
+    "created_at",
+    "heartbeat_at",
+    "history_line_count",
+)
+_NAME_MAX = 255  # bytes per path component on common Linux/macOS file systems
+
+FileKind = Literal["runs", "failed_runs", "values", "steps"]
+_Writer = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file read back: a run table, or one field's values or steps with the run ids."""
+
+    path: Path
+    kind: FileKind
+    table: list[dict[str, str]] | None = None  # runs.csv / failed_runs.csv
+    array: np.ndarray | None = None  # values or steps
+
+    @property
+    def summary(self) -> str:
+        """How the demo shows a file: tables by rows, arrays by shape."""
+        if self.array is not None:
+            return f"shape {self.array.shape}"
+        return f"{len(self.table or ())} row(s)"
+
+
+@dataclass
+class StoredExperiment:
+    """An experiment folder read back: what `ExperimentResult` held, as the files keep it.
+
+    Runs are the rows of ``runs.csv`` as text (config flattened to ``config.<key>`` columns);
+    `ids` are its id column, in array row order.
+    """
+
+    runs: list[dict[str, str]]
+    fields: dict[str, FieldArrays]
+    failed_runs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [row["id"] for row in self.runs]
+
+    @property
+    def summary(self) -> str:
+        return f"{len(self.runs)} run(s), {len(self.fields)} field(s)"
+
+
+class Format(ABC):
+    """One output format: its name, its two suffixes, and one array to bytes and back."""
+
+    name: ClassVar[str]
+    values_suffix: ClassVar[str]
+    steps_suffix: ClassVar[str]
+    description: ClassVar[str]
+
+    # ------------------------------------------------------------------ per format
+
+    @abstractmethod
+    def write_array(self, path: Path, array: np.ndarray, ids: Sequence[str], *, steps: bool) -> None:
+        """Create `path` (it must not exist) holding one field's values or steps, fsynced."""
+
+    @abstractmethod
+    def read_array(self, path: Path) -> np.ndarray:
+        """The float64 array `write_array` wrote."""
+
+    # ------------------------------------------------------------------ layout
+
+    def fields_problem(self, fields: Sequence[str]) -> str | None:
+        """Why these field names cannot share one experiment folder in this format, or None.
+
+        For config validation: the same collisions `layout` refuses, known before any request.
+        Both run tables are reserved, since whether ``failed_runs.csv`` is written is only
+        known after the fetch.
+        """
+        files = [Path(RUNS_FILE), Path(FAILED_RUNS_FILE)]
+        for f in fields:
+            files += [Path(f + self.values_suffix), Path(f + self.steps_suffix)]
+        return _collision(files)
+
+    def _plan(self, result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
+        n_runs = len(result.runs)
+        ids = [run.id for run in result.runs]
+        plan: list[tuple[Path, FileKind, _Writer]] = [
+            (Path(RUNS_FILE), "runs", functools.partial(_write_runs_csv, runs=result.runs))
+        ]
+        if result.failed_runs:
+            # Runs that failed after retries are not rows of the arrays; this says which, and why.
+            plan.append((Path(FAILED_RUNS_FILE), "failed_runs",
+                         functools.partial(_write_failed_csv, failed=result.failed_runs)))
+        for name, arrays in result.fields.items():
+            check_field(name)
+            _check_arrays(name, arrays, n_runs)
+            for suffix, array, kind in (
+                (self.values_suffix, arrays.values, "values"),
+                (self.steps_suffix, arrays.steps, "steps"),
+            ):
+                rel = Path(name + suffix)
+                if len(rel.name.encode("utf-8")) > _NAME_MAX:
+                    raise OutputError(
+                        f"field name {name!r} makes a file name longer than {_NAME_MAX} bytes"
+                    )
+                write = functools.partial(self.write_array, array=array, ids=ids, steps=kind == "steps")
+                plan.append((rel, kind, write))  # type: ignore[arg-type]
+        problem = _collision([rel for rel, _, _ in plan])
+        if problem:
+            raise OutputError(problem)
+        return plan
+
+    def layout(self, result: ExperimentResult) -> list[Path]:
+        """The files `write` creates, relative to the experiment folder, in its order.
+
+        Raises OutputError (unusable or colliding names) or ValueError (malformed arrays).
+        """
+        return [rel for rel, _, _ in self._plan(result)]
+
+    def write(self, result: ExperimentResult, folder: Path) -> list[Path]:
+        """Write every file of `result` into the existing, empty `folder`; return them in order.
+
+        Sub-folders are created as needed; the caller fsyncs folders and publishes `folder`.
+        """
+        written = []
+        for rel, _, write in self._plan(result):
+            target = folder / rel
+            if target.parent != folder:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            write(target)
+            written.append(target)
+        return written
+
+    # ------------------------------------------------------------------ reading back
+
+    def read(self, path: str | os.PathLike[str]) -> StoredExperiment | StoredFile:
+        """A whole experiment folder, or one file of it, back as arrays and tables.
+
+        A file named ``runs.csv`` or ``failed_runs.csv`` is read as a run table; any other as
+        one field's values or steps.
+        """
+        p = Path(path)
+        if p.is_dir():
+            return self.read_experiment(p)
+        if p.name in (RUNS_FILE, FAILED_RUNS_FILE):
+            kind: FileKind = "runs" if p.name == RUNS_FILE else "failed_runs"
+            return StoredFile(p, kind, table=read_table(p))
+        kind = "steps" if p.name.endswith(self.steps_suffix) else "values"
+        return StoredFile(p, kind, array=self.read_array(p))
+
+    def read_experiment(self, folder: Path) -> StoredExperiment:
+        """Every field of an experiment folder, paired values with steps by file name."""
+        files = {
+            p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+        }
+        fields: dict[str, FieldArrays] = {}
+        used: set[str] = set()
+        # A steps file is one whose values file exists too: the name alone is ambiguous when a
+        # field is itself called "x.steps" (its values are "x.steps.npy").
+        for rel in sorted(files):
+            if rel.endswith(self.steps_suffix):
+                name = rel[: -len(self.steps_suffix)]
+                values = name + self.values_suffix
+                if values in files and values not in used:
+                    fields[name] = FieldArrays(
+                        values=self.read_array(folder / values), steps=self.read_array(folder / rel)
+                    )
+                    used.update((rel, values))
+        failed: dict[str, str] = {}
+        if FAILED_RUNS_FILE in files and FAILED_RUNS_FILE not in used:
+            failed = {row["id"]: row["error"] for row in read_table(folder / FAILED_RUNS_FILE)}
+        return StoredExperiment(
+            runs=read_table(folder / RUNS_FILE), fields=dict(sorted(fields.items())), failed_runs=failed
+        )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_arrays(field_name: str, arrays: FieldArrays, n_runs: int) -> None:
+    for label, array in (("values", arrays.values), ("steps", arrays.steps)):
+        if not isinstance(array, np.ndarray) or array.dtype != np.float64 or array.ndim != 2:
+            raise ValueError(f"field {field_name!r}: {label} must be a 2-D float64 array")
+        if array.shape[0] != n_runs or array.shape != arrays.values.shape:
+            raise ValueError(
+                f"field {field_name!r}: {label} has shape {array.shape}, expected ({n_runs}, width) "
+                "matching values"
+            )
+
+
+def _collision(files: list[Path]) -> str | None:
+    """Two fields must not map to one file (``a.steps`` vs the steps of ``a``, ``runs`` in CSV)."""
+    seen: set[Path] = set()
+    for rel in files:
+        if rel in seen:
+            return f"two outputs would both be written to '{rel}'; rename a field"
+        seen.add(rel)
+    folders = {parent for rel in files for parent in rel.parents}
+    clash = sorted(str(p) for p in seen & folders)
+    if clash:
+        return f"'{clash[0]}' would be both a file and a folder; rename a field"
+    return None
+
+
+# --------------------------------------------------------------------------- run tables
+
+
+def _config_cell(value: Any) -> str:
+    """Strings as they are; everything else as JSON, so lists, None and bools stay readable."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted keys; on a clash (``"a.b"`` vs ``{"a": {"b"}}``) first wins."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            for sub_key, sub_value in _flatten(value, dotted + ".").items():
+                flat.setdefault(sub_key, sub_value)
+        else:
+            flat.setdefault(dotted, value)
+    return flat
+
+
+def _run_cells(run: RunInfo) -> list[str]:
+    return [
+        run.id,
+        run.name,
+        run.group or "",
+        run.job_type or "",
+        run.state,
+        json.dumps(list(run.tags), ensure_ascii=False),
+        run.created_at or "",
+        run.heartbeat_at or "",
+        str(run.history_line_count),
+    ]
+
+
+def _write_runs_csv(path: Path, runs: list[RunInfo]) -> None:
+    configs = [_flatten(run.config) for run in runs]
+    keys = sorted(set().union(*configs))
+    # backslashreplace: a lone surrogate in a run name (valid JSON, invalid UTF-8) must not sink
+    # the whole export.
+    with open(path, "x", encoding="utf-8", errors="backslashreplace", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow([*RUN_COLUMNS, *(f"config.{k}" for k in keys)])
+        for run, config in zip(runs, configs):
+            writer.writerow(
+                [*_run_cells(run), *(_config_cell(config[k]) if k in config else "" for k in keys)]
+            )
+        sync_file(f)
+
+
+def _write_failed_csv(path: Path, failed: Mapping[str, str]) -> None:
+    with open(path, "x", encoding="utf-8", errors="backslashreplace", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["id", "error"])
+        for run_id, error in failed.items():
+            writer.writerow([run_id, error])
+        sync_file(f)
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    """The rows of ``runs.csv`` or ``failed_runs.csv``, as text keyed by column."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return []
+    header = rows[0]
+    return [dict(zip(header, row)) for row in rows[1:]]
