@@ -34,6 +34,7 @@ import psutil  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline  # noqa: E402
+
 from wandb2numpy.testing import DEFAULT_API_KEY  # noqa: E402
 
 
@@ -61,7 +62,7 @@ class CoreWatch:
         while not self._stop.wait(0.05):
             self._sample()
 
-    def __enter__(self) -> "CoreWatch":
+    def __enter__(self) -> CoreWatch:
         self._thread.start()
         return self
 

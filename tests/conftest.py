@@ -45,11 +45,10 @@ from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from wandb2numpy import RetryPolicy  # noqa: E402
-from wandb2numpy.testing import LocalServer  # noqa: E402
+from wandb2numpy.testing import FAST_RETRIES, LocalServer  # noqa: E402
 
 # Retry waits shortened through the policy's own parameters (tests override with their own FAST).
-FAST = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, rate_limit_pause=0.2)
+FAST = FAST_RETRIES
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +77,29 @@ def srv(server: LocalServer, request: pytest.FixtureRequest, monkeypatch: pytest
         policy = getattr(module, "FAST", FAST)
         monkeypatch.setattr(export_module, "export", functools.partial(export_module.export, policy=policy))
     return server
+
+
+# ------------------------------------------------------------------------------------ markers
+
+SERVER_FIXTURES = frozenset({"server", "srv", "wandb_server", "wandb_server_reset", "wandb_api"})
+# A test that starts its own server (or the CLI's `serve`) instead of taking a fixture.
+_STARTS_A_SERVER = ("LocalServer(", "local_server(", "testing.server")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark server-backed tests `server`, so `pytest -m "not server"` runs the pure unit tests in
+    seconds. A test is server-backed if it takes a server fixture or starts a server itself."""
+    import inspect
+
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.server)
+            continue
+        function = getattr(item, "function", None)
+        try:
+            source = inspect.getsource(function) if function is not None else ""
+        except (OSError, TypeError):
+            source = ""
+        if any(s in source for s in _STARTS_A_SERVER):
+            item.add_marker(pytest.mark.server)

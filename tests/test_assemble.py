@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from wandb2numpy.assemble import ABSENT_REASON, assemble_experiment, stack_field
+from wandb2numpy.models import RunInfo
 from wandb2numpy.series import (
     NonNumericValue,
     Series,
@@ -14,7 +15,6 @@ from wandb2numpy.series import (
     merge_series,
     series_from_rows,
 )
-from wandb2numpy.models import RunInfo
 
 
 def bits(a: np.ndarray) -> list[int]:

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_export.py"
 KEYS = {"scenario", "tool", "concurrency", "wall_s", "requests", "max_in_flight", "peak_rss_mb",
         "speedup", "efficiency"}
 
 
+@pytest.mark.slow
 def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
@@ -23,7 +26,7 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
     records = json.loads(out.read_text())
     assert {r["scenario"] for r in records} == {"S", "F", "L", "R", "D"}
     for r in records:
-        assert KEYS <= set(r), r
+        assert set(r) >= KEYS, r
         assert r["tool"] in ("baseline", "ours")
         assert r["failed_runs"] == 0
         assert r["matches_baseline"], r["match_note"]

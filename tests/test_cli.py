@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,10 +17,10 @@ import pytest
 from wandb2numpy import RetryPolicy
 from wandb2numpy.cli import build_parser, main
 from wandb2numpy.lock import LOCK_NAME, output_lock
-from wandb2numpy.testing import LocalServer, synthetic_project
+from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FAST = RetryPolicy(attempts=4, initial_wait=0.05, max_wait=0.3, rate_limit_pause=0.2)
+FAST = dataclasses.replace(FAST_RETRIES, attempts=4)
 N_RUNS = 4
 RUN_IDS = [r["id"] for r in synthetic_project(runs=N_RUNS, steps=40, metrics=2)["projects"][0]["runs"]]
 
@@ -85,6 +86,7 @@ def test_exit_1_wrong_api_key(srv: LocalServer, tmp_path: Path, monkeypatch: pyt
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_exit_1_server_unreachable(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
@@ -134,6 +136,7 @@ def test_exit_2_bad_usage(srv: LocalServer, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_exit_3_partial(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = RUN_IDS[1]
     srv.set_faults(fail_runs=bad)

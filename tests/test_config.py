@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import SEED_CONFIG_DIR
+
 from wandb2numpy.config import (
     DEFAULT_HISTORY_SAMPLES,
     ExperimentConfig,

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,6 +86,7 @@ def _check(result: list[ExperimentConfig]) -> None:
             assert ".." not in name.split("/") and not name.startswith("/")
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=configs)
 def test_parse_config_never_raises_anything_else(data: Any) -> None:
@@ -97,6 +99,7 @@ def test_parse_config_never_raises_anything_else(data: Any) -> None:
         _check(result)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=configs, wanted=st.lists(st.sampled_from(["a", "b", "c", "DEFAULT"]), max_size=3))
 def test_selection_never_raises_anything_else(data: Any, wanted: list[str]) -> None:

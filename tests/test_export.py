@@ -11,9 +11,9 @@ import pytest
 
 import wandb2numpy
 from wandb2numpy import ClientSettings, RetryPolicy, export, export_data
-from wandb2numpy.testing import LocalServer
+from wandb2numpy.testing import FAST_RETRIES, LocalServer
 
-FAST = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, rate_limit_pause=0.2)
+FAST = FAST_RETRIES
 
 # A hand-made project. History: `loss` on every step (5 + i steps), `return` on even steps,
 # `eval/score` on steps divisible by 3: fields logged on different steps, which the original tool
@@ -121,7 +121,7 @@ def test_sparse_fields_all_exported_and_rows_aligned(srv: LocalServer, tmp_path:
     config = cfg(tmp_path, fields=["loss", "return", "eval/score"], history_samples=samples)
     result = export(config, settings=settings(srv), policy=FAST)
     out = tmp_path / "out" / "exp"
-    ids = [row["id"] for row in csv.DictReader(open(out / "runs.csv", encoding="utf-8"))]
+    ids = [row["id"] for row in csv.DictReader((out / "runs.csv").read_text(encoding="utf-8").splitlines())]
     assert ids == [r[0] for r in RUNS]
     for i, rid in enumerate(ids):
         hist = _history(i, rid)
@@ -171,12 +171,12 @@ def test_csv_layout_with_subfolders(srv: LocalServer, tmp_path: Path) -> None:
     config = cfg(tmp_path, fields=["loss", "eval/score"], output_data_type="csv", runs=["ppo-h-0", "ppo-h-1"])
     result = export(config, settings=settings(srv), policy=FAST)
     out = tmp_path / "out" / "exp"
-    rows = list(csv.reader(open(out / "eval" / "score.csv", encoding="utf-8")))
+    rows = list(csv.reader((out / "eval" / "score.csv").read_text(encoding="utf-8").splitlines()))
     assert rows[0][0] == "id" and [r[0] for r in rows[1:]] == ["a1", "a2"]
     assert float(rows[1][1]) == 0.0 and float(rows[1][2]) == 1.5
-    loss = list(csv.reader(open(out / "loss.csv", encoding="utf-8")))
+    loss = list(csv.reader((out / "loss.csv").read_text(encoding="utf-8").splitlines()))
     assert loss[1][3:6] == ["nan", "inf", "-inf"]
-    steps = list(csv.reader(open(out / "loss.steps.csv", encoding="utf-8")))
+    steps = list(csv.reader((out / "loss.steps.csv").read_text(encoding="utf-8").splitlines()))
     assert steps[1][1:4] == ["0", "1", "2"]
     assert {p.name for p in result.files} >= {"runs.csv", "loss.csv", "loss.steps.csv", "score.csv"}
 
@@ -238,6 +238,7 @@ def test_unknown_project_is_a_clear_error(srv: LocalServer, tmp_path: Path) -> N
         export(cfg(tmp_path, project="nope"), write=False, settings=settings(srv), policy=FAST)
 
 
+@pytest.mark.slow
 def test_retries_through_429_and_5xx(srv: LocalServer, tmp_path: Path) -> None:
     clean = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
     srv.set_faults(error_rate=0.3, seed=3)
@@ -315,6 +316,7 @@ def test_more_workers_than_runs_gives_the_same_sampled_arrays(srv: LocalServer, 
         np.testing.assert_array_equal(got.steps, arrays.steps)
 
 
+@pytest.mark.slow
 def test_known_rate_limit_is_paced_without_429s(srv: LocalServer, tmp_path: Path) -> None:
     """With the server's rate given (`--max-rate`), requests are paced from the first one."""
     config = cfg(tmp_path, fields=["loss", "return"])
@@ -370,6 +372,7 @@ def test_start_window_holds_back_the_first_requests(tmp_path: Path) -> None:
             np.testing.assert_array_equal(slow.experiments["exp"].result.fields[field].values, arrays.values)
 
 
+@pytest.mark.slow
 def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> None:
     """32 workers, a server allowing 20 requests/s (burst 20), about 70 one-page calls: the start
     ramps, wandb-core's log reports the first refusals at once, and pacing takes over, so few

@@ -7,6 +7,7 @@ the policy's own parameters (`RetryPolicy`), never by patching internals.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from wandb2numpy import ClientSettings, RetryPolicy, export
+from wandb2numpy import ClientSettings, export
 from wandb2numpy.cli import main
-from wandb2numpy.testing import LocalServer, synthetic_project
+from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
 
-FAST = RetryPolicy(attempts=8, initial_wait=0.05, max_wait=0.5, rate_limit_pause=0.2)
+FAST = dataclasses.replace(FAST_RETRIES, attempts=8, max_wait=0.5)
 HISTORY_OPS = "HistoryPage,SampledHistoryPage,RunSampledHistory,RunFullHistory"
 N_RUNS = 6
 
@@ -96,6 +97,7 @@ FAULT_MATRIX = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", list(FAULT_MATRIX))
 def test_fault_matrix_output_identical(
     srv: LocalServer, reference: dict[str, bytes], tmp_path: Path, fault: str
@@ -109,6 +111,7 @@ def test_fault_matrix_output_identical(
     assert files == reference
 
 
+@pytest.mark.slow
 def test_server_gone_and_back_within_the_retry_budget(
     reference: dict[str, bytes], tmp_path: Path
 ) -> None:
@@ -140,6 +143,7 @@ def test_server_gone_and_back_within_the_retry_budget(
         srv.stop()
 
 
+@pytest.mark.slow
 def test_one_run_always_failing(srv: LocalServer, reference: dict[str, bytes], tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     bad = RUN_IDS[2]
@@ -206,6 +210,7 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_export_leaves_previous_export_intact(
     slow_server: str, reference: dict[str, bytes], tmp_path: Path, sig: int, code: int

@@ -152,6 +152,7 @@ field_names = st.lists(name_parts, min_size=1, max_size=4).map("".join) | st.lis
 ).map("/".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fields=st.lists(field_names, min_size=1, max_size=3, unique=True), data_type=st.sampled_from(["numpy", "csv"]))
 def test_config_accepts_exactly_what_the_writers_write(fields: list[str], data_type: str) -> None:

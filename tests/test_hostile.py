@@ -6,6 +6,7 @@ error or a valid export, never a traceback, and an error writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,11 +21,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from wandb2numpy import RetryPolicy
 from wandb2numpy.cli import main
-from wandb2numpy.testing import LocalServer, synthetic_project
+from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
 
-FAST = RetryPolicy(attempts=3, initial_wait=0.05, max_wait=0.2, rate_limit_pause=0.1)
+FAST = dataclasses.replace(FAST_RETRIES, attempts=3, max_wait=0.2, rate_limit_pause=0.1)
 WRONG_KEY = "local-" + "w" * 34 + "WRONGKEY"
 
 
@@ -269,6 +269,7 @@ def _assert_secret_absent(secret: str, texts: list[tuple[str, Any]]) -> None:
         assert needle not in raw and tail not in raw, f"API key leaked into {where}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["ok", "partial", "wrong_key", "unreachable", "bad_config"])
 def test_api_key_never_appears(
     srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str],
@@ -308,6 +309,7 @@ def test_api_key_never_appears(
         _assert_secret_absent(WRONG_KEY, texts)
 
 
+@pytest.mark.slow
 def test_api_key_never_appears_in_a_subprocess(srv: LocalServer, tmp_path: Path) -> None:
     """Also what wandb itself prints to the real stderr, outside Python's logging."""
     out_dir = tmp_path / "out"

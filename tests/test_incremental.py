@@ -5,6 +5,7 @@ Against the local server with the unmodified wandb client; request counts come f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wandb2numpy import ClientSettings, ConfigError, RetryPolicy, export
+from wandb2numpy import ClientSettings, ConfigError, export
 from wandb2numpy.incremental import STATE_DIR
-from wandb2numpy.testing import LocalServer
+from wandb2numpy.testing import FAST_RETRIES, LocalServer
 
-FAST = RetryPolicy(attempts=3, initial_wait=0.05, max_wait=0.2, rate_limit_pause=0.2)
+FAST = dataclasses.replace(FAST_RETRIES, attempts=3, max_wait=0.2)
 N_RUNS = 64
 STEPS = 50
 
@@ -261,6 +262,7 @@ def test_fields_all_fetches_only_runs_holding_a_new_field(srv: LocalServer, tmp_
     assert_same_as_fresh(srv, out, tmp_path, fields="all")
 
 
+@pytest.mark.slow
 def test_failed_run_is_not_cached_and_is_fetched_next_time(srv: LocalServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     srv.set_faults(fail_runs={"r20"})

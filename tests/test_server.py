@@ -68,6 +68,7 @@ def ops(server: LocalServer) -> list[str]:
 def test_public_surface() -> None:
     assert set(testing.__all__) == {
         "DEFAULT_API_KEY",
+        "FAST_RETRIES",
         "DEFAULT_HOST",
         "FaultSettings",
         "LocalServer",

@@ -213,6 +213,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_failing_run_exhausts_retries_while_others_work(srv: LocalServer) -> None:
     bad, good = first_run(srv, 0), first_run(srv, 1)
     srv.set_faults(fail_runs={bad})

@@ -15,8 +15,8 @@ from .errors import (
     OutputExistsError,
     Wandb2NumpyError,
 )
-from .pipeline import ExportResult, export, export_async, export_data
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
+from .pipeline import ExportResult, export, export_async, export_data
 
 __all__ = [
     "AuthError",

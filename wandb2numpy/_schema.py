@@ -78,7 +78,7 @@ def _found(value: Any) -> str:
         return f"date {value.isoformat()}"
     try:
         shown = _repr.repr(value)
-    except Exception:  # a repr that itself fails must not hide the real problem
+    except Exception:  # noqa: BLE001 - a repr that itself fails must not hide the real problem
         shown = f"<{type(value).__name__}>"
     if len(shown) > _MAX_SHOWN:
         shown = shown[: _MAX_SHOWN - 3] + "..."

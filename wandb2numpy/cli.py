@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypedDict
 
 from . import __version__
 from . import demo as demo_module
@@ -213,7 +213,13 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
-def _policy(args: argparse.Namespace) -> dict[str, RetryPolicy]:
+class _PolicyArg(TypedDict, total=False):
+    policy: RetryPolicy
+
+
+def _policy(args: argparse.Namespace) -> _PolicyArg:
+    """`policy=` only when an option asks for one, so a caller's default policy stays in force
+    (tests/conftest.py hands `export` a short retry policy that way)."""
     if not (args.max_rate or args.start_window):
         return {}
     return {"policy": RetryPolicy(max_rate=args.max_rate, start_window=args.start_window)}

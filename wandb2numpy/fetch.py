@@ -36,7 +36,7 @@ from .errors import AuthError
 from .pacing import RateGate
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -52,7 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)
 
 DEFAULT_CONCURRENCY = 16
 
@@ -210,7 +210,7 @@ class Runner:
             reraise=True,
             sleep=anyio.sleep,
         )
-        label = (kind or getattr(fn, "__name__", repr(fn)), cost)
+        label = (kind or str(getattr(fn, "__name__", fn)), cost)
         async for attempt in retrying:
             with attempt:
                 return await self._attempt(fn, args, cost, label)

@@ -24,4 +24,5 @@ class NumpyFormat(Format):
             sync_file(f)
 
     def read_array(self, path: Path) -> np.ndarray:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
+        return array

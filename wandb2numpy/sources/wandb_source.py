@@ -170,7 +170,7 @@ class WandbSource:
                 outcomes[i] = await self._read_run(run, fields, samples, pieces_per_run)
             except AuthError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the others go on
                 message = self._failures.describe(exc)
                 log.error("run %s (%s) failed: %s", run.id, run.name, message)
                 outcomes[i] = RunOutcome(error=message)

@@ -8,12 +8,19 @@ operations) <- `httpserver` (threads, auth, faults, control routes) <- `server` 
 
 from __future__ import annotations
 
+from ..fetch import RetryPolicy
 from .faults import FaultSettings
 from .handle import DEFAULT_API_KEY, DEFAULT_HOST, LocalServer, local_server
 from .synthetic import synthetic_project
 
+# Retry waits for tests and demos against this server, shortened through the policy's own
+# parameters (never by patching internals). A suite that needs fewer attempts derives from it with
+# `dataclasses.replace(FAST_RETRIES, attempts=3)`.
+FAST_RETRIES = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, rate_limit_pause=0.2)
+
 __all__ = [
     "DEFAULT_API_KEY",
+    "FAST_RETRIES",
     "DEFAULT_HOST",
     "FaultSettings",
     "LocalServer",

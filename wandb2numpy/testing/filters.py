@@ -130,9 +130,8 @@ def _compare(value: Any, operand: Any, op: Callable[[Any, Any], bool], date: boo
             (_is_num(a) and _is_num(b))
             or (isinstance(a, str) and isinstance(b, str))
             or (isinstance(a, datetime) and isinstance(b, datetime))
-        ):
-            if op(a, b):
-                return True
+        ) and op(a, b):
+            return True
     return False
 
 
