@@ -255,7 +255,7 @@ def test_log_file_and_json_summary(srv: LocalServer, tmp_path: Path) -> None:
     assert set(summary["experiments"]) == {"curves", "losses"}
     written = sum(p.stat().st_size for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != LOCK_NAME)
     assert summary["bytes_written"] == written
-    assert summary["requests"] >= 2 * N_RUNS
+    assert 4 <= summary["requests"] <= srv.stats()["requests"]  # listings + shared history requests
     assert srv.stats()["injected_5xx"] >= 1
     text = log_file.read_text()
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", text, re.M)  # timestamped lines

@@ -74,8 +74,14 @@ def project_data() -> dict[str, Any]:
 
 
 
-def settings(srv: LocalServer) -> ClientSettings:
-    return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
+def settings(srv: LocalServer, **extra: Any) -> ClientSettings:
+    return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20, **extra)
+
+
+def per_run(srv: LocalServer, **extra: Any) -> ClientSettings:
+    """Settings for tests about retries, pacing and concurrency, which need many requests from
+    these tiny runs: one request per run and key group, as without batching."""
+    return settings(srv, batch_small_runs=False, **extra)
 
 
 def cfg(tmp_path: Path, **exp: Any) -> dict[str, Any]:
@@ -214,15 +220,31 @@ def test_export_data_like_the_original(srv: LocalServer, tmp_path: Path) -> None
     assert nested["one"]["ppo"]["eval"]["loss"].shape == (1, 7)
 
 
-def test_requests_are_batched_per_run(srv: LocalServer, tmp_path: Path) -> None:
-    """One listing query; co-logged fields in one history request; no per-run `Run` query."""
-    config = cfg(tmp_path, fields=["loss", "return"])
-    export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
+@pytest.mark.parametrize("samples", [12000, "all"])
+def test_small_runs_share_history_requests(srv: LocalServer, tmp_path: Path, samples: Any) -> None:
+    """One listing query; the small runs' history in shared requests; no per-run query at all."""
+    config = cfg(tmp_path, fields=["loss", "return"], history_samples=samples)
+    result = export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
     ops = srv.stats()["ops"]
     assert ops.get("Runs") == 1
-    assert "Run" not in ops
+    assert "Run" not in ops and "RunSampledHistory" not in ops and "SampledHistoryPage" not in ops
+    assert 1 <= ops["RunsSampledHistory"] <= 4  # 8 tiny runs, 4 workers
+    assert len(result.experiments["exp"].result.runs) == len(RUNS)
+
+
+def test_a_server_refusing_batches_gets_per_run_requests_and_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with LocalServer(project_data(), batch_history=False).start() as srv:
+        config = cfg(tmp_path, fields=["loss", "return"])
+        batched = export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
+        ops = srv.stats()["ops"]
     # `loss` and `return` are logged on different steps: one request each per run.
     assert ops["RunSampledHistory"] == 2 * len(RUNS)
+    assert ops["RunsSampledHistory"] >= 1  # the refused tries
+    assert batched.exit_code == 0 and len(batched.experiments["exp"].result.runs) == len(RUNS)
+    warnings = [r for r in caplog.records if "batched history" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
 def test_bad_key_fails_fast_and_never_shows_key(srv: LocalServer, tmp_path: Path) -> None:
@@ -240,11 +262,11 @@ def test_unknown_project_is_a_clear_error(srv: LocalServer, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_retries_through_429_and_5xx(srv: LocalServer, tmp_path: Path) -> None:
-    clean = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    clean = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=per_run(srv), policy=FAST)
     srv.set_faults(error_rate=0.3, seed=3)
-    faulty = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    faulty = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=per_run(srv), policy=FAST)
     srv.set_faults(error_rate=0.0, rate_limit=5.0)
-    limited = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=settings(srv), policy=FAST)
+    limited = export(cfg(tmp_path, fields=["loss", "return"]), write=False, settings=per_run(srv), policy=FAST)
     stats = srv.stats()
     assert stats["injected_5xx"] > 0 and stats["injected_429"] > 0
     for other in (faulty, limited):
@@ -262,7 +284,7 @@ def test_concurrency_reaches_the_server(tmp_path: Path) -> None:
         extra = dict(runs[k % 8], id=f"x{k:02d}", name=f"extra-{k}")
         runs.append(extra)
     with LocalServer(data, latency_ms=150).start() as srv:
-        export(cfg(tmp_path, fields=["loss"]), write=False, concurrency=16, settings=settings(srv), policy=FAST)
+        export(cfg(tmp_path, fields=["loss"]), write=False, concurrency=16, settings=per_run(srv), policy=FAST)
         assert srv.stats()["max_in_flight"] == 16
 
 
@@ -320,11 +342,11 @@ def test_more_workers_than_runs_gives_the_same_sampled_arrays(srv: LocalServer, 
 def test_known_rate_limit_is_paced_without_429s(srv: LocalServer, tmp_path: Path) -> None:
     """With the server's rate given (`--max-rate`), requests are paced from the first one."""
     config = cfg(tmp_path, fields=["loss", "return"])
-    clean = export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
+    clean = export(config, write=False, concurrency=4, settings=per_run(srv), policy=FAST)
     srv.set_faults(rate_limit=5.0)
     srv.reset_stats()
     paced_policy = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, max_rate=4.0)
-    paced = export(config, write=False, concurrency=16, settings=settings(srv), policy=paced_policy)
+    paced = export(config, write=False, concurrency=16, settings=per_run(srv), policy=paced_policy)
     stats = srv.stats()
     assert stats["requests"] > 5  # more than the server's burst
     assert stats["injected_429"] == 0
@@ -360,10 +382,10 @@ def test_start_window_holds_back_the_first_requests(tmp_path: Path) -> None:
     arrays are those of an export without a window."""
     with LocalServer(project_data(), latency_ms=200).start() as srv:
         config = cfg(tmp_path, fields=["loss"])
-        plain = export(config, write=False, concurrency=16, settings=settings(srv), policy=FAST)
+        plain = export(config, write=False, concurrency=16, settings=per_run(srv), policy=FAST)
         srv.reset_stats()
         windowed = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.3, start_window=2)
-        slow = export(config, write=False, concurrency=16, settings=settings(srv), policy=windowed)
+        slow = export(config, write=False, concurrency=16, settings=per_run(srv), policy=windowed)
         starts = [r["t"] for r in srv.request_log() if r["op"] == "RunSampledHistory"]
         assert len(starts) == len(RUNS)
         assert starts[2] - starts[0] < 0.15 <= starts[3] - starts[0]  # answers take 200 ms
@@ -404,7 +426,7 @@ def test_history_kept_only_in_exported_files_is_read_again_with_wandbs_scan(tmp_
     with LocalServer(project_data()).start() as plain:
         want = export(config, write=False, concurrency=4, settings=settings(plain), policy=FAST)
     with LocalServer(project_data(), parquet="only").start() as srv:
-        got = export(config, write=False, concurrency=4, settings=settings(srv), policy=FAST)
+        got = export(config, write=False, concurrency=4, settings=per_run(srv), policy=FAST)
         ops = srv.stats()["ops"]
     assert ops.get("RunParquetHistory", 0) > 0 and ops.get("ParquetFile", 0) > 0
     assert got.exit_code == 0

@@ -71,7 +71,9 @@ def reference(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _settings(srv: LocalServer, timeout: float = 20) -> ClientSettings:
-    return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=timeout)
+    # One request per run and key group (no shared requests for small runs): these tiny runs then
+    # send enough requests for every fault to be met, as a real export of large runs does.
+    return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=timeout, batch_small_runs=False)
 
 
 def _faulty_export(srv: LocalServer, tmp_path: Path, timeout: float = 20) -> tuple[Any, dict[str, bytes]]:

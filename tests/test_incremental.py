@@ -111,9 +111,9 @@ def cache_file(out: Path, run_id: str) -> Path:
 def test_second_export_fetches_only_the_changed_run(srv: LocalServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     first = run(srv, out)
-    h1, _ = history_requests(srv)
+    h1, by_run_1 = history_requests(srv)
     assert first.exit_code == 0 and first.experiments["exp"].unchanged_runs == 0
-    assert h1 >= N_RUNS
+    assert len(by_run_1) == N_RUNS  # every run's history asked for (small runs share requests)
     assert len(state(out)["runs"]) == N_RUNS
 
     runs = base_runs()
@@ -125,7 +125,7 @@ def test_second_export_fetches_only_the_changed_run(srv: LocalServer, tmp_path: 
     second = run(srv, out)
     h2, by_run = history_requests(srv)
     print(f"\nincremental: first export {h1} history requests, second (1 of {N_RUNS} changed) {h2}")
-    assert h2 <= 0.05 * h1
+    assert h2 <= 2  # the changed run's history, in one request per key group
     assert set(by_run) == {"r17"}
     assert second.exit_code == 0
     assert second.experiments["exp"].unchanged_runs == N_RUNS - 1

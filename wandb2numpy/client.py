@@ -54,6 +54,10 @@ class ClientSettings:
     entity: str | None = None
     timeout: float = DEFAULT_TIMEOUT_S
     page_size: int = DEFAULT_PAGE_SIZE
+    # Ask for many small runs' history in one request (`sampledHistory` on a runs listing). Off:
+    # one request per run and key group, as the original tool did; an older server that refuses
+    # the query turns it off by itself, with one warning.
+    batch_small_runs: bool = True
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("WANDB_BASE_URL")
@@ -336,39 +340,95 @@ query SampledHistoryPage($entity: String!, $project: String!, $run: String!, $sp
 """
 
 
-def range_history(
+def history_window(
     api: wandb.Api,
     info: RunInfo,
     keys: Sequence[str],
     min_step: int,
     max_step: int,
-    page_size: int,
+    samples: int,
 ) -> list[dict[str, Any]]:
-    """Every row in [min_step, max_step) holding every one of `keys`: one request per page.
+    """Rows in [min_step, max_step) holding every one of `keys`, at most `samples`: one request.
 
-    These are the page queries `scan_history` itself sends for a run's live steps (a
-    `sampledHistory` spec whose step window is no larger than its sample count, so nothing is
-    dropped), sent straight through `execute_graphql`. That skips what the scan adds per call: a
-    `RunParquetHistory` request, and a protobuf message plus one `json.loads` per value for every
-    row, which was most of our client CPU per row. The page arrives as one JSON document.
+    The page query wandb-core's own scan sends, straight through `execute_graphql`, which skips
+    what the scan adds per call (a `RunParquetHistory` request, and a protobuf message plus one
+    `json.loads` per value for every row). The server thins a window holding more than `samples`
+    rows, so an answer of exactly `samples` rows may be incomplete: the planner then splits the
+    window (see `sources.wandb_source`). One request per call keeps an interrupt prompt.
     """
     service = getattr(api, "_service_api", None)
     if service is None or not hasattr(service, "execute_graphql"):  # a future client without it
-        return scan_history(api, info, keys, min_step, max_step, page_size)
-    rows: list[dict[str, Any]] = []
-    spec_keys = ["_step", *keys]
-    for lo in range(min_step, max_step, page_size):
-        hi = min(lo + page_size, max_step)
-        spec = {"keys": spec_keys, "minStep": lo, "maxStep": hi - 1, "samples": hi - lo}
-        data = service.execute_graphql(
-            _PAGE_QUERY,
-            {"entity": info.entity, "project": info.project, "run": info.id, "spec": json.dumps(spec)},
-        )
-        run = (data.get("project") or {}).get("run")
-        if run is None:
-            raise FetchError(f"run {info.path} is no longer on the server")
-        rows.extend(run["sampledHistory"][0])
+        return scan_history(api, info, keys, min_step, max_step, max(1, max_step - min_step))
+    spec = {"keys": ["_step", *keys], "minStep": min_step, "maxStep": max_step - 1, "samples": samples}
+    data = service.execute_graphql(
+        _PAGE_QUERY,
+        {"entity": info.entity, "project": info.project, "run": info.id, "spec": json.dumps(spec)},
+    )
+    run = (data.get("project") or {}).get("run")
+    if run is None:
+        raise FetchError(f"run {info.path} is no longer on the server")
+    rows: list[dict[str, Any]] = run["sampledHistory"][0]
     return rows
+
+
+# Many runs' sampled history in one request: `sampledHistory` asked on the nodes of a `runs`
+# connection, as wandb's own sweep query does. The runs are picked by id within the listing's filter.
+_BATCH_QUERY = """
+query RunsSampledHistory($entity: String!, $project: String!, $filters: JSONString, $first: Int,
+                         $specs: [JSONString!]!) {
+    project(name: $project, entityName: $entity) {
+        runs(filters: $filters, order: "+created_at", first: $first) {
+            edges { node { name sampledHistory(specs: $specs) } }
+        }
+    }
+}
+"""
+
+BATCH_REFUSED_TEXT = 'Cannot query field "sampledHistory"'
+
+
+def batch_history(
+    api: wandb.Api,
+    entity: str,
+    project: str,
+    run_ids: Sequence[str],
+    filters: Mapping[str, Any],
+    specs: Sequence[Mapping[str, Any]],
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Per run id, one list of rows per spec: the history of many runs in one request.
+
+    Runs the server did not return (deleted, or no longer matching) are simply absent: the caller
+    reads them on their own. A server without the field raises; `is_batch_refusal` tells that
+    apart from other failures.
+    """
+    service = getattr(api, "_service_api", None)
+    if service is None or not hasattr(service, "execute_graphql"):
+        raise FetchError("this wandb client cannot send batched history queries")
+    by_id: dict[str, Any] = {"name": {"$in": list(run_ids)}}
+    combined = {"$and": [dict(filters), by_id]} if filters else by_id
+    data = service.execute_graphql(
+        _BATCH_QUERY,
+        {
+            "entity": entity,
+            "project": project,
+            "filters": json.dumps(combined),
+            "first": len(run_ids),
+            "specs": [json.dumps(spec) for spec in specs],
+        },
+    )
+    project_data = data.get("project")
+    if project_data is None:
+        raise FetchError(f"project {entity}/{project} not found on the server")
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    for edge in project_data["runs"]["edges"]:
+        node = edge["node"]
+        out[str(node["name"])] = node["sampledHistory"]
+    return out
+
+
+def is_batch_refusal(exc: BaseException) -> bool:
+    """Whether the server does not know `sampledHistory` on runs of a listing (an older server)."""
+    return any(BATCH_REFUSED_TEXT in str(e) for e in _chain(exc))
 
 
 def scan_history(

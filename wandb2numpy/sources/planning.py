@@ -13,8 +13,14 @@ from collections.abc import Sequence
 from ..models import RunInfo
 
 __all__ = [
+    "BATCH_ROWS",
     "INTERNAL_KEYS",
+    "MAX_SAMPLES",
     "OPEN_END",
+    "batches",
+    "row_windows",
+    "run_rows",
+    "window_samples",
     "all_numeric_fields",
     "co_logged_groups",
     "expected_rows",
@@ -26,6 +32,10 @@ __all__ = [
 
 INTERNAL_KEYS = ("_step", "_runtime", "_timestamp")
 OPEN_END = -1  # a step range whose end the reader finds out itself
+# Very large `samples` have answered HTTP 500 on the real service (wandb issue #8291).
+MAX_SAMPLES = 10_000
+# Rows one batched answer may hold, at most (many small runs in one request).
+BATCH_ROWS = 100_000
 
 
 def plan_keys(run: RunInfo, fields: Sequence[str], non_numeric: dict[str, str]) -> list[str]:
@@ -112,3 +122,65 @@ def all_numeric_fields(runs: Sequence[RunInfo]) -> list[str]:
                 continue
             names.add(key)
     return sorted(names)
+
+
+def run_rows(run: RunInfo, keys: Sequence[str], samples: int | None) -> int | None:
+    """Rows a complete read of `keys` returns, summed over keys (None: the listing did not say)."""
+    total = 0
+    for key in keys:
+        n = expected_rows(run, key, samples)
+        if n is None:
+            return None
+        total += n
+    return total
+
+
+def row_windows(run: RunInfo, rows: int, page_size: int, spare: int, *, split_for_size: bool) -> list[tuple[int, int]]:
+    """Step windows of [0, last_step] to read `rows` rows in, each expected to hold about a page.
+
+    Planned by rows, never by steps: a run that logged 1,000 rows 10,000 steps apart is one
+    window, not 10,000 empty ones. Windows split the step range evenly, so uneven logging can
+    overfill one; its answer then comes back full and the reader splits it (see
+    `window_samples`). `split_for_size`: split a run larger than a page (full history); sampled
+    mode keeps one request per key group, as the server's sampling decides what it returns.
+    `spare`: workers this run may use beyond that, for which it is split further, but never into
+    requests of less than half a page.
+    """
+    end = run.last_step + 1
+    if end <= 0:
+        return [(0, OPEN_END)]
+    k = max(1, math.ceil(rows / page_size)) if split_for_size else 1
+    if spare > k:
+        k = max(k, min(spare, rows // max(1, page_size // 2)))
+    k = max(1, min(k, end))
+    bounds = [round(i * end / k) for i in range(k + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
+def window_samples(rows: int, windows: int) -> int:
+    """The `samples` of a window request: twice the rows it is expected to hold, so uneven logging
+    rarely overfills it. An answer with exactly this many rows may have been thinned by the server
+    and is split; any shorter answer is complete."""
+    return min(MAX_SAMPLES, max(2, 2 * math.ceil(rows / max(1, windows))))
+
+
+def batches(sizes: Sequence[int], workers: int, page_size: int) -> list[list[int]]:
+    """Consecutive groups of small runs (indices into `sizes`, their rows) to read a group a request.
+
+    A group holds at most `BATCH_ROWS` rows and about an equal share of all rows per worker (so
+    the workers have something to do), but never less than a page.
+    """
+    total = sum(sizes)
+    target = min(BATCH_ROWS, max(page_size, math.ceil(total / max(1, workers))))
+    out: list[list[int]] = []
+    current: list[int] = []
+    held = 0
+    for i, n in enumerate(sizes):
+        if current and held + n > target:
+            out.append(current)
+            current, held = [], 0
+        current.append(i)
+        held += n
+    if current:
+        out.append(current)
+    return out

@@ -27,15 +27,18 @@ from ..fetch import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, Verdic
 from ..filters import build_filters
 from ..models import RunInfo
 from ..series import NonNumericValue, Series, merge_series, series_from_rows
-from .base import ProgressFn, RunOutcome
+from .base import ProgressFn, RunEvent, RunOutcome
 from .planning import (
     OPEN_END,
+    batches,
     co_logged_groups,
     expected_rows,
     plan_keys,
     range_cost,
-    sampling_keeps_all,
+    row_windows,
+    run_rows,
     step_ranges,
+    window_samples,
 )
 
 __all__ = ["WandbSource"]
@@ -105,6 +108,9 @@ class WandbSource:
         self._failures = _Failures(settings.api_key)
         self.runner = Runner(self._apis, self._failures, concurrency=concurrency, policy=policy)
         self._apis.runner = self.runner
+        # Whether to ask for many small runs' history in one request; off for good once the
+        # server shows it does not know the query.
+        self._batch_ok = settings.batch_small_runs
 
     @property
     def stats(self) -> FetchStats:
@@ -163,35 +169,110 @@ class WandbSource:
         progress: ProgressFn | None = None,
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
-        pieces_per_run = max(1, math.ceil(self.concurrency / max(1, len(runs))))
+        spare = max(1, math.ceil(self.concurrency / max(1, len(runs))))
+        plans: list[list[str]] = [plan_keys(run, fields, outcomes[i].non_numeric) for i, run in enumerate(runs)]
 
-        async def one(i: int, run: RunInfo) -> None:
+        def report(i: int) -> None:
+            _drop_empty(outcomes[i])
+            if progress is not None:
+                event: RunEvent = "run_failed" if outcomes[i].error else "run_done"
+                progress(event, runs[i], outcomes[i].rows)
+
+        async def one(i: int) -> None:
+            run = runs[i]
             try:
-                outcomes[i] = await self._read_run(run, fields, samples, pieces_per_run)
+                if plans[i]:
+                    await self._read_run(run, plans[i], samples, spare, outcomes[i])
             except AuthError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the others go on
                 message = self._failures.describe(exc)
                 log.error("run %s (%s) failed: %s", run.id, run.name, message)
-                outcomes[i] = RunOutcome(error=message)
-            if progress is not None:
-                progress("run_failed" if outcomes[i].error else "run_done", run, outcomes[i].rows)
+                outcomes[i] = RunOutcome(error=message, non_numeric=outcomes[i].non_numeric)
+            report(i)
 
+        async def batch(members: list[int]) -> None:
+            left = await self._read_batch([runs[i] for i in members], [plans[i] for i in members],
+                                          samples, [outcomes[i] for i in members])
+            async with task_group() as tg:
+                for j, i in enumerate(members):
+                    if j in left:
+                        tg.start_soon(one, i)
+                    else:
+                        report(i)
+
+        small = [i for i in range(len(runs)) if plans[i] and self._small(runs[i], plans[i], samples)]
+        groups = batches([run_rows(runs[i], plans[i], samples) or 0 for i in small], self.concurrency,
+                         self.settings.page_size) if self._batch_ok and len(small) > 1 else []
+        batched = {small[j] for g in groups for j in g}
         async with task_group() as tg:
-            for i, run in enumerate(runs):
-                tg.start_soon(one, i, run)
+            for g in groups:
+                tg.start_soon(batch, [small[j] for j in g])
+            for i in range(len(runs)):
+                if i not in batched:
+                    tg.start_soon(one, i)
         return outcomes
 
-    async def _read_run(
-        self, run: RunInfo, fields: Sequence[str], samples: int | None, pieces: int
-    ) -> RunOutcome:
-        outcome = RunOutcome()
-        wanted = plan_keys(run, fields, outcome.non_numeric)
-        if not wanted:
-            return outcome
+    def _small(self, run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
+        """Whether the run's rows fit one sample of a batched request (and the listing said so)."""
+        rows = run_rows(run, keys, samples)
+        if rows is None or rows > self.settings.page_size:
+            return False
+        return samples is not None or all(run.history_keys[k].count < self.settings.page_size for k in keys)
 
+    async def _read_batch(
+        self,
+        runs: Sequence[RunInfo],
+        plans: Sequence[Sequence[str]],
+        samples: int | None,
+        outcomes: Sequence[RunOutcome],
+    ) -> set[int]:
+        """Read small runs in one request; the indices of runs still to read on their own (not in
+        the answer, short, or every one if the batch failed or the server refuses batches)."""
+        everyone = set(range(len(runs)))
+        if not self._batch_ok:
+            return everyone
+        keys = sorted({k for p in plans for k in p})
+        cap = samples if samples is not None else self.settings.page_size
+        specs = [{"keys": ["_step", key], "samples": cap} for key in keys]
+        first = runs[0]
+        what = f"history of {len(runs)} small runs of {first.entity}/{first.project}"
+        try:
+            answer = await self.runner.call(
+                _batch, first.entity, first.project, [r.id for r in runs], {}, specs, keys, what=what
+            )
+        except AuthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runs are read one by one instead
+            if client.is_batch_refusal(exc):
+                if self._batch_ok:
+                    self._batch_ok = False
+                    log.warning("the server does not answer batched history queries; "
+                                "reading every run on its own")
+            else:
+                log.info("%s failed (%s); reading those runs one by one", what, self._failures.describe(exc))
+            return everyone
+        left: set[int] = set()
+        for j, run in enumerate(runs):
+            got = answer.get(run.id)
+            if got is None:
+                left.add(j)
+                continue
+            series, bad = got
+            wanted = tuple(plans[j])
+            if not _complete(run, tuple(k for k in wanted if k not in bad), series, samples):
+                left.add(j)
+                continue
+            outcomes[j].non_numeric.update({k: v for k, v in bad.items() if k in wanted})
+            outcomes[j].series.update({k: v for k, v in series.items() if k in wanted and k not in bad})
+            self.stats.rows += sum(len(v) for k, v in series.items() if k in wanted)
+        return left
+
+    async def _read_run(
+        self, run: RunInfo, wanted: Sequence[str], samples: int | None, spare: int, outcome: RunOutcome
+    ) -> None:
         async def read_group(keys: tuple[str, ...]) -> None:
-            got, paged = await self._read_keys(run, keys, samples, pieces, outcome)
+            got, paged = await self._read_keys(run, keys, samples, spare, outcome)
             if not _complete(run, keys, got, samples):
                 if len(keys) > 1:
                     # Not logged on the same steps after all: ask for each key on its own.
@@ -204,53 +285,72 @@ class WandbSource:
                     # the server keeps only in exported files?): read it with wandb's own scan.
                     log.warning("run %s: %s came back short; reading it again with wandb's scan",
                                 run.id, keys[0])
-                    got, _ = await self._read_keys(run, keys, samples, pieces, outcome, core=True)
+                    got, _ = await self._read_keys(run, keys, samples, spare, outcome, core=True)
             outcome.series.update(got)
 
         async with task_group() as tg:
             for keys in co_logged_groups(run, wanted):
                 tg.start_soon(read_group, keys)
-        for key in list(outcome.series):
-            if key in outcome.non_numeric or len(outcome.series[key].values) == 0:
-                del outcome.series[key]
-        return outcome
 
     async def _read_keys(
         self,
         run: RunInfo,
         keys: tuple[str, ...],
         samples: int | None,
-        pieces: int,
+        spare: int,
         outcome: RunOutcome,
         *,
         core: bool = False,
     ) -> tuple[dict[str, Series], bool]:
-        """The keys' series, and whether they were read with page queries (`range_history`) rather
-        than one sampled request or wandb's own scan (`core`)."""
+        """The keys' series, and whether they were read with window queries (`history_window`)
+        rather than one sampled request or wandb's own scan (`core`)."""
         label = f"history of run {run.id} ({', '.join(keys)})"
         page_size = self.settings.page_size
-        ranges = step_ranges(run, pieces, page_size)
-        parts: list[_Read]
-        sampled = samples is not None and not (
-            len(ranges) > 1 and sampling_keeps_all(run, keys, samples)
-        )
-        if samples is not None and sampled:
-            parts = [await self.runner.call(_sampled, run, keys, samples, what=label)]
-        else:
-            parts = [({}, {})] * len(ranges)
-            scan = core or ranges[0][1] == OPEN_END
-            fn = _scanned if scan else _paged
-            kind = fn.__name__
+        parts: list[_Read] = []
+        rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
+        sampled = samples is not None and (rows is None or rows >= samples)
+        if core or run.last_step < 0:
+            ranges = step_ranges(run, spare, page_size)
+            scan = True
 
-            async def piece(j: int, lo: int, hi: int) -> None:
-                parts[j] = await self.runner.call(
-                    fn, run, keys, lo, hi, page_size,
-                    what=label, cost=range_cost(lo, hi, page_size, scan=scan), kind=kind,
-                )
+            async def piece(lo: int, hi: int) -> None:
+                parts.append(await self.runner.call(
+                    _scanned, run, keys, lo, hi, page_size,
+                    what=label, cost=range_cost(lo, hi, page_size, scan=scan), kind="_scanned",
+                ))
 
             async with task_group() as tg:
-                for j, (lo, hi) in enumerate(ranges):
-                    tg.start_soon(piece, j, lo, hi)
+                for lo, hi in ranges:
+                    tg.start_soon(piece, lo, hi)
+            return self._merge(keys, parts, outcome), False
+        windows: list[tuple[int, int]] = []
+        if not sampled and rows is not None:
+            windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None)
+        if samples is not None and (sampled or len(windows) <= 1):
+            parts.append(await self.runner.call(_sampled, run, keys, samples, what=label))
+            return self._merge(keys, parts, outcome), False
+        if rows is None:  # no counts from the listing: one window per page of steps, as wandb scans
+            end = run.last_step + 1
+            plan = [(lo, min(lo + page_size, end), min(lo + page_size, end) - lo) for lo in range(0, end, page_size)]
+        else:
+            plan = [(lo, hi, window_samples(rows, len(windows))) for lo, hi in windows]
+
+        async def window(lo: int, hi: int, cap: int) -> None:
+            read, count, mid = await self.runner.call(_window, run, keys, lo, hi, cap, what=label, kind="_window")
+            if count >= cap and hi - lo > 1 and rows is not None:
+                # Full: the server may have thinned it. Ask for each half instead.
+                async with task_group() as tg:
+                    tg.start_soon(window, lo, mid, cap)
+                    tg.start_soon(window, mid, hi, cap)
+                return
+            parts.append(read)
+
+        async with task_group() as tg:
+            for lo, hi, cap in plan:
+                tg.start_soon(window, lo, hi, cap)
+        return self._merge(keys, parts, outcome), True
+
+    def _merge(self, keys: Sequence[str], parts: Sequence[_Read], outcome: RunOutcome) -> dict[str, Series]:
         merged: dict[str, Series] = {}
         for key in keys:
             found = [p[0][key] for p in parts if key in p[0]]
@@ -260,7 +360,13 @@ class WandbSource:
             if found and key not in outcome.non_numeric:
                 merged[key] = merge_series(found) if len(found) > 1 else found[0]
                 self.stats.rows += len(merged[key].values)
-        return merged, not (sampled or core or run.last_step < 0)
+        return merged
+
+
+def _drop_empty(outcome: RunOutcome) -> None:
+    for key in list(outcome.series):
+        if key in outcome.non_numeric or len(outcome.series[key].values) == 0:
+            del outcome.series[key]
 
 
 def _complete(
@@ -293,10 +399,39 @@ def _sampled(api: wandb.Api, run: RunInfo, keys: Sequence[str], samples: int) ->
     return _convert(client.sampled_history(api, run, keys, samples), keys)
 
 
-def _paged(
-    api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int
-) -> _Read:
-    return _convert(client.range_history(api, run, keys, lo, hi, page_size), keys)
+def _window(
+    api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, samples: int
+) -> tuple[_Read, int, int]:
+    """The window's series, its row count, and where to split it should it be full: the median
+    step of the answer, since the server thins evenly over the rows, so the halves hold about
+    equal rows (a step midpoint would take many splits to find a dense stretch)."""
+    rows = client.history_window(api, run, keys, lo, hi, samples)
+    middle = rows[len(rows) // 2].get("_step") if rows else None
+    split = int(middle) if isinstance(middle, (int, float)) and lo < middle < hi else (lo + hi) // 2
+    return _convert(rows, keys), len(rows), split
+
+
+def _batch(
+    api: wandb.Api,
+    entity: str,
+    project: str,
+    run_ids: Sequence[str],
+    filters: Mapping[str, Any],
+    specs: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+) -> dict[str, _Read]:
+    """Per run, the series of every key (one spec per key, in `keys` order)."""
+    answer = client.batch_history(api, entity, project, run_ids, filters, specs)
+    out: dict[str, _Read] = {}
+    for run_id, per_spec in answer.items():
+        series: dict[str, Series] = {}
+        bad: dict[str, str] = {}
+        for key, rows in zip(keys, per_spec):
+            one, one_bad = _convert(rows, (key,))
+            series.update(one)
+            bad.update(one_bad)
+        out[run_id] = (series, bad)
+    return out
 
 
 def _scanned(

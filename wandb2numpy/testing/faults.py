@@ -188,8 +188,11 @@ class Stats:
             self.history_requests_by_run: dict[str, int] = {}
             self.spikes = 0
 
-    def begin(self, op: str, run_key: str | None, *, history: bool | None = None) -> None:
-        """A batched history request counts once in `history_requests` and under no run."""
+    def begin(
+        self, op: str, run_key: str | None, *, history: bool | None = None, page_runs: Iterable[str] = ()
+    ) -> None:
+        """A batched history request counts once in `history_requests`, and once under each run
+        of its page in `history_requests_by_run` (which runs' history was asked for)."""
         with self._lock:
             self.requests += 1
             self.ops[op] = self.ops.get(op, 0) + 1
@@ -197,8 +200,8 @@ class Stats:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if op in HISTORY_OPS if history is None else history:
                 self.history_requests += 1
-                if run_key:
-                    self.history_requests_by_run[run_key] = self.history_requests_by_run.get(run_key, 0) + 1
+                for key in [run_key] if run_key else page_runs:
+                    self.history_requests_by_run[key] = self.history_requests_by_run.get(key, 0) + 1
 
     def end(self, status: int, *, rows: int = 0, nbytes: int = 0, decision: Decision | None = None) -> None:
         with self._lock:

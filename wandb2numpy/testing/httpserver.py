@@ -202,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
                 return unknown_field_reply(req.query, batch, "sampledHistory", "Run")
             return owner.protocol.handle(req, self._base_url())
 
-        page_runs = owner.protocol.page_run_ids(req) if batch is not None and owner.faults.settings.fail_runs else ()
+        page_runs = owner.protocol.page_run_ids(req) if batch is not None else ()
         entry["status"] = self._serve(req.op, run_id, produce, history=history, page_runs=page_runs)
         entry["t_end"] = time.monotonic()
 
@@ -234,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
         always finds the request counted. Returns the status sent (0: connection reset).
         """
         owner = self.server.owner
-        owner.counters.begin(op, run_id, history=history)
+        owner.counters.begin(op, run_id, history=history, page_runs=page_runs)
         accounted = False
         status = 500
         try:
