@@ -234,28 +234,89 @@ class ApiPool:
 # Listing runs
 
 
+# A listing shorter than the count the server sent with it is asked again this many times in all,
+# then reported: a short listing must never pass for a complete one.
+LISTING_ATTEMPTS = 3
+
+
 def list_runs(
     api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], *, per_page: int = 200
 ) -> list[RunInfo]:
     """All matching runs in one query with `lazy=False`, so config, summary and history keys come
-    with the listing instead of one request per run; de-duplicated by run id, listing order kept."""
+    with the listing instead of one request per run; de-duplicated by run id, listing order kept.
+
+    The listing is checked against the `runCount` the server sends with every page (counted with
+    the same filters): a listing with fewer distinct runs is read again from the start, and if it
+    stays short the call fails rather than exporting a partial experiment as a whole one.
+    """
     try:
-        listing = api.runs(
+        for _ in range(LISTING_ATTEMPTS):
+            runs, expected = _list_once(api, entity, project, filters, per_page)
+            if expected is None or len(runs) >= expected:
+                return runs
+            log.warning(
+                "listing %s/%s gave %d runs where the server counted %d; listing again",
+                entity,
+                project,
+                len(runs),
+                expected,
+            )
+    except ValueError as exc:
+        if "project" in str(exc).lower() and http_status(exc) is None:
+            raise FetchError(f"project {entity}/{project} not found on the server") from exc
+        raise
+    raise FetchError(
+        f"listing runs of {entity}/{project} gave {len(runs)} runs where the server counted "
+        f"{expected}, {LISTING_ATTEMPTS} times; not exporting a partial experiment"
+    )
+
+
+def _list_once(
+    api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], per_page: int
+) -> tuple[list[RunInfo], int | None]:
+    """One full pass over the listing: the runs, and the run count the last page reported."""
+    listing = _new_listing(api, entity, project, filters, per_page)
+    seen: dict[str, RunInfo] = {}
+    for run in listing:
+        info = run_info(run, entity, project)
+        seen.setdefault(info.id, info)
+    project_doc = (listing.last_response or {}).get("project") or {}
+    count = project_doc.get("runCount")
+    return list(seen.values()), int(count) if isinstance(count, int) else None
+
+
+def _new_listing(
+    api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], per_page: int
+) -> Any:
+    """A `Runs` paginator of our own, never one shared with another listing.
+
+    `Api.runs` caches its `Runs` objects by path, filters and order and hands the same one to
+    every caller, and a `Runs` is its own iterator: its position and loaded pages live on the
+    object. Listings of one project with the same filters on one `Api` (up to ten worker slots
+    share one) then step through one position together, each seeing only part of the runs, and
+    a later listing gets the pages loaded earlier instead of the server's current runs.
+    """
+    from wandb.apis.public import Runs
+
+    service = getattr(api, "_service_api", None)
+    if service is None:  # a future client without it: its own cache, still checked by count
+        return api.runs(
             f"{entity}/{project}",
             filters=dict(filters),
             order="+created_at",
             per_page=per_page,
             lazy=False,
         )
-        seen: dict[str, RunInfo] = {}
-        for run in listing:
-            info = run_info(run, entity, project)
-            seen.setdefault(info.id, info)
-    except ValueError as exc:
-        if "project" in str(exc).lower() and http_status(exc) is None:
-            raise FetchError(f"project {entity}/{project} not found on the server") from exc
-        raise
-    return list(seen.values())
+    return Runs(
+        service,
+        entity,
+        project,
+        filters=dict(filters),
+        order="+created_at",
+        per_page=per_page,
+        lazy=False,
+        api_key=api.api_key,
+    )
 
 
 def run_info(run: Any, entity: str, project: str) -> RunInfo:

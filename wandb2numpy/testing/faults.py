@@ -52,6 +52,9 @@ class FaultSettings:
     # False: refuse `sampledHistory` on the nodes of a runs listing with the schema error an
     # older server gives, so a client's fall-back to per-run queries can be exercised.
     batch_history: bool = True
+    # Runs a `Runs` listing counts in `runCount` but leaves out of its pages: a listing that
+    # disagrees with its own count, which a client must not take for a complete one.
+    unlisted_runs: frozenset[str] = frozenset()
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -61,7 +64,7 @@ class FaultSettings:
         unknown = set(changes) - self.field_names()
         if unknown:
             raise TypeError(f"unknown fault settings: {sorted(unknown)}")
-        for key in ("fault_ops", "fail_runs"):
+        for key in ("fault_ops", "fail_runs", "unlisted_runs"):
             if key in changes and changes[key] is not None:
                 val = changes[key]
                 changes[key] = frozenset(val.split(",") if isinstance(val, str) else val) - {""}
@@ -78,6 +81,7 @@ class FaultSettings:
         out = dataclasses.asdict(self)
         out["fault_ops"] = sorted(self.fault_ops) if self.fault_ops is not None else None
         out["fail_runs"] = sorted(self.fail_runs)
+        out["unlisted_runs"] = sorted(self.unlisted_runs)
         return out
 
 

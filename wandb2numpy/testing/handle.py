@@ -94,6 +94,7 @@ class LocalServer:
             self.backend,
             parquet_url=self.parquet.url_for if self.parquet else None,
             exported_pages_empty=parquet == "only",
+            unlisted_runs=lambda: self.faults.settings.unlisted_runs,
         )
         self._log = RequestLog()
         self._httpd: HTTPServer | None = None

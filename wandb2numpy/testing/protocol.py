@@ -155,7 +155,8 @@ class Protocol:
 
     `exported_pages_empty` models a service that keeps an exported run's history only in its
     files: step-windowed `sampledHistory` specs (the page queries) then return no rows for it,
-    while a whole-run sample (`run.history`) still does.
+    while a whole-run sample (`run.history`) still does. `unlisted_runs` names the runs a
+    listing counts but leaves out of its pages (`FaultSettings.unlisted_runs`).
     """
 
     def __init__(
@@ -164,10 +165,12 @@ class Protocol:
         *,
         parquet_url: Callable[[RunRecord, str], str | None] | None = None,
         exported_pages_empty: bool = False,
+        unlisted_runs: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.backend = backend
         self.parquet_url = parquet_url
         self.exported_pages_empty = exported_pages_empty
+        self.unlisted_runs = unlisted_runs
         self.handlers: dict[str, Callable[[GraphQLRequest, str], Reply]] = {
             "Viewer": self.viewer,
             "GetDefaultEntity": self.viewer,
@@ -232,26 +235,31 @@ class Protocol:
         if proj is None:
             return json_reply({"project": None})
         matched, start, per_page = self._listing(proj, req)
-        page = matched[start : start + per_page]
+        window = matched[start : start + per_page]
+        unlisted = self.unlisted_runs()
+        # (cursor offset, run); an unlisted run is left out but keeps its place and its count
+        listed = [(start + i + 1, r) for i, r in enumerate(window) if r.id not in unlisted]
         full = "summaryMetrics" in req.query or "historyKeys" in req.query
-        nodes = [r.full_json if full else r.light_json for r in page]
+        nodes = [r.full_json if full else r.light_json for _, r in listed]
         rows = 0
         sampled = batch_history_field(req.query)
         if sampled is not None:
             specs = field_args(sampled.group(1), req.variables).get("specs")
             if not isinstance(specs, list):
                 raise ValueError("sampledHistory needs specs: [JSONString!]!")
-            for i, r in enumerate(page):
+            for i, (_, r) in enumerate(listed):
                 out = self._sample(r, specs, base_url)
                 rows += sum(len(o) for o in out)
                 nodes[i] = '%s,"sampledHistory":%s}' % (nodes[i][:-1], json.dumps(out, separators=(",", ":")))
-        edges = ",".join('{"node":%s,"cursor":"%s"}' % (n, _cursor(start + i + 1)) for i, n in enumerate(nodes))
-        end_cursor = json.dumps(_cursor(start + len(page)) if page else None)
+        edges = ",".join(
+            '{"node":%s,"cursor":"%s"}' % (n, _cursor(pos)) for n, (pos, _) in zip(nodes, listed)
+        )
+        end_cursor = json.dumps(_cursor(start + len(window)) if window else None)
         internal = json.dumps(base64.b64encode(f"Project:v1:{proj.name}:{proj.entity}".encode()).decode())
         body = (
             '{"data":{"project":{"internalId":%s,"runCount":%d,"readOnly":false,"runs":{"edges":[%s],'
             '"pageInfo":{"endCursor":%s,"hasNextPage":%s}}}}}'
-            % (internal, len(matched), edges, end_cursor, "true" if start + len(page) < len(matched) else "false")
+            % (internal, len(matched), edges, end_cursor, "true" if start + len(window) < len(matched) else "false")
         )
         return Reply(body=body.encode(), rows=rows)
 
