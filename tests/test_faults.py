@@ -263,3 +263,68 @@ def test_signal_mid_export_leaves_previous_export_intact(
     assert not (out / ".wandb2numpy.lock").exists()
     summary = json.loads(summary_file.read_text())
     assert summary["exit_code"] == code
+
+
+@pytest.fixture(scope="module")
+def long_server() -> Any:
+    """8 runs x 30,000 steps behind a 1 s latency: every request of a full-history export is slow."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wandb2numpy.testing.server", "--runs", "8", "--steps", "30000",
+         "--metrics", "1", "--eval-every", "1", "--latency-ms", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_ends_a_long_full_history_export_within_about_one_request(
+    long_server: str, tmp_path: Path, sig: int, code: int
+) -> None:
+    """Every call handed to a worker thread is one request, so an interrupt waits for at most the
+    requests in flight (1 s each here), not for whole multi-page reads of 30,000 steps."""
+    from wandb2numpy.testing import DEFAULT_API_KEY
+
+    out = tmp_path / "out"
+    previous = out / "long" / "previous.txt"
+    previous.parent.mkdir(parents=True)
+    previous.write_text("an earlier export")
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(json.dumps({"long": {
+        "entity": "demo", "project": "synthetic", "fields": ["train/return"],
+        "history_samples": "all", "output_path": str(out),
+    }}))
+    env = dict(os.environ, WANDB_API_KEY=DEFAULT_API_KEY)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wandb2numpy.cli", str(cfg_file), "-o", "-q", "--concurrency", "8",
+         "--base-url", long_server],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert _wait_for(lambda: (out / ".wandb2numpy.lock").exists(), 30), "export never started"
+        time.sleep(3.0)  # history requests in flight on every worker
+        assert proc.poll() is None, "the export finished before the signal: make it longer"
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    # Generous: a request in flight (1 s) plus interpreter exit; before, whole multi-page calls
+    # (30 pages of 1 s each) held the exit for tens of seconds.
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert previous.read_text() == "an earlier export"
+    assert not (out / ".wandb2numpy.lock").exists()
+    assert [p for p in out.rglob("*") if ".tmp-" in p.name or ".old-" in p.name] == []

@@ -302,3 +302,46 @@ def test_incremental_without_write_is_refused(srv: LocalServer, tmp_path: Path) 
         )
     assert srv.stats()["requests"] == 0
     assert not (tmp_path / "out").exists()
+
+
+def _grown(k: int, steps: int, **change: Any) -> dict[str, Any]:
+    spec = run_spec(k, steps=steps)
+    spec["heartbeat_at"] = "2024-02-01T00:00:00Z"
+    spec.update(change)
+    return spec
+
+
+def test_grown_runs_fetch_only_their_new_steps(srv: LocalServer, tmp_path: Path) -> None:
+    """A nightly export of 64 runs of 2,000 steps, each grown by 1%: at most 2 history requests
+    per grown run (the new steps and the last cached one, which shows the cache still holds)."""
+    out = tmp_path / "out"
+    srv.load(project([run_spec(k, steps=2000) for k in range(N_RUNS)]))
+    first = run(srv, out, history_samples="all")
+    assert first.exit_code == 0
+    srv.load(project([_grown(k, 2020) for k in range(N_RUNS)]))
+    srv.reset_stats()
+    second = run(srv, out, history_samples="all")
+    h2, by_run = history_requests(srv)
+    print(f"\nincremental tail: {h2} history requests for {N_RUNS} grown runs")
+    assert second.exit_code == 0
+    assert set(by_run) == {f"r{k:02d}" for k in range(N_RUNS)} and max(by_run.values()) <= 2
+    assert srv.stats()["rows_served"] <= N_RUNS * 2 * 21 * 2  # the tails, not the runs
+    assert second.experiments["exp"].result.fields["loss"].values.shape == (N_RUNS, 2020)
+    assert_same_as_fresh(srv, out, tmp_path, history_samples="all")
+
+
+def test_a_rewritten_run_is_fetched_whole(srv: LocalServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    srv.load(project([run_spec(k, steps=300) for k in range(4)]))
+    run(srv, out, history_samples="all")
+    rewritten = _grown(1, 330)
+    for row in rewritten["history"]:
+        row["loss"] += 1000.0  # every value changed, the last cached one included
+    srv.load(project([_grown(0, 330), rewritten, run_spec(2, steps=300), run_spec(3, steps=300)]))
+    srv.reset_stats()
+    second = run(srv, out, history_samples="all")
+    assert second.exit_code == 0
+    assert second.experiments["exp"].unchanged_runs == 2
+    values = second.experiments["exp"].result.fields["loss"].values
+    assert values[1, 0] == 1000.0 + 1.0 + 1  # the new values, not the cached ones
+    assert_same_as_fresh(srv, out, tmp_path, history_samples="all")

@@ -47,7 +47,7 @@ from .errors import ConfigError, OutputError
 from .fetch import FetchStats
 from .models import RunInfo
 from .names import check_experiment
-from .series import Series
+from .series import Series, merge_series
 from .sources.base import HistorySource, ProgressFn, RunOutcome
 from .sources.planning import plan_keys
 from .writers import atomic_write_bytes
@@ -119,7 +119,8 @@ class RunCache:
         self.folder = folder
         self.experiment = experiment
         self.fingerprint = dict(fp)
-        self.unchanged = 0  # runs served from the cache by the last `fetch`
+        self.unchanged = 0  # runs served from the cache by the last `read_runs`
+        self.grown = 0  # runs of the last `read_runs` that fetched only their new steps
         self._entries: dict[str, _Entry] = {}
         self._kept: dict[str, _Entry] = {}  # reused entries, by run id
         self._fields: tuple[str, ...] = ()
@@ -169,20 +170,28 @@ class RunCache:
             return
         self._entries = entries
 
-    def split(self, runs: Sequence[RunInfo], fields: Sequence[str]) -> tuple[dict[int, RunOutcome], list[int]]:
-        """Outcomes served from the cache by listing index, and the indices that must be fetched."""
+    def split(
+        self, runs: Sequence[RunInfo], fields: Sequence[str], samples: int | None = None
+    ) -> tuple[dict[int, RunOutcome], list[int], dict[int, tuple[int, RunOutcome]]]:
+        """Outcomes served from the cache by listing index, the indices that must be fetched, and
+        the runs that only grew: listing index -> (first step to fetch, what the cache holds)."""
         self._fields = tuple(fields)
         self._kept = {}
         cached: dict[int, RunOutcome] = {}
         to_fetch: list[int] = []
+        grown: dict[int, tuple[int, RunOutcome]] = {}
         for i, run in enumerate(runs):
             outcome = self._reuse(run, fields)
-            if outcome is None:
-                to_fetch.append(i)
-            else:
+            if outcome is not None:
                 cached[i] = outcome
+                continue
+            tail = self._grown(run, fields) if samples is None else None
+            if tail is not None:
+                grown[i] = tail
+            else:
+                to_fetch.append(i)
         self.unchanged = len(cached)
-        return cached, to_fetch
+        return cached, to_fetch, grown
 
     def _reuse(self, run: RunInfo, fields: Sequence[str]) -> RunOutcome | None:
         entry = self._entries.get(run.id)
@@ -204,6 +213,34 @@ class RunCache:
             series={f: s for f, s in series.items() if f in wanted}, non_numeric=kept_non_numeric
         )
 
+    def _grown(self, run: RunInfo, fields: Sequence[str]) -> tuple[int, RunOutcome] | None:
+        """A full-history run that logged more since it was cached (resumed, or its listing was
+        caught mid-run): the cached rows and the first step after them, so only the tail is
+        fetched. Whether the cached rows are still a prefix is checked after the tail arrived
+        (`_joined`): the counts must add up to the listing's."""
+        entry = self._entries.get(run.id)
+        if (
+            entry is None
+            or run.state in ACTIVE_STATES
+            or entry.last_step < 0
+            or run.last_step <= entry.last_step
+            or run.history_line_count <= entry.history_line_count
+            or not set(fields) <= set(entry.fields)
+            or not run.history_keys
+        ):
+            return None
+        loaded = self._load(entry, run)
+        if loaded is None:
+            return None
+        series, non_numeric = loaded
+        wanted = set(fields)
+        # From the last cached step, not after it: that one row, fetched again with the tail,
+        # shows whether the cached rows still hold (see `_joined`).
+        return entry.last_step, RunOutcome(
+            series={f: s for f, s in series.items() if f in wanted},
+            non_numeric={f: r for f, r in non_numeric.items() if f in wanted},
+        )
+
     def _load(self, entry: _Entry, run: RunInfo) -> tuple[dict[str, Series], dict[str, str]] | None:
         path = self.folder / RUNS_DIR / entry.file
         try:
@@ -211,7 +248,7 @@ class RunCache:
                 meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
                 if meta.get("format") != FORMAT_VERSION:
                     raise ValueError("another format")
-                if meta.get("run") != {"id": run.id, **_signature(run)}:
+                if meta.get("run") != {"id": entry.id, **entry.signature()}:
                     raise ValueError("written for another version of the run")
                 if tuple(meta.get("fields", ())) != entry.fields:
                     raise ValueError("written for another field list")
@@ -248,23 +285,56 @@ class RunCache:
         samples: int | None,
         progress: ProgressFn | None = None,
     ) -> list[RunOutcome]:
-        """Like `source.read_runs`, but unchanged runs come from the cache. Listing order kept."""
-        cached, to_fetch = await anyio.to_thread.run_sync(self.split, runs, fields)
+        """Like `source.read_runs`, but unchanged runs come from the cache and runs that only grew
+        fetch their new steps. Listing order kept."""
+        cached, to_fetch, grown = await anyio.to_thread.run_sync(self.split, runs, fields, samples)
         log.info(
-            "%s: %d run(s) unchanged since the last export, %d to fetch",
+            "%s: %d run(s) unchanged since the last export, %d grown, %d to fetch",
             self.experiment,
             len(cached),
+            len(grown),
             len(to_fetch),
         )
         if progress is not None:
             for i, outcome in cached.items():
                 progress("run_done", runs[i], outcome.rows)
-        fetched = await source.read_runs(
-            [runs[i] for i in to_fetch], fields, samples=samples, progress=progress
-        )
-        self._fetched = set(to_fetch)
         merged = dict(cached)
-        merged.update(zip(to_fetch, fetched))
+        again: list[int] = []
+
+        async def fetch_all() -> None:
+            fetched = await source.read_runs(
+                [runs[i] for i in to_fetch], fields, samples=samples, progress=progress
+            )
+            merged.update(zip(to_fetch, fetched))
+
+        async def fetch_tails() -> None:
+            order = list(grown)
+            tails = await source.read_runs(
+                [runs[i] for i in order], fields, samples=samples,
+                starts=[grown[i][0] for i in order],
+            )
+            for i, tail in zip(order, tails):
+                joined = _joined(runs[i], fields, grown[i][1], tail)
+                if joined is None:
+                    again.append(i)
+                    continue
+                merged[i] = joined
+                if progress is not None:
+                    progress("run_done", runs[i], joined.rows)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch_all)
+            if grown:
+                tg.start_soon(fetch_tails)
+        if again:
+            log.info("%s: %d grown run(s) no longer extend their cached rows; fetching them whole",
+                     self.experiment, len(again))
+            refetched = await source.read_runs(
+                [runs[i] for i in again], fields, samples=samples, progress=progress
+            )
+            merged.update(zip(again, refetched))
+        self.grown = len(grown) - len(again)
+        self._fetched = set(to_fetch) | set(grown)
         return [merged[i] for i in range(len(runs))]
 
     # ---------------------------------------------------------------------------- saving
@@ -352,6 +422,31 @@ def _encode(run: RunInfo, entry: _Entry, outcome: RunOutcome) -> bytes:
     return buf.getvalue()
 
 
+def _joined(run: RunInfo, fields: Sequence[str], cached: RunOutcome, tail: RunOutcome) -> RunOutcome | None:
+    """The cached rows followed by the tail's, or None when the cached rows are no longer a prefix
+    of the run's history: the row at the last cached step changed, or the rows do not add up to
+    what the listing counts per key (a run rewritten further back with the same last row and
+    counts would pass; W&B history is append-only apart from rewinds, which change both)."""
+    if tail.error is not None:
+        return None
+    out = RunOutcome(non_numeric={**cached.non_numeric, **tail.non_numeric})
+    for key in plan_keys(run, fields, {}):
+        old = cached.series.get(key)
+        new = tail.series.get(key)
+        if old is not None and new is not None and len(old) and len(new) and new.steps[0] == old.steps[-1]:
+            # the overlap row: the same value (bit for bit, NaN included), or the run was rewritten
+            if np.float64(new.values[0]).tobytes() != np.float64(old.values[-1]).tobytes():
+                return None
+            new = Series(new.steps[1:], new.values[1:])
+        pieces = [p for p in (old, new) if p is not None and len(p)]
+        have = sum(len(p) for p in pieces)
+        if have != run.history_keys[key].count:
+            return None
+        if pieces:
+            out.series[key] = merge_series(pieces) if len(pieces) > 1 else pieces[0]
+    return out
+
+
 class CachedSource:
     """Any `HistorySource`, with the runs that did not change served from one experiment's cache.
 
@@ -380,7 +475,10 @@ class CachedSource:
         *,
         samples: int | None,
         progress: ProgressFn | None = None,
+        starts: Sequence[int] | None = None,
     ) -> list[RunOutcome]:
+        if starts is not None and any(starts):  # a tail read: nothing of it can be cached
+            return await self.inner.read_runs(runs, fields, samples=samples, progress=progress, starts=starts)
         return await self.cache.read_runs(
             self.inner, runs, fields, samples=samples, progress=progress
         )

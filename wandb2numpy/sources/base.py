@@ -57,10 +57,13 @@ class HistorySource(Protocol):
         *,
         samples: int | None,
         progress: ProgressFn | None = None,
+        starts: Sequence[int] | None = None,
     ) -> list[RunOutcome]:
         """History of `fields` for every run, in the order of `runs`; a run that fails gets an
         outcome with `error` set instead of failing the others. `samples`: None for every row,
-        otherwise at most that many rows per field, sampled as the source's server samples."""
+        otherwise at most that many rows per field, sampled as the source's server samples.
+        `starts`: per run, the first step to read (the incremental cache holds the steps before);
+        the caller then checks completeness, as the listing's counts cover the whole run."""
 
     def close(self) -> None:
         """Release what the source holds (threads watching logs, sessions)."""

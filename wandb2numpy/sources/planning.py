@@ -135,7 +135,9 @@ def run_rows(run: RunInfo, keys: Sequence[str], samples: int | None) -> int | No
     return total
 
 
-def row_windows(run: RunInfo, rows: int, page_size: int, spare: int, *, split_for_size: bool) -> list[tuple[int, int]]:
+def row_windows(
+    run: RunInfo, rows: int, page_size: int, spare: int, *, split_for_size: bool, start: int = 0
+) -> list[tuple[int, int]]:
     """Step windows of [0, last_step] to read `rows` rows in, each expected to hold about a page.
 
     Planned by rows, never by steps: a run that logged 1,000 rows 10,000 steps apart is one
@@ -144,16 +146,18 @@ def row_windows(run: RunInfo, rows: int, page_size: int, spare: int, *, split_fo
     `window_samples`). `split_for_size`: split a run larger than a page (full history); sampled
     mode keeps one request per key group, as the server's sampling decides what it returns.
     `spare`: workers this run may use beyond that, for which it is split further, but never into
-    requests of less than half a page.
+    requests of less than half a page. `start`: the first step to read (an incremental tail).
     """
     end = run.last_step + 1
     if end <= 0:
         return [(0, OPEN_END)]
+    if start >= end:
+        return []
     k = max(1, math.ceil(rows / page_size)) if split_for_size else 1
     if spare > k:
         k = max(k, min(spare, rows // max(1, page_size // 2)))
-    k = max(1, min(k, end))
-    bounds = [round(i * end / k) for i in range(k + 1)]
+    k = max(1, min(k, end - start))
+    bounds = [start + round(i * (end - start) / k) for i in range(k + 1)]
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 

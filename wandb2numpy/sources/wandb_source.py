@@ -167,8 +167,10 @@ class WandbSource:
         *,
         samples: int | None,
         progress: ProgressFn | None = None,
+        starts: Sequence[int] | None = None,
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
+        first = list(starts) if starts is not None else [0] * len(runs)
         spare = max(1, math.ceil(self.concurrency / max(1, len(runs))))
         plans: list[list[str]] = [plan_keys(run, fields, outcomes[i].non_numeric) for i, run in enumerate(runs)]
 
@@ -182,7 +184,7 @@ class WandbSource:
             run = runs[i]
             try:
                 if plans[i]:
-                    await self._read_run(run, plans[i], samples, spare, outcomes[i])
+                    await self._read_run(run, plans[i], samples, spare, outcomes[i], first[i])
             except AuthError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the others go on
@@ -195,13 +197,24 @@ class WandbSource:
             left = await self._read_batch([runs[i] for i in members], [plans[i] for i in members],
                                           samples, [outcomes[i] for i in members])
             async with task_group() as tg:
+                if left is None:  # the request failed: halves, down to runs on their own
+                    if len(members) > 1 and self._batch_ok:
+                        half = len(members) // 2
+                        tg.start_soon(batch, members[:half])
+                        tg.start_soon(batch, members[half:])
+                    else:
+                        for i in members:
+                            tg.start_soon(one, i)
+                    return
                 for j, i in enumerate(members):
                     if j in left:
                         tg.start_soon(one, i)
                     else:
                         report(i)
 
-        small = [i for i in range(len(runs)) if plans[i] and self._small(runs[i], plans[i], samples)]
+        small = [
+            i for i in range(len(runs)) if plans[i] and not first[i] and self._small(runs[i], plans[i], samples)
+        ]
         groups = batches([run_rows(runs[i], plans[i], samples) or 0 for i in small], self.concurrency,
                          self.settings.page_size) if self._batch_ok and len(small) > 1 else []
         batched = {small[j] for g in groups for j in g}
@@ -226,12 +239,11 @@ class WandbSource:
         plans: Sequence[Sequence[str]],
         samples: int | None,
         outcomes: Sequence[RunOutcome],
-    ) -> set[int]:
+    ) -> set[int] | None:
         """Read small runs in one request; the indices of runs still to read on their own (not in
-        the answer, short, or every one if the batch failed or the server refuses batches)."""
-        everyone = set(range(len(runs)))
+        the answer, or short), or None if the request failed or the server refuses batches."""
         if not self._batch_ok:
-            return everyone
+            return None
         keys = sorted({k for p in plans for k in p})
         cap = samples if samples is not None else self.settings.page_size
         specs = [{"keys": ["_step", key], "samples": cap} for key in keys]
@@ -250,8 +262,8 @@ class WandbSource:
                     log.warning("the server does not answer batched history queries; "
                                 "reading every run on its own")
             else:
-                log.info("%s failed (%s); reading those runs one by one", what, self._failures.describe(exc))
-            return everyone
+                log.info("%s failed (%s); asking for them in smaller groups", what, self._failures.describe(exc))
+            return None
         left: set[int] = set()
         for j, run in enumerate(runs):
             got = answer.get(run.id)
@@ -269,11 +281,17 @@ class WandbSource:
         return left
 
     async def _read_run(
-        self, run: RunInfo, wanted: Sequence[str], samples: int | None, spare: int, outcome: RunOutcome
+        self,
+        run: RunInfo,
+        wanted: Sequence[str],
+        samples: int | None,
+        spare: int,
+        outcome: RunOutcome,
+        start: int = 0,
     ) -> None:
         async def read_group(keys: tuple[str, ...]) -> None:
-            got, paged = await self._read_keys(run, keys, samples, spare, outcome)
-            if not _complete(run, keys, got, samples):
+            got, paged = await self._read_keys(run, keys, samples, spare, outcome, start=start)
+            if start == 0 and not _complete(run, keys, got, samples):
                 if len(keys) > 1:
                     # Not logged on the same steps after all: ask for each key on its own.
                     async with task_group() as tg:
@@ -301,6 +319,7 @@ class WandbSource:
         outcome: RunOutcome,
         *,
         core: bool = False,
+        start: int = 0,
     ) -> tuple[dict[str, Series], bool]:
         """The keys' series, and whether they were read with window queries (`history_window`)
         rather than one sampled request or wandb's own scan (`core`)."""
@@ -308,6 +327,8 @@ class WandbSource:
         page_size = self.settings.page_size
         parts: list[_Read] = []
         rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
+        if start and rows is not None:  # a tail: about its share of the steps, for planning only
+            rows = max(1, round(rows * (run.last_step + 1 - start) / max(1, run.last_step + 1)))
         sampled = samples is not None and (rows is None or rows >= samples)
         if core or run.last_step < 0:
             ranges = step_ranges(run, spare, page_size)
@@ -325,13 +346,13 @@ class WandbSource:
             return self._merge(keys, parts, outcome), False
         windows: list[tuple[int, int]] = []
         if not sampled and rows is not None:
-            windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None)
-        if samples is not None and (sampled or len(windows) <= 1):
+            windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None, start=start)
+        if samples is not None and not start and (sampled or len(windows) <= 1):
             parts.append(await self.runner.call(_sampled, run, keys, samples, what=label))
             return self._merge(keys, parts, outcome), False
         if rows is None:  # no counts from the listing: one window per page of steps, as wandb scans
             end = run.last_step + 1
-            plan = [(lo, min(lo + page_size, end), min(lo + page_size, end) - lo) for lo in range(0, end, page_size)]
+            plan = [(lo, min(lo + page_size, end), min(lo + page_size, end) - lo) for lo in range(start, end, page_size)]
         else:
             plan = [(lo, hi, window_samples(rows, len(windows))) for lo, hi in windows]
 
