@@ -7,7 +7,7 @@ never look at wire values; this stage only decides which runs and fields make th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
@@ -36,21 +36,28 @@ class FieldArrays:
     steps: np.ndarray
 
 
-def stack_field(series: Sequence[Series | None]) -> FieldArrays:
+def stack_field(series: MutableSequence[Series | None], *, release: bool = False) -> FieldArrays:
     """Stack per-run series into NaN-padded 2-D arrays.
 
     Padding goes at the end (not aligned by step) so each row keeps exactly the values the run
-    logged; the steps array says where each value belongs.
+    logged; the steps array says where each value belongs. The arrays are filled row by row into
+    untouched memory, and with `release` each run's series is let go once copied, so stacking
+    needs about the arrays' size once, not twice (the series and the arrays side by side).
     """
     n = len(series)
     width = max((len(s) for s in series if s is not None), default=0)
-    values = np.full((n, width), np.nan, dtype=np.float64)
-    steps = np.full((n, width), np.nan, dtype=np.float64)
-    for i, s in enumerate(series):
-        if s is not None and len(s):
-            k = len(s)
+    values = np.empty((n, width), dtype=np.float64)
+    steps = np.empty((n, width), dtype=np.float64)
+    for i in range(n):
+        s = series[i]
+        k = len(s) if s is not None else 0
+        if s is not None and k:
             values[i, :k] = s.values
             steps[i, :k] = s.steps
+        values[i, k:] = np.nan
+        steps[i, k:] = np.nan
+        if release:
+            series[i] = None
     return FieldArrays(values=values, steps=steps)
 
 
@@ -77,6 +84,7 @@ def assemble_experiment(
     *,
     failed: Mapping[str, str] = {},  # noqa: B006 - read only
     skipped: Mapping[str, str] = {},  # noqa: B006 - read only
+    consume: bool = False,
 ) -> ExperimentResult:
     """Build the per-experiment arrays with one shared run order.
 
@@ -85,6 +93,8 @@ def assemble_experiment(
     becoming all-NaN rows in every file. Runs whose history failed are listed in
     ``failed_runs`` and left out. Fields that are skipped or that no exported run holds are
     reported in ``skipped_fields`` (in config order) instead of being written as empty arrays.
+    With ``consume``, each series is removed from its run's dict as it is stacked (the caller keeps
+    nothing of them), which bounds peak memory near the size of the arrays.
     """
     if len(runs) != len(per_run):
         raise ValueError(f"{len(runs)} runs but {len(per_run)} per-run results")
@@ -109,11 +119,15 @@ def assemble_experiment(
         if f in skipped:
             skipped_fields[f] = skipped[f]
             continue
-        column = [data.get(f) for data in exported_data]
+        column: list[Series | None] = [
+            data.pop(f, None) if consume and isinstance(data, MutableMapping) else data.get(f)
+            for data in exported_data
+        ]
         if not any(s is not None and len(s) for s in column):
             skipped_fields[f] = ABSENT_REASON
             continue
-        arrays[f] = stack_field(column)
+        arrays[f] = stack_field(column, release=consume)
+        del column
     for f, reason in skipped.items():
         skipped_fields.setdefault(f, reason)
 

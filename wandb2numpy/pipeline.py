@@ -218,6 +218,7 @@ async def _export_one(
         [f for f in fields if f not in skipped],
         failed=failed,
         skipped=skipped,
+        consume=cache is None,  # the incremental cache saves the series after the write
     )
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
     if cache is not None:
