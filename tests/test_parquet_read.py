@@ -173,6 +173,24 @@ def test_runs_without_an_export_yet_are_read_by_pages(plain: Any, tmp_path: Path
     assert ops["RunParquetHistory"] == 4 and "ParquetFile" not in ops and set(pages) == {*FINISHED, "r1"}
 
 
+def test_a_server_without_exports_is_asked_a_few_times_only(tmp_path: Path) -> None:
+    """12 finished runs on a server that exports none: after 8 answers without files the rest
+    are read by pages without asking (at most one more question already waiting for a slot)."""
+    runs = [{"id": f"n{i:02d}", "name": f"n{i:02d}", "state": "finished", "created_at": f"2024-01-01T00:{i:02d}:00Z",
+             "history": [{"_step": k, "loss": k * 0.5 + i} for k in range(60)]} for i in range(12)]
+    data = {"projects": [{"entity": "acme", "name": "pq", "runs": runs}]}
+    cfg = {"exp": {"entity": "acme", "project": "pq", "fields": ["loss"], "history_samples": "all",
+                   "output_path": str(tmp_path / "out")}}
+    with LocalServer(data) as srv:
+        results = [export(cfg, write=False, concurrency=2, settings=settings(srv, parquet=on), policy=FAST_RETRIES)
+                   for on in (False, True)]
+        asked = srv.stats()["ops"]["RunParquetHistory"]
+    assert 8 <= asked <= 9
+    off, on = (r.experiments["exp"].result.fields["loss"] for r in results)
+    assert on.values.tobytes() == off.values.tobytes() and on.steps.tobytes() == off.steps.tobytes()
+    assert results[1].stats.requests == results[0].stats.requests + asked
+
+
 def test_broken_short_and_failing_files_fall_back_to_pages(plain: Any, tmp_path: Path) -> None:
     """f2: not a parquet file; f3: a file short of the listing's count, with no live rows;
     f4: a file its host keeps failing (500, retried, then given up). f1 reads its file."""

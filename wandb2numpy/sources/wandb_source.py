@@ -46,6 +46,9 @@ __all__ = ["WandbSource"]
 
 log = logging.getLogger(__name__)
 
+# Finished runs asked for their export, all without files, after which the export stops asking.
+PARQUET_MISSES = 8
+
 # What one call returns: the series it read, and keys found to hold non-numeric values.
 _Read = tuple[dict[str, Series], dict[str, str]]
 
@@ -112,6 +115,13 @@ class WandbSource:
         # Whether to ask for many small runs' history in one request; off for good once the
         # server shows it does not know the query.
         self._batch_ok = settings.batch_small_runs
+        # Whether to ask finished runs for their parquet export; off for this export once the
+        # server named none for the first `PARQUET_MISSES` runs asked (a server without exports).
+        self._parquet_ok = settings.parquet
+        self._parquet_answers = [0, 0]  # runs asked that had files, that had none
+        self._parquet_switch = threading.Event()  # set: still asking (seen by calls in threads)
+        if self._parquet_ok:
+            self._parquet_switch.set()
 
     @property
     def stats(self) -> FetchStats:
@@ -301,7 +311,7 @@ class WandbSource:
         too large for a batched request, with counts from the listing to check the files
         against, and read in full (sampled mode only when the server's sampling would return
         every row anyway: otherwise its sampling decides which rows come back)."""
-        if not self.settings.parquet or run.state != "finished" or not run.history_keys or run.last_step < 0:
+        if not self._parquet_ok or run.state != "finished" or not run.history_keys or run.last_step < 0:
             return False
         if not wanted or any(k not in run.history_keys for k in wanted):
             return False
@@ -314,8 +324,13 @@ class WandbSource:
         pages from the first live step). False, with `outcome` untouched: read it by pages
         instead (no export, counts that disagree with the listing, or any error)."""
         label = f"parquet history of run {run.id}"
+        plan: client.ParquetPlan | None = None
         try:
-            plan = await self.runner.call(client.parquet_history, run, what=label, kind="_parquet_plan")
+            plan = await self.runner.call(_parquet_plan, run, self._parquet_switch, what=label, kind="_parquet_plan")
+            if plan is None:  # switched off while the call waited for a slot: nothing was sent
+                self.stats.requests -= 1
+                return False
+            self._parquet_seen(bool(plan.urls))
             if not plan.urls:
                 log.info("run %s has no parquet export; reading its history by pages", run.id)
                 return False
@@ -332,6 +347,8 @@ class WandbSource:
         except AuthError:
             raise
         except Exception as exc:  # noqa: BLE001 - the pages still hold the history
+            if plan is None:  # the query itself failed (a server without the field, say)
+                self._parquet_seen(False)
             log.info("%s failed (%s); reading it by pages", label, self._failures.describe(exc))
             return False
         live = plan.live_min_step
@@ -374,6 +391,16 @@ class WandbSource:
             outcome.series[key] = merged
             self.stats.rows += len(merged)
         return True
+
+    def _parquet_seen(self, found: bool) -> None:
+        """Count a run's export answer; no export among the first `PARQUET_MISSES` runs asked
+        means a server without exports: stop asking (the pages were read all along anyway)."""
+        self._parquet_answers[0 if found else 1] += 1
+        if self._parquet_ok and self._parquet_answers == [0, PARQUET_MISSES]:
+            self._parquet_ok = False
+            self._parquet_switch.clear()
+            log.info("the server named no parquet export for %d finished runs; reading the others "
+                     "by pages without asking", PARQUET_MISSES)
 
     async def _read_tail(
         self, run: RunInfo, tail: Mapping[str, int], start: int, spare: int, outcome: RunOutcome
@@ -568,3 +595,10 @@ def _scanned(
 def _parquet_file(api: wandb.Api, url: str, keys: Sequence[str], timeout: float) -> ParquetColumns:
     """One exported file's columns: one GET, no wandb request (the slot's `Api` goes unused)."""
     return client.read_parquet_columns(url, keys, timeout)
+
+
+def _parquet_plan(api: wandb.Api, run: RunInfo, switch: threading.Event) -> client.ParquetPlan | None:
+    """The run's export plan, or None without a request once asking was switched off."""
+    if not switch.is_set():
+        return None
+    return client.parquet_history(api, run)
