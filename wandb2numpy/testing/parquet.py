@@ -4,8 +4,8 @@
 answers whole GETs and the ranged reads of wandb-core's Rust reader (206 + `Content-Range`).
 `lag_rows=N` models an export that lags the run: the file holds all but its last N rows, which
 `RunParquetHistory` lists as live (a run with no more than N rows has no file yet).
-pyarrow is imported here only, so the rest of the server works without it. Files are built on
-first request and cached until the data changes.
+The module imports pyarrow when loaded (a dependency of the package; the rest of the server does
+not need it). Files are built on first request and cached until the data changes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ try:
     import pyarrow as pa
     import pyarrow.parquet as pq
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("the --parquet mode needs pyarrow: pip install 'wandb2numpy[parquet]'") from exc
+    raise ImportError("the --parquet mode needs pyarrow: pip install pyarrow") from exc
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 ROW_GROUP_SIZE = 10_000
