@@ -356,11 +356,12 @@ def test_known_rate_limit_is_paced_without_429s(srv: LocalServer, tmp_path: Path
 
 def test_full_history_asks_one_page_query_per_page_and_nothing_else(srv: LocalServer, tmp_path: Path) -> None:
     """Full history reads the pages the listing's `lastStep` implies: no `RunHistoryKeys` and no
-    `RunParquetHistory` round trip per run, and the same rows as wandb's own `scan_history`."""
+    `RunParquetHistory` round trip per run, and the same rows as wandb's own `scan_history`.
+    (The page path alone: with `parquet` on, finished runs first ask for their export.)"""
     import wandb
 
     srv.reset_stats()
-    paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=4)
+    paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=4, parquet=False)
     result = export(cfg(tmp_path, fields=["loss"], history_samples="all"), write=False, concurrency=1,
                     settings=paged, policy=FAST)
     ops = srv.stats()["ops"]
@@ -401,7 +402,7 @@ def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> Non
     requests are refused (a blind fan-out of 32 has over a third refused) and the arrays are exact."""
     paged = None
     with LocalServer(project_data()).start() as srv:
-        paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=1, timeout=20)
+        paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=1, timeout=20, parquet=False)
         config = cfg(tmp_path, fields=["loss"], history_samples="all")
         clean = export(config, write=False, concurrency=32, settings=paged, policy=FAST)
         srv.set_faults(rate_limit=20.0)

@@ -80,15 +80,26 @@ def test_strided_steps_cost_a_few_requests_not_one_per_empty_window(
 ) -> None:
     """RL logging every 10,000 steps: the original tool's sampled mode sends 4 requests; wandb's
     scan sends 39,964 mostly empty page requests. Planned by rows: at most 8, exact."""
-    result = _export(strided, tmp_path, samples)
+    result = _export(strided, tmp_path, samples, parquet=False)
     stats = strided.stats()
     assert stats["history_requests"] <= 8, stats["ops"]
     _check_exact(result, STRIDED)
 
 
 def test_strided_steps_without_shared_requests(strided: LocalServer, tmp_path: Path) -> None:
-    result = _export(strided, tmp_path, "all", batch_small_runs=False)
+    result = _export(strided, tmp_path, "all", batch_small_runs=False, parquet=False)
     assert strided.stats()["history_requests"] <= 8
+    _check_exact(result, STRIDED)
+
+
+@pytest.mark.parametrize("samples", [12000, "all"])
+def test_strided_steps_from_parquet_exports(tmp_path: Path, samples: Any) -> None:
+    """The same runs served as exports: a request for the export's names and one per file."""
+    runs = [_run(f"s{i}", i, _rows(steps, i)) for i, steps in enumerate(STRIDED)]
+    with LocalServer(_project(runs), parquet=True).start() as srv:
+        result = _export(srv, tmp_path, samples)
+        stats = srv.stats()
+    assert stats["history_requests"] <= 8 and stats["ops"]["ParquetFile"] == 4, stats["ops"]
     _check_exact(result, STRIDED)
 
 
@@ -104,7 +115,7 @@ UNEVEN = [
 def test_uneven_logging_is_exact(tmp_path: Path, samples: Any) -> None:
     runs = [_run(f"u{i}", i, _rows(steps, i)) for i, steps in enumerate(UNEVEN)]
     with LocalServer(_project(runs)).start() as srv:
-        result = _export(srv, tmp_path, samples, page_size=500)
+        result = _export(srv, tmp_path, samples, page_size=500, parquet=False)
         stats = srv.stats()
     _check_exact(result, UNEVEN)
     assert stats["ops"].get("RunParquetHistory", 0) == 0  # exact without falling back to the scan

@@ -89,3 +89,31 @@ def test_byte_ranges() -> None:
     assert byte_range_reply(data, "bytes=-3").body == b"\x07\x08\x09"
     assert byte_range_reply(data, "bytes=8-").headers["Content-Range"] == "bytes 8-9/10"
     assert byte_range_reply(data, "bytes=20-30").status == 416
+
+
+@pytest.mark.parametrize("mode", [True, "only"])
+def test_an_export_that_lags_lists_its_last_rows_as_live(mode: Any, tmp_path: Path) -> None:
+    """`parquet_lag_rows=2`: the file holds all but a finished run's last two rows, which
+    `RunParquetHistory` lists as live and the page queries serve (also in the 'only' mode).
+
+    wandb-core 0.31 pages the live part from the scan's own `min_step`, not from the first live
+    step, so its scan repeats the exported rows unless pages serve only live rows ('only')."""
+    with LocalServer(FIXTURE, parquet=mode, parquet_lag_rows=2) as srv:
+        api = make_api(srv)
+        run = api.run("acme/rl/r0000001")
+        rows = list(run.scan_history(keys=["loss"], use_cache=False))
+        by_step = {r["_step"]: r["loss"] for r in rows}
+        assert by_step == {0: 1.0, 1: 0.5, 2: 0.3333, 3: 0.25, 4: 0.2}
+        assert len(rows) == (5 if mode == "only" else 8)
+        ops = srv.stats()["ops"]
+        assert ops["ParquetFile"] >= 1 and ops["SampledHistoryPage"] >= 1
+        result = run.download_history_exports(tmp_path, require_complete_history=False)
+        assert result.contains_live_data is True and len(result.paths) == 1
+        assert pq.read_table(result.paths[0]).column("_step").to_pylist() == [0, 1, 2]
+        page = srv.protocol._sample(srv.backend.run("acme", "rl", "r0000001"),  # type: ignore[union-attr]
+                                    [{"keys": ["_step", "loss"], "minStep": 0, "maxStep": 9, "samples": 10}],
+                                    srv.base_url)[0]
+        assert [r["_step"] for r in page] == ([3, 4] if mode == "only" else [0, 1, 2, 3, 4])
+    with LocalServer(FIXTURE, parquet=True, parquet_lag_rows=5) as srv:  # no file yet: all live
+        rows = list(make_api(srv).run("acme/rl/r0000001").scan_history(keys=["loss"], use_cache=False))
+        assert [r["_step"] for r in rows] == [0, 1, 2, 3, 4] and "ParquetFile" not in srv.stats()["ops"]

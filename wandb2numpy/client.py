@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import AuthError, FetchError
 from .models import KeyInfo, RunInfo
+from .series import ParquetColumns, series_from_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import wandb
@@ -58,6 +59,9 @@ class ClientSettings:
     # one request per run and key group, as the original tool did; an older server that refuses
     # the query turns it off by itself, with one warning.
     batch_small_runs: bool = True
+    # Read finished runs' full history from their exported parquet files, a column at a time,
+    # plus any live rows after them with pages. Off: pages only.
+    parquet: bool = True
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("WANDB_BASE_URL")
@@ -128,6 +132,13 @@ def classify(exc: BaseException) -> Verdict:
             return "auth"
     elif isinstance(exc, AuthError):
         return "auth"
+    elif isinstance(exc, ParquetFileError):
+        # A signed file URL is not our key: a 403 means expired or refused, never "bad API key".
+        if exc.status == 429:
+            return "rate_limit"
+        if exc.status is None:
+            return "transient" if exc.transient else "fatal"
+        return "transient" if exc.status >= 500 or exc.status in (408, 425) else "fatal"
     elif isinstance(exc, FetchError):
         return "fatal"
     if status is not None:
@@ -430,6 +441,112 @@ def history_window(
         raise FetchError(f"run {info.path} is no longer on the server")
     rows: list[dict[str, Any]] = run["sampledHistory"][0]
     return rows
+
+
+# The query wandb-core's own history reader sends first, word for word on the wire.
+_PARQUET_QUERY = """
+query RunParquetHistory ($entity: String!, $project: String!, $runName: String!, $liveKeys: [String!]!) {
+	project(name: $project, entityName: $entity) {
+		run(name: $runName) {
+			parquetHistory(liveKeys: $liveKeys) {
+				parquetUrls
+				liveData
+			}
+		}
+	}
+}
+"""
+
+
+@dataclass(frozen=True)
+class ParquetPlan:
+    """Where a run's exported history is: its files, and the first step not in them (None: the
+    export holds every row)."""
+
+    urls: list[str]
+    live_min_step: int | None
+
+
+def parquet_history(api: wandb.Api, info: RunInfo) -> ParquetPlan:
+    """The run's exported parquet files and where its live rows start: one request."""
+    service = getattr(api, "_service_api", None)
+    if service is None or not hasattr(service, "execute_graphql"):
+        raise FetchError("this wandb client cannot send the parquet history query")
+    data = service.execute_graphql(
+        _PARQUET_QUERY,
+        {"entity": info.entity, "project": info.project, "runName": info.id, "liveKeys": ["_step"]},
+    )
+    run = (data.get("project") or {}).get("run")
+    if run is None:
+        raise FetchError(f"run {info.path} is no longer on the server")
+    doc = run.get("parquetHistory") or {}
+    urls = [str(u) for u in doc.get("parquetUrls") or [] if u]
+    live: int | None = None
+    for row in doc.get("liveData") or []:
+        row = _json(row) if isinstance(row, (str, bytes, bytearray)) else row
+        step = row.get("_step") if isinstance(row, Mapping) else None
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step):
+            live = int(step) if live is None else min(live, int(step))
+    return ParquetPlan(urls, live)
+
+
+class ParquetFileError(Exception):
+    """A parquet file that could not be read: the host's error status, a failed connection
+    (`transient`), or a file that is not what it should be (neither)."""
+
+    def __init__(self, message: str, status: int | None = None, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+_sessions = threading.local()
+
+
+def _session() -> Any:
+    """One keep-alive `requests.Session` per worker thread: files of one host reuse connections."""
+    import requests
+
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = requests.Session()
+        _sessions.session = session
+    return session
+
+
+def _where(url: str) -> str:
+    """The URL without its query: signed URLs carry their signature there, kept out of logs."""
+    return url.split("?", 1)[0]
+
+
+def read_parquet_columns(url: str, keys: Sequence[str], timeout: float) -> ParquetColumns:
+    """`keys` from one exported file (one GET), as `Series` of the rows holding each key.
+
+    Signed URLs need no credentials, so no API key goes to the file host. Only the needed
+    columns are decoded, straight into float64 arrays (see `series.series_from_table`).
+    """
+    import io
+
+    import pyarrow.parquet as pq
+    import requests
+
+    try:
+        response = _session().get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        text = f"GET {_where(url)} failed: {type(exc).__name__}"
+        raise ParquetFileError(text, transient=True) from None
+    if response.status_code != 200:
+        status = int(response.status_code)
+        raise ParquetFileError(f"GET {_where(url)} answered HTTP {status}", status)
+    data = response.content
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        names = set(parquet.schema_arrow.names)
+        columns = [k for k in dict.fromkeys(["_step", *keys]) if k in names]
+        table = parquet.read(columns=columns, use_threads=False)
+        return series_from_table(table, keys)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one error for the caller
+        raise ParquetFileError(f"{_where(url)} could not be read: {type(exc).__name__}: {exc}") from None
 
 
 # Many runs' sampled history in one request: `sampledHistory` asked on the nodes of a `runs`

@@ -15,17 +15,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = [
     "NonNumericValue",
+    "ParquetColumns",
     "Series",
     "convert_values",
     "empty_series",
     "merge_series",
     "series_from_rows",
+    "series_from_table",
 ]
 
 # The JSON encoder behind wandb's history sends non-finite floats as these strings. Every other
@@ -193,3 +195,86 @@ def merge_series(pieces: Sequence[Series]) -> Series:
     steps = np.concatenate([p.steps for p in pieces])
     values = np.concatenate([p.values for p in pieces])
     return _sorted_unique(steps, values)
+
+
+class ParquetColumns(NamedTuple):
+    """What one exported file gave: a series per numeric key, the reason per non-numeric key,
+    and the file's row count."""
+
+    series: dict[str, Series]
+    non_numeric: dict[str, str]
+    rows: int
+
+
+class UnreadableColumn(ValueError):
+    """A column of a type the page path would not deliver the same way: read the run by pages."""
+
+
+def _numeric_type(pa: Any, typ: Any) -> bool:
+    return bool(pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ))
+
+
+def _first_non_numeric(pa: Any, pc: Any, values: Any) -> str | None:
+    """How the page path would name the column's first non-numeric value (None: every value is
+    a number, or a string the wire uses for one)."""
+    typ = values.type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        special = pc.is_in(values, value_set=pa.array(list(_SPECIAL_STRINGS), typ))
+        bad = pc.index(special, False).as_py()
+        return None if bad < 0 else _describe(values[bad].as_py())
+    if pa.types.is_struct(typ) or pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return _describe(values[0].as_py()) if len(values) else None
+    raise UnreadableColumn(f"a column of type {typ}")
+
+
+def _to_float64(values: Any) -> np.ndarray:
+    """A null-free numeric or boolean column as float64. numpy's int64 -> float64 cast rounds to
+    nearest, ties to even, exactly as ``float()`` does for the ints of a JSON page."""
+    if not len(values):
+        return np.empty(0, dtype=np.float64)
+    arr = values.to_numpy()
+    return np.asarray(arr, dtype=np.float64)
+
+
+def series_from_table(table: Any, keys: Sequence[str], *, step_key: str = "_step") -> ParquetColumns:
+    """Each key's rows from a pyarrow table (an exported history file), with no Python object
+    per row: the rows holding the key (not null), as a page query for that key alone returns
+    them, with the same values bit for bit (NaN and infinities kept, bools as 0/1, ints rounded
+    as ``float()`` does). Non-numeric columns get the reason the page path would give.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = set(table.column_names)
+    if step_key not in names:
+        raise UnreadableColumn(f"the file has no '{step_key}' column")
+    steps_col = table.column(step_key)
+    if not _numeric_type(pa, steps_col.type) or pa.types.is_boolean(steps_col.type):
+        raise UnreadableColumn(f"'{step_key}' is stored as {steps_col.type}")
+    series: dict[str, Series] = {}
+    bad: dict[str, str] = {}
+    for key in dict.fromkeys(keys):
+        if key not in names or pa.types.is_null(table.column(key).type):
+            series[key] = empty_series()
+            continue
+        col = table.column(key)
+        if col.null_count:
+            valid = pc.is_valid(col)
+            col, steps = pc.filter(col, valid), pc.filter(steps_col, valid)
+        else:
+            steps = steps_col
+        if not _numeric_type(pa, col.type):
+            example = _first_non_numeric(pa, pc, col)
+            if example is not None:
+                bad[key] = f"holds non-numeric values ({example})"
+                continue
+            values = np.array([_SPECIAL_STRINGS[v] for v in col.to_pylist()], dtype=np.float64)
+        else:
+            values = _to_float64(col)
+        if steps.null_count:
+            raise ValueError(f"history rows for '{key}' have a bad '{step_key}': missing")
+        step_array = _to_float64(steps)
+        if not bool(np.isfinite(step_array).all()):
+            raise ValueError(f"history rows for '{key}' have a non-finite '{step_key}'")
+        series[key] = _sorted_unique(step_array, values)
+    return ParquetColumns(series, bad, int(table.num_rows))

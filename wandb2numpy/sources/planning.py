@@ -138,7 +138,7 @@ def run_rows(run: RunInfo, keys: Sequence[str], samples: int | None) -> int | No
 def row_windows(
     run: RunInfo, rows: int, page_size: int, spare: int, *, split_for_size: bool, start: int = 0
 ) -> list[tuple[int, int]]:
-    """Step windows of [0, last_step] to read `rows` rows in, each expected to hold about a page.
+    """Step windows of [start, last_step] to read `rows` rows in, each expected to hold about a page.
 
     Planned by rows, never by steps: a run that logged 1,000 rows 10,000 steps apart is one
     window, not 10,000 empty ones. Windows split the step range evenly, so uneven logging can
@@ -151,7 +151,7 @@ def row_windows(
     end = run.last_step + 1
     if end <= 0:
         return [(0, OPEN_END)]
-    if start >= end:
+    if start >= end:  # a tail after the last step: nothing to read
         return []
     k = max(1, math.ceil(rows / page_size)) if split_for_size else 1
     if spare > k:

@@ -26,7 +26,7 @@ from ..errors import AuthError, FetchError
 from ..fetch import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, Verdict, task_group
 from ..filters import build_filters
 from ..models import RunInfo
-from ..series import NonNumericValue, Series, merge_series, series_from_rows
+from ..series import NonNumericValue, ParquetColumns, Series, merge_series, series_from_rows
 from .base import ProgressFn, RunEvent, RunOutcome
 from .planning import (
     OPEN_END,
@@ -37,6 +37,7 @@ from .planning import (
     range_cost,
     row_windows,
     run_rows,
+    sampling_keeps_all,
     step_ranges,
     window_samples,
 )
@@ -44,6 +45,9 @@ from .planning import (
 __all__ = ["WandbSource"]
 
 log = logging.getLogger(__name__)
+
+# Finished runs asked for their export, all without files, after which the export stops asking.
+PARQUET_MISSES = 8
 
 # What one call returns: the series it read, and keys found to hold non-numeric values.
 _Read = tuple[dict[str, Series], dict[str, str]]
@@ -111,6 +115,13 @@ class WandbSource:
         # Whether to ask for many small runs' history in one request; off for good once the
         # server shows it does not know the query.
         self._batch_ok = settings.batch_small_runs
+        # Whether to ask finished runs for their parquet export; off for this export once the
+        # server named none for the first `PARQUET_MISSES` runs asked (a server without exports).
+        self._parquet_ok = settings.parquet
+        self._parquet_answers = [0, 0]  # runs asked that had files, that had none
+        self._parquet_switch = threading.Event()  # set: still asking (seen by calls in threads)
+        if self._parquet_ok:
+            self._parquet_switch.set()
 
     @property
     def stats(self) -> FetchStats:
@@ -244,14 +255,17 @@ class WandbSource:
         the answer, or short), or None if the request failed or the server refuses batches."""
         if not self._batch_ok:
             return None
-        keys = sorted({k for p in plans for k in p})
+        # One spec per co-logged key group found among the runs (usually the same for all runs of
+        # a project): the server then sends each row once, not once per key.
+        own = [co_logged_groups(run, plan) for run, plan in zip(runs, plans)]
+        groups = list(dict.fromkeys(g for gs in own for g in gs))
         cap = samples if samples is not None else self.settings.page_size
-        specs = [{"keys": ["_step", key], "samples": cap} for key in keys]
+        specs = [{"keys": ["_step", *group], "samples": cap} for group in groups]
         first = runs[0]
         what = f"history of {len(runs)} small runs of {first.entity}/{first.project}"
         try:
             answer = await self.runner.call(
-                _batch, first.entity, first.project, [r.id for r in runs], {}, specs, keys, what=what
+                _batch, first.entity, first.project, [r.id for r in runs], {}, specs, groups, what=what
             )
         except AuthError:
             raise
@@ -270,7 +284,12 @@ class WandbSource:
             if got is None:
                 left.add(j)
                 continue
-            series, bad = got
+            series: dict[str, Series] = {}
+            bad: dict[str, str] = {}
+            for group in own[j]:  # the answers for this run's own key groups
+                one, one_bad = got[groups.index(group)]
+                series.update(one)
+                bad.update(one_bad)
             wanted = tuple(plans[j])
             if not _complete(run, tuple(k for k in wanted if k not in bad), series, samples):
                 left.add(j)
@@ -289,6 +308,11 @@ class WandbSource:
         outcome: RunOutcome,
         start: int = 0,
     ) -> None:
+        if not start and self._parquet_eligible(run, wanted, samples) and await self._read_parquet(
+            run, wanted, spare, outcome
+        ):
+            return
+
         async def read_group(keys: tuple[str, ...]) -> None:
             got, paged = await self._read_keys(run, keys, samples, spare, outcome, start=start)
             if start == 0 and not _complete(run, keys, got, samples):
@@ -310,6 +334,132 @@ class WandbSource:
             for keys in co_logged_groups(run, wanted):
                 tg.start_soon(read_group, keys)
 
+    def _parquet_eligible(self, run: RunInfo, wanted: Sequence[str], samples: int | None) -> bool:
+        """Whether to read the run from its parquet export: finished (only those are exported),
+        too large for a batched request, with counts from the listing to check the files
+        against, and read in full (sampled mode only when the server's sampling would return
+        every row anyway: otherwise its sampling decides which rows come back)."""
+        if not self._parquet_ok or run.state != "finished" or not run.history_keys or run.last_step < 0:
+            return False
+        if not wanted or any(k not in run.history_keys for k in wanted):
+            return False
+        if samples is not None and not sampling_keeps_all(run, wanted, samples):
+            return False
+        return not self._small(run, wanted, samples)
+
+    async def _read_parquet(self, run: RunInfo, wanted: Sequence[str], spare: int, outcome: RunOutcome) -> bool:
+        """Read the run from its exported files (a request each) and its live tail (row-sized
+        pages from the first live step). False, with `outcome` untouched: read it by pages
+        instead (no export, counts that disagree with the listing, or any error)."""
+        label = f"parquet history of run {run.id}"
+        plan: client.ParquetPlan | None = None
+        try:
+            plan = await self.runner.call(_parquet_plan, run, self._parquet_switch, what=label, kind="_parquet_plan")
+            if plan is None:  # switched off while the call waited for a slot: nothing was sent
+                self.stats.requests -= 1
+                return False
+            self._parquet_seen(bool(plan.urls))
+            if not plan.urls:
+                log.info("run %s has no parquet export; reading its history by pages", run.id)
+                return False
+            files: list[ParquetColumns] = []
+
+            async def one_file(url: str) -> None:
+                files.append(await self.runner.call(
+                    _parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="_parquet_file"
+                ))
+
+            async with task_group() as tg:
+                for url in plan.urls:
+                    tg.start_soon(one_file, url)
+        except AuthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the pages still hold the history
+            if plan is None:  # the query itself failed (a server without the field, say)
+                self._parquet_seen(False)
+            log.info("%s failed (%s); reading it by pages", label, self._failures.describe(exc))
+            return False
+        live = plan.live_min_step
+        non_numeric: dict[str, str] = {}
+        pieces: dict[str, list[Series]] = {k: [] for k in wanted}
+        for got in files:
+            non_numeric.update({k: v for k, v in got.non_numeric.items() if k not in non_numeric})
+            for key, found in got.series.items():
+                if live is not None and len(found) and found.steps[-1] >= live:
+                    keep = found.steps < live  # the live pages serve these steps
+                    found = Series(found.steps[keep], found.values[keep])
+                pieces[key].append(found)
+        if non_numeric:
+            # The listing calls these numeric: a file that stores them otherwise (mixed bools
+            # and numbers as text, say) is not to be second-guessed; the pages decide.
+            log.info("run %s: its parquet export stores %s as non-numeric; reading it by pages",
+                     run.id, ", ".join(sorted(non_numeric)))
+            return False
+        numeric = list(wanted)
+        in_files = {k: sum(len(p) for p in pieces[k]) for k in numeric}
+        tail = {k: run.history_keys[k].count - in_files[k] for k in numeric}
+        if any(n < 0 for n in tail.values()) or (live is None and any(tail.values())):
+            log.info("run %s: its parquet export holds %s rows where the listing counts %s; reading it by pages",
+                     run.id, in_files, {k: run.history_keys[k].count for k in numeric})
+            return False
+        if live is not None and any(tail.values()):
+            scratch = RunOutcome()
+            if not await self._read_tail(run, tail, live, spare, scratch):
+                log.info("run %s: its live rows after the parquet export came back short; reading it by pages",
+                         run.id)
+                return False
+            non_numeric.update(scratch.non_numeric)
+            for key, found in scratch.series.items():
+                pieces[key].append(found)
+        outcome.non_numeric.update(non_numeric)
+        for key in wanted:
+            if key in non_numeric:
+                continue
+            merged = merge_series(pieces[key])
+            outcome.series[key] = merged
+            self.stats.rows += len(merged)
+        return True
+
+    def _parquet_seen(self, found: bool) -> None:
+        """Count a run's export answer; no export among the first `PARQUET_MISSES` runs asked
+        means a server without exports: stop asking (the pages were read all along anyway)."""
+        self._parquet_answers[0 if found else 1] += 1
+        if self._parquet_ok and self._parquet_answers == [0, PARQUET_MISSES]:
+            self._parquet_ok = False
+            self._parquet_switch.clear()
+            log.info("the server named no parquet export for %d finished runs; reading the others "
+                     "by pages without asking", PARQUET_MISSES)
+
+    async def _read_tail(
+        self, run: RunInfo, tail: Mapping[str, int], start: int, spare: int, outcome: RunOutcome
+    ) -> bool:
+        """The rows at steps >= `start` of every key with rows there (`tail`: how many), keys
+        with as many tail rows asked together and then one by one, as the page path does.
+        False: some key came back short."""
+        complete = True
+
+        async def read_group(keys: tuple[str, ...]) -> None:
+            nonlocal complete
+            got, _ = await self._read_keys(run, keys, None, spare, outcome, tail=(start, tail[keys[0]]))
+            short = [k for k in keys if k not in outcome.non_numeric and len(got.get(k, ())) != tail[k]]
+            if short:
+                if len(keys) > 1:
+                    async with task_group() as tg:
+                        for key in keys:
+                            tg.start_soon(read_group, (key,))
+                    return
+                complete = False
+            outcome.series.update(got)
+
+        groups: dict[int, list[str]] = {}
+        for key, n in tail.items():
+            if n > 0:
+                groups.setdefault(n, []).append(key)
+        async with task_group() as tg:
+            for keys in groups.values():
+                tg.start_soon(read_group, tuple(keys))
+        return complete
+
     async def _read_keys(
         self,
         run: RunInfo,
@@ -320,17 +470,25 @@ class WandbSource:
         *,
         core: bool = False,
         start: int = 0,
+        tail: tuple[int, int] | None = None,
     ) -> tuple[dict[str, Series], bool]:
         """The keys' series, and whether they were read with window queries (`history_window`)
-        rather than one sampled request or wandb's own scan (`core`)."""
+        rather than one sampled request or wandb's own scan (`core`). `start`: an incremental tail,
+        the steps from there on. `tail`: read only the steps from `tail[0]` on, expected to hold
+        `tail[1]` rows of each key (the live rows after a parquet export)."""
         label = f"history of run {run.id} ({', '.join(keys)})"
         page_size = self.settings.page_size
         parts: list[_Read] = []
-        rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
-        if start and rows is not None:  # a tail: about its share of the steps, for planning only
-            rows = max(1, round(rows * (run.last_step + 1 - start) / max(1, run.last_step + 1)))
-        sampled = samples is not None and (rows is None or rows >= samples)
-        if core or run.last_step < 0:
+        rows: int | None
+        if tail is not None:
+            start, rows = tail
+            sampled = False
+        else:
+            rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
+            if start and rows is not None:  # an incremental tail: its share of the steps, for planning only
+                rows = max(1, round(rows * (run.last_step + 1 - start) / max(1, run.last_step + 1)))
+            sampled = samples is not None and (rows is None or rows >= samples)
+        if tail is None and (core or run.last_step < 0):
             ranges = step_ranges(run, spare, page_size)
             scan = True
 
@@ -347,7 +505,7 @@ class WandbSource:
         windows: list[tuple[int, int]] = []
         if not sampled and rows is not None:
             windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None, start=start)
-        if samples is not None and not start and (sampled or len(windows) <= 1):
+        if tail is None and not start and samples is not None and (sampled or len(windows) <= 1):
             parts.append(await self.runner.call(_sampled, run, keys, samples, what=label))
             return self._merge(keys, parts, outcome), False
         if rows is None:  # no counts from the listing: one window per page of steps, as wandb scans
@@ -369,9 +527,11 @@ class WandbSource:
         async with task_group() as tg:
             for lo, hi, cap in plan:
                 tg.start_soon(window, lo, hi, cap)
-        return self._merge(keys, parts, outcome), True
+        return self._merge(keys, parts, outcome, count=tail is None), True
 
-    def _merge(self, keys: Sequence[str], parts: Sequence[_Read], outcome: RunOutcome) -> dict[str, Series]:
+    def _merge(
+        self, keys: Sequence[str], parts: Sequence[_Read], outcome: RunOutcome, *, count: bool = True
+    ) -> dict[str, Series]:
         merged: dict[str, Series] = {}
         for key in keys:
             found = [p[0][key] for p in parts if key in p[0]]
@@ -380,7 +540,8 @@ class WandbSource:
                     outcome.non_numeric[key] = p[1][key]
             if found and key not in outcome.non_numeric:
                 merged[key] = merge_series(found) if len(found) > 1 else found[0]
-                self.stats.rows += len(merged[key].values)
+                if count:
+                    self.stats.rows += len(merged[key].values)
         return merged
 
 
@@ -439,20 +600,14 @@ def _batch(
     run_ids: Sequence[str],
     filters: Mapping[str, Any],
     specs: Sequence[Mapping[str, Any]],
-    keys: Sequence[str],
-) -> dict[str, _Read]:
-    """Per run, the series of every key (one spec per key, in `keys` order)."""
+    groups: Sequence[tuple[str, ...]],
+) -> dict[str, list[_Read]]:
+    """Per run, the series read by each spec (one spec per key group, in `groups` order)."""
     answer = client.batch_history(api, entity, project, run_ids, filters, specs)
-    out: dict[str, _Read] = {}
-    for run_id, per_spec in answer.items():
-        series: dict[str, Series] = {}
-        bad: dict[str, str] = {}
-        for key, rows in zip(keys, per_spec):
-            one, one_bad = _convert(rows, (key,))
-            series.update(one)
-            bad.update(one_bad)
-        out[run_id] = (series, bad)
-    return out
+    return {
+        run_id: [_convert(rows, group) for group, rows in zip(groups, per_spec)]
+        for run_id, per_spec in answer.items()
+    }
 
 
 def _scanned(
@@ -460,3 +615,15 @@ def _scanned(
 ) -> _Read:
     rows = client.scan_history(api, run, keys, lo, None if hi == OPEN_END else hi, page_size)
     return _convert(rows, keys)
+
+
+def _parquet_file(api: wandb.Api, url: str, keys: Sequence[str], timeout: float) -> ParquetColumns:
+    """One exported file's columns: one GET, no wandb request (the slot's `Api` goes unused)."""
+    return client.read_parquet_columns(url, keys, timeout)
+
+
+def _parquet_plan(api: wandb.Api, run: RunInfo, switch: threading.Event) -> client.ParquetPlan | None:
+    """The run's export plan, or None without a request once asking was switched off."""
+    if not switch.is_set():
+        return None
+    return client.parquet_history(api, run)

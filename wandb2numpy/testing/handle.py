@@ -71,6 +71,7 @@ class LocalServer:
         api_key: str = DEFAULT_API_KEY,
         entity: str | None = None,
         parquet: bool | str = False,
+        parquet_lag_rows: int = 0,
         faults: FaultSettings | None = None,
         **fault_options: Any,
     ) -> None:
@@ -87,13 +88,14 @@ class LocalServer:
         if parquet:
             from .parquet import ParquetExports  # pyarrow is only needed for this mode
 
-            self.parquet = ParquetExports(self.backend)
+            self.parquet = ParquetExports(self.backend, parquet_lag_rows)
         if parquet not in (False, True, "only"):
             raise ValueError(f"parquet must be False, True or 'only', not {parquet!r}")
         self.protocol = Protocol(
             self.backend,
             parquet_url=self.parquet.url_for if self.parquet else None,
             exported_pages_empty=parquet == "only",
+            exported_rows=self.parquet.exported_rows if self.parquet else None,
             unlisted_runs=lambda: self.faults.settings.unlisted_runs,
         )
         self._log = RequestLog()

@@ -2,8 +2,10 @@
 
 `RunParquetHistory` then names one file per finished run (and no live rows), and the file route
 answers whole GETs and the ranged reads of wandb-core's Rust reader (206 + `Content-Range`).
-pyarrow is imported here only, so the rest of the server works without it. Files are built on
-first request and cached until the data changes.
+`lag_rows=N` models an export that lags the run: the file holds all but its last N rows, which
+`RunParquetHistory` lists as live (a run with no more than N rows has no file yet).
+The module imports pyarrow when loaded (a dependency of the package; the rest of the server does
+not need it). Files are built on first request and cached until the data changes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ try:
     import pyarrow as pa
     import pyarrow.parquet as pq
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("the --parquet mode needs pyarrow: pip install 'wandb2numpy[parquet]'") from exc
+    raise ImportError("the --parquet mode needs pyarrow: pip install pyarrow") from exc
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 ROW_GROUP_SIZE = 10_000
@@ -44,9 +46,12 @@ def _object_array(col: Column) -> pa.Array:
     return pa.array([None if v is None else json.dumps(v) for v in vals], pa.string())
 
 
-def history_table(history: History) -> pa.Table:
+def history_table(history: History, rows: int | None = None) -> pa.Table:
+    """The first `rows` rows (all by default) as a table, a column per key, nulls where absent."""
+    n = len(history) if rows is None else rows
     arrays, names = [], []
-    for name, col in history.columns.items():
+    for name, full in history.columns.items():
+        col = Column(full.kind, full.values[:n], full.present[:n], full.type_counts)
         if col.kind == "object":
             arr = _object_array(col)
         else:
@@ -56,9 +61,9 @@ def history_table(history: History) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def history_parquet(history: History) -> bytes:
+def history_parquet(history: History, rows: int | None = None) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(history_table(history), sink, row_group_size=ROW_GROUP_SIZE)
+    pq.write_table(history_table(history, rows), sink, row_group_size=ROW_GROUP_SIZE)
     data: bytes = sink.getvalue().to_pybytes()
     return data
 
@@ -66,8 +71,11 @@ def history_parquet(history: History) -> bytes:
 class ParquetExports:
     """Per-run exported files, keyed by (entity, project, run id)."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, lag_rows: int = 0) -> None:
+        if lag_rows < 0:
+            raise ValueError(f"parquet_lag_rows must be >= 0, not {lag_rows}")
         self.backend = backend
+        self.lag_rows = lag_rows
         self._cache: dict[tuple[str, str, str], tuple[bytes, int]] = {}
         self._lock = threading.Lock()
 
@@ -75,10 +83,15 @@ class ParquetExports:
         with self._lock:
             self._cache.clear()
 
-    @staticmethod
-    def exported(run: RunRecord) -> bool:
-        """Only finished runs are exported; running and crashed ones stay live."""
-        return run.state == "finished" and len(run.history) > 0
+    def exported_rows(self, run: RunRecord) -> int:
+        """Rows in the run's file: only finished runs are exported; running and crashed ones
+        stay live, and so do the last `lag_rows` rows of a finished one."""
+        if run.state != "finished":
+            return 0
+        return max(0, len(run.history) - self.lag_rows)
+
+    def exported(self, run: RunRecord) -> bool:
+        return self.exported_rows(run) > 0
 
     def url_for(self, run: RunRecord, base_url: str) -> str | None:
         if not self.exported(run):
@@ -95,7 +108,8 @@ class ParquetExports:
         run = self.backend.run(entity, project, run_id)
         if run is None or not self.exported(run):
             return None
-        built = (history_parquet(run.history), len(run.history))
+        rows = self.exported_rows(run)
+        built = (history_parquet(run.history, rows), rows)
         with self._lock:
             self._cache[key] = built
         return built

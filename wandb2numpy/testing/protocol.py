@@ -154,8 +154,9 @@ class Protocol:
     """Dispatches parsed requests to the backend; `parquet_url` is set by the parquet mode.
 
     `exported_pages_empty` models a service that keeps an exported run's history only in its
-    files: step-windowed `sampledHistory` specs (the page queries) then return no rows for it,
-    while a whole-run sample (`run.history`) still does. `unlisted_runs` names the runs a
+    files: step-windowed `sampledHistory` specs (the page queries) then return only its live rows
+    (those after the file's, see `exported_rows`), while a whole-run sample (`run.history`) still
+    returns every row. `exported_rows` tells how many of a run's first rows its file holds. `unlisted_runs` names the runs a
     listing counts but leaves out of its pages (`FaultSettings.unlisted_runs`).
     """
 
@@ -165,11 +166,13 @@ class Protocol:
         *,
         parquet_url: Callable[[RunRecord, str], str | None] | None = None,
         exported_pages_empty: bool = False,
+        exported_rows: Callable[[RunRecord], int] | None = None,
         unlisted_runs: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.backend = backend
         self.parquet_url = parquet_url
         self.exported_pages_empty = exported_pages_empty
+        self.exported_rows = exported_rows
         self.unlisted_runs = unlisted_runs
         self.handlers: dict[str, Callable[[GraphQLRequest, str], Reply]] = {
             "Viewer": self.viewer,
@@ -338,16 +341,16 @@ class Protocol:
         """
         h = run.history
         out: list[list[dict[str, Any]]] = []
-        exported = self.exported_pages_empty and self.parquet_url is not None and self.parquet_url(run, base_url)
+        exported = self.exported_pages_empty and self._exported_rows(run, base_url)
         for spec in specs:
             if isinstance(spec, str):
                 spec = json.loads(spec)
-            if exported and "minStep" in spec:
-                out.append([])
-                continue
             keys = list(dict.fromkeys(str(k) for k in spec.get("keys") or ["_step"]))
             lo_step, hi_step = spec.get("minStep"), spec.get("maxStep")  # maxStep is inclusive
             lo, hi = h.step_slice(lo_step, None if hi_step is None else int(hi_step) + 1)
+            if exported and "minStep" in spec:  # pages see only the live rows
+                lo = max(lo, exported)
+                hi = max(lo, hi)
             idx = sample_indices(h.rows_with_all(keys, lo, hi), int(spec.get("samples", 500)))
             out.append(h.rows(idx, keys))
         return out
@@ -374,6 +377,12 @@ class Protocol:
         lines = [json.dumps(r, separators=(",", ":")) for r in h.rows(np.arange(lo, hi))]
         return json_reply({"project": {"run": {"history": lines}}}, rows=len(lines))
 
+    def _exported_rows(self, run: RunRecord, base_url: str) -> int:
+        """How many of the run's first rows its exported file holds (0: no file)."""
+        if self.parquet_url is None or self.parquet_url(run, base_url) is None:
+            return 0
+        return len(run.history) if self.exported_rows is None else self.exported_rows(run)
+
     def parquet_history(self, req: GraphQLRequest, base_url: str) -> Reply:
         """No exported files (every step live) unless the parquet mode exports this run."""
         run = self._run_or_reply(req)
@@ -381,9 +390,11 @@ class Protocol:
             return run
         url = self.parquet_url(run, base_url) if self.parquet_url else None
         h = run.history
-        if url is not None:
-            return json_reply({"project": {"run": {"parquetHistory": {"parquetUrls": [url], "liveData": []}}}})
         live_keys = tuple(str(k) for k in req.variables.get("liveKeys") or ["_step"])
+        if url is not None:
+            live_rows = h.rows(np.arange(self._exported_rows(run, base_url), len(h)), live_keys)
+            doc = {"parquetUrls": [url], "liveData": live_rows}
+            return json_reply({"project": {"run": {"parquetHistory": doc}}})
         live = h.encoded_cache.get(live_keys)
         if live is None:  # every scan asks for every live step: encode once per run
             live = json.dumps(h.rows(np.arange(len(h)), live_keys), separators=(",", ":"))
