@@ -18,6 +18,7 @@ from wandb2numpy import RetryPolicy
 from wandb2numpy.cli import build_parser, main
 from wandb2numpy.lock import LOCK_NAME, output_lock
 from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
+from wandb2numpy.writers import MANIFEST_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAST = dataclasses.replace(FAST_RETRIES, attempts=4)
@@ -160,6 +161,8 @@ def test_existing_output_needs_overwrite(srv: LocalServer, tmp_path: Path, capsy
     out = tmp_path / "out"
     extra = out / "curves" / "notes.txt"
     extra.write_text("mine")
+    (out / "curves" / "plots").mkdir()
+    (out / "curves" / "plots" / "fig1.png").write_bytes(b"\x89PNG\r\n")
     before = files_under(out)
     stamps = {p: os.stat(out / p).st_mtime_ns for p in before}
     srv.reset_stats()
@@ -173,9 +176,48 @@ def test_existing_output_needs_overwrite(srv: LocalServer, tmp_path: Path, capsy
 
     assert cli(srv, str(cfg), "-o", "-q") == 0
     after = files_under(out)
-    assert "curves/notes.txt" not in after  # the experiment folder was replaced as a whole
-    assert after == {k: v for k, v in before.items() if k != "curves/notes.txt"}
-    assert all(os.stat(out / p).st_mtime_ns != stamps[p] for p in after)
+    assert after == before  # the same data again, and the files we did not write are kept
+    theirs = {"curves/notes.txt", "curves/plots/fig1.png"}
+    assert all(os.stat(out / p).st_mtime_ns != stamps[p] for p in after if p not in theirs)
+    assert all(os.stat(out / p).st_mtime_ns == stamps[p] for p in theirs)
+
+
+def test_second_overwrite_replaces_its_own_files(srv: LocalServer, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg), "-q", "-e", "curves") == 0
+    folder = tmp_path / "out" / "curves"
+    (folder / "notes.txt").write_text("mine")
+    assert cli(srv, str(cfg), "-o", "-q", "-e", "curves") == 0
+    cfg = write_config(tmp_path, fields=["train/loss"], output_data_type="csv")
+    assert cli(srv, str(cfg), "-o", "-q", "-e", "curves") == 0
+    left = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert left == [MANIFEST_FILE, "notes.txt", "runs.csv", "train/loss.csv", "train/loss.steps.csv"]
+
+
+def test_overwrite_refuses_a_folder_it_did_not_write(
+    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`output_path: .` and an experiment called `src`: the project's own source folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("print('hello')\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(json.dumps({"src": {"entity": "demo", "project": "synthetic", "output_path": ".",
+                                        "fields": ["train/loss"]}}))
+    before = files_under(tmp_path)
+
+    for args in (["-o"], ["--incremental"]):
+        assert cli(srv, str(cfg), *args) == 1
+        err = capsys.readouterr().err
+        assert "src/main.py" in err and "not written by wandb2numpy" in err
+        assert "--delete-foreign-files" in err and "Traceback" not in err
+        assert srv.stats()["requests"] == 0  # refused before fetching
+        assert files_under(tmp_path) == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "src"]
+
+    assert cli(srv, str(cfg), "-o", "-q", "--delete-foreign-files") == 0  # asked for explicitly
+    assert not (tmp_path / "src" / "main.py").exists()
+    assert np.load(tmp_path / "src" / "train" / "loss.npy").shape == (N_RUNS, 40)
 
 
 # ------------------------------------------------------------------------------- the lock
@@ -253,7 +295,8 @@ def test_log_file_and_json_summary(srv: LocalServer, tmp_path: Path) -> None:
     assert summary["exit_code"] == 0
     assert summary["runs_exported"] == 2 * N_RUNS and summary["runs_failed"] == 0
     assert set(summary["experiments"]) == {"curves", "losses"}
-    written = sum(p.stat().st_size for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != LOCK_NAME)
+    written = sum(p.stat().st_size for p in (tmp_path / "out").rglob("*")
+                  if p.is_file() and p.name not in (LOCK_NAME, MANIFEST_FILE))
     assert summary["bytes_written"] == written
     assert 4 <= summary["requests"] <= srv.stats()["requests"]  # listings + shared history requests
     assert srv.stats()["injected_5xx"] >= 1

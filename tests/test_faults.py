@@ -23,6 +23,7 @@ import pytest
 from wandb2numpy import ClientSettings, export
 from wandb2numpy.cli import main
 from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
+from wandb2numpy.writers import MANIFEST_FILE
 
 FAST = dataclasses.replace(FAST_RETRIES, attempts=8, max_wait=0.5)
 HISTORY_OPS = "HistoryPage,SampledHistoryPage,RunSampledHistory,RunFullHistory"
@@ -212,6 +213,15 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         proc.wait(timeout=10)
 
 
+def _manifest(folder: Path) -> None:
+    """Make the files of `folder` those of an earlier export, so `-o` may replace them."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    doc = {"wandb2numpy_manifest": 1, "data_type": "numpy", "files": [
+        {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size} for p in files
+    ]}
+    (folder / MANIFEST_FILE).write_text(json.dumps(doc))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_export_leaves_previous_export_intact(
@@ -226,6 +236,8 @@ def test_signal_mid_export_leaves_previous_export_intact(
     for rel in reference:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(b"previous export of " + rel.encode())
+    for exp in ("sampled", "full"):
+        _manifest(out / exp)
     before = tree(out)
     env = dict(os.environ, WANDB_API_KEY=DEFAULT_API_KEY)
     summary_file = tmp_path / "summary.json"
@@ -298,6 +310,7 @@ def test_signal_ends_a_long_full_history_export_within_about_one_request(
     previous = out / "long" / "previous.txt"
     previous.parent.mkdir(parents=True)
     previous.write_text("an earlier export")
+    _manifest(previous.parent)
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(json.dumps({"long": {
         "entity": "demo", "project": "synthetic", "fields": ["train/return"],

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from wandb2numpy import writers
 from wandb2numpy.assemble import ExperimentResult, FieldArrays
-from wandb2numpy.errors import OutputError, OutputExistsError
+from wandb2numpy.errors import ForeignFilesError, OutputError, OutputExistsError
 from wandb2numpy.formats import _base as formats_base
 from wandb2numpy.formats import csv as csv_format
 from wandb2numpy.models import RunInfo
@@ -91,9 +91,9 @@ def test_layout_with_sub_folders(tmp_path: Path, data_type: str) -> None:
     assert written == [tmp_path / "exp" / r for r in rel]
     assert planned_files(result(), data_type) == [Path(r) for r in rel]  # type: ignore[arg-type]
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == sorted(
-        f"exp/{r}" for r in rel
+        f"exp/{r}" for r in [*rel, writers.MANIFEST_FILE]
     )
-    assert existing_outputs(tmp_path, "exp") == sorted(written)
+    assert existing_outputs(tmp_path, "exp") == sorted(written)  # the manifest is no output
 
 
 def test_npy_contents(tmp_path: Path) -> None:
@@ -358,14 +358,27 @@ def test_empty_experiment_folder_is_not_existing_output(tmp_path: Path) -> None:
     assert not (tmp_path / "exp" / "sub").exists()
 
 
-def test_overwrite_replaces_whole_folder(tmp_path: Path) -> None:
+def test_overwrite_replaces_what_the_last_export_wrote_and_keeps_the_rest(tmp_path: Path) -> None:
     write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
     (tmp_path / "exp" / "notes.txt").write_text("mine")
     new = result(fields={"acc": result().fields["acc"]})
     written = write_experiment(new, tmp_path, data_type="csv", overwrite=True)
     files = sorted(p for p in (tmp_path / "exp").rglob("*") if p.is_file())
-    assert files == sorted(written)
+    exp = tmp_path / "exp"
+    assert files == sorted([*written, exp / "notes.txt", exp / writers.MANIFEST_FILE])
+    assert (exp / "notes.txt").read_text() == "mine"
+    assert not (exp / "train").exists()  # the old export's field is gone with its folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]  # no staging or old folders
+
+
+def test_delete_foreign_files_replaces_whole_folder(tmp_path: Path) -> None:
+    write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
+    (tmp_path / "exp" / "notes.txt").write_text("mine")
+    new = result(fields={"acc": result().fields["acc"]})
+    written = write_experiment(new, tmp_path, data_type="csv", overwrite=True, delete_foreign_files=True)
+    files = sorted(p for p in (tmp_path / "exp").rglob("*") if p.is_file())
+    assert files == sorted([*written, tmp_path / "exp" / writers.MANIFEST_FILE])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
 
 
 def test_missing_output_path_is_created(tmp_path: Path) -> None:
@@ -468,7 +481,7 @@ def test_recover_interrupted_swap_restores_previous_export(tmp_path: Path) -> No
     files = existing_outputs(tmp_path, "exp")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
     assert snapshot(tmp_path / "exp") == before
-    assert files == sorted(tmp_path / "exp" / name for name in before)
+    assert files == sorted(tmp_path / "exp" / name for name in before if name != writers.MANIFEST_FILE)
     with pytest.raises(OutputExistsError):
         write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
 
@@ -555,3 +568,169 @@ def test_staging_of_this_process_still_in_use_is_kept(tmp_path: Path) -> None:
         assert (tmp_path / name).is_dir()
     finally:
         writers._active_staging.discard(name)
+
+
+# --------------------------------------------------------------------------- files we did not write
+
+
+def manifest(folder: Path) -> dict[str, object]:
+    doc: dict[str, object] = json.loads((folder / writers.MANIFEST_FILE).read_text())
+    return doc
+
+
+def test_manifest_lists_what_the_export_wrote(tmp_path: Path) -> None:
+    written = write_experiment(result(), tmp_path / "a", data_type="numpy", overwrite=False)
+    exp = tmp_path / "a" / "exp"
+    doc = manifest(exp)
+    assert doc["data_type"] == "numpy"
+    assert doc["files"] == [
+        {"path": p.relative_to(exp).as_posix(), "size": p.stat().st_size} for p in written
+    ]
+    # Same data, same bytes: no time or process id in it, and the data files do not change.
+    write_experiment(result(), tmp_path / "b", data_type="numpy", overwrite=False)
+    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+
+
+def test_files_of_theirs_survive_an_overwrite(tmp_path: Path) -> None:
+    write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
+    exp = tmp_path / "exp"
+    (exp / "plots").mkdir()
+    (exp / "plots" / "fig1.png").write_bytes(b"\x89PNG")
+    (exp / "train" / "notes.txt").write_text("beside a field's file")  # in a folder of ours
+    (exp / "empty").mkdir()
+    (exp / "link").symlink_to("plots/fig1.png")
+    os.chmod(exp / "plots" / "fig1.png", 0o600)
+    inode = (exp / "plots" / "fig1.png").stat().st_ino
+    write_experiment(result(), tmp_path, data_type="csv", overwrite=True)
+    assert (exp / "plots" / "fig1.png").read_bytes() == b"\x89PNG"
+    assert (exp / "plots" / "fig1.png").stat().st_ino == inode  # hard-linked, not copied
+    assert (exp / "plots" / "fig1.png").stat().st_mode & 0o777 == 0o600
+    assert (exp / "train" / "notes.txt").read_text() == "beside a field's file"
+    assert (exp / "empty").is_dir()
+    assert os.readlink(exp / "link") == "plots/fig1.png"
+    assert not (exp / "acc.npy").exists() and (exp / "acc.csv").is_file()
+    assert [f["path"] for f in manifest(exp)["files"]] == [  # type: ignore[attr-defined]
+        p.as_posix() for p in planned_files(result(), "csv")
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_folder_we_did_not_write_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("print('hi')")
+    before = snapshot(tmp_path)
+    with pytest.raises(ForeignFilesError, match=r"src/main\.py.*--delete-foreign-files") as info:
+        write_experiment(result(name="src"), tmp_path, data_type="numpy", overwrite=True)
+    assert info.value.paths == [tmp_path / "src" / "main.py"]
+    with pytest.raises(ForeignFilesError):
+        writers.check_overwrite(tmp_path, "src", data_type="numpy", fields=None)
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    write_experiment(result(name="src"), tmp_path, data_type="numpy", overwrite=True, delete_foreign_files=True)
+    assert not (tmp_path / "src" / "main.py").exists()
+    assert (tmp_path / "src" / "runs.csv").is_file()
+
+
+def test_file_in_place_of_the_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "exp").write_text("a file")
+    with pytest.raises(ForeignFilesError):
+        write_experiment(result(), tmp_path, data_type="numpy", overwrite=True)
+    assert (tmp_path / "exp").read_text() == "a file"
+
+
+def test_many_foreign_files_are_named_up_to_five(tmp_path: Path) -> None:
+    (tmp_path / "exp").mkdir()
+    for i in range(8):
+        (tmp_path / "exp" / f"f{i}.txt").write_text("x")
+    with pytest.raises(ForeignFilesError) as info:
+        writers.check_overwrite(tmp_path, "exp", data_type="numpy", fields=["acc"])
+    message = str(info.value)
+    assert "8 file(s)" in message and "f4.txt" in message and "f5.txt" not in message
+    assert "and 3 more" in message
+
+
+def _legacy(tmp_path: Path, data_type: str = "numpy") -> Path:
+    """A folder as versions before the manifest wrote it."""
+    write_experiment(result(), tmp_path, data_type=data_type, overwrite=False)
+    (tmp_path / "exp" / writers.MANIFEST_FILE).unlink()
+    return tmp_path / "exp"
+
+
+def test_folder_of_an_export_before_manifests_is_ours(tmp_path: Path) -> None:
+    exp = _legacy(tmp_path, "csv")
+    (exp / "failed_runs.csv").write_text("id,error\nr3,boom\n")
+    (exp / "notes.txt").write_text("mine")
+    (exp / "analysis.csv").write_text("a lone csv, no steps file: not a field of ours")
+    writers.check_overwrite(tmp_path, "exp", data_type="numpy", fields=["acc"])
+    write_experiment(result(fields={"acc": result().fields["acc"]}), tmp_path, data_type="numpy",
+                     overwrite=True)
+    left = sorted(p.relative_to(exp).as_posix() for p in exp.rglob("*") if p.is_file())
+    assert left == sorted(
+        [writers.MANIFEST_FILE, "runs.csv", "acc.npy", "acc.steps.npy", "notes.txt", "analysis.csv"]
+    )
+
+
+def test_runs_csv_not_ours_is_not_a_legacy_export(tmp_path: Path) -> None:
+    exp = _legacy(tmp_path)
+    (exp / "runs.csv").write_text("run,score\n1,2\n")
+    with pytest.raises(ForeignFilesError, match="not written by wandb2numpy"):
+        write_experiment(result(), tmp_path, data_type="numpy", overwrite=True)
+
+
+def test_unreadable_manifest_is_not_trusted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
+    exp = tmp_path / "exp"
+    (exp / writers.MANIFEST_FILE).write_text("{not json")
+    (exp / "runs.csv").write_text("run,score\n")
+    with pytest.raises(ForeignFilesError):
+        write_experiment(result(), tmp_path, data_type="numpy", overwrite=True)
+    assert "ignoring" in caplog.text
+
+
+def test_file_of_theirs_where_a_new_field_goes_is_refused(tmp_path: Path) -> None:
+    write_experiment(result(fields={}), tmp_path, data_type="numpy", overwrite=False)
+    exp = tmp_path / "exp"
+    (exp / "acc.npy").write_bytes(b"mine")
+    (exp / "train").write_text("a file where a field needs a folder")
+    before = snapshot(tmp_path)
+    with pytest.raises(ForeignFilesError, match="where this export writes") as info:
+        writers.check_overwrite(tmp_path, "exp", data_type="numpy", fields=["acc", "train/loss"])
+    assert info.value.paths == [exp / "acc.npy", exp / "train"]
+    writers.check_overwrite(tmp_path, "exp", data_type="numpy", fields=None)  # names not known yet
+    with pytest.raises(ForeignFilesError, match="where this export writes"):
+        write_experiment(result(), tmp_path, data_type="numpy", overwrite=True)
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_failed_swap_keeps_the_previous_folder_with_their_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
+    (tmp_path / "exp" / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    real_rename = os.rename
+
+    def rename(src, dst):  # type: ignore[no-untyped-def]
+        if ".tmp-" in os.fspath(src):
+            raise OSError(5, "Input/output error")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(writers.os, "rename", rename)
+    with pytest.raises(OutputError, match="Input/output"):
+        write_experiment(result(), tmp_path, data_type="csv", overwrite=True)
+    monkeypatch.undo()
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_no_hard_links_falls_back_to_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
+    (tmp_path / "exp" / "notes.txt").write_text("mine")
+
+    def no_links(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(writers.os, "link", no_links)
+    write_experiment(result(), tmp_path, data_type="numpy", overwrite=True)
+    assert (tmp_path / "exp" / "notes.txt").read_text() == "mine"

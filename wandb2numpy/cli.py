@@ -113,7 +113,19 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_export_command)
     p.add_argument("config", nargs="?", help="YAML config file")
-    p.add_argument("-o", "--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "-o",
+        "--overwrite",
+        action="store_true",
+        help="replace the files an earlier export wrote; other files in an experiment folder are "
+        "kept, and a folder wandb2numpy did not write is refused",
+    )
+    p.add_argument(
+        "--delete-foreign-files",
+        action="store_true",
+        help="with -o: replace each experiment folder as a whole, deleting files wandb2numpy "
+        "did not write",
+    )
     p.add_argument(
         "-e",
         "--experiments",
@@ -278,6 +290,7 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
             settings=settings,
             progress=progress,
             incremental=args.incremental,
+            delete_foreign_files=args.delete_foreign_files,
             **_policy(args),
         )
     except Wandb2NumpyError as exc:

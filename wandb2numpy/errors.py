@@ -7,6 +7,7 @@
     +-- OutputError                  exit 1  (writing results failed or would clobber files)
         +-- OutputExistsError                (files exist and overwrite was not asked for)
         +-- OutputLockedError                (another export holds the output folder)
+        +-- ForeignFilesError                (overwrite would delete files no export wrote)
 """
 
 from __future__ import annotations
@@ -74,3 +75,29 @@ class OutputExistsError(OutputError):
 
 class OutputLockedError(OutputError):
     pass
+
+
+class ForeignFilesError(OutputError):
+    """Overwriting would delete or replace files that no earlier export wrote.
+
+    Raised before any request, except for a clash with a file of ``fields: all``, whose names
+    are only known once the runs are listed.
+    """
+
+    def __init__(self, folder: Path, paths: Sequence[Path], *, clash: bool = False) -> None:
+        self.folder = folder
+        self.paths = list(paths)
+        shown = ", ".join(str(p) for p in self.paths[:5])
+        more = f" and {len(self.paths) - 5} more" if len(self.paths) > 5 else ""
+        if clash:
+            what = (f"{folder} holds {len(self.paths)} file(s) that wandb2numpy did not write "
+                    f"where this export writes its own: {shown}{more}")
+        else:
+            what = (f"{folder} was not written by wandb2numpy (no manifest of an earlier "
+                    f"export) and holds {len(self.paths)} file(s) an overwrite would delete: "
+                    f"{shown}{more}")
+        super().__init__(
+            f"{what}; move them away or choose another output_path or experiment name, or pass "
+            "--delete-foreign-files (Python: delete_foreign_files=True) to replace the folder "
+            "as a whole"
+        )

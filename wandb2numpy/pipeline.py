@@ -127,6 +127,7 @@ async def export_async(
     progress: Progress | None = None,
     incremental: bool = False,
     source: HistorySource | None = None,
+    delete_foreign_files: bool = False,
 ) -> ExportResult:
     """Export every selected experiment; see `export` for the arguments.
 
@@ -150,6 +151,11 @@ async def export_async(
             ]
             if existing:
                 raise OutputExistsError(existing)
+        if write and overwrite and not delete_foreign_files:
+            for c in configs:
+                writers.check_overwrite(
+                    Path(c.output_path), c.name, data_type=c.output_data_type, fields=c.fields
+                )
         owned = source is None
         active: HistorySource = (
             WandbSource(settings, concurrency=concurrency, policy=policy) if source is None else source
@@ -158,7 +164,13 @@ async def export_async(
 
         async def run_experiment(exp: ExperimentConfig) -> None:
             reports[exp.name] = await _export_one(
-                exp, active, write=write, overwrite=overwrite, incremental=incremental, progress=progress
+                exp,
+                active,
+                write=write,
+                overwrite=overwrite,
+                incremental=incremental,
+                progress=progress,
+                delete_foreign_files=delete_foreign_files,
             )
 
         try:
@@ -184,6 +196,7 @@ async def _export_one(
     overwrite: bool,
     incremental: bool,
     progress: Progress | None,
+    delete_foreign_files: bool = False,
 ) -> ExperimentReport:
     filters = build_filters(exp)
     cache = None
@@ -231,6 +244,7 @@ async def _export_one(
                 Path(exp.output_path),
                 data_type=exp.output_data_type,
                 overwrite=overwrite,
+                delete_foreign_files=delete_foreign_files,
             )
         )
         if cache is not None:  # only once the arrays are in place: state never runs ahead of them
@@ -266,6 +280,7 @@ def export(
     progress: Progress | None = None,
     incremental: bool = False,
     source: HistorySource | None = None,
+    delete_foreign_files: bool = False,
 ) -> ExportResult:
     """Export experiments and, unless `write=False`, write their files.
 
@@ -274,6 +289,9 @@ def export(
     `policy`: `RetryPolicy`. `progress`: receives progress (the CLI draws bars with it).
     `incremental`: fetch only runs that changed since the last export into the same folder.
     `source`: a `sources.HistorySource` to read instead of the W&B server (tests, other readers).
+    `overwrite` replaces the files an earlier export wrote (its manifest lists them) and keeps
+    every other file; a folder no export wrote is refused (ForeignFilesError) unless
+    `delete_foreign_files`, which replaces each experiment folder as a whole.
     While writing, each output folder is locked against a second export.
     """
     return anyio.run(
@@ -289,6 +307,7 @@ def export(
             progress=progress,
             incremental=incremental,
             source=source,
+            delete_foreign_files=delete_foreign_files,
         )
     )
 

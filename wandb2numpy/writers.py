@@ -1,14 +1,23 @@
-"""Write one experiment's arrays to disk, all or nothing.
+"""Write one experiment's arrays to disk, all or nothing, replacing only what an export wrote.
 
 What files an experiment becomes, and their bytes, is the output format's business (see
 `formats`: ``runs.csv`` plus one values and one steps file per field, sub-folders at each ``/``
-of a field name). This module makes writing them atomic.
+of a field name). This module makes writing them atomic, and keeps what is not ours.
 
-The experiment folder is owned by the tool: with ``overwrite`` it is replaced as a whole, so
-files an older export (or a person) put there and the new export does not produce are gone.
-That is what makes an export all-or-nothing: everything is written to a staging folder next to
-it, fsynced, and swapped in with two renames, so readers and crashes see either the previous
-export or the new one, never a mix.
+Every export leaves a manifest, ``<experiment>/.wandb2numpy-manifest.json``, listing the files
+it wrote. An overwrite replaces those files; anything else in the folder (a person's notes,
+plots, sub-folders) is carried into the new folder unchanged (hard-linked, copied where the file
+system has no hard links). A folder without a manifest counts as ours when its ``runs.csv`` has
+our header: it was written before manifests existed, and its run tables and values/steps file
+pairs are ours. Any other folder holding files (``output_path: .`` and an experiment called
+``src``) is refused, naming the files, unless the caller passes ``delete_foreign_files``, which
+replaces the folder as a whole. So is a file we did not write that sits where the new export
+writes one of its own.
+
+Writing is atomic: the new folder, manifest and carried files included, is staged next to the
+experiment folder, fsynced, and swapped in with two renames, so readers and crashes see either
+the previous export or the new one, never a mix. (A file a person writes into the folder while
+the export runs may miss the new folder; do not edit an experiment folder during its export.)
 
 Crash leftovers are cleaned at the next write (or ``existing_outputs``) of the same experiment:
 
@@ -22,26 +31,31 @@ One writer per experiment folder at a time is assumed; the caller holds the outp
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import secrets
 import shutil
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import formats, names
 from ._fs import pid_alive, sync_dir, sync_file
 from .assemble import ExperimentResult
-from .errors import OutputError, OutputExistsError
-from .formats import RUN_COLUMNS, RUNS_FILE
+from .errors import ForeignFilesError, OutputError, OutputExistsError
+from .formats import FAILED_RUNS_FILE, RUN_COLUMNS, RUNS_FILE
 
 __all__ = [
+    "MANIFEST_FILE",
     "RUNS_FILE",
     "RUN_COLUMNS",
     "DataType",
     "atomic_write_bytes",
     "check_name_safe",
+    "check_overwrite",
     "existing_outputs",
     "planned_files",
     "write_experiment",
@@ -50,6 +64,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DataType = str  # a name in formats.names()
+
+MANIFEST_FILE = ".wandb2numpy-manifest.json"
+_MANIFEST_KEY = "wandb2numpy_manifest"  # its value is the manifest's version
+_MANIFEST_VERSION = 1
 
 _TOKEN_RE = "[0-9a-f]{16}"
 _TMP_RE = re.compile(rf"(\d+)-{_TOKEN_RE}")
@@ -178,18 +196,210 @@ def _files_under(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+# --------------------------------------------------------------------------- what is ours
+
+# runs.csv's header before manifests existed: how a folder of an older export is recognised. Not
+# RUN_COLUMNS, which may grow; newer exports are recognised by their manifest.
+_LEGACY_RUNS_HEADER = b"id,name,group,job_type,state,tags,created_at,heartbeat_at,history_line_count"
+
+
+@dataclass(frozen=True)
+class _Contents:
+    """An experiment folder as an overwrite sees it; paths relative to it, ``/``-separated."""
+
+    known: bool  # a manifest, or a runs.csv of ours from before manifests
+    files: list[str]  # files and symbolic links no export wrote (all of them if not known)
+    empty_dirs: list[str]  # empty folders: never ours, carried along when the folder is known
+
+    @property
+    def theirs(self) -> list[str]:
+        return self.files + self.empty_dirs if self.known else self.files
+
+
+def _entries(folder: Path) -> tuple[set[str], set[str]]:
+    """Files (symbolic links included, never followed) and empty folders under `folder`."""
+    files: set[str] = set()
+    empty: set[str] = set()
+    for root, dirs, names_ in os.walk(folder):
+        rel_root = Path(root).relative_to(folder)
+        files.update((rel_root / name).as_posix() for name in names_)
+        files.update(
+            (rel_root / name).as_posix() for name in dirs if os.path.islink(os.path.join(root, name))
+        )
+        if not names_ and not dirs and rel_root != Path("."):
+            empty.add(rel_root.as_posix())
+    return files, empty
+
+
+def _read_manifest(folder: Path) -> set[str] | None:
+    """The files the last export listed, or None: no manifest, or one that is not ours."""
+    path = folder / MANIFEST_FILE
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_bytes())
+        if not isinstance(doc.get(_MANIFEST_KEY), int):
+            raise ValueError("not a wandb2numpy manifest")
+        listed = {entry["path"] for entry in doc["files"]}
+        if not all(isinstance(rel, str) for rel in listed):
+            raise ValueError("a path is not a string")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+    return listed
+
+
+def _legacy_owned(folder: Path, files: set[str]) -> set[str] | None:
+    """What an export from before manifests wrote, by name: its run tables and every values file
+    with its steps file (in any format, since ``output_data_type`` may have changed). None when
+    runs.csv is missing or was not written by us."""
+    runs = folder / RUNS_FILE
+    if RUNS_FILE not in files or runs.is_symlink():
+        return None
+    try:
+        with open(runs, "rb") as f:
+            head = f.read(len(_LEGACY_RUNS_HEADER) + 1)
+    except OSError:
+        return None
+    if head not in (_LEGACY_RUNS_HEADER + b"\n", _LEGACY_RUNS_HEADER + b","):
+        return None
+    ours = {RUNS_FILE} | ({FAILED_RUNS_FILE} & files)
+    for fmt in map(formats.get, formats.names()):
+        for rel in files:
+            if rel.endswith(fmt.steps_suffix):
+                values = rel[: -len(fmt.steps_suffix)] + fmt.values_suffix
+                if values in files:
+                    ours.update((rel, values))
+    return ours
+
+
+def _contents(final: Path) -> _Contents:
+    if not final.is_dir() or final.is_symlink():
+        return _Contents(known=False, files=[], empty_dirs=[])
+    files, empty = _entries(final)
+    files.discard(MANIFEST_FILE)  # rewritten by every export, whoever wrote the old one
+    ours = _read_manifest(final)
+    if ours is None:
+        ours = _legacy_owned(final, files)
+    if ours is None:
+        return _Contents(known=False, files=sorted(files), empty_dirs=sorted(empty))
+    return _Contents(known=True, files=sorted(files - ours), empty_dirs=sorted(empty))
+
+
+def _clashes(contents: _Contents, plan: Sequence[Path]) -> list[str]:
+    """Files of theirs that a planned file would replace, or that sit where it needs a folder."""
+    planned = {p.as_posix() for p in plan}
+    planned_dirs = {q.as_posix() for p in plan for q in p.parents if q != Path(".")}
+    empty = set(contents.empty_dirs)
+    clashes = []
+    for rel in contents.theirs:
+        inside_a_file = any(q.as_posix() in planned for q in Path(rel).parents)
+        if rel in planned or inside_a_file or (rel in planned_dirs and rel not in empty):
+            clashes.append(rel)
+    return clashes
+
+
+def _refuse_symlink(final: Path) -> None:
+    if final.is_symlink():
+        raise OutputError(
+            f"{final} is a symbolic link; point output_path at the real folder instead"
+        )
+
+
+def _refuse_foreign(final: Path, plan: Sequence[Path]) -> _Contents:
+    """What an overwrite keeps of `final`, or ForeignFilesError if it would delete or replace
+    files no export wrote."""
+    if final.is_file():
+        raise ForeignFilesError(final, [final])
+    try:
+        contents = _contents(final)
+    except OSError as exc:
+        raise OutputError(f"could not inspect {final}: {exc}") from exc
+    if not contents.known and contents.files:
+        raise ForeignFilesError(final, [final / rel for rel in contents.files])
+    clashes = _clashes(contents, plan)
+    if clashes:
+        raise ForeignFilesError(final, [final / rel for rel in clashes], clash=True)
+    return contents
+
+
+def check_overwrite(
+    output_path: str | os.PathLike[str],
+    experiment: str,
+    *,
+    data_type: DataType,
+    fields: Sequence[str] | None,
+) -> None:
+    """Refuse, before any request, an overwrite that would delete files no export wrote.
+
+    `fields` are the configured ones; None (``fields: all``) leaves the check for a clash
+    between a file of theirs and a field's file to `write_experiment`, when the names are known.
+    """
+    names.check_experiment(experiment)
+    base = Path(output_path)
+    final = base / experiment
+    _check_inside(final, base, "experiment")
+    try:
+        _recover(final)
+    except OSError as exc:
+        raise OutputError(f"could not inspect {final}: {exc}") from exc
+    _refuse_symlink(final)
+    possible = formats.get(data_type).possible_files(fields) if fields is not None else []
+    _refuse_foreign(final, possible)
+
+
+def _carry(old: Path, staging: Path, rel: str) -> Path:
+    """Put one entry of theirs into the staged folder without touching the original, so a crash
+    before the swap leaves the previous folder whole."""
+    src, dst = old / rel, staging / rel
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        elif src.is_dir():
+            dst.mkdir()
+        else:
+            try:
+                os.link(src, dst, follow_symlinks=False)
+            except FileExistsError:
+                raise  # a copy would overwrite what is staged
+            except OSError:  # no hard links on this file system
+                if not src.is_file():  # a FIFO or a socket: copying would block or fail
+                    raise
+                shutil.copy2(src, dst)
+                with open(dst, "rb+") as f:
+                    sync_file(f)
+    except OSError as exc:
+        raise OutputError(
+            f"could not keep {src} (not written by wandb2numpy) in the new export: {exc}"
+        ) from exc
+    return dst
+
+
+def _manifest_bytes(folder: Path, written: Sequence[Path], data_type: DataType) -> bytes:
+    """Paths and sizes, nothing else: two exports of the same data write the same bytes."""
+    doc = {
+        _MANIFEST_KEY: _MANIFEST_VERSION,
+        "data_type": data_type,
+        "files": [
+            {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size} for p in written
+        ],
+    }
+    return (json.dumps(doc, indent=1) + "\n").encode("utf-8")
+
+
 def existing_outputs(output_path: str | os.PathLike[str], experiment: str) -> list[Path]:
     """Files already in the experiment folder, after cleaning up any interrupted write.
 
     Recovery runs here too so that a check made before a long fetch sees the same files the
-    write will see.
+    write will see. The manifest is bookkeeping, not output, and is not listed.
     """
     names.check_experiment(experiment)
     final = Path(output_path) / experiment
     _check_inside(final, Path(output_path), "experiment")
     try:
         _recover(final)
-        return _files_under(final)
+        return [p for p in _files_under(final) if p != final / MANIFEST_FILE]
     except OSError as exc:
         raise OutputError(f"could not inspect {final}: {exc}") from exc
 
@@ -219,11 +429,15 @@ def write_experiment(
     *,
     data_type: DataType,
     overwrite: bool,
+    delete_foreign_files: bool = False,
 ) -> list[Path]:
     """Write one experiment and return the final file paths, in ``planned_files`` order.
 
     Raises OutputExistsError (before touching the disk) when the experiment folder holds files
-    and ``overwrite`` is false; with ``overwrite`` the whole folder is replaced.
+    and ``overwrite`` is false. With ``overwrite`` the files of the last export are replaced and
+    every other file is kept; ForeignFilesError when that would delete or replace a file no
+    export wrote. ``delete_foreign_files`` replaces the whole folder instead. The manifest is
+    written too but not returned.
     """
     names.check_experiment(result.name)
     fmt = formats.get(data_type)
@@ -235,10 +449,8 @@ def write_experiment(
     existing = existing_outputs(base, result.name)
     if existing and not overwrite:
         raise OutputExistsError(existing)
-    if final.is_symlink():
-        raise OutputError(
-            f"{final} is a symbolic link; point output_path at the real folder instead"
-        )
+    _refuse_symlink(final)
+    keep = [] if delete_foreign_files else _refuse_foreign(final, plan).theirs
 
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +466,11 @@ def write_experiment(
         for rel in plan:
             _check_inside(staging / rel, staging, "output file")
         written = fmt.write(result, staging)
-        folders = {p for path in written for p in path.parents if staging in p.parents}
+        kept = [_carry(final, staging, rel) for rel in keep]
+        with open(staging / MANIFEST_FILE, "xb") as f:
+            f.write(_manifest_bytes(staging, written, data_type))
+            sync_file(f)
+        folders = {p for path in [*written, *kept] for p in path.parents if staging in p.parents}
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             sync_dir(folder)
         sync_dir(staging)
@@ -272,5 +488,9 @@ def write_experiment(
     finally:
         with _active_lock:
             _active_staging.discard(staging.name)
-    log.info("wrote %d file(s) to %s", len(plan), final)
+    if kept:
+        log.info("wrote %d file(s) to %s, kept %d of its entries not written by wandb2numpy",
+                 len(plan), final, len(kept))
+    else:
+        log.info("wrote %d file(s) to %s", len(plan), final)
     return [final / path.relative_to(staging) for path in written]

@@ -6,6 +6,7 @@ An experiment folder holds::
     failed_runs.csv               only when runs failed: their ids and why
     <field><values suffix>        one (runs, width) float64 array per field
     <field><steps suffix>         the step of every value, NaN where a run has fewer points
+    .wandb2numpy-manifest.json    which of these files the export wrote (kept by the writers)
 
 A ``/`` in a field name makes sub-folders (``eval/reward`` -> ``eval/reward.npy``). A format
 only decides the two suffixes and how one array becomes bytes and back; staging, fsync of
@@ -116,10 +117,17 @@ class Format(ABC):
         Both run tables are reserved, since whether ``failed_runs.csv`` is written is only
         known after the fetch.
         """
+        return _collision(self.possible_files(fields))
+
+    def possible_files(self, fields: Sequence[str]) -> list[Path]:
+        """Every file an export of `fields` may write, ``failed_runs.csv`` included.
+
+        Known before any request, so a check against files already on disk can refuse early.
+        """
         files = [Path(RUNS_FILE), Path(FAILED_RUNS_FILE)]
         for f in fields:
             files += [Path(f + self.values_suffix), Path(f + self.steps_suffix)]
-        return _collision(files)
+        return files
 
     def _plan(self, result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
         n_runs = len(result.runs)
