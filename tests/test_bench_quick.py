@@ -19,12 +19,15 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
-         "--per-row-us", "10", "--concurrency", "1,16", "--no-floor", "--json", str(out)],
+         "--per-row-us", "10", "--concurrency", "1,16", "--no-floor", "--json", str(out),
+         "--scenarios", "S,F,L,R,D,T-f,P"],
         capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = json.loads(out.read_text())
-    assert {r["scenario"] for r in records} == {"S", "F", "L", "R", "D"}
+    # T-f and P of issue 9 (strided steps with a modelled baseline on one run, parquet exports);
+    # T-s, M and MEM run the same code paths and are left out to keep this test short.
+    assert {r["scenario"] for r in records} == {"S", "F", "L", "R", "D", "T-f", "P"}
     for r in records:
         assert set(r) >= KEYS, r
         assert r["tool"] in ("baseline", "ours")
@@ -35,7 +38,12 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
             assert r["speedup"] == 1.0 and r["concurrency"] == 1
     ours = [r for r in records if r["tool"] == "ours"]
     assert {(r["scenario"], r["concurrency"]) for r in ours} == {
-        ("S", 1), ("S", 16), ("F", 1), ("F", 16), ("L", 1), ("L", 16), ("R", 64), ("D", 16)
+        ("S", 1), ("S", 16), ("F", 1), ("F", 16), ("L", 1), ("L", 16), ("R", 64), ("D", 16),
+        ("T-f", 1), ("T-f", 16), ("P", 16),
     }
+    t_base = next(r for r in records if r["scenario"] == "T-f" and r["tool"] == "baseline")
+    assert t_base["estimated"] and "ESTIMATE" in t_base["note"]
+    assert t_base["history_requests"] > 10 * max(r["history_requests"] for r in ours if r["scenario"] == "T-f")
+    assert all(r["cpu_us_per_row"] is not None for r in records if r["scenario"] == "P")
     assert "| scenario | tool |" in done.stdout
     assert "doubling: F (" in done.stdout  # D's wall time against F's, same concurrency
