@@ -1,8 +1,10 @@
 """One benchmark measurement in a fresh process: `python worker.py SPEC_JSON`.
 
-Prints one JSON line: wall time, peak RSS of this process and of wandb-core, CPU seconds, array
-bytes, failed runs. Saves `{field: per-run steps and values}` to SPEC["out"] (npz) so the driver can
-compare tools. The wandb folders and netrc point into a throw-away directory.
+Prints one JSON line: wall time, peak RSS of this process (overall, and when the export returned,
+before this script copies the arrays for the comparison) and of wandb-core, CPU seconds of both,
+array bytes, rows exported, failed runs. Saves `{field: run ids, per-run steps and values}` to
+SPEC["out"] (npz, unless SPEC["save"] is false) so the driver can compare tools, also when the
+baseline read only some of the runs. The wandb folders and netrc point into a throw-away directory.
 """
 
 from __future__ import annotations
@@ -72,7 +74,16 @@ class CoreWatch:
         self._thread.join()
 
 
-def _padded(per_run: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+_export_peak: list[float] = []
+_cpu_at_export: list[float] = []  # process CPU when the export call starts (imports done)
+_EMPTY = np.zeros(0)
+
+
+def _rss_now_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _padded(per_run: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ids = sorted(per_run)
     width = max((len(per_run[i][1]) for i in ids), default=0)
     steps = np.full((len(ids), width), np.nan)
@@ -81,10 +92,12 @@ def _padded(per_run: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
         s, v = per_run[rid]
         steps[row, : len(s)] = s
         values[row, : len(v)] = v
-    return steps, values
+    return np.array(ids, dtype=str), steps, values
 
 
 def run_ours() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int, int]:
+    import wandb  # noqa: F401  (imported by the export anyway; here so the CPU mark below comes after it)
+
     from wandb2numpy import ClientSettings, export
 
     config = {
@@ -96,6 +109,7 @@ def run_ours() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int
             "history_samples": "all" if spec["samples"] is None else spec["samples"],
         }
     }
+    _cpu_at_export.append(time.process_time())
     result = export(
         config,
         write=True,
@@ -103,11 +117,16 @@ def run_ours() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int
         concurrency=spec["concurrency"],
         settings=ClientSettings(base_url=spec["base_url"], api_key=DEFAULT_API_KEY),
     )
+    _export_peak.append(_rss_now_peak_mb())
     res = result.experiments["bench"].result
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     nbytes = 0
     for f, arr in res.fields.items():
         nbytes += arr.values.nbytes + arr.steps.nbytes
+        if not spec.get("save", True):  # only the row counts, no copies (the memory scenario)
+            counts = (~np.isnan(arr.steps)).sum(axis=1)
+            out[f] = {run.id: (np.broadcast_to(0.0, int(counts[i])), _EMPTY) for i, run in enumerate(res.runs)}
+            continue
         per = {}
         for i, run in enumerate(res.runs):
             keep = ~np.isnan(arr.steps[i])
@@ -118,8 +137,12 @@ def run_ours() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int
 
 
 def run_baseline() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int, int]:
+    import wandb  # noqa: F401  (as ours: imports before the CPU mark)
+
+    _cpu_at_export.append(time.process_time())
     got = baseline.export(spec["base_url"], DEFAULT_API_KEY, spec["entity"], spec["project"],
                           spec["fields"], spec["samples"])
+    _export_peak.append(_rss_now_peak_mb())
     nbytes = sum(s.nbytes + v.nbytes for per in got.values() for s, v in per.values())
     return got, nbytes, 0
 
@@ -127,15 +150,23 @@ def run_baseline() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
 def main() -> None:
     me = psutil.Process()
     t_cpu = me.cpu_times()
+    p0 = time.process_time()
     with CoreWatch() as watch:
         t0 = time.perf_counter()
         got, nbytes, failed = run_ours() if spec["tool"] == "ours" else run_baseline()
         wall = time.perf_counter() - t0
     t_cpu2 = me.cpu_times()
+    # Rows exported: per run, the most steps any field holds (every field is logged at every step
+    # in the benchmark's projects), summed over runs.
+    per_run_rows: dict[str, int] = {}
+    for per in got.values():
+        for rid, (s, _) in per.items():
+            per_run_rows[rid] = max(per_run_rows.get(rid, 0), len(s))
     arrays = {}
     for f, per in got.items():
-        if per:
-            steps, values = _padded(per)
+        if per and spec.get("save", True):
+            ids, steps, values = _padded(per)
+            arrays[f.replace("/", "__") + "::ids"] = ids
             arrays[f.replace("/", "__") + "::steps"] = steps
             arrays[f.replace("/", "__") + "::values"] = values
     np.savez(spec["out"], **arrays)
@@ -143,11 +174,14 @@ def main() -> None:
         "tool": spec["tool"],
         "concurrency": spec["concurrency"],
         "wall_s": wall,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _rss_now_peak_mb(),
+        "export_peak_rss_mb": _export_peak[0] if _export_peak else _rss_now_peak_mb(),
         "core_peak_rss_mb": watch.peak,
         "cpu_s": (t_cpu2.user + t_cpu2.system) - (t_cpu.user + t_cpu.system),
         "core_cpu_s": sum(watch.cpu.values()),
+        "imports_cpu_s": (_cpu_at_export[0] - p0) if _cpu_at_export else 0.0,
         "array_bytes": nbytes,
+        "rows_out": sum(per_run_rows.values()),
         "failed_runs": failed,
     }))
 

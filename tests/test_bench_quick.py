@@ -19,7 +19,8 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
-         "--per-row-us", "10", "--concurrency", "1,16", "--no-floor", "--json", str(out)],
+         "--per-row-us", "10", "--concurrency", "1,16", "--no-floor", "--json", str(out),
+         "--scenarios", "S,F,L,R,D"],
         capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -39,3 +40,29 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
     }
     assert "| scenario | tool |" in done.stdout
     assert "doubling: F (" in done.stdout  # D's wall time against F's, same concurrency
+
+
+@pytest.mark.slow
+def test_bench_quick_issue9_scenarios(tmp_path: Path) -> None:
+    """T-f (strided steps, the baseline's one request per 1,000-step window) and P (parquet
+    exports, CPU per row) at a tiny size; T-s, M and MEM run the same code paths."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
+         "--per-row-us", "10", "--concurrency", "16", "--no-floor", "--json", str(out),
+         "--scenarios", "T-f,P"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert {(r["scenario"], r["tool"], r["concurrency"]) for r in records} == {
+        ("T-f", "baseline", 1), ("T-f", "ours", 16), ("P", "baseline", 1), ("P", "ours", 16)
+    }
+    for r in records:
+        assert r["failed_runs"] == 0
+        assert r["matches_baseline"], r["match_note"]
+        assert r["rows_out"] > 0 and r["cpu_us_per_row"] is not None
+        assert not r["estimated"] or "ESTIMATE" in r["note"]
+    hist = {r["tool"]: r["history_requests"] for r in records if r["scenario"] == "T-f"}
+    assert hist["baseline"] > 10 * hist["ours"]  # one request per 1,000-step window against row-sized pages
+    assert "| scenario | tool | conc. | wall s | requests | history req." in done.stdout

@@ -22,7 +22,7 @@ from wandb2numpy.testing.server import build_parser
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "data" / "server" / "fixture_project.json"
 # Every option the issue asks for; the help text must document each.
-OPTIONS = ["--host", "--port", "--data", "--runs", "--steps", "--metrics", "--seed", "--eval-every", "--entity", "--project", "--api-key", "--latency-ms", "--per-row-us", "--rate-limit", "--error-rate", "--reset-rate", "--reset-mode", "--spike-rate", "--spike-ms", "--fault-ops", "--fail-runs", "--no-batch-history", "--parquet"]
+OPTIONS = ["--host", "--port", "--data", "--runs", "--steps", "--metrics", "--seed", "--eval-every", "--entity", "--project", "--api-key", "--latency-ms", "--per-row-us", "--rate-limit", "--error-rate", "--reset-rate", "--reset-mode", "--spike-rate", "--spike-ms", "--fault-ops", "--fail-runs", "--no-batch-history", "--parquet", "--step-stride", "--all-finished"]
 
 
 def _env() -> dict[str, str]:

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_EVAL_EVERY,
         help="log eval/ metrics every K steps (default: %(default)s)",
     )
+    p.add_argument(
+        "--step-stride", type=int, default=1, help="synthetic rows are logged this many steps apart (default: 1)"
+    )
+    p.add_argument(
+        "--all-finished", action="store_true", help="every synthetic run finished (default: some running, crashed)"
+    )
     p.add_argument("--entity", default=None, help=f"entity of the synthetic project (default: {DEFAULT_ENTITY})")
     p.add_argument("--project", default=DEFAULT_PROJECT, help="name of the synthetic project (default: %(default)s)")
     p.add_argument(
@@ -132,6 +138,8 @@ def server_from_args(args: argparse.Namespace) -> LocalServer:
             entity=args.entity or DEFAULT_ENTITY,
             project=args.project,
             columnar=True,
+            step_stride=args.step_stride,
+            all_finished=args.all_finished,
         )
     return LocalServer(
         data,

@@ -112,12 +112,16 @@ def _curve(name: str, t: np.ndarray, rng: np.random.Generator, lr: float, skill:
     return _f64(np.cumsum(rng.normal(0.0, 1.0, n)))  # metric_k: a random walk
 
 
-def run_history(i: int, *, seed: int, steps: int, metrics: int, eval_every: int, start: float) -> History:
+def run_history(
+    i: int, *, seed: int, steps: int, metrics: int, eval_every: int, start: float, step_stride: int = 1
+) -> History:
+    """`steps` rows logged `step_stride` steps apart (RL code often logs at the environment step)."""
     rng = np.random.default_rng([seed, i])
     meta = run_meta(i, seed)
     skill = 0.6 + 0.4 * rng.random()
-    step_arr = np.arange(steps, dtype=np.int64)
-    t = step_arr / max(1, steps - 1)
+    index = np.arange(steps, dtype=np.int64)
+    step_arr = index * max(1, int(step_stride))
+    t = index / max(1, steps - 1)
     runtime = np.cumsum(rng.uniform(0.05, 0.15, steps))
     cols: dict[str, Column] = {
         "_step": numeric_column(step_arr),
@@ -131,7 +135,7 @@ def run_history(i: int, *, seed: int, steps: int, metrics: int, eval_every: int,
             values = values.astype(np.int64)
         present = None
         if name.startswith("eval/") and every > 1:
-            present = step_arr % every == 0
+            present = index % every == 0
         cols[name] = numeric_column(values, present)
         if present is not None:
             cols[name].type_counts = {"number": int(present.sum())}
@@ -148,11 +152,14 @@ def synthetic_project(
     entity: str = DEFAULT_ENTITY,
     project: str = DEFAULT_PROJECT,
     columnar: bool = False,
+    step_stride: int = 1,
+    all_finished: bool = False,
 ) -> dict[str, Any]:
     """The synthetic project as the JSON fixture shape.
 
     With `columnar=True` each run's `history` is a ready `History` (what the server loads, no
-    per-row dicts); otherwise it is the list of row dicts a JSON file would hold.
+    per-row dicts); otherwise it is the list of row dicts a JSON file would hold. `step_stride`
+    spaces the logged steps; `all_finished` marks every run finished (so `--parquet` exports all).
     """
     taken: set[str] = set()
     out_runs = []
@@ -160,8 +167,12 @@ def synthetic_project(
         rid = run_id(seed, i, taken)
         taken.add(rid)
         meta = run_meta(i, seed)
+        if all_finished:
+            meta["state"] = "finished"
         start = (_EPOCH0 + timedelta(minutes=i)).timestamp()
-        hist = run_history(i, seed=seed, steps=steps, metrics=metrics, eval_every=eval_every, start=start)
+        hist = run_history(
+            i, seed=seed, steps=steps, metrics=metrics, eval_every=eval_every, start=start, step_stride=step_stride
+        )
         summary = hist.last_values()
         finished_at = start + (float(hist.columns["_runtime"].values[-1]) if steps else 0.0)
         run: dict[str, Any] = {
