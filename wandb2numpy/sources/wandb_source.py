@@ -189,7 +189,8 @@ class WandbSource:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the others go on
                 message = self._failures.describe(exc)
-                log.error("run %s (%s) failed: %s", run.id, run.name, message)
+                # the one line per failed run: its retries were logged at INFO
+                log.warning("run %s (%s) failed: %s", run.id, run.name, message)
                 outcomes[i] = RunOutcome(error=message, non_numeric=outcomes[i].non_numeric)
             report(i)
 
