@@ -9,7 +9,9 @@ parsed here; the subcommands' modules take plain values and never import this on
 
 Exit codes (`report.EXIT_*`): 0 done; 1 failed (auth, server unreachable, existing files without -o,
 output locked); 2 bad config or usage; 3 partial (some runs failed after retries, the rest written);
-130 interrupted (SIGINT); 143 terminated (SIGTERM).
+4 empty (an experiment matched or exported no run, or a named field was logged by no matched run;
+the rest written; `--allow-empty` turns it back into 0 or 3); 130 interrupted (SIGINT); 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypedDict
+from urllib.parse import urlsplit
 
 from . import __version__
 from . import demo as demo_module
@@ -28,6 +31,7 @@ from .client import ClientSettings
 from .errors import Wandb2NumpyError
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
 from .report import (
+    EXIT_EMPTY,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -36,12 +40,15 @@ from .report import (
     EXIT_USAGE,
     STDOUT,
     Summary,
+    TqdmLogHandler,
     TqdmProgress,
+    exit_code,
     print_summary,
 )
 
 __all__ = [
     "COMMANDS",
+    "EXIT_EMPTY",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_PARTIAL",
@@ -57,7 +64,7 @@ COMMANDS = ("export", "demo")
 _TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 EXIT_CODES_EPILOG = (
     "Exit codes: 0 done, 1 failed, 2 bad config or usage, 3 partial (some runs failed), "
-    "130 interrupted, 143 terminated."
+    "4 empty (no run matched, or a named field was logged by no run), 130 interrupted, 143 terminated."
 )
 
 log = logging.getLogger("wandb2numpy")
@@ -142,7 +149,17 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         metavar="N",
         help=f"history requests in flight at once (default {DEFAULT_CONCURRENCY})",
     )
-    p.add_argument("--base-url", help="W&B server URL (default: WANDB_BASE_URL or wandb's default)")
+    p.add_argument(
+        "--base-url",
+        type=_url,
+        help="W&B server URL (default: WANDB_BASE_URL or wandb's default, https://api.wandb.ai)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="an experiment that matched or exported no run, or a named field no run logged, is "
+        "not an error: exit 0 (or 3) instead of 4, with a warning",
+    )
     p.add_argument(
         "--max-rate",
         type=_positive(float),
@@ -207,6 +224,16 @@ def _take_config_back(parser: argparse.ArgumentParser, args: argparse.Namespace)
             parser.error(f"argument -e/--experiments: no experiment named before the config {args.config!r}")
     if groups is not None:
         args.experiments = [name for group in groups for name in group]
+
+
+def _url(text: str) -> str:
+    """An http(s) URL with a host, so a typo is a usage error rather than a minute of retries."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(
+            f"expected an http(s) URL such as https://api.wandb.ai or http://127.0.0.1:8080, found {text!r}"
+        )
+    return text
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -305,13 +332,23 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
             progress.close()
     if not args.quiet:
         print_summary(result, out)
-    summary.done(result)
-    return result.exit_code
+    for problem in result.problems:  # shown under -q too: an empty export must not pass unseen
+        if args.allow_empty:
+            log.warning("%s", problem)
+        else:
+            log.error("%s", problem, extra={"console": False})
+            print(f"wandb2numpy: error: {problem}", file=sys.stderr)
+    code = exit_code(result, allow_empty=args.allow_empty)
+    summary.done(result, code)
+    return code
 
 
 def _setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
+    # On a terminal the progress bars are drawn there too: log lines go above them, through tqdm.
+    handler: logging.Handler = (
+        TqdmLogHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
+    )
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("wandb2numpy: %(levelname)s: %(message)s"))
     handler.addFilter(lambda record: getattr(record, "console", True))

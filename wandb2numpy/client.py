@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from .errors import AuthError, FetchError
 from .models import KeyInfo, RunInfo
@@ -79,7 +80,9 @@ def prepare_environment(settings: ClientSettings) -> None:
 # --------------------------------------------------------------------------------------------
 # Error classification: the single place that reads wandb's exceptions.
 
-_STATUS_RE = re.compile(r"HTTP (\d{3})")
+# "HTTP 503: ..." from wandb-core's retry loop; "returned error 404: ..." from its answer to a
+# request that was not retried.
+_STATUS_RE = re.compile(r"(?:HTTP|returned error) (\d{3})")
 _TRANSIENT_TEXT = (
     "did not respond in time",
     "timeout",
@@ -93,6 +96,34 @@ _TRANSIENT_TEXT = (
     "temporarily unavailable",
     "giving up after",
 )
+
+
+# What the network said before any HTTP answer, in Go's words (wandb-core) and in Python's.
+_REFUSED_TEXT = ("connection refused", "errno 111", "actively refused")
+_NO_HOST_TEXT = (
+    "no such host",
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "getaddrinfo failed",
+    "name resolution",
+)
+
+NetworkProblem = Literal["refused", "no_host"]
+
+
+def network_problem(exc: BaseException) -> NetworkProblem | None:
+    """Whether a failure never reached a server: nothing listening, or a host name that does
+    not resolve. Mid-export both are worth retrying (a restart, a DNS blip); at start-up they
+    almost always mean a wrong address, so `ApiPool` reports them at once."""
+    if http_status(exc) is not None:
+        return None
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    if any(t in text for t in _NO_HOST_TEXT):
+        return "no_host"
+    if any(t in text for t in _REFUSED_TEXT):
+        return "refused"
+    return None
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -127,8 +158,9 @@ def classify(exc: BaseException) -> Verdict:
     if isinstance(exc, AuthenticationError):
         # wandb reports any failure of the start-up `Viewer` query as an authentication error,
         # a 503 or a dropped connection included: only a refusal of the key is final.
+        # Nor is a wandb-core too busy to answer in time, which wandb reports the same way.
         text = " ".join(str(e) for e in _chain(exc)).lower()
-        if status in (401, 403) or (status is None and "giving up after" not in text):
+        if status in (401, 403) or (status is None and not any(t in text for t in _TRANSIENT_TEXT)):
             return "auth"
     elif isinstance(exc, AuthError):
         return "auth"
@@ -161,12 +193,23 @@ def classify(exc: BaseException) -> Verdict:
 
 def describe(exc: BaseException, api_key: str | None = None) -> str:
     """A one-line message for logs and summaries, scrubbed of the API key."""
+    problem = network_problem(exc)
+    if problem is not None:  # wandb repeats the Go error three times in one message
+        return f"{type(exc).__name__}: {_PROBLEM_TEXT[problem]}"
     status = http_status(exc)
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     if status is not None and f"HTTP {status}" not in first:
         first = f"HTTP {status}: {first}"
     return scrub(f"{type(exc).__name__}: {first}"[:500], api_key)
+
+
+_PROBLEM_TEXT: dict[NetworkProblem, str] = {
+    "refused": "connection refused (nothing listening at that address)",
+    "no_host": "host name not found (DNS lookup failed)",
+}
+
+CREDENTIALS_HINT = "set WANDB_API_KEY or run `wandb login`"
 
 
 def scrub(text: str, api_key: str | None) -> str:
@@ -192,6 +235,11 @@ class ApiPool:
         self._apis: dict[int, wandb.Api] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
+        # Until one `Api` has been made, the server has not been reached: a refused connection,
+        # an unknown host or a non-W&B answer then means a wrong address and ends the export at
+        # once (kept here so every slot waiting for the first `Api` gets the same answer).
+        self._reached = False
+        self._startup_error: FetchError | None = None
         prepare_environment(settings)
 
     def existing(self, slot: int) -> wandb.Api | None:
@@ -208,8 +256,11 @@ class ApiPool:
         with lock:
             api = self._apis.get(index)
             if api is None:
+                if self._startup_error is not None:
+                    raise self._startup_error
                 api = self._new_api()
                 self._apis[index] = api
+                self._reached = True
         return api
 
     @property
@@ -232,13 +283,45 @@ class ApiPool:
                 timeout=int(math.ceil(self.settings.timeout)),
                 api_key=self.settings.api_key,
             )
-        except (AuthenticationError, UsageError) as exc:
-            if isinstance(exc, AuthenticationError) and classify(exc) != "auth":
+        except UsageError as exc:
+            # wandb found no key at all (environment, netrc, settings): nothing was sent
+            raise AuthError(f"no W&B API key found: {CREDENTIALS_HINT}") from exc
+        except AuthenticationError as exc:
+            url = base_url or "https://api.wandb.ai"
+            diagnosis = self._startup_diagnosis(exc, url)
+            if diagnosis is not None:
+                error = FetchError(diagnosis)
+                if not self._reached:
+                    self._startup_error = error
+                raise error from exc
+            if classify(exc) != "auth":
                 raise  # the server was unavailable, not unwilling: let the retry policy decide
             raise AuthError(
-                "the W&B server refused the API key (set WANDB_API_KEY or pass api_key); "
-                + scrub(str(exc).splitlines()[0] if str(exc) else "", self.settings.api_key)
+                f"the W&B server at {url} refused the API key ({CREDENTIALS_HINT} with a key for "
+                "this server): " + scrub(str(exc).splitlines()[0] if str(exc) else "", self.settings.api_key)
             ) from exc
+
+    def _startup_diagnosis(self, exc: BaseException, url: str) -> str | None:
+        """One line for a start-up query that shows a wrong address rather than a bad key or a
+        passing fault; None for anything the retry policy or the key check should handle."""
+        status = http_status(exc)
+        if status == 404 or (status is not None and 400 <= status < 500 and status not in (401, 403, 408, 425, 429)):
+            return (
+                f"{url} answered HTTP {status} to the W&B API: it is not the address of a W&B "
+                "server (check --base-url or WANDB_BASE_URL; the public service is https://api.wandb.ai)"
+            )
+        if self._reached:
+            return None
+        problem = network_problem(exc)
+        if problem == "refused":
+            return (
+                f"cannot connect to {url}: connection refused (is the server running? check "
+                "--base-url or WANDB_BASE_URL)"
+            )
+        if problem == "no_host":
+            host = urlsplit(url).hostname or url
+            return f"cannot resolve host {host!r} of {url} (check --base-url or WANDB_BASE_URL)"
+        return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -195,7 +195,9 @@ class Runner:
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
+            # INFO, counted in the summary: a retry that works is routine, and one that does not
+            # ends in a single warning for the run (or an error for the export) further up.
+            log.info(
                 "retrying %s (attempt %d): %s",
                 what,
                 state.attempt_number,
@@ -248,7 +250,8 @@ class Runner:
                     if isinstance(exc, AuthError):
                         raise
                     raise AuthError(
-                        "the W&B server refused the API key: " + self.failures.describe(exc)
+                        "the W&B server refused the API key (set WANDB_API_KEY or run "
+                        "`wandb login`): " + self.failures.describe(exc)
                     ) from exc
                 raise
             finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import logging
 import os
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import incremental as incremental_cache
 from . import writers
-from .assemble import ExperimentResult, assemble_experiment
+from .assemble import ABSENT_REASON, ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import ConfigError, OutputError, OutputExistsError
@@ -62,6 +63,9 @@ class ExperimentReport:
     files: list[Path] = field(default_factory=list)
     filters: Mapping[str, Any] = field(default_factory=dict)
     unchanged_runs: int = 0  # incremental mode: runs taken from the cache, not fetched
+    # Why the experiment came back empty, one line each: no run matched its filters, no matched
+    # run holds a requested field, or a field it names was logged by no matched run (exit 4).
+    problems: list[str] = field(default_factory=list)
 
     @property
     def skipped_runs(self) -> int:
@@ -93,8 +97,13 @@ class ExportResult:
         return sum(e.skipped_runs for e in self.experiments.values())
 
     @property
+    def problems(self) -> list[str]:
+        return [p for e in self.experiments.values() for p in e.problems]
+
+    @property
     def exit_code(self) -> int:
-        return 3 if self.runs_failed else 0
+        """0 done, 3 some runs failed, 4 something asked for came back empty (see `problems`)."""
+        return 4 if self.problems else 3 if self.runs_failed else 0
 
 
 def resolve_configs(config: ConfigSource, experiments: Sequence[str] | None) -> list[ExperimentConfig]:
@@ -140,6 +149,8 @@ async def export_async(
     if incremental:
         for exp in configs:
             incremental_cache.check_incremental(exp, write=write)
+    if write:
+        _check_output_paths(configs)
     settings = settings or ClientSettings()
     if settings.entity is None and configs:
         settings = dataclasses.replace(settings, entity=configs[0].entity)
@@ -161,6 +172,9 @@ async def export_async(
             WandbSource(settings, concurrency=concurrency, policy=policy) if source is None else source
         )
         reports: dict[str, ExperimentReport] = {}
+        begin = getattr(progress, "begin", None)
+        if begin is not None:  # bars in config order, before any listing returns
+            begin([c.name for c in configs], active.stats)
 
         async def run_experiment(exp: ExperimentConfig) -> None:
             reports[exp.name] = await _export_one(
@@ -224,6 +238,8 @@ async def _export_one(
             skipped.setdefault(key, reason)
     for key, reason in skipped.items():
         log.warning("%s: field '%s' left out: %s", exp.name, key, reason)
+    unknown = _unknown_fields(exp, runs, fields, skipped)
+    skipped.update(unknown)
     result = assemble_experiment(
         exp.name,
         runs,
@@ -234,9 +250,13 @@ async def _export_one(
         consume=cache is None,  # the incremental cache saves the series after the write
     )
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
+    report.problems = _problems(exp, runs, result, unknown)
     if cache is not None:
         report.unchanged_runs = cache.unchanged
-    if write:
+    if write and not result.runs and not result.failed_runs:
+        # nothing to write: an earlier export of this experiment, if any, is left as it was
+        log.info("%s: no run exported; nothing written", exp.name)
+    elif write:
         report.files = await anyio.to_thread.run_sync(
             functools.partial(
                 writers.write_experiment,
@@ -252,6 +272,53 @@ async def _export_one(
     if progress is not None:
         progress.finish(exp.name)
     return report
+
+
+def _unknown_fields(
+    exp: ExperimentConfig, runs: Sequence[RunInfo], fields: Sequence[str], skipped: Mapping[str, str]
+) -> dict[str, str]:
+    """Fields named in the config that no matched run logged (by the listing's history keys),
+    with the nearest logged key as a suggestion: a typo reads as a typo, not as missing data."""
+    if exp.fields is None or not runs or not all(r.history_keys for r in runs):
+        return {}
+    logged = sorted({k for r in runs for k in r.history_keys})
+    out: dict[str, str] = {}
+    for name in fields:
+        if name in skipped or any(name in r.history_keys for r in runs):
+            continue
+        close = difflib.get_close_matches(name, logged, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        out[name] = f"logged by none of the {len(runs)} matched run(s){hint}"
+    return out
+
+
+def _problems(
+    exp: ExperimentConfig, runs: Sequence[RunInfo], result: ExperimentResult, unknown: Mapping[str, str]
+) -> list[str]:
+    """What makes the experiment empty, for exit code 4: no run matched, a named field no matched
+    run logged, or matched runs that hold none of the fields. Runs that failed are exit 3's."""
+    if not runs:
+        return [f"{exp.name}: no run matched {describe_filters(exp)} in {exp.entity}/{exp.project}"]
+    out = [f"{exp.name}: field '{name}' {reason}" for name, reason in unknown.items()]
+    if not result.runs and not result.failed_runs and not out:
+        out.append(f"{exp.name}: none of the {len(runs)} matched run(s) holds a requested field")
+    elif exp.fields is not None and not result.failed_runs:
+        for name, reason in result.skipped_fields.items():
+            if reason == ABSENT_REASON and name not in unknown:
+                out.append(f"{exp.name}: field '{name}' holds no value in any matched run")
+    return out
+
+
+def _check_output_paths(configs: Sequence[ExperimentConfig]) -> None:
+    """An `output_path` that is a file (or lies under one) is refused before any request."""
+    for exp in configs:
+        path = Path(exp.output_path)
+        for part in (path, *path.parents):
+            if part.exists() and not part.is_dir():
+                what = "is a file" if part == path else f"lies under {part}, which is a file"
+                raise ConfigError(
+                    f"{path} {what}, not a folder", experiment=exp.name, key="output_path"
+                )
 
 
 def _safe_fields(experiment: str, names: Sequence[str]) -> list[str]:

@@ -9,18 +9,29 @@ shows up here as a type error rather than as a wrong summary.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from .fetch import FetchStats
     from .models import RunInfo
     from .pipeline import ExportResult
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_EMPTY = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def exit_code(result: ExportResult, *, allow_empty: bool = False) -> int:
+    """4 (empty) before 3 (partial): a field name or filter that matches nothing stays wrong on
+    the next try, while failed runs may come back. `allow_empty` accepts empty experiments."""
+    if result.problems and not allow_empty:
+        return EXIT_EMPTY
+    return EXIT_PARTIAL if result.runs_failed else EXIT_OK
 
 STDOUT = "-"  # `--json-summary -`: the JSON goes to stdout, and nothing else does
 
@@ -37,7 +48,7 @@ class Summary:
         self.data.update(exit_code=code, error=message)
         return code
 
-    def done(self, result: ExportResult) -> None:
+    def done(self, result: ExportResult, code: int | None = None) -> None:
         experiments: dict[str, dict[str, Any]] = {}
         bytes_written = 0
         for name, report in result.experiments.items():
@@ -58,7 +69,8 @@ class Summary:
             }
         stats = result.stats
         self.data.update(
-            exit_code=result.exit_code,
+            exit_code=result.exit_code if code is None else code,
+            problems=list(result.problems),
             experiments=experiments,
             runs_exported=result.runs_exported,
             runs_unchanged=sum(r.unchanged_runs for r in result.experiments.values()),
@@ -98,33 +110,82 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             f"{report.skipped_runs} skipped (no requested field); {len(report.files)} file(s)",
             file=out,
         )
+        if not report.listed_runs:  # every field would read "absent": say why once instead
+            print("  no run matched the experiment's filters", file=out)
+            continue
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
         for field, reason in res.skipped_fields.items():
             print(f"  {field}: left out, {reason}", file=out)
         for run_id, error in res.failed_runs.items():
             print(f"  failed run {run_id}: {error}", file=out)
+    stats = result.stats
+    rate = stats.rows / result.wall_s if result.wall_s > 0 else 0.0
     print(
         f"done: {result.runs_exported} run(s) exported, {result.runs_failed} failed, "
-        f"{result.runs_skipped} skipped; {len(result.files)} file(s) written in {result.wall_s:.1f} s",
+        f"{result.runs_skipped} skipped; {len(result.files)} file(s) written in {result.wall_s:.1f} s; "
+        f"{stats.rows} rows ({rate:,.0f} rows/s), {stats.retries} retries, "
+        f"{stats.rate_limited + stats.rate_limited_in_core} rate-limited (429)",
         file=out,
     )
 
 
+class TqdmLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines written with `tqdm.write`, so they go above the progress bars instead of
+    breaking them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 class TqdmProgress:
-    """One bar per experiment: runs done of total, rows fetched (an `export.Progress`)."""
+    """One bar per experiment (runs done of total, rows fetched), in config order, each timing
+    from its own start; below them one overall line with rows/s, retries and 429s."""
 
     def __init__(self) -> None:
         self._bars: dict[str, tqdm[Any]] = {}
         self._rows: dict[str, int] = {}
+        self._order: list[str] = []
+        self._stats: FetchStats | None = None
+        self._overall: tqdm[Any] | None = None
+        self._started = time.monotonic()
 
-    def start(self, experiment: str, total_runs: int) -> None:
+    def begin(self, experiments: Sequence[str], stats: FetchStats | None = None) -> None:
+        """The experiments in config order, before any starts, so their bars stand in that order
+        whichever listing comes back first; `stats` feeds the overall line."""
         from tqdm import tqdm
 
-        self._rows[experiment] = 0
-        self._bars[experiment] = tqdm(
-            total=total_runs, desc=experiment, unit="run", position=len(self._bars), leave=True
+        self._order = list(experiments)
+        self._stats = stats
+        self._started = time.monotonic()
+        for name in self._order:
+            self._new_bar(name, None)
+        self._overall = tqdm(
+            total=None, desc="overall", unit="run", position=len(self._order), leave=True,
+            bar_format="{desc}: {n_fmt} run(s) {postfix}",
         )
+        self._refresh_overall()
+
+    def _new_bar(self, experiment: str, total: int | None) -> tqdm[Any]:
+        from tqdm import tqdm
+
+        position = self._order.index(experiment) if experiment in self._order else len(self._bars)
+        bar = tqdm(total=total, desc=experiment, unit="run", position=position, leave=True)
+        self._bars[experiment] = bar
+        self._rows[experiment] = 0
+        return bar
+
+    def start(self, experiment: str, total_runs: int) -> None:
+        bar = self._bars.get(experiment)
+        if bar is None:
+            bar = self._new_bar(experiment, total_runs)
+        self._rows[experiment] = 0
+        bar.reset(total=total_runs)  # the clock starts now, not when the bars were drawn
 
     def advance(self, experiment: str, run: RunInfo, rows: int, failed: bool) -> None:
         bar = self._bars.get(experiment)
@@ -133,6 +194,21 @@ class TqdmProgress:
         self._rows[experiment] += rows
         bar.set_postfix(rows=self._rows[experiment], refresh=False)
         bar.update(1)
+        if self._overall is not None:
+            self._overall.update(1)
+            self._refresh_overall()
+
+    def _refresh_overall(self) -> None:
+        if self._overall is None:
+            return
+        rows = sum(self._rows.values())
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        stats = self._stats
+        retries = stats.retries if stats is not None else 0
+        limited = (stats.rate_limited + stats.rate_limited_in_core) if stats is not None else 0
+        self._overall.set_postfix_str(
+            f"{rows} rows, {rows / elapsed:,.0f} rows/s, {retries} retries, {limited} x 429"
+        )
 
     def finish(self, experiment: str) -> None:
         bar = self._bars.get(experiment)
@@ -142,3 +218,6 @@ class TqdmProgress:
     def close(self) -> None:
         for bar in self._bars.values():
             bar.close()
+        if self._overall is not None:
+            self._refresh_overall()
+            self._overall.close()

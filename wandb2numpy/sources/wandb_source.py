@@ -144,6 +144,15 @@ class WandbSource:
         calls of those slots. A failure here is left for the real call to meet and retry.
         """
 
+        # Slot 0's first (made once, under the pool's lock, shared with the listing): until one
+        # start-up query has worked the address is unproven, and more of them sent to a wrong one
+        # in parallel only hold up the one-line diagnosis (wandb-core retried those for a minute).
+        try:
+            await anyio.to_thread.run_sync(self._apis.pool.for_slot, 0)
+        except Exception as exc:  # noqa: BLE001 - the listing meets the same failure and reports it
+            log.debug("creating the first Api failed: %s", self._failures.describe(exc))
+            return
+
         async def make(slot: int) -> None:
             try:
                 await anyio.to_thread.run_sync(self._apis.pool.for_slot, slot)
@@ -200,7 +209,8 @@ class WandbSource:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the others go on
                 message = self._failures.describe(exc)
-                log.error("run %s (%s) failed: %s", run.id, run.name, message)
+                # the one line per failed run: its retries were logged at INFO
+                log.warning("run %s (%s) failed: %s", run.id, run.name, message)
                 outcomes[i] = RunOutcome(error=message, non_numeric=outcomes[i].non_numeric)
             report(i)
 
