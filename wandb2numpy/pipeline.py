@@ -62,6 +62,13 @@ class ExperimentReport:
     files: list[Path] = field(default_factory=list)
     filters: Mapping[str, Any] = field(default_factory=dict)
     unchanged_runs: int = 0  # incremental mode: runs taken from the cache, not fetched
+    grown_runs: int = 0  # incremental mode: fetched runs that read only their new steps
+    incremental: bool = False
+
+    @property
+    def fetched_runs(self) -> int:
+        """Runs whose history was asked for (all of them, unless incremental)."""
+        return self.listed_runs - self.unchanged_runs
 
     @property
     def skipped_runs(self) -> int:
@@ -222,6 +229,8 @@ async def _export_one(
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
     if cache is not None:
         report.unchanged_runs = cache.unchanged
+        report.grown_runs = cache.grown
+        report.incremental = True
     if write:
         report.files = await anyio.to_thread.run_sync(
             functools.partial(

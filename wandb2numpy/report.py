@@ -48,6 +48,7 @@ class Summary:
                 "runs_listed": report.listed_runs,
                 "runs_exported": len(res.runs),
                 "runs_unchanged": report.unchanged_runs,
+                "runs_grown": report.grown_runs,
                 "runs_failed": len(res.failed_runs),
                 "runs_skipped": report.skipped_runs,
                 "failed_runs": dict(res.failed_runs),
@@ -98,6 +99,9 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             f"{report.skipped_runs} skipped (no requested field); {len(report.files)} file(s)",
             file=out,
         )
+        if report.incremental:
+            grown = f" ({report.grown_runs} only their new steps)" if report.grown_runs else ""
+            print(f"  incremental: {report.fetched_runs} fetched{grown}, {report.unchanged_runs} unchanged", file=out)
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
         for field, reason in res.skipped_fields.items():
