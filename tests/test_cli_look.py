@@ -107,7 +107,7 @@ def test_dry_run_plans_per_run_requests_for_full_history(
     only_listed(srv)
     n = GROUPS.count("ppo")
     assert f"curves: {n} run(s)" in out and "group=ppo" in out
-    assert f"fields (full history): train/return, train/loss" in out
+    assert "fields (full history): train/return, train/loss" in out
     planned = int(re.search(r"planned: (\d+) history request", out).group(1))  # type: ignore[union-attr]
     assert f"for about {n * 2 * STEPS} row(s)" in out
     srv.reset_stats()
