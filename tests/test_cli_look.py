@@ -211,8 +211,8 @@ def test_export_project_from_the_environment(
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        (["--fields", "x"], {}, "no project to export: give ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT"),
-        (["synthetic", "--fields", "x"], {}, "no entity to export"),
+        (["--fields", "x"], {}, "no project given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT"),
+        (["synthetic", "--fields", "x"], {}, "no entity given"),
         (["demo/synthetic", "--fields", "x", "--samples", "0"], {},
          "command line, experiment 'synthetic', key 'history_samples': expected a positive integer or 'all'"),
         (["demo/synthetic", "--fields", "x", "--samples", "many"], {}, "found string 'many'"),
@@ -221,7 +221,7 @@ def test_export_project_from_the_environment(
         (["demo/synthetic", "--groups", "ppo"], {}, "they need --fields"),
         (["a/b/c", "--fields", "x"], {}, "expected ENTITY/PROJECT or PROJECT; found 'a/b/c'"),
         (["--fields", "x", "-e", "curves", "demo/synthetic"], {}, "-e/--experiments picks experiments"),
-        (["--fields", "x"], {"WANDB_ENTITY": "demo"}, "no project to export"),
+        (["--fields", "x"], {"WANDB_ENTITY": "demo"}, "no project given"),
     ],
 )
 def test_export_project_mistakes_are_exit_2_before_any_request(

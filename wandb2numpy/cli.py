@@ -428,7 +428,7 @@ def _project_config(args: argparse.Namespace) -> dict[str, Any]:
     if not project or not entity:
         missing = "project" if not project else "entity"
         raise ConfigError(
-            f"no {missing} to export: give ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT",
+            f"no {missing} given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT",
             source=_PROJECT_SOURCE,
         )
     fields: list[str] | None = getattr(args, "fields", None)
