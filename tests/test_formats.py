@@ -173,3 +173,31 @@ def test_config_accepts_exactly_what_the_writers_write(fields: list[str], data_t
         except OutputError:
             written = False
     assert accepted == written
+
+
+def test_run_table_holds_the_url_and_scalar_summary_values(tmp_path: Path) -> None:
+    """Scalars (nested plain dicts flattened) become `summary.<key>` columns; media, histograms,
+    lists and wandb's `_wandb` block are left out. Read back like any other column."""
+    runs = [
+        run("r1", url="http://host/e/p/runs/r1", summary={
+            "loss": 0.25, "best": {"acc": 0.75, "epoch": 3}, "done": True, "note": "a,b", "gone": None,
+            "hist": {"_type": "histogram", "values": [1, 2]}, "curve": [1, 2, 3],
+            "_wandb": {"runtime": 5}, "_step": 9,
+        }),
+        run("r2", summary={"loss": float("nan"), "extra": "x"}),
+    ]
+    per_run = [{"x": Series(np.array([0.0]), np.array([1.0]))}] * 2
+    result = assemble_experiment("exp", runs, per_run, ["x"])
+    write_experiment(result, tmp_path, data_type="numpy", overwrite=False)
+    stored = formats.get("numpy").read(tmp_path / "exp")
+    assert isinstance(stored, StoredExperiment)
+    r1, r2 = stored.runs
+    summary_columns = [c for c in r1 if c.startswith("summary.")]
+    assert summary_columns == [
+        "summary._step", "summary.best.acc", "summary.best.epoch", "summary.done", "summary.extra",
+        "summary.gone", "summary.loss", "summary.note",
+    ]
+    assert (r1["url"], r2["url"]) == ("http://host/e/p/runs/r1", "")
+    assert (r1["summary.loss"], r1["summary.best.epoch"], r1["summary.done"]) == ("0.25", "3", "true")
+    assert (r1["summary.note"], r1["summary.gone"], r1["summary.extra"]) == ("a,b", "null", "")
+    assert (r2["summary.loss"], r2["summary.extra"]) == ("NaN", "x")

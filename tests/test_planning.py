@@ -11,6 +11,7 @@ from wandb2numpy.sources.planning import (
     co_logged_groups,
     expected_rows,
     plan_keys,
+    plan_reads,
     range_cost,
     sampling_keeps_all,
     step_ranges,
@@ -102,3 +103,38 @@ def test_all_numeric_fields_leaves_out_internal_and_non_numeric_keys() -> None:
     a = run(loss=(NUM, 3), _step=(NUM, 3), _runtime=(NUM, 3), _wandb_x=(NUM, 1), txt=(("string",), 3))
     b = run(acc=(NUM, 3), loss=(NUM, 1))
     assert all_numeric_fields([a, b]) == ["acc", "loss"]
+
+
+def many(n: int, rows: int, last_step: int | None = None, **extra: tuple[tuple[str, ...], int]) -> list[RunInfo]:
+    keys = {"loss": KeyInfo(types=NUM, count=rows), **{k: KeyInfo(types=t, count=c) for k, (t, c) in extra.items()}}
+    return [
+        RunInfo(entity="e", project="p", id=f"r{i}", name=f"r{i}",
+                last_step=rows - 1 if last_step is None else last_step, history_keys=keys)
+        for i in range(n)
+    ]
+
+
+def test_plan_reads_puts_small_runs_in_shared_requests() -> None:
+    plan = plan_reads(many(40, 50), ["loss"], samples=12000, workers=4, page_size=1000)
+    assert (plan.runs, plan.empty_runs, plan.rows, plan.unknown_runs) == (40, 0, 2000, 0)
+    assert plan.batched_runs == 40 and plan.single_runs == 0
+    assert plan.batch_requests == 2  # 2,000 rows over 4 workers, but never less than a page a request
+    assert plan.requests == plan.batch_requests
+    off = plan_reads(many(40, 50), ["loss"], samples=12000, workers=4, page_size=1000, batch=False)
+    assert (off.batched_runs, off.single_runs, off.single_requests) == (0, 40, 40)
+
+
+def test_plan_reads_large_runs_one_sampled_request_or_row_windows() -> None:
+    runs = many(2, 5000, last_step=5_000_000)  # strided steps: planned by rows, not steps
+    sampled = plan_reads(runs, ["loss"], samples=12000, workers=2, page_size=1000)
+    assert (sampled.batched_runs, sampled.single_runs, sampled.single_requests) == (0, 2, 2)
+    full = plan_reads(runs, ["loss"], samples=None, workers=2, page_size=1000)
+    assert full.single_requests == 2 * 5 and full.rows == 10_000
+
+
+def test_plan_reads_counts_runs_without_the_fields_and_without_counts() -> None:
+    runs = [*many(1, 10), run(other=(NUM, 5)), RunInfo(entity="e", project="p", id="x", name="x", last_step=99)]
+    plan = plan_reads(runs, ["loss", "absent"], samples=None, workers=1, page_size=1000)
+    assert plan.empty_runs == 1  # listed keys, none of them asked for
+    assert plan.unknown_runs == 1 and plan.rows == 10  # no history keys in the listing: asked blind
+    assert plan.single_runs == 2 and plan.requests == 1 + 2  # blind: one request per key

@@ -1,6 +1,8 @@
 """Command line: parse arguments, run a subcommand, turn the outcome into a message and an exit code.
 
     wandb2numpy [export] CONFIG.yaml [options]   export what the config describes
+    wandb2numpy export [ENTITY/]PROJECT --fields KEY ...   the same without a config file
+    wandb2numpy fields CONFIG.yaml|ENTITY/PROJECT  the history keys of the matching runs
     wandb2numpy demo [options]                   the same from the bundled local server, no account
 
 A first argument that names no subcommand means `export`, so `wandb2numpy CONFIG.yaml` works as it
@@ -17,18 +19,23 @@ terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TextIO, TypedDict
 from urllib.parse import urlsplit
 
 from . import __version__
 from . import demo as demo_module
 from .client import ClientSettings
-from .errors import Wandb2NumpyError
+from .config import ExperimentConfig, load_config, parse_config
+from .errors import ConfigError, Wandb2NumpyError
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
 from .report import (
     EXIT_EMPTY,
@@ -60,7 +67,7 @@ __all__ = [
     "run",
 ]
 
-COMMANDS = ("export", "demo")
+COMMANDS = ("export", "fields", "demo")
 _TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 EXIT_CODES_EPILOG = (
     "Exit codes: 0 done, 1 failed, 2 bad config or usage, 3 partial (some runs failed), "
@@ -87,8 +94,9 @@ class _Parser(argparse.ArgumentParser):
         if not argv or argv[0] not in (*COMMANDS, *_TOP_LEVEL_OPTIONS):
             argv.insert(0, "export")
         ns, extra = super().parse_known_args(argv, namespace)
-        if getattr(ns, "command", None) == "export":
-            _take_config_back(self.commands["export"], ns)
+        command = getattr(ns, "command", None)
+        if command in ("export", "fields"):
+            _take_config_back(self.commands[command], ns)
         return ns, extra
 
 
@@ -106,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.commands = {
         "export": _add_export(sub),
+        "fields": _add_fields(sub),
         "demo": _add_demo(sub),
     }
     return p
@@ -119,7 +128,12 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         epilog=EXIT_CODES_EPILOG,
     )
     p.set_defaults(handler=_export_command)
-    p.add_argument("config", nargs="?", help="YAML config file")
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="YAML config file; with --fields, ENTITY/PROJECT instead (or PROJECT with WANDB_ENTITY "
+        "set, or nothing with WANDB_ENTITY and WANDB_PROJECT set)",
+    )
     p.add_argument(
         "-o",
         "--overwrite",
@@ -132,6 +146,32 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="with -o: replace each experiment folder as a whole, deleting files wandb2numpy "
         "did not write",
+    )
+    p.add_argument(
+        "-O",
+        "--output-dir",
+        metavar="DIR",
+        help="write under DIR instead of the config's output_path (default for ENTITY/PROJECT: "
+        f"./{PROJECT_OUTPUT_DIR})",
+    )
+    project = p.add_argument_group("export without a config file (ENTITY/PROJECT)")
+    project.add_argument(
+        "--fields",
+        nargs="+",
+        metavar="KEY",
+        help="history keys to export, or 'all'; makes the positional argument ENTITY/PROJECT",
+    )
+    project.add_argument("--groups", nargs="+", metavar="GROUP", help="only runs of these groups")
+    project.add_argument(
+        "--samples",
+        metavar="N|all",
+        help="rows per run: N sampled by the server (default 12000), or 'all' for the full history",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the matching runs of each experiment and the planned history requests, then "
+        "stop: no history is fetched and nothing is written (not even --json-summary)",
     )
     p.add_argument(
         "-e",
@@ -196,6 +236,31 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _add_fields(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "fields",
+        help="list the history keys of the matching runs, with types and counts (no history fetched)",
+        description="List the history keys of the runs a config (or ENTITY/PROJECT) matches: "
+        "their types, in how many runs and in how many rows in all. Reads the run listing only.",
+    )
+    p.set_defaults(handler=_fields_command)
+    p.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG|ENTITY/PROJECT",
+        help="YAML config file, or ENTITY/PROJECT (PROJECT with WANDB_ENTITY set; nothing with "
+        "WANDB_ENTITY and WANDB_PROJECT set)",
+    )
+    p.add_argument(
+        "-e", "--experiments", action="append", nargs="+", metavar="EXP",
+        help="only these experiments of the config (repeatable)",
+    )
+    p.add_argument("--groups", nargs="+", metavar="GROUP", help="ENTITY/PROJECT: only runs of these groups")
+    p.add_argument("--base-url", help="W&B server URL (default: WANDB_BASE_URL or wandb's default)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks on errors")
+    return p
+
+
 def _add_demo(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "demo",
@@ -218,6 +283,8 @@ def _take_config_back(parser: argparse.ArgumentParser, args: argparse.Namespace)
     groups: list[list[str]] | None = args.experiments
     if args.config is None:
         if not groups:
+            if args.command == "fields" or getattr(args, "fields", None) is not None:
+                return  # the project comes from WANDB_ENTITY / WANDB_PROJECT
             parser.error("the following arguments are required: config")
         args.config = groups[-1].pop()
         if not groups[-1]:
@@ -273,9 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _export_command(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, args.quiet, args.log_file)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    summary = Summary(args.config, args.json_summary)
+    summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
     try:
-        code = run(args, summary)
+        code = dry_run(args, summary) if args.dry_run else run(args, summary)
     except KeyboardInterrupt:
         print("wandb2numpy: interrupted; files of earlier exports are untouched", file=sys.stderr)
         code = summary.fail(EXIT_SIGINT, "interrupted (SIGINT)")
@@ -310,8 +377,7 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     progress = None if args.quiet or not sys.stderr.isatty() else TqdmProgress()
     try:
         result = export(
-            Path(args.config),
-            experiments=args.experiments,
+            configs(args),
             overwrite=args.overwrite or args.incremental,
             concurrency=args.concurrency,
             settings=settings,
@@ -341,6 +407,139 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     code = exit_code(result, allow_empty=args.allow_empty)
     summary.done(result, code)
     return code
+
+
+# ------------------------------------------------------------------------ configs, look first
+
+PROJECT_OUTPUT_DIR = "wandb_data"  # where `export ENTITY/PROJECT` writes without -O, as the demo
+_PROJECT_SOURCE = "command line"
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+_PROJECT_RE = re.compile(r"[^/\\\s]+(/[^/\\\s]+)?")
+
+
+def configs(args: argparse.Namespace) -> list[ExperimentConfig]:
+    """The experiments the arguments describe: the config file's (`output_path` replaced by
+    -O/--output-dir when given), or one experiment named after the project when the fields are
+    given on the command line. Both go through `parse_config`, so a mistake reads the same."""
+    if _project_mode(args):
+        return parse_config(_project_config(args), source=_PROJECT_SOURCE)
+    target: str = args.config
+    if not os.path.exists(target) and not target.lower().endswith(_CONFIG_SUFFIXES) and _PROJECT_RE.fullmatch(target):
+        raise ConfigError(
+            f"no config file {target!r}; to export a project without one, name its fields: "
+            f"wandb2numpy export ENTITY/PROJECT --fields KEY [KEY ...] (or --fields all)"
+        )
+    loaded = load_config(target, args.experiments)
+    output_dir: str | None = getattr(args, "output_dir", None)
+    if output_dir is None:
+        return loaded
+    _check_output_dir(output_dir)
+    return [
+        dataclasses.replace(c, output_path=Path(output_dir), raw=MappingProxyType({**c.raw, "output_path": output_dir}))
+        for c in loaded
+    ]
+
+
+def _project_mode(args: argparse.Namespace) -> bool:
+    if args.command == "fields":
+        target = args.config
+        if target is None or not (os.path.exists(target) or target.lower().endswith(_CONFIG_SUFFIXES)):
+            return True
+        if args.groups is not None:
+            raise ConfigError("--groups goes with ENTITY/PROJECT; a config file names its own groups")
+        return False
+    if args.fields is None:
+        if args.groups is not None or args.samples is not None:
+            raise ConfigError("--groups and --samples describe an export without a config file; "
+                              "they need --fields (a config file says them itself)")
+        return False
+    if args.config is not None and (os.path.exists(args.config) or args.config.lower().endswith(_CONFIG_SUFFIXES)):
+        raise ConfigError(f"--fields names the fields of an export without a config file, but {args.config!r} "
+                          "is a config file: put the fields in it, or give ENTITY/PROJECT")
+    return True
+
+
+def _project_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The config dict of `export ENTITY/PROJECT --fields ...`, with WANDB_ENTITY / WANDB_PROJECT
+    filling in what the argument leaves out, as wandb itself does."""
+    if args.experiments:
+        raise ConfigError("-e/--experiments picks experiments of a config file; "
+                          "without one there is only the project")
+    target: str | None = args.config
+    entity = os.environ.get("WANDB_ENTITY") or None
+    project = os.environ.get("WANDB_PROJECT") or None
+    if target is not None:
+        if not _PROJECT_RE.fullmatch(target):
+            raise ConfigError(f"expected ENTITY/PROJECT or PROJECT; found {target!r}", source=_PROJECT_SOURCE)
+        entity, _, project = target.rpartition("/") if "/" in target else (entity, "", target)
+    if not project or not entity:
+        missing = "project" if not project else "entity"
+        raise ConfigError(
+            f"no {missing} given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT",
+            source=_PROJECT_SOURCE,
+        )
+    fields: list[str] | None = getattr(args, "fields", None)
+    output_dir: str | None = getattr(args, "output_dir", None)
+    exp: dict[str, Any] = {
+        "entity": entity,
+        "project": project,
+        "fields": "all" if fields is None or fields == ["all"] else fields,
+        "output_path": output_dir if output_dir is not None else PROJECT_OUTPUT_DIR,
+    }
+    if args.groups is not None:
+        exp["groups"] = "all" if args.groups == ["all"] else args.groups
+    samples: str | None = getattr(args, "samples", None)
+    if samples is not None:
+        exp["history_samples"] = int(samples) if samples.strip().lstrip("-").isdigit() else samples
+    return {project: exp}
+
+
+def _check_output_dir(path: str) -> None:
+    if not path.strip():
+        raise ConfigError("-O/--output-dir: expected a folder path; found an empty string")
+
+
+def _fail(args: argparse.Namespace, exc: Wandb2NumpyError, summary: Summary | None = None) -> int:
+    """One line on stderr (a traceback with -v), the exit code of the error's kind."""
+    if args.verbose:
+        log.exception("%s failed", args.command)
+    else:
+        log.error("%s", exc, extra={"console": False})
+    print(f"wandb2numpy: error: {exc}", file=sys.stderr)
+    return summary.fail(exc.exit_code, str(exc)) if summary is not None else exc.exit_code
+
+
+def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
+    """`export --dry-run`: list and plan, fetch no history, write nothing."""
+    from .look import dry_run_lines, preview
+
+    out = out or sys.stdout
+    try:
+        previews = preview(
+            configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
+            **_policy(args),
+        )
+    except Wandb2NumpyError as exc:
+        return _fail(args, exc, summary)
+    for line in dry_run_lines(previews, all_runs=args.verbose):
+        print(line, file=out)
+    return EXIT_OK
+
+
+def _fields_command(args: argparse.Namespace) -> int:
+    from .look import fields_lines, preview
+
+    _setup_logging(args.verbose, False)
+    try:
+        previews = preview(configs(args), settings=ClientSettings(base_url=args.base_url))
+    except Wandb2NumpyError as exc:
+        return _fail(args, exc)
+    except KeyboardInterrupt:
+        print("wandb2numpy: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    for line in fields_lines(previews):
+        print(line)
+    return EXIT_OK
 
 
 def _setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> None:

@@ -439,7 +439,18 @@ def run_info(run: Any, entity: str, project: str) -> RunInfo:
         history_keys=keys,
         config=dict(run.config or {}),
         summary=dict(_json(attrs.get("summaryMetrics")) or {}),
+        url=_run_url(run),
     )
+
+
+def _run_url(run: Any) -> str | None:
+    """wandb's own link to the run's page (the app host for the cloud, the server's own URL for a
+    local one), built from settings without a request; None if this client cannot say."""
+    try:
+        url = run.url
+    except Exception:  # noqa: BLE001 - a link is a nicety, never a reason to fail a listing
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 def _json(value: Any) -> Any:

@@ -43,6 +43,7 @@ class RunInfo:
     history_keys: Mapping[str, KeyInfo] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     summary: Mapping[str, Any] = field(default_factory=dict)
+    url: str | None = None  # the run's page in the W&B app, for the run table
 
     @property
     def path(self) -> str:

@@ -66,6 +66,13 @@ class ExperimentReport:
     # Why the experiment came back empty, one line each: no run matched its filters, no matched
     # run holds a requested field, or a field it names was logged by no matched run (exit 4).
     problems: list[str] = field(default_factory=list)
+    grown_runs: int = 0  # incremental mode: fetched runs that read only their new steps
+    incremental: bool = False
+
+    @property
+    def fetched_runs(self) -> int:
+        """Runs whose history was asked for (all of them, unless incremental)."""
+        return self.listed_runs - self.unchanged_runs
 
     @property
     def skipped_runs(self) -> int:
@@ -253,6 +260,8 @@ async def _export_one(
     report.problems = _problems(exp, runs, result, unknown)
     if cache is not None:
         report.unchanged_runs = cache.unchanged
+        report.grown_runs = cache.grown
+        report.incremental = True
     if write and not result.runs and not result.failed_runs:
         # nothing to write: an earlier export of this experiment, if any, is left as it was
         log.info("%s: no run exported; nothing written", exp.name)

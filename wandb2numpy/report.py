@@ -59,6 +59,7 @@ class Summary:
                 "runs_listed": report.listed_runs,
                 "runs_exported": len(res.runs),
                 "runs_unchanged": report.unchanged_runs,
+                "runs_grown": report.grown_runs,
                 "runs_failed": len(res.failed_runs),
                 "runs_skipped": report.skipped_runs,
                 "failed_runs": dict(res.failed_runs),
@@ -110,6 +111,9 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             f"{report.skipped_runs} skipped (no requested field); {len(report.files)} file(s)",
             file=out,
         )
+        if report.incremental:
+            grown = f" ({report.grown_runs} only their new steps)" if report.grown_runs else ""
+            print(f"  incremental: {report.fetched_runs} fetched{grown}, {report.unchanged_runs} unchanged", file=out)
         if not report.listed_runs:  # every field would read "absent": say why once instead
             print("  no run matched the experiment's filters", file=out)
             continue

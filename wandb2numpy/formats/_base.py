@@ -2,7 +2,8 @@
 
 An experiment folder holds::
 
-    runs.csv                      one line per array row: run metadata and flattened config
+    runs.csv                      one line per array row: run metadata, its URL, flattened config
+                                  (config.<key>) and scalar summary values (summary.<key>)
     failed_runs.csv               only when runs failed: their ids and why
     <field><values suffix>        one (runs, width) float64 array per field
     <field><steps suffix>         the step of every value, NaN where a run has fewer points
@@ -45,6 +46,7 @@ RUN_COLUMNS = (
     "created_at",
     "heartbeat_at",
     "history_line_count",
+    "url",
 )
 _NAME_MAX = 255  # bytes per path component on common Linux/macOS file systems
 
@@ -273,6 +275,28 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _summary_scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary values a table cell can hold: numbers, booleans, text and null, nested plain
+    dicts flattened like config. Media, histograms and tables (dicts with a ``_type``), lists and
+    wandb's own ``_wandb`` block are left out: their JSON can run to megabytes a cell, and
+    their contents are in the run's files, not a number to sort runs by."""
+    plain = {
+        key: value for key, value in summary.items()
+        if not key.startswith("_wandb") and _is_scalar_or_plain(value)
+    }
+    return {key: value for key, value in _flatten(plain).items() if _is_scalar(value)}
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _is_scalar_or_plain(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return "_type" not in value and all(_is_scalar_or_plain(v) for v in value.values())
+    return _is_scalar(value)
+
+
 def _run_cells(run: RunInfo) -> list[str]:
     return [
         run.id,
@@ -284,21 +308,28 @@ def _run_cells(run: RunInfo) -> list[str]:
         run.created_at or "",
         run.heartbeat_at or "",
         str(run.history_line_count),
+        run.url or "",
     ]
 
 
 def _write_runs_csv(path: Path, runs: list[RunInfo]) -> None:
     configs = [_flatten(run.config) for run in runs]
     keys = sorted(set().union(*configs))
+    summaries = [_summary_scalars(run.summary) for run in runs]
+    summary_keys = sorted(set().union(*summaries))
     # backslashreplace: a lone surrogate in a run name (valid JSON, invalid UTF-8) must not sink
     # the whole export.
     with open(path, "x", encoding="utf-8", errors="backslashreplace", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow([*RUN_COLUMNS, *(f"config.{k}" for k in keys)])
-        for run, config in zip(runs, configs):
-            writer.writerow(
-                [*_run_cells(run), *(_config_cell(config[k]) if k in config else "" for k in keys)]
-            )
+        writer.writerow(
+            [*RUN_COLUMNS, *(f"config.{k}" for k in keys), *(f"summary.{k}" for k in summary_keys)]
+        )
+        for run, config, summary in zip(runs, configs, summaries):
+            writer.writerow([
+                *_run_cells(run),
+                *(_config_cell(config[k]) if k in config else "" for k in keys),
+                *(_config_cell(summary[k]) if k in summary else "" for k in summary_keys),
+            ])
         sync_file(f)
 
 

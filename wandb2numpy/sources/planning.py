@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..models import RunInfo
 
 __all__ = [
     "BATCH_ROWS",
+    "ReadPlan",
+    "fits_batch",
+    "plan_reads",
     "INTERNAL_KEYS",
     "MAX_SAMPLES",
     "OPEN_END",
@@ -188,3 +192,96 @@ def batches(sizes: Sequence[int], workers: int, page_size: int) -> list[list[int
     if current:
         out.append(current)
     return out
+
+
+def fits_batch(run: RunInfo, keys: Sequence[str], samples: int | None, page_size: int) -> bool:
+    """Whether the run's rows fit one sample of a batched request (and the listing said so)."""
+    rows = run_rows(run, keys, samples)
+    if rows is None or rows > page_size:
+        return False
+    return samples is not None or all(run.history_keys[k].count < page_size for k in keys)
+
+
+def group_requests(
+    run: RunInfo, keys: Sequence[str], samples: int | None, spare: int, page_size: int
+) -> int:
+    """History requests one co-logged key group of a run is planned to take on its own: one
+    sampled request, or one per row window, or (no counts) one per page of steps. Full answers
+    split later are not foreseen."""
+    if run.last_step < 0:
+        return len(step_ranges(run, spare, page_size))
+    rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
+    sampled = samples is not None and (rows is None or rows >= samples)
+    windows: list[tuple[int, int]] = []
+    if not sampled and rows is not None:
+        windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None)
+    if samples is not None and (sampled or len(windows) <= 1):
+        return 1
+    if rows is None:
+        return max(1, math.ceil((run.last_step + 1) / page_size))
+    return len(windows)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadPlan:
+    """What reading an experiment's history is planned to cost, from the listing alone (what
+    `--dry-run` shows). Runs without any requested field cost nothing."""
+
+    runs: int
+    empty_runs: int  # hold none of the requested (numeric) fields
+    rows: int  # rows expected back, as far as the listing says
+    unknown_runs: int  # runs whose listing gave no row counts: `rows` leaves them out
+    batched_runs: int  # small runs read many to a shared request
+    batch_requests: int
+    single_runs: int  # runs read on their own
+    single_requests: int
+
+    @property
+    def requests(self) -> int:
+        return self.batch_requests + self.single_requests
+
+
+def plan_reads(
+    runs: Sequence[RunInfo],
+    fields: Sequence[str],
+    *,
+    samples: int | None,
+    workers: int,
+    page_size: int,
+    batch: bool = True,
+) -> ReadPlan:
+    """The requests `WandbSource.read_runs` plans for these runs, without sending any: small runs
+    grouped into shared requests (`batches`), every other run one request per co-logged key group
+    or row window. Splits of answers that come back full or short are not foreseen."""
+    plans = [plan_keys(run, fields, {}) for run in runs]
+    spare = max(1, math.ceil(workers / max(1, len(runs))))
+    small = [i for i, run in enumerate(runs) if plans[i] and fits_batch(run, plans[i], samples, page_size)]
+    groups: list[list[int]] = []
+    if batch and len(small) > 1:
+        groups = batches([run_rows(runs[i], plans[i], samples) or 0 for i in small], workers, page_size)
+    batched = {small[j] for g in groups for j in g}
+    single_runs = single_requests = rows = unknown = 0
+    for i, run in enumerate(runs):
+        if not plans[i]:
+            continue
+        n = run_rows(run, plans[i], samples)
+        if n is None:
+            unknown += 1
+        else:
+            rows += n
+        if i in batched:
+            continue
+        single_runs += 1
+        single_requests += sum(
+            group_requests(run, keys, samples, spare, page_size) for keys in co_logged_groups(run, plans[i])
+        )
+    return ReadPlan(
+        runs=len(runs),
+        empty_runs=sum(1 for p in plans if not p),
+        rows=rows,
+        unknown_runs=unknown,
+        batched_runs=len(batched),
+        batch_requests=len(groups),
+        single_runs=single_runs,
+        single_requests=single_requests,
+    )

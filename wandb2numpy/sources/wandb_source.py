@@ -33,6 +33,7 @@ from .planning import (
     batches,
     co_logged_groups,
     expected_rows,
+    fits_batch,
     plan_keys,
     range_cost,
     row_windows,
@@ -248,11 +249,7 @@ class WandbSource:
         return outcomes
 
     def _small(self, run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
-        """Whether the run's rows fit one sample of a batched request (and the listing said so)."""
-        rows = run_rows(run, keys, samples)
-        if rows is None or rows > self.settings.page_size:
-            return False
-        return samples is not None or all(run.history_keys[k].count < self.settings.page_size for k in keys)
+        return fits_batch(run, keys, samples, self.settings.page_size)
 
     async def _read_batch(
         self,

@@ -1,0 +1,197 @@
+"""Look before fetching: what an export would read, from the run listing alone.
+
+`--dry-run` and `wandb2numpy fields` both stop after the listing: it already holds every matching
+run's group, state, history row count and history keys (with types and counts), which is enough to
+show what matched, which keys exist and how many history requests the export would plan. So a
+wrong filter or a mistyped field costs one listing request per experiment, not a full export, and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from .client import ClientSettings
+from .config import ExperimentConfig
+from .fetch import DEFAULT_CONCURRENCY, RetryPolicy, task_group
+from .filters import describe_filters
+from .models import RunInfo
+from .names import field_problem
+from .sources.planning import ReadPlan, all_numeric_fields, plan_reads
+from .sources.wandb_source import WandbSource
+
+__all__ = [
+    "ExperimentPreview",
+    "KeyStats",
+    "dry_run_lines",
+    "fields_lines",
+    "key_stats",
+    "preview",
+]
+
+RUNS_SHOWN = 50  # runs listed per experiment by --dry-run unless asked for all
+
+
+@dataclass(frozen=True)
+class KeyStats:
+    """One history key over the matched runs."""
+
+    key: str
+    types: tuple[str, ...]  # every type any run logged it as
+    runs: int  # runs that logged it
+    rows: int  # rows holding it, over all those runs
+
+
+@dataclass(frozen=True)
+class ExperimentPreview:
+    config: ExperimentConfig
+    runs: list[RunInfo]
+    fields: list[str]  # the requested fields, or what `fields: all` would take
+    plan: ReadPlan
+
+
+def preview(
+    configs: Sequence[ExperimentConfig],
+    *,
+    settings: ClientSettings | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    policy: RetryPolicy | None = None,
+) -> list[ExperimentPreview]:
+    """List the runs of every experiment (one listing each, side by side) and plan their reads."""
+    return anyio.run(
+        functools.partial(_preview, configs, settings=settings, concurrency=concurrency, policy=policy)
+    )
+
+
+async def _preview(
+    configs: Sequence[ExperimentConfig],
+    *,
+    settings: ClientSettings | None,
+    concurrency: int,
+    policy: RetryPolicy | None,
+) -> list[ExperimentPreview]:
+    settings = settings or ClientSettings()
+    if settings.entity is None and configs:  # as the export does: saves a GetDefaultEntity
+        settings = dataclasses.replace(settings, entity=configs[0].entity)
+    source = WandbSource(settings, concurrency=concurrency, policy=policy)
+    listed: dict[str, list[RunInfo]] = {}
+
+    async def one(exp: ExperimentConfig) -> None:
+        listed[exp.name] = await source.list_runs(exp)
+
+    try:
+        async with task_group() as tg:
+            for exp in configs:
+                tg.start_soon(one, exp)
+    finally:
+        source.close()
+    out = []
+    for exp in configs:
+        runs = listed[exp.name]
+        fields = list(exp.fields) if exp.fields is not None else [
+            f for f in all_numeric_fields(runs) if field_problem(f) is None
+        ]
+        plan = plan_reads(
+            runs, fields, samples=exp.history_samples, workers=source.concurrency,
+            page_size=settings.page_size, batch=settings.batch_small_runs,
+        )
+        out.append(ExperimentPreview(config=exp, runs=runs, fields=fields, plan=plan))
+    return out
+
+
+def key_stats(runs: Sequence[RunInfo]) -> list[KeyStats]:
+    """The history keys of `runs` by name, wandb's own `_wandb*` bookkeeping left out."""
+    types: dict[str, dict[str, None]] = {}
+    run_count: Counter[str] = Counter()
+    rows: Counter[str] = Counter()
+    for run in runs:
+        for key, info in run.history_keys.items():
+            if key.startswith("_wandb") or info.count == 0:
+                continue
+            types.setdefault(key, {}).update(dict.fromkeys(info.types))
+            run_count[key] += 1
+            rows[key] += info.count
+    return [KeyStats(k, tuple(types[k]), run_count[k], rows[k]) for k in sorted(types)]
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  " + "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def _counts(values: Sequence[str]) -> str:
+    return ", ".join(f"{v} {n}" for v, n in Counter(values).most_common())
+
+
+def _matched(p: ExperimentPreview) -> str:
+    exp = p.config
+    return f"{exp.name}: {len(p.runs)} run(s) of {exp.entity}/{exp.project} match {describe_filters(exp)}"
+
+
+def dry_run_lines(previews: Sequence[ExperimentPreview], *, all_runs: bool = False) -> list[str]:
+    """What `--dry-run` prints: per experiment the matching runs and the planned requests."""
+    lines: list[str] = []
+    for p in previews:
+        lines.append(_matched(p))
+        if p.runs:
+            lines.append(f"  groups: {_counts([r.group or '(none)' for r in p.runs])}")
+            lines.append(f"  states: {_counts([r.state or '(unknown)' for r in p.runs])}")
+            shown = p.runs if all_runs else p.runs[:RUNS_SHOWN]
+            lines += _table(
+                ("id", "name", "group", "state", "rows"),
+                [(r.id, r.name, r.group or "", r.state, str(r.history_line_count)) for r in shown],
+                right=(4,),
+            )
+            if len(shown) < len(p.runs):
+                lines.append(f"  ... and {len(p.runs) - len(shown)} more run(s) (-v lists them all)")
+        plan = p.plan
+        samples = "full history" if p.config.history_samples is None else f"{p.config.history_samples} samples"
+        fields = ", ".join(p.fields) if p.fields else "(none)"
+        lines.append(f"  fields ({samples}): {fields}")
+        rows = f"about {plan.rows} row(s)"
+        if plan.unknown_runs:
+            rows += f", plus {plan.unknown_runs} run(s) the listing gave no counts for"
+        lines.append(
+            f"  planned: {plan.requests} history request(s) for {rows}: "
+            f"{plan.batched_runs} run(s) in {plan.batch_requests} shared request(s), "
+            f"{plan.single_runs} run(s) on their own in {plan.single_requests} request(s); "
+            f"{plan.empty_runs} run(s) hold none of the fields"
+        )
+    total = sum(p.plan.requests for p in previews)
+    lines.append(
+        f"dry run: {sum(len(p.runs) for p in previews)} run(s) matched, {total} history request(s) "
+        "planned; no history fetched, nothing written"
+    )
+    return lines
+
+
+def fields_lines(previews: Sequence[ExperimentPreview]) -> list[str]:
+    """What `wandb2numpy fields` prints: per experiment the history keys of the matching runs."""
+    lines: list[str] = []
+    for p in previews:
+        lines.append(_matched(p))
+        stats = key_stats(p.runs)
+        if not stats:
+            lines.append("  (no history keys)")
+            continue
+        lines += _table(
+            ("key", "type", "runs", "rows"),
+            [(s.key, "/".join(s.types) or "unknown", str(s.runs), str(s.rows)) for s in stats],
+            right=(2, 3),
+        )
+    return lines
