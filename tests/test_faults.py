@@ -7,6 +7,7 @@ the policy's own parameters (`RetryPolicy`), never by patching internals.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,13 +201,11 @@ def _wait_for(predicate: Any, timeout: float) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A server in its own process, slow enough that an export is mid-flight for seconds."""
-    data = tmp_path_factory.mktemp("slow") / "project.json"
-    data.write_text(json.dumps(project()))
+@contextlib.contextmanager
+def _server_process(*args: str) -> Iterator[str]:
+    """`python -m wandb2numpy.testing.server ARGS` in its own process; yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.testing.server", "--data", str(data), "--latency-ms", "400"],
+        [sys.executable, "-m", "wandb2numpy.testing.server", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -218,6 +218,15 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server in its own process, slow enough that an export is mid-flight for seconds."""
+    data = tmp_path_factory.mktemp("slow") / "project.json"
+    data.write_text(json.dumps(project()))
+    with _server_process("--data", str(data), "--latency-ms", "400") as url:
+        yield url
 
 
 def _manifest(folder: Path) -> None:
@@ -285,23 +294,11 @@ def test_signal_mid_export_leaves_previous_export_intact(
 
 
 @pytest.fixture(scope="module")
-def long_server() -> Any:
+def long_server() -> Iterator[str]:
     """8 runs x 30,000 steps behind a 1 s latency: every request of a full-history export is slow."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.testing.server", "--runs", "8", "--steps", "30000",
-         "--metrics", "1", "--eval-every", "1", "--latency-ms", "1000"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), url
+    with _server_process("--runs", "8", "--steps", "30000", "--metrics", "1", "--eval-every", "1",
+                         "--latency-ms", "1000") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.slow

@@ -644,7 +644,7 @@ def read_parquet_columns(url: str, keys: Sequence[str], timeout: float) -> Parqu
 
 
 # Many runs' sampled history in one request: `sampledHistory` asked on the nodes of a `runs`
-# connection, as wandb's own sweep query does. The runs are picked by id within the listing's filter.
+# connection, as wandb's own sweep query does. The runs are picked by id.
 _BATCH_QUERY = """
 query RunsSampledHistory($entity: String!, $project: String!, $filters: JSONString, $first: Int,
                          $specs: [JSONString!]!) {
@@ -664,12 +664,11 @@ def batch_history(
     entity: str,
     project: str,
     run_ids: Sequence[str],
-    filters: Mapping[str, Any],
     specs: Sequence[Mapping[str, Any]],
 ) -> dict[str, list[list[dict[str, Any]]]]:
     """Per run id, one list of rows per spec: the history of many runs in one request.
 
-    Runs the server did not return (deleted, or no longer matching) are simply absent: the caller
+    Runs the server did not return (deleted since the listing) are simply absent: the caller
     reads them on their own. A server without the field raises; `is_batch_refusal` tells that
     apart from other failures.
     """
@@ -677,13 +676,12 @@ def batch_history(
     if service is None or not hasattr(service, "execute_graphql"):
         raise FetchError("this wandb client cannot send batched history queries")
     by_id: dict[str, Any] = {"name": {"$in": list(run_ids)}}
-    combined = {"$and": [dict(filters), by_id]} if filters else by_id
     data = service.execute_graphql(
         _BATCH_QUERY,
         {
             "entity": entity,
             "project": project,
-            "filters": json.dumps(combined),
+            "filters": json.dumps(by_id),
             "first": len(run_ids),
             "specs": [json.dumps(spec) for spec in specs],
         },

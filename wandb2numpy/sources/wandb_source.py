@@ -272,7 +272,7 @@ class WandbSource:
         what = f"history of {len(runs)} small runs of {first.entity}/{first.project}"
         try:
             answer = await self.runner.call(
-                _batch, first.entity, first.project, [r.id for r in runs], {}, specs, groups, what=what
+                _batch, first.entity, first.project, [r.id for r in runs], specs, groups, what=what
             )
         except AuthError:
             raise
@@ -605,12 +605,11 @@ def _batch(
     entity: str,
     project: str,
     run_ids: Sequence[str],
-    filters: Mapping[str, Any],
     specs: Sequence[Mapping[str, Any]],
     groups: Sequence[tuple[str, ...]],
 ) -> dict[str, list[_Read]]:
     """Per run, the series read by each spec (one spec per key group, in `groups` order)."""
-    answer = client.batch_history(api, entity, project, run_ids, filters, specs)
+    answer = client.batch_history(api, entity, project, run_ids, specs)
     return {
         run_id: [_convert(rows, group) for group, rows in zip(groups, per_spec)]
         for run_id, per_spec in answer.items()
