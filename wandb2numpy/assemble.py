@@ -63,13 +63,21 @@ def stack_field(series: MutableSequence[Series | None], *, release: bool = False
 
 @dataclass
 class ExperimentResult:
-    """Everything the writers need for one experiment; row i of every array is runs[i]."""
+    """Everything the writers need for one experiment; row i of every array is runs[i].
+
+    `x_axis` is the history key the steps arrays hold (``_step`` unless the config names
+    another). With a `grid`, every field is sampled at the same x values: `grid` is that 1-D
+    axis, each field's `steps` is a read-only broadcast of it, and formats write the axis once
+    (``x``) instead of a steps file per field.
+    """
 
     name: str
     runs: list[RunInfo]
     fields: dict[str, FieldArrays]
     skipped_fields: dict[str, str] = dc_field(default_factory=dict)
     failed_runs: dict[str, str] = dc_field(default_factory=dict)
+    x_axis: str = "_step"
+    grid: np.ndarray | None = None
 
 
 ABSENT_REASON = "absent from every exported run"

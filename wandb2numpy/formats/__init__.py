@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..names import SUFFIX_ROOM
 from ._base import (
+    AXIS_NAME,
     FAILED_RUNS_FILE,
     RUN_COLUMNS,
     RUNS_FILE,
@@ -22,6 +23,7 @@ from .csv import CsvFormat
 from .numpy import NumpyFormat
 
 __all__ = [
+    "AXIS_NAME",
     "FAILED_RUNS_FILE",
     "RUNS_FILE",
     "RUN_COLUMNS",

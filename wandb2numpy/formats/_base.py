@@ -7,6 +7,7 @@ An experiment folder holds::
     failed_runs.csv               only when runs failed: their ids and why
     <field><values suffix>        one (runs, width) float64 array per field
     <field><steps suffix>         the step of every value, NaN where a run has fewer points
+                                  (with a grid instead: one shared ``x<values suffix>``, 1-D)
     .wandb2numpy-manifest.json    which of these files the export wrote (kept by the writers)
 
 A ``/`` in a field name makes sub-folders (``eval/reward`` -> ``eval/reward.npy``). A format
@@ -35,6 +36,7 @@ from ..models import RunInfo
 from ..names import check_field
 
 RUNS_FILE = "runs.csv"
+AXIS_NAME = "x"  # with a grid: the shared x values, x<values suffix>
 FAILED_RUNS_FILE = "failed_runs.csv"
 RUN_COLUMNS = (
     "id",
@@ -50,7 +52,7 @@ RUN_COLUMNS = (
 )
 _NAME_MAX = 255  # bytes per path component on common Linux/macOS file systems
 
-FileKind = Literal["runs", "failed_runs", "values", "steps"]
+FileKind = Literal["runs", "failed_runs", "values", "steps", "axis"]
 _Writer = Callable[[Path], None]
 
 
@@ -82,6 +84,7 @@ class StoredExperiment:
     runs: list[dict[str, str]]
     fields: dict[str, FieldArrays]
     failed_runs: dict[str, str] = field(default_factory=dict)
+    x: np.ndarray | None = None  # the grid's shared x values, when the export had a grid
 
     @property
     def ids(self) -> list[str]:
@@ -110,25 +113,37 @@ class Format(ABC):
     def read_array(self, path: Path) -> np.ndarray:
         """The float64 array `write_array` wrote."""
 
+    def write_axis(self, path: Path, x: np.ndarray) -> None:
+        """Create `path` holding a grid's 1-D x values; by default as a one-row array."""
+        self.write_array(path, x.reshape(1, -1), [AXIS_NAME], steps=True)
+
+    def read_axis(self, path: Path) -> np.ndarray:
+        """The 1-D x values `write_axis` wrote."""
+        return self.read_array(path).reshape(-1)
+
     # ------------------------------------------------------------------ layout
 
-    def fields_problem(self, fields: Sequence[str]) -> str | None:
+    def fields_problem(self, fields: Sequence[str], *, grid: bool = False) -> str | None:
         """Why these field names cannot share one experiment folder in this format, or None.
 
         For config validation: the same collisions `layout` refuses, known before any request.
         Both run tables are reserved, since whether ``failed_runs.csv`` is written is only
-        known after the fetch.
+        known after the fetch; with a grid, so is the shared axis file.
         """
-        return _collision(self.possible_files(fields))
+        return _collision(self.possible_files(fields, grid=grid))
 
-    def possible_files(self, fields: Sequence[str]) -> list[Path]:
+    def possible_files(self, fields: Sequence[str], *, grid: bool = False) -> list[Path]:
         """Every file an export of `fields` may write, ``failed_runs.csv`` included.
 
         Known before any request, so a check against files already on disk can refuse early.
         """
         files = [Path(RUNS_FILE), Path(FAILED_RUNS_FILE)]
+        if grid:
+            files.append(Path(AXIS_NAME + self.values_suffix))
         for f in fields:
-            files += [Path(f + self.values_suffix), Path(f + self.steps_suffix)]
+            files.append(Path(f + self.values_suffix))
+            if not grid:
+                files.append(Path(f + self.steps_suffix))
         return files
 
     def _plan(self, result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
@@ -141,13 +156,21 @@ class Format(ABC):
             # Runs that failed after retries are not rows of the arrays; this says which, and why.
             plan.append((Path(FAILED_RUNS_FILE), "failed_runs",
                          functools.partial(_write_failed_csv, failed=result.failed_runs)))
+        grid = result.grid
+        if grid is not None:
+            if not isinstance(grid, np.ndarray) or grid.dtype != np.float64 or grid.ndim != 1:
+                raise ValueError("the grid must be a 1-D float64 array")
+            plan.append((Path(AXIS_NAME + self.values_suffix), "axis",
+                         functools.partial(self.write_axis, x=grid)))
         for name, arrays in result.fields.items():
             check_field(name)
             _check_arrays(name, arrays, n_runs)
-            for suffix, array, kind in (
-                (self.values_suffix, arrays.values, "values"),
-                (self.steps_suffix, arrays.steps, "steps"),
-            ):
+            if grid is not None and arrays.values.shape[1] != len(grid):
+                raise ValueError(f"field {name!r}: {arrays.values.shape[1]} columns for a grid of {len(grid)}")
+            outputs = [(self.values_suffix, arrays.values, "values")]
+            if grid is None:
+                outputs.append((self.steps_suffix, arrays.steps, "steps"))
+            for suffix, array, kind in outputs:
                 rel = Path(name + suffix)
                 if len(rel.name.encode("utf-8")) > _NAME_MAX:
                     raise OutputError(
@@ -195,6 +218,8 @@ class Format(ABC):
         if p.name in (RUNS_FILE, FAILED_RUNS_FILE):
             kind: FileKind = "runs" if p.name == RUNS_FILE else "failed_runs"
             return StoredFile(p, kind, table=read_table(p))
+        if p.name == AXIS_NAME + self.values_suffix and not p.with_name(AXIS_NAME + self.steps_suffix).exists():
+            return StoredFile(p, "axis", array=self.read_axis(p))
         kind = "steps" if p.name.endswith(self.steps_suffix) else "values"
         return StoredFile(p, kind, array=self.read_array(p))
 
@@ -205,6 +230,20 @@ class Format(ABC):
         }
         fields: dict[str, FieldArrays] = {}
         used: set[str] = set()
+        axis = AXIS_NAME + self.values_suffix
+        if axis in files and AXIS_NAME + self.steps_suffix not in files:
+            # A grid export: no steps files, every other values file is a field on the shared x.
+            x = self.read_axis(folder / axis)
+            tables = {RUNS_FILE, FAILED_RUNS_FILE, axis}
+            for rel in sorted(files - tables):
+                if rel.endswith(self.values_suffix) and not rel.startswith("."):
+                    grid_values = self.read_array(folder / rel)
+                    steps = np.broadcast_to(x, grid_values.shape)
+                    fields[rel[: -len(self.values_suffix)]] = FieldArrays(values=grid_values, steps=steps)
+            return StoredExperiment(
+                runs=read_table(folder / RUNS_FILE), fields=fields, x=x,
+                failed_runs=_read_failed(folder, files),
+            )
         # A steps file is one whose values file exists too: the name alone is ambiguous when a
         # field is itself called "x.steps" (its values are "x.steps.npy").
         for rel in sorted(files):
@@ -216,12 +255,16 @@ class Format(ABC):
                         values=self.read_array(folder / values), steps=self.read_array(folder / rel)
                     )
                     used.update((rel, values))
-        failed: dict[str, str] = {}
-        if FAILED_RUNS_FILE in files and FAILED_RUNS_FILE not in used:
-            failed = {row["id"]: row["error"] for row in read_table(folder / FAILED_RUNS_FILE)}
+        failed = _read_failed(folder, files - used)
         return StoredExperiment(
             runs=read_table(folder / RUNS_FILE), fields=dict(sorted(fields.items())), failed_runs=failed
         )
+
+
+def _read_failed(folder: Path, files: set[str]) -> dict[str, str]:
+    if FAILED_RUNS_FILE not in files:
+        return {}
+    return {row["id"]: row["error"] for row in read_table(folder / FAILED_RUNS_FILE)}
 
 
 # --------------------------------------------------------------------------- checks

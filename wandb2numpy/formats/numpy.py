@@ -23,6 +23,12 @@ class NumpyFormat(Format):
             np.save(f, array, allow_pickle=False)  # writes straight from the array buffer
             sync_file(f)
 
+    def write_axis(self, path: Path, x: np.ndarray) -> None:
+        self.write_array(path, x, [], steps=True)  # 1-D, as np.linspace gives it
+
+    def read_axis(self, path: Path) -> np.ndarray:
+        return self.read_array(path)
+
     def read_array(self, path: Path) -> np.ndarray:
         array: np.ndarray = np.load(path, allow_pickle=False)
         return array
