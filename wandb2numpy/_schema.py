@@ -38,6 +38,7 @@ _MAX_HISTORY_SAMPLES = 2**31 - 1
 # Numbers in filters go to the server as JSON; beyond 64 bits they silently lose precision there.
 _MAX_FILTER_INT = 2**63 - 1
 _MAX_PROBLEMS_SHOWN = 20
+_MAX_GRID_POINTS = 10_000_000  # a (runs, points) float64 array per field
 _MAX_SHOWN = 80  # characters of a found value quoted in a message
 
 
@@ -242,7 +243,66 @@ def _check_filter_map(value: Any) -> dict[str, Any]:
     return out
 
 
+def _check_x_axis(value: Any) -> str:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        _fail(f"expected the name of a logged key, e.g. 'global_step' or '_step'; found {_found_text(value)}")
+    return value
+
+
+def _check_grid_points(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_GRID_POINTS:
+        _fail(f"expected a whole number of points from 1 to {_MAX_GRID_POINTS:,}; found {_found(value)}")
+    return value
+
+
+def _check_grid_every(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        _fail(f"expected a positive number (the spacing of the x values); found {_found(value)}")
+    return float(value)
+
+
+def _check_grid_values(value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value:
+        _fail(f"expected a non-empty list of x values; found {_found(value)}")
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            _fail(f"expected finite numbers; found {_found(item)}", i)
+        if i and item <= value[i - 1]:
+            _fail(f"x values must increase; {item!r} follows {value[i - 1]!r}", i)
+    return tuple(float(v) for v in value)
+
+
+def _check_grid_method(value: Any) -> str:
+    if value not in ("linear", "previous") or not isinstance(value, str):
+        _fail(f"expected 'linear' or 'previous'; found {_found(value)}{_suggest(value, ('linear', 'previous'))}")
+    return str(value)
+
+
 # --------------------------------------------------------------------------- models
+
+
+class _GridSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    points: Annotated[int | None, BeforeValidator(_check_grid_points)] = None
+    every: Annotated[float | None, BeforeValidator(_check_grid_every)] = None
+    values: Annotated[tuple[float, ...] | None, BeforeValidator(_check_grid_values)] = None
+    method: Annotated[str, BeforeValidator(_check_grid_method)] = "linear"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _GridSpec:
+        given = [k for k in ("points", "every", "values") if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = f"found {' and '.join(given)}" if given else "found none"
+            _fail(f"a grid needs exactly one of 'points', 'every' or 'values', e.g. grid: {{points: 200}}; {found}")
+        return self
+
 
 _SELECTION_KEYS = ("job_types", "runs", "tags")
 _WHAT = {"job_types": "job types", "runs": "run names", "tags": "tags"}
@@ -282,13 +342,15 @@ class _Experiment(BaseModel):
     summary: Annotated[dict[str, _FilterSpec], BeforeValidator(_check_filter_map)] = {}
     history_samples: Annotated[int | None, BeforeValidator(_check_history_samples)] = DEFAULT_HISTORY_SAMPLES
     output_data_type: Annotated[str, BeforeValidator(_check_data_type)] = "numpy"
+    x_axis: Annotated[str, BeforeValidator(_check_x_axis)] = "_step"
+    grid: _GridSpec | None = None
 
     @model_validator(mode="after")
     def _fields_fit_format(self) -> _Experiment:
         # The collisions the writers would refuse after the fetch ("runs" in CSV, "a" next to
-        # "a.steps"), refused before the first request instead.
+        # "a.steps", "x" next to a grid's x), refused before the first request instead.
         if self.fields is not None:
-            problem = formats.get(self.output_data_type).fields_problem(self.fields)
+            problem = formats.get(self.output_data_type).fields_problem(self.fields, grid=self.grid is not None)
             if problem:
                 _fail(problem, "fields")
         return self
@@ -345,6 +407,7 @@ def _show_groups(groups: Sequence[str]) -> str:
 
 _EXPERIMENT_KEYS = tuple(_Experiment.model_fields)
 _FILTER_KEYS = tuple(_FilterSpec.model_fields)
+_GRID_KEYS = tuple(_GridSpec.model_fields)
 
 
 # --------------------------------------------------------------------------- error translation
@@ -377,11 +440,14 @@ def _translate(exc: ValidationError, experiment: str, body: Mapping[str, Any], p
         elif kind == "missing":
             message = f"required key '{loc[-1]}' is missing; set it in this experiment or in DEFAULT"
         elif kind == "extra_forbidden":
-            valid = _FILTER_KEYS if len(loc) == 3 and loc[0] in ("config", "summary") else _EXPERIMENT_KEYS
+            valid = (_FILTER_KEYS if len(loc) == 3 and loc[0] in ("config", "summary")
+                     else _GRID_KEYS if len(loc) == 2 and loc[0] == "grid" else _EXPERIMENT_KEYS)
             hint = _suggest(loc[-1], valid) or f" (valid keys: {', '.join(valid)})"
             message = f"unknown key {loc[-1]!r}{hint}"
         elif kind == "invalid_key":
             message = f"keys must be strings; found {_found_text(value)}"
+        elif kind in ("model_type", "dict_type") and loc == ["grid"]:
+            message = f"expected a mapping such as {{points: 200}}, {{every: 1000}} or {{values: [...]}}; found {_found(value)}"
         elif kind in ("model_type", "dict_type") and len(loc) == 2:
             example = "{values: [...]}" if not isinstance(value, Mapping) else "{values: [...], min: 0, max: 1}"
             message = (f"expected a mapping with 'values', 'min' and/or 'max', e.g. {loc[1]}: {example}; "

@@ -34,6 +34,7 @@ from wandb2numpy._schema import (
     _translate,
 )
 from wandb2numpy.errors import ConfigError
+from wandb2numpy.grid import GridSpec
 from wandb2numpy.names import experiment_name_problem
 
 __all__ = [
@@ -81,6 +82,8 @@ class ExperimentConfig:
     summary_filters: Mapping[str, ValueFilter] = field(hash=False)
     output_data_type: str = "numpy"  # a name in formats.names()
     history_samples: int | None = DEFAULT_HISTORY_SAMPLES  # None = full history
+    x_axis: str = "_step"  # the history key the steps arrays hold
+    grid: GridSpec | None = None  # resample every field on shared x values
     source: str = "<config>"
     raw: Mapping[str, Any] = field(hash=False)  # the merged dict as the user wrote it
 
@@ -287,6 +290,11 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         summary_filters=filters(model.summary),
         output_data_type=model.output_data_type,
         history_samples=model.history_samples,
+        x_axis=model.x_axis,
+        grid=None if model.grid is None else GridSpec(
+            points=model.grid.points, every=model.grid.every, values=model.grid.values,
+            method="previous" if model.grid.method == "previous" else "linear",
+        ),
         source=source,
         raw=MappingProxyType(copy.deepcopy(merged)),
     )

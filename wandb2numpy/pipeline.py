@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,17 +26,19 @@ import anyio
 import numpy as np
 
 from . import incremental as incremental_cache
-from . import writers
+from . import writers, xaxis
 from .assemble import ABSENT_REASON, ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import ConfigError, OutputError, OutputExistsError
 from .fetch import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, task_group
 from .filters import build_filters, describe_filters
+from .grid import apply_grid
 from .lock import output_locks
 from .models import RunInfo
 from .names import check_field
-from .sources.base import HistorySource, RunEvent
+from .series import Series
+from .sources.base import HistorySource, RunEvent, RunOutcome
 from .sources.planning import all_numeric_fields
 from .sources.wandb_source import WandbSource
 
@@ -68,6 +70,10 @@ class ExperimentReport:
     problems: list[str] = field(default_factory=list)
     grown_runs: int = 0  # incremental mode: fetched runs that read only their new steps
     incremental: bool = False
+    # x_axis other than _step: rows dropped for want of an x value, per field, and how many
+    # runs never logged the x_axis key at all
+    x_dropped: dict[str, int] = field(default_factory=dict)
+    runs_without_x: int = 0
 
     @property
     def fetched_runs(self) -> int:
@@ -237,7 +243,27 @@ async def _export_one(
         if progress is not None:
             progress.advance(exp.name, run, rows, event == "run_failed")
 
-    outcomes = await source.read_runs(runs, fields, samples=exp.history_samples, progress=on_run)
+    key = exp.x_axis
+    on_x = key != xaxis.DEFAULT_X_AXIS
+    read_fields = [*fields, key] if on_x and key not in fields else fields
+    in_full = [on_x and xaxis.read_in_full(r, read_fields, exp.history_samples) for r in runs]
+    if any(in_full):
+        outcomes = await _read_split(source, runs, read_fields, in_full, exp.history_samples, on_run)
+    else:
+        outcomes = await source.read_runs(runs, read_fields, samples=exp.history_samples, progress=on_run)
+    per_run: list[Mapping[str, Series] | None] = [None if o.error else o.series for o in outcomes]
+    dropped: dict[str, int] = {}
+    without_key = 0
+    if on_x:
+        for i, o in enumerate(outcomes):
+            if o.error:
+                continue
+            # New dicts: the incremental cache saves the outcomes as read, by _step.
+            moved = xaxis.realign(o.series, key, fields, samples=exp.history_samples if in_full[i] else None)
+            per_run[i] = moved.series
+            without_key += not moved.has_key and bool(o.series)
+            for name, n in moved.dropped.items():
+                dropped[name] = dropped.get(name, 0) + n
     failed = {r.id: o.error for r, o in zip(runs, outcomes) if o.error}
     skipped: dict[str, str] = {}
     for o in outcomes:
@@ -250,14 +276,24 @@ async def _export_one(
     result = assemble_experiment(
         exp.name,
         runs,
-        [None if o.error else o.series for o in outcomes],
+        per_run,
         [f for f in fields if f not in skipped],
         failed=failed,
         skipped=skipped,
         consume=cache is None,  # the incremental cache saves the series after the write
     )
+    result.x_axis = key
+    if exp.grid is not None and result.fields:
+        result = apply_grid(result, exp.grid)
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
     report.problems = _problems(exp, runs, result, unknown)
+    if on_x:
+        report.x_dropped = dropped
+        report.runs_without_x = without_key
+        report.problems += _missing_x(exp, runs)
+        if dropped:
+            log.warning("%s: %s row(s) without x_axis '%s' dropped (%s)", exp.name, f"{sum(dropped.values()):,}",
+                        key, ", ".join(f"{f} {n:,}" for f, n in dropped.items()))
     if cache is not None:
         report.unchanged_runs = cache.unchanged
         report.grown_runs = cache.grown
@@ -281,6 +317,43 @@ async def _export_one(
     if progress is not None:
         progress.finish(exp.name)
     return report
+
+
+async def _read_split(
+    source: HistorySource,
+    runs: Sequence[RunInfo],
+    fields: Sequence[str],
+    in_full: Sequence[bool],
+    samples: int | None,
+    on_run: Callable[[RunEvent, RunInfo, int], None],
+) -> list[RunOutcome]:
+    """Read the runs marked `in_full` with full history and the others sampled, side by side
+    on the same workers (see `xaxis`: sampled with an x axis, thinning comes after the join)."""
+    parts = [[i for i, full in enumerate(in_full) if full], [i for i, full in enumerate(in_full) if not full]]
+    outcomes: list[RunOutcome | None] = [None] * len(runs)
+
+    async def read(indices: list[int], part_samples: int | None) -> None:
+        got = await source.read_runs([runs[i] for i in indices], fields, samples=part_samples, progress=on_run)
+        for i, o in zip(indices, got):
+            outcomes[i] = o
+
+    async with anyio.create_task_group() as tg:
+        if parts[0]:
+            tg.start_soon(read, parts[0], None)
+        if parts[1]:
+            tg.start_soon(read, parts[1], samples)
+    return [o if o is not None else RunOutcome(error="not read") for o in outcomes]
+
+
+def _missing_x(exp: ExperimentConfig, runs: Sequence[RunInfo]) -> list[str]:
+    """An x_axis key no matched run logged, with the nearest logged key: every row would be dropped."""
+    key = exp.x_axis
+    if not runs or not all(r.history_keys for r in runs) or any(key in r.history_keys for r in runs):
+        return []
+    logged = sorted({k for r in runs for k in r.history_keys})
+    close = difflib.get_close_matches(key, logged, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return [f"{exp.name}: x_axis '{key}' is logged by none of the {len(runs)} matched run(s){hint}"]
 
 
 def _unknown_fields(

@@ -65,6 +65,9 @@ class Summary:
                 "failed_runs": dict(res.failed_runs),
                 "fields": {f: list(a.values.shape) for f, a in res.fields.items()},
                 "fields_left_out": dict(res.skipped_fields),
+                "x_axis": res.x_axis,
+                "rows_without_x": dict(report.x_dropped),
+                "grid_points": None if res.grid is None else len(res.grid),
                 "files": [str(p) for p in report.files],
                 "bytes_written": size,
             }
@@ -117,8 +120,15 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
         if not report.listed_runs:  # every field would read "absent": say why once instead
             print("  no run matched the experiment's filters", file=out)
             continue
+        if res.grid is not None:
+            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}, shared by every field (x file)", file=out)
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
+        if report.x_dropped or report.runs_without_x:
+            dropped = ", ".join(f"{f} {n:,}" for f, n in report.x_dropped.items())
+            never = f"; {report.runs_without_x} run(s) never logged it" if report.runs_without_x else ""
+            print(f"  x_axis {res.x_axis}: {sum(report.x_dropped.values()):,} row(s) without it dropped"
+                  f"{f' ({dropped})' if dropped else ''}{never}", file=out)
         for field, reason in res.skipped_fields.items():
             print(f"  {field}: left out, {reason}", file=out)
         for run_id, error in res.failed_runs.items():

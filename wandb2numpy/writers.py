@@ -376,11 +376,13 @@ def _carry(old: Path, staging: Path, rel: str) -> Path:
     return dst
 
 
-def _manifest_bytes(folder: Path, written: Sequence[Path], data_type: DataType) -> bytes:
-    """Paths and sizes, nothing else: two exports of the same data write the same bytes."""
-    doc = {
-        _MANIFEST_KEY: _MANIFEST_VERSION,
-        "data_type": data_type,
+def _manifest_bytes(folder: Path, written: Sequence[Path], data_type: DataType, x_axis: str = "_step") -> bytes:
+    """Paths and sizes (and the x axis when it is not ``_step``, for readers such as the plot
+    command), nothing else: two exports of the same data write the same bytes."""
+    doc: dict[str, object] = {_MANIFEST_KEY: _MANIFEST_VERSION, "data_type": data_type}
+    if x_axis != "_step":
+        doc["x_axis"] = x_axis
+    doc |= {
         "files": [
             {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size} for p in written
         ],
@@ -468,7 +470,7 @@ def write_experiment(
         written = fmt.write(result, staging)
         kept = [_carry(final, staging, rel) for rel in keep]
         with open(staging / MANIFEST_FILE, "xb") as f:
-            f.write(_manifest_bytes(staging, written, data_type))
+            f.write(_manifest_bytes(staging, written, data_type, result.x_axis))
             sync_file(f)
         folders = {p for path in [*written, *kept] for p in path.parents if staging in p.parents}
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
