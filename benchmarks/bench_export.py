@@ -198,7 +198,8 @@ def measure(
     }
     cmd = [sys.executable, str(HERE / "worker.py"), json.dumps(spec)]
     if profile:
-        cmd = [sys.executable, "-m", "pyinstrument", "-o", profile, "-r", "text", *cmd[1:]]
+        # py-spy samples every thread (the work runs in worker threads), native frames included
+        cmd = ["py-spy", "record", "-f", "raw", "-r", "200", "-o", profile, "--", *cmd]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{tag} failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -531,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="multiply runs and steps (for tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-floor", action="store_true", help="skip the zero-latency CPU floor runs")
-    p.add_argument("--profile", metavar="DIR", help="pyinstrument text profile of ours' first repeat")
+    p.add_argument("--profile", metavar="DIR", help="py-spy profile (collapsed stacks) of ours' first repeat")
     args = p.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if args.repeats is None:
