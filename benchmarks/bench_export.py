@@ -203,7 +203,8 @@ def measure(
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{tag} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    rec = json.loads(done.stdout.strip().splitlines()[-1])
+    # the worker's record is its last JSON line (py-spy adds lines of its own after it)
+    rec = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
     stats = server.stats()
     rec["sustained_rate"] = sustained_rate(server.request_log())
     rec.update(
