@@ -157,6 +157,21 @@ _CMP: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+_last_text_set: tuple[object, frozenset[str] | None] = (None, None)
+
+
+def _text_set(operand: list[Any]) -> frozenset[str] | None:
+    """An all-text `$in` list as a set (None otherwise), remembered for the list last asked about:
+    a query evaluates the same list against every run of the project."""
+    global _last_text_set
+    last, texts = _last_text_set
+    if last is operand:
+        return texts
+    texts = frozenset(operand) if all(isinstance(o, str) for o in operand) else None
+    _last_text_set = (operand, texts)
+    return texts
+
+
 def _eval_ops(value: Any, ops: Mapping[str, Any], field: str) -> bool:
     date = field in _DATE_FIELDS
     for op, operand in ops.items():
@@ -169,7 +184,10 @@ def _eval_ops(value: Any, ops: Mapping[str, Any], field: str) -> bool:
         elif op in ("$in", "$nin"):
             if not isinstance(operand, list):
                 raise FilterError(f"{op} needs a list")
-            hit = any(_matches_eq(value, o) for o in operand)
+            if isinstance(value, str) and (texts := _text_set(operand)) is not None:
+                hit = value in texts  # the batch query's name $in [...]: a set, not 125 comparisons
+            else:
+                hit = any(_matches_eq(value, o) for o in operand)
             ok = hit if op == "$in" else not hit
         elif op == "$exists":
             ok = (value is not MISSING) == bool(operand)
