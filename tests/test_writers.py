@@ -293,7 +293,7 @@ def test_unsafe_names_rejected(tmp_path: Path, name: str) -> None:
     bad_field = result(fields={name: arrays}, runs=[run("r")])
     bad_experiment = result(name=name, fields={"x": arrays}, runs=[run("r")])
     for res in (bad_field, bad_experiment):
-        for data_type in ("numpy", "csv"):
+        for data_type in ("numpy", "csv", "npz", "parquet"):
             with pytest.raises(OutputError):
                 write_experiment(res, out, data_type=data_type, overwrite=True)  # type: ignore[arg-type]
     assert sorted(tmp_path.rglob("*")) == []  # nothing written anywhere, not even out/
@@ -332,7 +332,7 @@ def test_bad_arrays_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_experiment(result(fields={"x": wrong_dtype}), tmp_path, data_type="numpy", overwrite=False)
     with pytest.raises(ValueError):
-        planned_files(result(), "parquet")  # type: ignore[arg-type]
+        planned_files(result(), "hdf5")  # an unknown format
     assert list(tmp_path.iterdir()) == []
 
 
