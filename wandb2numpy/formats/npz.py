@@ -62,7 +62,8 @@ class NpzFormat(SingleFileFormat):
             for key in (f,) if grid else (f, f + STEPS_SUFFIX):
                 what = _reserved(key, grid=grid)
                 if what:
-                    return f"field {f!r} would be stored as '{key}', which holds {what} in {self.file_name}"
+                    return (f"field {f!r} would be stored as '{key}', which holds {what} in "
+                            f"{self.file_name}; rename a field")
                 if key in seen:
                     return f"two outputs would both be stored as '{key}' in {self.file_name}; rename a field"
                 seen.add(key)
