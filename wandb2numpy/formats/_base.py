@@ -54,7 +54,7 @@ RUN_COLUMNS = (
 )
 _NAME_MAX = 255  # bytes per path component on common Linux/macOS file systems
 
-FileKind = Literal["runs", "failed_runs", "values", "steps", "axis"]
+FileKind = Literal["runs", "failed_runs", "values", "steps", "axis", "data"]  # data: a one-file format's file
 _Writer = Callable[[Path], None]
 
 

@@ -95,7 +95,7 @@ class SingleFileFormat(Format):
         if problem:
             raise OutputError(problem)
         plan = run_tables_plan(result)
-        plan.append((Path(self.file_name), "values", functools.partial(self._write_data, result=result)))
+        plan.append((Path(self.file_name), "data", functools.partial(self._write_data, result=result)))
         return plan
 
     def _write_data(self, path: Path, result: ExperimentResult) -> None:
