@@ -454,7 +454,7 @@ def test_history_samples_rejected(value: Any, fragment: str) -> None:
     assert (err.experiment, err.key) == ("e", "history_samples") and fragment in str(err)
 
 
-@pytest.mark.parametrize("value", ["numpy", "csv"])
+@pytest.mark.parametrize("value", ["numpy", "csv", "npz", "parquet"])
 def test_output_data_type_accepted(value: str) -> None:
     assert one({"output_data_type": value}).output_data_type == value
 
@@ -462,7 +462,8 @@ def test_output_data_type_accepted(value: str) -> None:
 @pytest.mark.parametrize("value, fragment", [
     ("CSV", "found string 'CSV'; did you mean 'csv'?"),
     ("nump", "did you mean 'numpy'?"),
-    ("parquet", "expected one of 'numpy', 'csv'; found string 'parquet'"),
+    ("hdf5", "expected one of 'numpy', 'csv', 'npz', 'parquet'; found string 'hdf5'"),
+    ("Parquet", "found string 'Parquet'; did you mean 'parquet'?"),
     (1, "found integer 1"),
 ])
 def test_output_data_type_rejected(value: Any, fragment: str) -> None:

@@ -56,16 +56,20 @@ def assert_read_back(stored: StoredExperiment, result: ExperimentResult) -> None
 
 
 def test_registry_names() -> None:
-    assert formats.names() == ("numpy", "csv")
+    assert formats.names() == ("numpy", "csv", "npz", "parquet")
     for name in formats.names():
         fmt = formats.get(name)
         assert fmt.name == name and fmt.description
-        assert fmt.values_suffix != fmt.steps_suffix
+        if isinstance(fmt, formats.PerFieldFormat):
+            assert fmt.values_suffix != fmt.steps_suffix
+        else:
+            assert isinstance(fmt, formats.SingleFileFormat)
+            assert fmt.file_name not in (formats.RUNS_FILE, formats.FAILED_RUNS_FILE)
 
 
-@pytest.mark.parametrize("name", ["parquet", "CSV", "", None])
+@pytest.mark.parametrize("name", ["hdf5", "CSV", "", None])
 def test_unknown_format_is_an_error_naming_the_valid_ones(name: object) -> None:
-    with pytest.raises(ValueError, match="expected one of 'numpy', 'csv'"):
+    with pytest.raises(ValueError, match="expected one of 'numpy', 'csv', 'npz', 'parquet'"):
         formats.get(name)  # type: ignore[arg-type]
 
 
@@ -73,7 +77,7 @@ def test_config_takes_its_choices_from_the_registry() -> None:
     for name in formats.names():
         (exp,) = parse_config({"DEFAULT": BASE, "e": {"fields": ["x"], "output_data_type": name}})
         assert exp.output_data_type == name
-    with pytest.raises(ConfigError, match="expected one of 'numpy', 'csv'; found string 'hdf5'"):
+    with pytest.raises(ConfigError, match="expected one of 'numpy', 'csv', 'npz', 'parquet'; found string 'hdf5'"):
         parse_config({"DEFAULT": BASE, "e": {"fields": ["x"], "output_data_type": "hdf5"}})
 
 
@@ -93,7 +97,7 @@ def assembled() -> ExperimentResult:
     return assemble_experiment("exp", runs, per_run, ["loss", "eval/acc"], failed={"r3": "HTTP 500"})
 
 
-@pytest.mark.parametrize("name", ["numpy", "csv"])
+@pytest.mark.parametrize("name", ["numpy", "csv", "npz", "parquet"])
 def test_round_trip_of_assembled_arrays(tmp_path: Path, name: str) -> None:
     result = assembled()
     assert np.isnan(result.fields["loss"].values).any()  # the padding is part of what is checked
@@ -105,13 +109,16 @@ def test_round_trip_of_assembled_arrays(tmp_path: Path, name: str) -> None:
     assert list(stored.runs[0])[: len(RUN_COLUMNS)] == list(RUN_COLUMNS)
     for path in written:  # one file at a time, as the demo reads them
         one = fmt.read(path)
+        if isinstance(one, StoredExperiment):  # a one-file format's data file holds it all
+            assert_read_back(one, result)
+            continue
         assert isinstance(one, StoredFile)
         if one.array is not None:
             assert one.summary == f"shape {one.array.shape}"
     assert fmt.read(tmp_path / "exp" / "runs.csv").summary == "3 row(s)"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("name", ["numpy", "csv"])
+@pytest.mark.parametrize("name", ["numpy", "csv", "npz", "parquet"])
 def test_round_trip_field_named_like_a_steps_file(tmp_path: Path, name: str) -> None:
     """``x.steps`` has values in ``x.steps.<ext>``, which is also how the steps of ``x`` are named."""
     arrays = assembled().fields["loss"]
@@ -154,7 +161,7 @@ field_names = st.lists(name_parts, min_size=1, max_size=4).map("".join) | st.lis
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fields=st.lists(field_names, min_size=1, max_size=3, unique=True), data_type=st.sampled_from(["numpy", "csv"]))
+@given(fields=st.lists(field_names, min_size=1, max_size=3, unique=True), data_type=st.sampled_from(["numpy", "csv", "npz", "parquet"]))
 def test_config_accepts_exactly_what_the_writers_write(fields: list[str], data_type: str) -> None:
     """Refused at load means refused before any request; accepted means the write cannot refuse it."""
     try:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -293,7 +294,7 @@ def test_unsafe_names_rejected(tmp_path: Path, name: str) -> None:
     bad_field = result(fields={name: arrays}, runs=[run("r")])
     bad_experiment = result(name=name, fields={"x": arrays}, runs=[run("r")])
     for res in (bad_field, bad_experiment):
-        for data_type in ("numpy", "csv"):
+        for data_type in ("numpy", "csv", "npz", "parquet"):
             with pytest.raises(OutputError):
                 write_experiment(res, out, data_type=data_type, overwrite=True)  # type: ignore[arg-type]
     assert sorted(tmp_path.rglob("*")) == []  # nothing written anywhere, not even out/
@@ -306,7 +307,9 @@ def test_safe_names_accepted(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("names", "data_type"),
-    [(["a", "a.steps"], "numpy"), (["runs"], "csv"), (["a", "a.npy/b"], "numpy"), (["runs.csv/x"], "csv")],
+    [(["a", "a.steps"], "numpy"), (["runs"], "csv"), (["a", "a.npy/b"], "numpy"), (["runs.csv/x"], "csv"),
+     (["a", "a.steps"], "npz"), (["runs.id"], "npz"), (["x_axis"], "npz"), (["fields"], "npz"),
+     (["runs.config.lr"], "npz"), (["runs.summary"], "npz")],  # the steps of "runs.summary": runs.summary.steps
 )
 def test_colliding_fields_rejected(tmp_path: Path, names: list[str], data_type: str) -> None:
     arrays = FieldArrays(np.zeros((1, 1)), np.zeros((1, 1)))
@@ -332,7 +335,7 @@ def test_bad_arrays_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_experiment(result(fields={"x": wrong_dtype}), tmp_path, data_type="numpy", overwrite=False)
     with pytest.raises(ValueError):
-        planned_files(result(), "parquet")  # type: ignore[arg-type]
+        planned_files(result(), "hdf5")  # an unknown format
     assert list(tmp_path.iterdir()) == []
 
 
@@ -423,7 +426,7 @@ def _fail_on_second_call(real):  # type: ignore[no-untyped-def]
     return fake
 
 
-@pytest.mark.parametrize("data_type", ["numpy", "csv"])
+@pytest.mark.parametrize("data_type", ["numpy", "csv", "npz", "parquet"])
 def test_failure_mid_write_keeps_previous_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_type: str
 ) -> None:
@@ -431,8 +434,16 @@ def test_failure_mid_write_keeps_previous_export(
     before = snapshot(tmp_path)
     if data_type == "numpy":
         monkeypatch.setattr(np, "save", _fail_on_second_call(np.save))
-    else:
+    elif data_type == "csv":
         monkeypatch.setattr(csv_format, "_format_values", _fail_on_second_call(csv_format._format_values))
+    elif data_type == "npz":  # the second array of data.npz, after runs.csv and part of the zip
+        monkeypatch.setattr(np.lib.format, "write_array", _fail_on_second_call(np.lib.format.write_array))
+    else:  # data.parquet, after runs.csv and its first bytes
+        def half_written(table, where, **kwargs):  # type: ignore[no-untyped-def]
+            where.write(b"PAR1")
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(pq, "write_table", half_written)
     with pytest.raises(OutputError, match="No space left"):
         write_experiment(result(), tmp_path, data_type=data_type, overwrite=True)  # type: ignore[arg-type]
     assert snapshot(tmp_path) == before

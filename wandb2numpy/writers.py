@@ -265,6 +265,8 @@ def _legacy_owned(folder: Path, files: set[str]) -> set[str] | None:
         return None
     ours = {RUNS_FILE} | ({FAILED_RUNS_FILE} & files)
     for fmt in map(formats.get, formats.names()):
+        if not isinstance(fmt, formats.PerFieldFormat):
+            continue  # one-file formats came after manifests
         for rel in files:
             if rel.endswith(fmt.steps_suffix):
                 values = rel[: -len(fmt.steps_suffix)] + fmt.values_suffix

@@ -10,9 +10,11 @@ An experiment folder holds::
                                   (with a grid instead: one shared ``x<values suffix>``, 1-D)
     .wandb2numpy-manifest.json    which of these files the export wrote (kept by the writers)
 
-A ``/`` in a field name makes sub-folders (``eval/reward`` -> ``eval/reward.npy``). A format
-only decides the two suffixes and how one array becomes bytes and back; staging, fsync of
-folders and the swap into place are the writers' business.
+A ``/`` in a field name makes sub-folders (``eval/reward`` -> ``eval/reward.npy``). That is the
+layout of a `PerFieldFormat`, which only decides the two suffixes and how one array becomes bytes
+and back. A format that keeps every field in one file (``formats._single``) writes the two run
+tables and that file instead. Staging, fsync of folders and the swap into place are the writers'
+business either way.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ RUN_COLUMNS = (
 )
 _NAME_MAX = 255  # bytes per path component on common Linux/macOS file systems
 
-FileKind = Literal["runs", "failed_runs", "values", "steps", "axis"]
+FileKind = Literal["runs", "failed_runs", "values", "steps", "axis", "data"]  # data: a one-file format's file
 _Writer = Callable[[Path], None]
 
 
@@ -85,6 +87,7 @@ class StoredExperiment:
     fields: dict[str, FieldArrays]
     failed_runs: dict[str, str] = field(default_factory=dict)
     x: np.ndarray | None = None  # the grid's shared x values, when the export had a grid
+    x_axis: str | None = None  # the history key the steps hold, where the format records it
 
     @property
     def ids(self) -> list[str]:
@@ -96,92 +99,38 @@ class StoredExperiment:
 
 
 class Format(ABC):
-    """One output format: its name, its two suffixes, and one array to bytes and back."""
+    """One output format: its name, the files an experiment becomes, and the way back."""
 
     name: ClassVar[str]
-    values_suffix: ClassVar[str]
-    steps_suffix: ClassVar[str]
     description: ClassVar[str]
 
-    # ------------------------------------------------------------------ per format
+    @abstractmethod
+    def possible_files(self, fields: Sequence[str], *, grid: bool = False) -> list[Path]:
+        """Every file an export of `fields` may write, ``failed_runs.csv`` included.
+
+        Known before any request, so a check against files already on disk can refuse early.
+        """
 
     @abstractmethod
-    def write_array(self, path: Path, array: np.ndarray, ids: Sequence[str], *, steps: bool) -> None:
-        """Create `path` (it must not exist) holding one field's values or steps, fsynced."""
+    def _plan(self, result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
+        """Each file of `result` with the function that creates it; refuses what `layout` refuses."""
 
     @abstractmethod
-    def read_array(self, path: Path) -> np.ndarray:
-        """The float64 array `write_array` wrote."""
+    def read_experiment(self, folder: Path) -> StoredExperiment:
+        """An experiment folder this format wrote, back as arrays and tables."""
 
-    def write_axis(self, path: Path, x: np.ndarray) -> None:
-        """Create `path` holding a grid's 1-D x values; by default as a one-row array."""
-        self.write_array(path, x.reshape(1, -1), [AXIS_NAME], steps=True)
-
-    def read_axis(self, path: Path) -> np.ndarray:
-        """The 1-D x values `write_axis` wrote."""
-        return self.read_array(path).reshape(-1)
-
-    # ------------------------------------------------------------------ layout
+    @abstractmethod
+    def _read_file(self, path: Path) -> StoredExperiment | StoredFile:
+        """One file of an experiment folder other than the two run tables."""
 
     def fields_problem(self, fields: Sequence[str], *, grid: bool = False) -> str | None:
         """Why these field names cannot share one experiment folder in this format, or None.
 
         For config validation: the same collisions `layout` refuses, known before any request.
         Both run tables are reserved, since whether ``failed_runs.csv`` is written is only
-        known after the fetch; with a grid, so is the shared axis file.
+        known after the fetch; with a grid, so is the shared axis.
         """
         return _collision(self.possible_files(fields, grid=grid))
-
-    def possible_files(self, fields: Sequence[str], *, grid: bool = False) -> list[Path]:
-        """Every file an export of `fields` may write, ``failed_runs.csv`` included.
-
-        Known before any request, so a check against files already on disk can refuse early.
-        """
-        files = [Path(RUNS_FILE), Path(FAILED_RUNS_FILE)]
-        if grid:
-            files.append(Path(AXIS_NAME + self.values_suffix))
-        for f in fields:
-            files.append(Path(f + self.values_suffix))
-            if not grid:
-                files.append(Path(f + self.steps_suffix))
-        return files
-
-    def _plan(self, result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
-        n_runs = len(result.runs)
-        ids = [run.id for run in result.runs]
-        plan: list[tuple[Path, FileKind, _Writer]] = [
-            (Path(RUNS_FILE), "runs", functools.partial(_write_runs_csv, runs=result.runs))
-        ]
-        if result.failed_runs:
-            # Runs that failed after retries are not rows of the arrays; this says which, and why.
-            plan.append((Path(FAILED_RUNS_FILE), "failed_runs",
-                         functools.partial(_write_failed_csv, failed=result.failed_runs)))
-        grid = result.grid
-        if grid is not None:
-            if not isinstance(grid, np.ndarray) or grid.dtype != np.float64 or grid.ndim != 1:
-                raise ValueError("the grid must be a 1-D float64 array")
-            plan.append((Path(AXIS_NAME + self.values_suffix), "axis",
-                         functools.partial(self.write_axis, x=grid)))
-        for name, arrays in result.fields.items():
-            check_field(name)
-            _check_arrays(name, arrays, n_runs)
-            if grid is not None and arrays.values.shape[1] != len(grid):
-                raise ValueError(f"field {name!r}: {arrays.values.shape[1]} columns for a grid of {len(grid)}")
-            outputs = [(self.values_suffix, arrays.values, "values")]
-            if grid is None:
-                outputs.append((self.steps_suffix, arrays.steps, "steps"))
-            for suffix, array, kind in outputs:
-                rel = Path(name + suffix)
-                if len(rel.name.encode("utf-8")) > _NAME_MAX:
-                    raise OutputError(
-                        f"field name {name!r} makes a file name longer than {_NAME_MAX} bytes"
-                    )
-                write = functools.partial(self.write_array, array=array, ids=ids, steps=kind == "steps")
-                plan.append((rel, kind, write))  # type: ignore[arg-type]
-        problem = _collision([rel for rel, _, _ in plan])
-        if problem:
-            raise OutputError(problem)
-        return plan
 
     def layout(self, result: ExperimentResult) -> list[Path]:
         """The files `write` creates, relative to the experiment folder, in its order.
@@ -204,13 +153,11 @@ class Format(ABC):
             written.append(target)
         return written
 
-    # ------------------------------------------------------------------ reading back
-
     def read(self, path: str | os.PathLike[str]) -> StoredExperiment | StoredFile:
         """A whole experiment folder, or one file of it, back as arrays and tables.
 
         A file named ``runs.csv`` or ``failed_runs.csv`` is read as a run table; any other as
-        one field's values or steps.
+        the format says.
         """
         p = Path(path)
         if p.is_dir():
@@ -218,9 +165,76 @@ class Format(ABC):
         if p.name in (RUNS_FILE, FAILED_RUNS_FILE):
             kind: FileKind = "runs" if p.name == RUNS_FILE else "failed_runs"
             return StoredFile(p, kind, table=read_table(p))
+        return self._read_file(p)
+
+
+class PerFieldFormat(Format):
+    """A values and a steps file per field: decides two suffixes and one array to bytes and back."""
+
+    values_suffix: ClassVar[str]
+    steps_suffix: ClassVar[str]
+
+    # ------------------------------------------------------------------ per format
+
+    @abstractmethod
+    def write_array(self, path: Path, array: np.ndarray, ids: Sequence[str], *, steps: bool) -> None:
+        """Create `path` (it must not exist) holding one field's values or steps, fsynced."""
+
+    @abstractmethod
+    def read_array(self, path: Path) -> np.ndarray:
+        """The float64 array `write_array` wrote."""
+
+    def write_axis(self, path: Path, x: np.ndarray) -> None:
+        """Create `path` holding a grid's 1-D x values; by default as a one-row array."""
+        self.write_array(path, x.reshape(1, -1), [AXIS_NAME], steps=True)
+
+    def read_axis(self, path: Path) -> np.ndarray:
+        """The 1-D x values `write_axis` wrote."""
+        return self.read_array(path).reshape(-1)
+
+    # ------------------------------------------------------------------ layout
+
+    def possible_files(self, fields: Sequence[str], *, grid: bool = False) -> list[Path]:
+        files = [Path(RUNS_FILE), Path(FAILED_RUNS_FILE)]
+        if grid:
+            files.append(Path(AXIS_NAME + self.values_suffix))
+        for f in fields:
+            files.append(Path(f + self.values_suffix))
+            if not grid:
+                files.append(Path(f + self.steps_suffix))
+        return files
+
+    def _plan(self, result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
+        ids = [run.id for run in result.runs]
+        check_result(result)
+        plan = run_tables_plan(result)
+        grid = result.grid
+        if grid is not None:
+            plan.append((Path(AXIS_NAME + self.values_suffix), "axis",
+                         functools.partial(self.write_axis, x=grid)))
+        for name, arrays in result.fields.items():
+            outputs = [(self.values_suffix, arrays.values, "values")]
+            if grid is None:
+                outputs.append((self.steps_suffix, arrays.steps, "steps"))
+            for suffix, array, kind in outputs:
+                rel = Path(name + suffix)
+                if len(rel.name.encode("utf-8")) > _NAME_MAX:
+                    raise OutputError(
+                        f"field name {name!r} makes a file name longer than {_NAME_MAX} bytes"
+                    )
+                write = functools.partial(self.write_array, array=array, ids=ids, steps=kind == "steps")
+                plan.append((rel, kind, write))  # type: ignore[arg-type]
+        problem = _collision([rel for rel, _, _ in plan])
+        if problem:
+            raise OutputError(problem)
+        return plan
+
+    def _read_file(self, path: Path) -> StoredFile:
+        """One field's values or steps, or a grid's shared axis."""
+        p = path
         if p.name == AXIS_NAME + self.values_suffix and not p.with_name(AXIS_NAME + self.steps_suffix).exists():
             return StoredFile(p, "axis", array=self.read_axis(p))
-        kind = "steps" if p.name.endswith(self.steps_suffix) else "values"
+        kind: FileKind = "steps" if p.name.endswith(self.steps_suffix) else "values"
         return StoredFile(p, kind, array=self.read_array(p))
 
     def read_experiment(self, folder: Path) -> StoredExperiment:
@@ -270,6 +284,20 @@ def _read_failed(folder: Path, files: set[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------- checks
 
 
+def check_result(result: ExperimentResult) -> None:
+    """What every format refuses before writing: unusable field names (OutputError, the rule
+    config validation applies) and arrays that do not fit the runs or the grid (ValueError)."""
+    n_runs = len(result.runs)
+    grid = result.grid
+    if grid is not None and (not isinstance(grid, np.ndarray) or grid.dtype != np.float64 or grid.ndim != 1):
+        raise ValueError("the grid must be a 1-D float64 array")
+    for name, arrays in result.fields.items():
+        check_field(name)
+        _check_arrays(name, arrays, n_runs)
+        if grid is not None and arrays.values.shape[1] != len(grid):
+            raise ValueError(f"field {name!r}: {arrays.values.shape[1]} columns for a grid of {len(grid)}")
+
+
 def _check_arrays(field_name: str, arrays: FieldArrays, n_runs: int) -> None:
     for label, array in (("values", arrays.values), ("steps", arrays.steps)):
         if not isinstance(array, np.ndarray) or array.dtype != np.float64 or array.ndim != 2:
@@ -296,6 +324,18 @@ def _collision(files: list[Path]) -> str | None:
 
 
 # --------------------------------------------------------------------------- run tables
+
+
+def run_tables_plan(result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
+    """``runs.csv``, and ``failed_runs.csv`` when runs failed: the first files of every format."""
+    plan: list[tuple[Path, FileKind, _Writer]] = [
+        (Path(RUNS_FILE), "runs", functools.partial(_write_runs_csv, runs=result.runs))
+    ]
+    if result.failed_runs:
+        # Runs that failed after retries are not rows of the arrays; this says which, and why.
+        plan.append((Path(FAILED_RUNS_FILE), "failed_runs",
+                     functools.partial(_write_failed_csv, failed=result.failed_runs)))
+    return plan
 
 
 def _config_cell(value: Any) -> str:
@@ -355,24 +395,36 @@ def _run_cells(run: RunInfo) -> list[str]:
     ]
 
 
-def _write_runs_csv(path: Path, runs: list[RunInfo]) -> None:
+def run_table(runs: Sequence[RunInfo]) -> tuple[list[str], list[list[str]]]:
+    """``runs.csv``'s header and rows as text, for every format that holds the run table.
+
+    Columns: `RUN_COLUMNS`, then ``config.<key>`` (nested config flattened) and
+    ``summary.<key>`` (scalar summary values), each sorted; a run without a key has ``""``.
+    """
     configs = [_flatten(run.config) for run in runs]
     keys = sorted(set().union(*configs))
     summaries = [_summary_scalars(run.summary) for run in runs]
     summary_keys = sorted(set().union(*summaries))
+    header = [*RUN_COLUMNS, *(f"config.{k}" for k in keys), *(f"summary.{k}" for k in summary_keys)]
+    rows = [
+        [
+            *_run_cells(run),
+            *(_config_cell(config[k]) if k in config else "" for k in keys),
+            *(_config_cell(summary[k]) if k in summary else "" for k in summary_keys),
+        ]
+        for run, config, summary in zip(runs, configs, summaries)
+    ]
+    return header, rows
+
+
+def _write_runs_csv(path: Path, runs: list[RunInfo]) -> None:
+    header, rows = run_table(runs)
     # backslashreplace: a lone surrogate in a run name (valid JSON, invalid UTF-8) must not sink
     # the whole export.
     with open(path, "x", encoding="utf-8", errors="backslashreplace", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(
-            [*RUN_COLUMNS, *(f"config.{k}" for k in keys), *(f"summary.{k}" for k in summary_keys)]
-        )
-        for run, config, summary in zip(runs, configs, summaries):
-            writer.writerow([
-                *_run_cells(run),
-                *(_config_cell(config[k]) if k in config else "" for k in keys),
-                *(_config_cell(summary[k]) if k in summary else "" for k in summary_keys),
-            ])
+        writer.writerow(header)
+        writer.writerows(rows)
         sync_file(f)
 
 

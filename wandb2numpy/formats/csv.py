@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._fs import sync_file
-from ._base import Format
+from ._base import PerFieldFormat
 
 # Values per formatted CSV chunk: bounds the temporary Python floats and strings to a few MB
 # however wide a row is.
@@ -53,7 +53,7 @@ def _chunks(width: int) -> Iterator[tuple[int, int]]:
         yield lo, min(lo + CSV_CHUNK_VALUES, width)
 
 
-class CsvFormat(Format):
+class CsvFormat(PerFieldFormat):
     name = "csv"
     values_suffix = ".csv"
     steps_suffix = ".steps.csv"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .._fs import sync_file
-from ._base import Format
+from ._base import PerFieldFormat
 
 
-class NumpyFormat(Format):
+class NumpyFormat(PerFieldFormat):
     name = "numpy"
     values_suffix = ".npy"
     steps_suffix = ".steps.npy"

@@ -1,0 +1,138 @@
+"""What the one-file formats share: ``runs.csv``, ``failed_runs.csv`` and one data file.
+
+An experiment folder holds::
+
+    runs.csv                      as in every format
+    failed_runs.csv               only when runs failed
+    data.<ext>                    every field, its steps (or the grid's x) and the run table
+    .wandb2numpy-manifest.json    kept by the writers
+
+The data file has a fixed name rather than the experiment's: the folder already carries that
+name, the set of files is then known from the field names alone (before any request, as
+`possible_files` promises), and ``out/*/data.parquet`` picks up every experiment. Field names
+never become paths here, but they follow the same name rule as in the other formats, so one
+config stays valid whichever format it asks for.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..assemble import ExperimentResult, FieldArrays
+from ..errors import OutputError
+from . import _base
+from ._base import (
+    FAILED_RUNS_FILE,
+    RUNS_FILE,
+    FileKind,
+    Format,
+    StoredExperiment,
+    StoredFile,
+    _Writer,
+    check_result,
+    read_table,
+    run_tables_plan,
+)
+
+
+@dataclass
+class DataFile:
+    """What a data file holds, read back.
+
+    `runs` is the run table as the file keeps it (None when it keeps none); `run_ids` the
+    array row order.
+    """
+
+    fields: dict[str, FieldArrays]
+    x_axis: str
+    x: np.ndarray | None
+    run_ids: list[str]
+    runs: list[dict[str, str]]
+
+
+class SingleFileFormat(Format):
+    """Every field of an experiment in one file next to the run tables."""
+
+    file_name: ClassVar[str]
+
+    # ------------------------------------------------------------------ per format
+
+    @abstractmethod
+    def write_data(self, path: Path, result: ExperimentResult, header: list[str], rows: list[list[str]]) -> None:
+        """Create `path` (it must not exist) holding every field and the run table, fsynced.
+
+        `header` and `rows` are ``runs.csv``'s, with text that UTF-8 cannot hold already
+        escaped as ``runs.csv`` escapes it.
+        """
+
+    @abstractmethod
+    def read_data(self, path: Path) -> DataFile:
+        """What `write_data` wrote."""
+
+    def key_problem(self, fields: Sequence[str], *, grid: bool) -> str | None:
+        """Why two of these fields (or a field and the run table) would share a name inside the
+        data file, or None."""
+        return None
+
+    # ------------------------------------------------------------------ layout
+
+    def possible_files(self, fields: Sequence[str], *, grid: bool = False) -> list[Path]:
+        return [Path(RUNS_FILE), Path(FAILED_RUNS_FILE), Path(self.file_name)]
+
+    def fields_problem(self, fields: Sequence[str], *, grid: bool = False) -> str | None:
+        return super().fields_problem(fields, grid=grid) or self.key_problem(fields, grid=grid)
+
+    def _plan(self, result: ExperimentResult) -> list[tuple[Path, FileKind, _Writer]]:
+        check_result(result)
+        problem = self.key_problem(list(result.fields), grid=result.grid is not None)
+        if problem:
+            raise OutputError(problem)
+        plan = run_tables_plan(result)
+        plan.append((Path(self.file_name), "data", functools.partial(self._write_data, result=result)))
+        return plan
+
+    def _write_data(self, path: Path, result: ExperimentResult) -> None:
+        header, rows = _base.run_table(result.runs)
+        self.write_data(path, result, [_text(c) for c in header], [[_text(c) for c in row] for row in rows])
+
+    # ------------------------------------------------------------------ reading back
+
+    def read_experiment(self, folder: Path) -> StoredExperiment:
+        """The data file, with the runs and failed runs of the folder's two run tables."""
+        data = self.read_data(folder / self.file_name)
+        failed = folder / FAILED_RUNS_FILE
+        return StoredExperiment(
+            runs=read_table(folder / RUNS_FILE),
+            fields=data.fields,
+            failed_runs=_failed(failed) if failed.is_file() else {},
+            x=data.x,
+            x_axis=data.x_axis,
+        )
+
+    def _read_file(self, path: Path) -> StoredExperiment | StoredFile:
+        """The data file alone is a whole experiment; the run tables next to it are used when
+        they are there (a copied file keeps its own run table)."""
+        if path.parent.joinpath(RUNS_FILE).is_file() and path.name == self.file_name:
+            return self.read_experiment(path.parent)
+        data = self.read_data(path)
+        return StoredExperiment(runs=data.runs, fields=data.fields, x=data.x, x_axis=data.x_axis)
+
+
+def _failed(path: Path) -> dict[str, str]:
+    return {row["id"]: row["error"] for row in read_table(path)}
+
+
+def _text(cell: str) -> str:
+    """A lone surrogate (valid in JSON, not in UTF-8) escaped as ``runs.csv`` writes it."""
+    try:
+        cell.encode("utf-8")
+    except UnicodeEncodeError:
+        return cell.encode("utf-8", "backslashreplace").decode("utf-8")
+    return cell
