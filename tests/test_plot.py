@@ -276,6 +276,13 @@ def test_missing_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert f"'{tmp_path / 'nope'}' does not exist" in capsys.readouterr().err
 
 
+def test_the_export_folder_itself_names_its_experiments(export_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plot", str(export_dir), "--field", "train/return"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "is no experiment folder of an export; the experiment folders in it: curves, curves-csv\n"
+    )
+
+
 def test_a_folder_without_manifest_is_read_by_its_files(export_dir: Path, tmp_path: Path) -> None:
     """Exports made before manifests existed: the format is told by which files are there."""
     folder = tmp_path / "old-csv"

@@ -38,6 +38,7 @@ from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import ConfigError, Wandb2NumpyError
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
+from .plot import DEFAULT_CI, DEFAULT_POINTS, STATS  # plot imports matplotlib only to draw
 from .report import (
     EXIT_EMPTY,
     EXIT_FAILED,
@@ -279,11 +280,10 @@ def _add_demo(sub: Any) -> argparse.ArgumentParser:
 
 
 def _add_plot(sub: Any) -> argparse.ArgumentParser:
-    # the plot module's constants are repeated here rather than imported, so parsing stays light
     p: argparse.ArgumentParser = sub.add_parser(
         "plot",
         help="plot one field of an exported experiment: a curve per group with a bootstrap band",
-        description="Draw FIELD of an exported experiment as one curve per group of runs (mean, "
+        description="Draw field F of an exported experiment as one curve per group of runs (mean, "
         "median or interquartile mean across runs at each x) with a percentile bootstrap "
         "confidence band over runs, from the exported files alone (no network). Needs matplotlib: "
         "pip install 'wandb2numpy[plot]'.",
@@ -295,13 +295,13 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
         "--by", type=_group_column, metavar="group|job_type|config.KEY",
         help="one curve per value of this runs.csv column (default: one curve of all runs)",
     )
-    p.add_argument("--stat", choices=("mean", "median", "iqm"), default="mean",
+    p.add_argument("--stat", choices=STATS, default="mean",
                    help="statistic across runs at each x (default mean; iqm: interquartile mean)")
-    p.add_argument("--ci", type=_confidence, default=95.0, metavar="PCT",
-                   help="confidence band in percent, bootstrap over runs (default 95; 0: no band)")
-    p.add_argument("--points", type=_positive(int), default=200, metavar="N",
+    p.add_argument("--ci", type=_confidence, default=DEFAULT_CI, metavar="PCT",
+                   help=f"confidence band in percent, bootstrap over runs (default {DEFAULT_CI:g}; 0: no band)")
+    p.add_argument("--points", type=_positive(int), default=DEFAULT_POINTS, metavar="N",
                    help="x values of the grid the runs are resampled on, when the export has no grid "
-                   "of its own (default 200)")
+                   f"of its own (default {DEFAULT_POINTS})")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="PNG to write (default ./<EXPERIMENT>-<field, / as ->.png)")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")

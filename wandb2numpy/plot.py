@@ -164,16 +164,19 @@ def load_experiment(folder: str | os.PathLike[str]) -> tuple[StoredExperiment, d
         what = "is not a folder" if path.exists() else "does not exist"
         raise ConfigError(f"{str(path)!r} {what}; expected an experiment folder of an export "
                           "(EXPORT_DIR/EXPERIMENT, holding runs.csv)")
-    manifest: dict[str, Any] = {}
     try:
-        manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+        doc: Any = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        pass
+        doc = {}
     except (OSError, ValueError) as exc:
         raise OutputError(f"could not read {path / MANIFEST_FILE}: {exc}") from exc
+    manifest: dict[str, Any] = doc if isinstance(doc, dict) else {}
     if not (path / RUNS_FILE).is_file():
-        raise ConfigError(f"{str(path)!r} holds no {RUNS_FILE}; expected an experiment folder of an export")
-    data_type = manifest.get("data_type") if isinstance(manifest, dict) else None
+        inside = sorted(p.parent.name for p in path.glob(f"*/{RUNS_FILE}"))
+        hint = f"; the experiment folders in it: {', '.join(inside)}" if inside else ""
+        raise ConfigError(f"{str(path)!r} holds no {RUNS_FILE}, so it is no experiment folder of an "
+                          f"export{hint}")
+    data_type = manifest.get("data_type")
     if not isinstance(data_type, str):
         data_type = _guess_format(path)
     try:
@@ -185,8 +188,9 @@ def load_experiment(folder: str | os.PathLike[str]) -> tuple[StoredExperiment, d
         stored = fmt.read(path)
     except (OSError, ValueError) as exc:
         raise OutputError(f"could not read {path} as {data_type}: {exc}") from exc
-    assert isinstance(stored, StoredExperiment)  # a folder reads as a whole experiment
-    return stored, manifest if isinstance(manifest, dict) else {}
+    if not isinstance(stored, StoredExperiment):  # a folder always reads as a whole experiment
+        raise OutputError(f"{path} did not read back as an experiment folder")
+    return stored, manifest
 
 
 def _guess_format(path: Path) -> str:
