@@ -40,7 +40,7 @@ os.environ.setdefault("WANDB__GRAPHQL_TIMEOUT_SECONDS", "20")
 pytest_plugins = ["wandb2numpy.testing.pytest_plugin"]
 
 import functools  # noqa: E402  (after the environment above: these import wandb)
-import sys  # noqa: E402
+import importlib  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
@@ -73,7 +73,7 @@ def srv(server: LocalServer, request: pytest.FixtureRequest, monkeypatch: pytest
     server.reset_stats()
     if getattr(module, "DRIVES_CLI", False):
         monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-        export_module = sys.modules["wandb2numpy.pipeline"]
+        export_module = importlib.import_module("wandb2numpy.pipeline")  # the package loads it lazily
         policy = getattr(module, "FAST", FAST)
         monkeypatch.setattr(export_module, "export", functools.partial(export_module.export, policy=policy))
     return server

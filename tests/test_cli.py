@@ -516,7 +516,7 @@ def test_every_subcommand_option_is_documented_in_the_readme() -> None:
     readme = REPO_ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     commands = build_parser().commands  # type: ignore[attr-defined]
-    assert set(commands) == {"export", "fields", "demo"}
+    assert set(commands) == {"export", "fields", "demo", "plot"}
     missing = [
         f"{name} {opt}"
         for name, parser in commands.items()

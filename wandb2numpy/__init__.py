@@ -1,6 +1,12 @@
-"""Export Weights & Biases run histories to NumPy arrays and CSV: fast, exact and unattended."""
+"""Export Weights & Biases run histories to NumPy arrays and CSV: fast, exact and unattended.
+
+The export entry points come from `pipeline`, which imports wandb (most of a second); they are
+loaded on first use, so commands that never talk to a server (`wandb2numpy plot`) start quickly.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0.dev0"
 
@@ -17,7 +23,11 @@ from .errors import (
     Wandb2NumpyError,
 )
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
-from .pipeline import ExportResult, export, export_async, export_data
+
+if TYPE_CHECKING:
+    from .pipeline import ExportResult, export, export_async, export_data
+
+_FROM_PIPELINE = frozenset({"ExportResult", "export", "export_async", "export_data"})
 
 __all__ = [
     "AuthError",
@@ -41,3 +51,11 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_PIPELINE:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

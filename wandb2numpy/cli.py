@@ -4,6 +4,7 @@
     wandb2numpy export [ENTITY/]PROJECT --fields KEY ...   the same without a config file
     wandb2numpy fields CONFIG.yaml|ENTITY/PROJECT  the history keys of the matching runs
     wandb2numpy demo [options]                   the same from the bundled local server, no account
+    wandb2numpy plot EXPORT_DIR/EXPERIMENT --field F  one curve per group from exported files
 
 A first argument that names no subcommand means `export`, so `wandb2numpy CONFIG.yaml` works as it
 always did (a config file that is called like a subcommand is given as `./demo`). Every argument is
@@ -37,6 +38,7 @@ from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import ConfigError, Wandb2NumpyError
 from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
+from .plot import DEFAULT_CI, DEFAULT_POINTS, STATS  # plot imports matplotlib only to draw
 from .report import (
     EXIT_EMPTY,
     EXIT_FAILED,
@@ -67,7 +69,7 @@ __all__ = [
     "run",
 ]
 
-COMMANDS = ("export", "fields", "demo")
+COMMANDS = ("export", "fields", "demo", "plot")
 _TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 EXIT_CODES_EPILOG = (
     "Exit codes: 0 done, 1 failed, 2 bad config or usage, 3 partial (some runs failed), "
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export": _add_export(sub),
         "fields": _add_fields(sub),
         "demo": _add_demo(sub),
+        "plot": _add_plot(sub),
     }
     return p
 
@@ -276,6 +279,51 @@ def _add_demo(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _add_plot(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "plot",
+        help="plot one field of an exported experiment: a curve per group with a bootstrap band",
+        description="Draw field F of an exported experiment as one curve per group of runs (mean, "
+        "median or interquartile mean across runs at each x) with a percentile bootstrap "
+        "confidence band over runs, from the exported files alone (no network). Needs matplotlib: "
+        "pip install 'wandb2numpy[plot]'.",
+    )
+    p.set_defaults(handler=_plot_command)
+    p.add_argument("experiment", metavar="EXPORT_DIR/EXPERIMENT", help="an experiment folder of an export")
+    p.add_argument("--field", required=True, metavar="F", help="the field to plot, e.g. train/return")
+    p.add_argument(
+        "--by", type=_group_column, metavar="group|job_type|config.KEY",
+        help="one curve per value of this runs.csv column (default: one curve of all runs)",
+    )
+    p.add_argument("--stat", choices=STATS, default="mean",
+                   help="statistic across runs at each x (default mean; iqm: interquartile mean)")
+    p.add_argument("--ci", type=_confidence, default=DEFAULT_CI, metavar="PCT",
+                   help=f"confidence band in percent, bootstrap over runs (default {DEFAULT_CI:g}; 0: no band)")
+    p.add_argument("--points", type=_positive(int), default=DEFAULT_POINTS, metavar="N",
+                   help="x values of the grid the runs are resampled on, when the export has no grid "
+                   f"of its own (default {DEFAULT_POINTS})")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="PNG to write (default ./<EXPERIMENT>-<field, / as ->.png)")
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+    return p
+
+
+def _group_column(text: str) -> str:
+    if text in ("group", "job_type") or (text.startswith("config.") and len(text) > len("config.")):
+        return text
+    raise argparse.ArgumentTypeError(f"expected group, job_type or config.KEY; found {text!r}")
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, found {text!r}") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 (no band) to below 100, found {text}")
+    return value
+
+
 def _take_config_back(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """`-e` takes one or more names, so in `-e A B config.yaml` it also takes the config path.
     Without a config elsewhere, the last word of the last `-e` is the config; the occurrences are
@@ -360,6 +408,22 @@ def _demo_command(args: argparse.Namespace) -> int:
     return demo_module.run_demo(
         output=args.output, runs=args.runs, steps=args.steps, concurrency=args.concurrency
     )
+
+
+def _plot_command(args: argparse.Namespace) -> int:
+    from .plot import plot_experiment
+
+    _setup_logging(args.verbose, False)
+    try:
+        result = plot_experiment(
+            args.experiment, args.field, by=args.by, stat=args.stat, ci=args.ci, points=args.points,
+            output=args.output,
+        )
+    except Wandb2NumpyError as exc:
+        return _fail(args, exc)
+    print(f"wrote {result.path}: {len(result.curves)} curve(s), "
+          + ", ".join(f"{c.label} (n={c.n_runs})" for c in result.curves))
+    return EXIT_OK
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -2,11 +2,12 @@
 
 It starts the bundled W&B-compatible server in this process with a synthetic project, exports the
 demo config into ./wandb_data (its own `demo-*` experiment folders are replaced on every run; nothing
-else is touched), and prints each file with its shape.
+else is touched), prints each file with its shape, and the command that plots one of them.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -80,4 +81,6 @@ def run_demo(
     print_summary(result, sys.stdout)
     print(f"server: {stats.get('requests')} requests, max {stats.get('max_in_flight')} in flight")
     print(f"load them with: numpy.load('{Path(output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")
+    print(f"plot one with: wandb2numpy plot {shlex.quote(str(Path(output) / 'demo-csv'))} "
+          "--field eval/success_rate --by group")
     return result.exit_code
