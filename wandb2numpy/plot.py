@@ -196,7 +196,12 @@ def load_experiment(folder: str | os.PathLike[str]) -> tuple[StoredExperiment, d
 def _guess_format(path: Path) -> str:
     for name in formats.names():
         fmt = formats.get(name)
-        if (path / (formats.AXIS_NAME + fmt.values_suffix)).is_file() or any(path.rglob("*" + fmt.steps_suffix)):
+        if isinstance(fmt, formats.SingleFileFormat):
+            if (path / fmt.file_name).is_file():
+                return name
+        elif isinstance(fmt, formats.PerFieldFormat) and (
+            (path / (formats.AXIS_NAME + fmt.values_suffix)).is_file() or any(path.rglob("*" + fmt.steps_suffix))
+        ):
             return name
     raise ConfigError(f"{str(path)!r} holds no field files of a known format ({formats.expected()})")
 
