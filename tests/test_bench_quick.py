@@ -19,7 +19,7 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
-         "--per-row-us", "10", "--concurrency", "1,16", "--no-floor", "--json", str(out),
+         "--per-row-us", "10", "--concurrency", "16", "--no-floor", "--json", str(out),
          "--scenarios", "S,F,L,R,D"],
         capture_output=True, text=True, timeout=180,
     )
@@ -36,7 +36,7 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
             assert r["speedup"] == 1.0 and r["concurrency"] == 1
     ours = [r for r in records if r["tool"] == "ours"]
     assert {(r["scenario"], r["concurrency"]) for r in ours} == {
-        ("S", 1), ("S", 16), ("F", 1), ("F", 16), ("L", 1), ("L", 16), ("R", 64), ("D", 16)
+        ("S", 16), ("F", 16), ("L", 16), ("R", 64), ("D", 16)
     }
     assert "| scenario | tool |" in done.stdout
     assert "doubling: F (" in done.stdout  # D's wall time against F's, same concurrency

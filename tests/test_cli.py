@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -138,10 +139,15 @@ def test_exit_2_bad_usage(srv: LocalServer, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_exit_3_partial(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_3_partial(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
     bad = RUN_IDS[1]
     srv.set_faults(fail_runs=bad)
     cfg = write_config(tmp_path)
+    # two attempts show the failing run recorded after retries (each costs wandb-core's 1 s retry)
+    import wandb2numpy.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "export", functools.partial(pipeline.export, policy=dataclasses.replace(FAST, attempts=2)))
     assert cli(srv, str(cfg), "-e", "curves") == 3
     out = capsys.readouterr().out
     assert f"failed run {bad}" in out

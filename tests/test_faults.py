@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -160,6 +161,10 @@ def test_one_run_always_failing(srv: LocalServer, reference: dict[str, bytes], t
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     bad = RUN_IDS[2]
     srv.set_faults(fail_runs=bad)
+    # two attempts show the failing run recorded after retries (each costs wandb-core's 1 s retry)
+    import wandb2numpy.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "export", functools.partial(pipeline.export, policy=dataclasses.replace(FAST, attempts=2)))
     out = tmp_path / "out"
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(json.dumps(config(out)))  # JSON is YAML

@@ -160,3 +160,21 @@ def test_incremental_export_on_an_x_axis_matches_a_fresh_one(tmp_path: Path) -> 
     assert again.experiments["exp"].unchanged_runs == 3
     _check(first)
     _check(again)
+
+
+@pytest.mark.parametrize("data_type", ["npz", "parquet", "csv"])
+def test_x_axis_and_grid_in_every_format_read_back_like_numpy(tmp_path: Path, data_type: str) -> None:
+    from wandb2numpy import formats
+
+    keys = {"x_axis": "global_step", "grid": {"every": 5000}}
+    with LocalServer(project()) as srv:
+        _export(srv, tmp_path / "npy", **keys)
+        _export(srv, tmp_path / data_type, output_data_type=data_type, **keys)
+    want = formats.get("numpy").read(tmp_path / "npy" / "out" / "exp")
+    got = formats.get(data_type).read(tmp_path / data_type / "out" / "exp")
+    assert isinstance(want, formats.StoredExperiment) and isinstance(got, formats.StoredExperiment)
+    assert want.x is not None and got.x is not None
+    np.testing.assert_array_equal(got.x, want.x)
+    assert want.x.tolist() == [5000, 10_000, 15_000, 20_000, 25_000, 30_000, 35_000]  # inside [500, 38500]
+    assert got.ids == want.ids == ["a", "b"]
+    np.testing.assert_array_equal(got.fields["ret"].values, want.fields["ret"].values)

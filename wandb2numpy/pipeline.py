@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import anyio
 import numpy as np
 
+from . import _memory, writers, xaxis
 from . import incremental as incremental_cache
-from . import writers, xaxis
 from .assemble import ABSENT_REASON, ExperimentResult, assemble_experiment
 from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
@@ -156,6 +156,7 @@ async def export_async(
     `source`: where history comes from instead of the W&B server named by `settings` (its owner
     closes it; `concurrency` and `policy` are then the source's own business).
     """
+    _memory.map_large_blocks()  # freed arrays go back to the system (see _memory)
     started = time.perf_counter()
     overwrite = overwrite or incremental  # the cache rebuilds the folder from what it kept
     configs = resolve_configs(config, experiments)
