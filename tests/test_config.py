@@ -117,7 +117,9 @@ def test_user_config_without_groups() -> None:
     assert tcp.config_filters["policy.args.mp.args.num_basis"].values == (4,)
 
 
-@pytest.mark.parametrize("name", ["basic.yaml", "groups_and_filters.yaml", "full_history_csv.yaml", "demo.yaml"])
+@pytest.mark.parametrize(
+    "name", ["basic.yaml", "groups_and_filters.yaml", "full_history_csv.yaml", "demo.yaml", "curves.yaml"]
+)
 def test_example_configs_parse(name: str) -> None:
     configs = load_config(EXAMPLES_DIR / name)
     assert configs
@@ -131,7 +133,7 @@ def test_example_configs_show_every_option() -> None:
         for exp in load_config(path):
             keys |= set(exp.raw)
     assert keys == {"entity", "project", "fields", "output_path", "groups", "job_types", "runs", "tags",
-                    "config", "summary", "history_samples", "output_data_type"}
+                    "config", "summary", "history_samples", "output_data_type", "x_axis", "grid"}
 
 
 # --------------------------------------------------------------------------- DEFAULT merge

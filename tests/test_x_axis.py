@@ -178,3 +178,21 @@ def test_x_axis_and_grid_in_every_format_read_back_like_numpy(tmp_path: Path, da
     assert want.x.tolist() == [5000, 10_000, 15_000, 20_000, 25_000, 30_000, 35_000]  # inside [500, 38500]
     assert got.ids == want.ids == ["a", "b"]
     np.testing.assert_array_equal(got.fields["ret"].values, want.fields["ret"].values)
+
+
+def test_incremental_sampled_export_that_reads_some_runs_in_full(tmp_path: Path) -> None:
+    """Runs sampling would thin are read in full, the others sampled, both through the cache."""
+    with LocalServer(project()) as srv:
+        st = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
+        config = {"exp": {"entity": "acme", "project": "xa", "fields": ["ret"], "x_axis": "global_step",
+                          "history_samples": 25, "output_path": str(tmp_path / "out")}}
+        first = export(config, settings=st, policy=FAST_RETRIES, incremental=True)
+        again = export(config, settings=st, policy=FAST_RETRIES, incremental=True, overwrite=True)
+    assert again.experiments["exp"].unchanged_runs == 3
+    for result in (first, again):
+        ret = result.experiments["exp"].result.fields["ret"]
+        assert (~np.isnan(ret.values[0])).sum() == 25  # a: 40 rows with an x, thinned to 25
+        np.testing.assert_array_equal(ret.steps[0], 1000.0 * ret.values[0])
+        np.testing.assert_array_equal(ret.values[1, :20], np.arange(0, N, 2))  # b: 20 rows, all kept
+    np.testing.assert_array_equal(first.experiments["exp"].result.fields["ret"].values,
+                                  again.experiments["exp"].result.fields["ret"].values)

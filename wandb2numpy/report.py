@@ -121,7 +121,7 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             print("  no run matched the experiment's filters", file=out)
             continue
         if res.grid is not None:
-            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}, shared by every field (x file)", file=out)
+            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}, shared by every field", file=out)
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
         if report.x_dropped or report.runs_without_x:
