@@ -126,17 +126,15 @@ def test_uneven_logging_is_exact(tmp_path: Path, samples: Any) -> None:
 
 @pytest.mark.slow
 def test_many_small_runs_share_requests(tmp_path: Path) -> None:
-    """1,000 runs x 50 rows, sampled: one request per run and key group would be 1,000. (The
-    issue names 2,000 runs: the same planning at twice the suite time; the benchmark's scenario M
-    measures 2,000.)"""
+    """2,000 runs x 50 rows, sampled: one request per run and key group would be 2,000."""
     steps = np.arange(50) * 7
-    runs = [_run(f"m{i:04d}", i, _rows(steps, i)) for i in range(1000)]
+    runs = [_run(f"m{i:04d}", i, _rows(steps, i)) for i in range(2000)]
     with LocalServer(_project(runs)).start() as srv:
         result = _export(srv, tmp_path, 12000)
         stats = srv.stats()
-    assert stats["history_requests"] <= 30, stats["ops"]
+    assert stats["history_requests"] <= 60, stats["ops"]
     assert stats["ops"].get("RunSampledHistory", 0) == 0
-    _check_exact(result, [steps] * 1000)
+    _check_exact(result, [steps] * 2000)
 
 
 def test_a_failing_run_in_a_shared_request_fails_alone(tmp_path: Path) -> None:
