@@ -132,7 +132,15 @@ def empty_series() -> Series:
     return Series(np.empty(0, dtype=np.float64), np.empty(0, dtype=np.float64))
 
 
-def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> Series:
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """Where each row goes when steps are sorted with duplicates dropped (None: nowhere else)."""
+
+    index: np.ndarray | None
+    steps: np.ndarray
+
+
+def _order(steps: np.ndarray) -> _Order:
     """Sort by step, keeping the first occurrence of each step.
 
     "First" is input order: for overlapping fetch pieces both copies come from the same
@@ -141,15 +149,23 @@ def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> Series:
     n = steps.shape[0]
     if n > 1 and not bool(np.all(steps[1:] > steps[:-1])):
         order = np.argsort(steps, kind="stable")
-        steps = steps[order]
-        values = values[order]
+        sorted_steps = steps[order]
         keep = np.empty(n, dtype=bool)
         keep[0] = True
-        np.not_equal(steps[1:], steps[:-1], out=keep[1:])
+        np.not_equal(sorted_steps[1:], sorted_steps[:-1], out=keep[1:])
         if not keep.all():
-            steps = steps[keep]
-            values = values[keep]
-    return Series(steps, values)
+            order = order[keep]
+            sorted_steps = sorted_steps[keep]
+        return _Order(order, sorted_steps)
+    return _Order(None, steps)
+
+
+def _like(order: _Order, values: np.ndarray) -> Series:
+    return Series(order.steps, values if order.index is None else values[order.index])
+
+
+def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> Series:
+    return _like(_order(steps), values)
 
 
 def series_from_rows(
@@ -253,6 +269,9 @@ def series_from_table(table: Any, keys: Sequence[str], *, step_key: str = "_step
         raise UnreadableColumn(f"'{step_key}' is stored as {steps_col.type}")
     series: dict[str, Series] = {}
     bad: dict[str, str] = {}
+    # Keys without nulls share the whole `_step` column: convert and check it once per file, and
+    # let their series share the one array (it is never written to).
+    whole_steps: _Order | None = None
     for key in dict.fromkeys(keys):
         if key not in names or pa.types.is_null(table.column(key).type):
             series[key] = empty_series()
@@ -271,10 +290,16 @@ def series_from_table(table: Any, keys: Sequence[str], *, step_key: str = "_step
             values = np.array([_SPECIAL_STRINGS[v] for v in col.to_pylist()], dtype=np.float64)
         else:
             values = _to_float64(col)
+        if steps is steps_col and whole_steps is not None:
+            series[key] = _like(whole_steps, values)
+            continue
         if steps.null_count:
             raise ValueError(f"history rows for '{key}' have a bad '{step_key}': missing")
         step_array = _to_float64(steps)
         if not bool(np.isfinite(step_array).all()):
             raise ValueError(f"history rows for '{key}' have a non-finite '{step_key}'")
-        series[key] = _sorted_unique(step_array, values)
+        order = _order(step_array)
+        series[key] = _like(order, values)
+        if steps is steps_col:
+            whole_steps = order
     return ParquetColumns(series, bad, int(table.num_rows))
