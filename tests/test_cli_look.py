@@ -115,6 +115,17 @@ def test_dry_run_plans_per_run_requests_for_full_history(
     assert srv.stats()["history_requests"] == planned
 
 
+def test_dry_run_names_the_x_axis_and_grid(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, x_axis="_runtime", grid={"every": 2.5, "method": "previous"})
+    assert cli(srv, str(cfg), "-e", "curves", "--dry-run") == 0
+    out = capsys.readouterr().out
+    only_listed(srv)
+    assert f"x_axis: _runtime, logged by {N_RUNS} of {N_RUNS} run(s)" in out
+    assert "grid: every 2.5 inside the common range, method previous" in out
+
+
 def test_dry_run_ignores_existing_output_and_names_no_match(
     srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

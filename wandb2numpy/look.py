@@ -163,6 +163,7 @@ def dry_run_lines(previews: Sequence[ExperimentPreview], *, all_runs: bool = Fal
         samples = "full history" if p.config.history_samples is None else f"{p.config.history_samples} samples"
         fields = ", ".join(p.fields) if p.fields else "(none)"
         lines.append(f"  fields ({samples}): {fields}")
+        lines += _axis_lines(p)
         rows = f"about {plan.rows} row(s)"
         if plan.unknown_runs:
             rows += f", plus {plan.unknown_runs} run(s) the listing gave no counts for"
@@ -178,6 +179,23 @@ def dry_run_lines(previews: Sequence[ExperimentPreview], *, all_runs: bool = Fal
         "planned; no history fetched, nothing written"
     )
     return lines
+
+
+def _axis_lines(p: ExperimentPreview) -> list[str]:
+    """The x axis and grid, when the config sets them, with how many runs logged the key."""
+    exp = p.config
+    out = []
+    if exp.x_axis != "_step":
+        logged = sum(1 for r in p.runs if exp.x_axis in r.history_keys)
+        known = sum(1 for r in p.runs if r.history_keys)
+        out.append(f"  x_axis: {exp.x_axis}, logged by {logged} of {known} run(s) the listing gave keys for")
+    if exp.grid is not None:
+        g = exp.grid
+        kind = (f"{g.points} points over the common range" if g.points is not None
+                else f"every {g.every:g} inside the common range" if g.every is not None
+                else f"{len(g.values or ())} given value(s)")
+        out.append(f"  grid: {kind}, method {g.method}")
+    return out
 
 
 def fields_lines(previews: Sequence[ExperimentPreview]) -> list[str]:
