@@ -234,6 +234,16 @@ def test_parquet_reads_into_pandas(tmp_path: Path) -> None:
     assert frame.groupby("field", observed=True)["value"].count().to_dict() == {"loss": 4, "eval/acc": 3}
 
 
+def test_parquet_reads_into_polars(tmp_path: Path) -> None:
+    pl = pytest.importorskip("polars")
+    write_experiment(ragged(), tmp_path, data_type="parquet", overwrite=False)
+    frame = pl.read_parquet(tmp_path / "exp" / "data.parquet")
+    assert frame.columns[:4] == ["id", "field", "step", "value"]
+    assert frame.height == 9
+    counts = frame.group_by("field").agg(pl.col("value").is_not_nan().sum()).sort("field")  # NaN is a value there
+    assert dict(zip(counts["field"].cast(pl.Utf8).to_list(), counts["value"].to_list())) == {"eval/acc": 3, "loss": 4}
+
+
 # --------------------------------------------------------------------------- names
 
 
