@@ -107,15 +107,21 @@ def test_thin_keeps_first_and_last_evenly() -> None:
     assert thin(s, 20) is s
 
 
-def test_read_in_full_only_when_sampling_would_thin() -> None:
+def test_read_in_full_only_when_sampling_would_thin_rows_the_key_does_not_share() -> None:
     from wandb2numpy.models import KeyInfo
 
-    run = RunInfo(id="r", name="r", entity="e", project="p",
-                  history_keys={"ret": KeyInfo(count=100, types=("number",)),
-                                "gs": KeyInfo(count=50, types=("number",))})
-    assert not read_in_full(run, ["ret", "gs"], None)
-    assert not read_in_full(run, ["ret", "gs"], 100)
-    assert read_in_full(run, ["ret", "gs"], 99)
+    def run(**counts: int) -> RunInfo:
+        keys = {k: KeyInfo(count=n, types=("number",)) for k, n in counts.items()}
+        return RunInfo(id="r", name="r", entity="e", project="p", history_keys=keys)
+
+    apart = run(ret=100, gs=50)  # gs on half the rows: sampled apart, they would not share rows
+    assert not read_in_full(apart, "gs", ["ret"], None)
+    assert not read_in_full(apart, "gs", ["ret"], 100)  # every row kept anyway
+    assert read_in_full(apart, "gs", ["ret"], 99)
+    together = run(ret=100, loss=100, gs=100)  # logged together: one request, sampled as one
+    assert not read_in_full(together, "gs", ["ret", "loss"], 10)
+    assert read_in_full(run(ret=100), "gs", ["ret"], 10)  # no gs at all
+    assert read_in_full(RunInfo(id="r", name="r", entity="e", project="p"), "gs", ["ret"], 10)  # no counts
 
 
 # --------------------------------------------------------------------------- config

@@ -196,3 +196,27 @@ def test_incremental_sampled_export_that_reads_some_runs_in_full(tmp_path: Path)
         np.testing.assert_array_equal(ret.values[1, :20], np.arange(0, N, 2))  # b: 20 rows, all kept
     np.testing.assert_array_equal(first.experiments["exp"].result.fields["ret"].values,
                                   again.experiments["exp"].result.fields["ret"].values)
+
+
+def test_sampled_runs_whose_key_is_co_logged_are_read_sampled_and_a_wrong_guess_in_full(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """e logs global_step with every row: read sampled (one request), the server's sample shared
+    by field and key. d logs ret on even rows and global_step on odd ones: the same counts, so
+    the same guess, but the join finds no shared row and d is read again in full."""
+    e = [{"_step": k, "ret": float(k), "global_step": 100 * k} for k in range(N)]
+    d = [{"_step": k, **({"ret": float(k)} if k % 2 == 0 else {"global_step": 100 * k})} for k in range(N)]
+    data = {"projects": [{"entity": "acme", "name": "xa", "runs": [_run("e", 0, e), _run("d", 1, d)]}]}
+    with LocalServer(data) as srv:
+        srv.reset_stats()
+        with caplog.at_level("INFO", logger="wandb2numpy.pipeline"):
+            result = _export(srv, tmp_path, x_axis="global_step", history_samples=5)
+        by_run = srv.stats()["history_requests_by_run"]
+    report = result.experiments["exp"]
+    assert [r.id for r in report.result.runs] == ["e"]
+    ret = report.result.fields["ret"]
+    assert len(ret.values[0]) == 5 and ret.values[0][0] == 0 and ret.values[0][-1] == N - 1
+    np.testing.assert_array_equal(ret.steps[0], 100 * ret.values[0])
+    assert report.x_dropped == {"ret": N // 2}  # d: no row holds both
+    assert by_run["e"] == 1
+    assert "did not log global_step in the rows of every field; reading them in full" in caplog.text

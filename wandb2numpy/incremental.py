@@ -119,12 +119,14 @@ class RunCache:
         self.folder = folder
         self.experiment = experiment
         self.fingerprint = dict(fp)
-        self.unchanged = 0  # runs served from the cache by the last `read_runs`
-        self.grown = 0  # runs of the last `read_runs` that fetched only their new steps
+        # Counted over every `read_runs` of the export (the pipeline may read runs in parts:
+        # sampled, and in full with an x axis).
+        self.unchanged = 0  # runs served from the cache
+        self.grown = 0  # runs that fetched only their new steps
         self._entries: dict[str, _Entry] = {}
         self._kept: dict[str, _Entry] = {}  # reused entries, by run id
         self._fields: tuple[str, ...] = ()
-        self._fetched: set[int] = set()  # listing indices fetched by the last `fetch`
+        self._fetched: set[str] = set()  # ids of the runs fetched (whole or their new steps)
 
     # ---------------------------------------------------------------------------- reading
 
@@ -176,7 +178,6 @@ class RunCache:
         """Outcomes served from the cache by listing index, the indices that must be fetched, and
         the runs that only grew: listing index -> (first step to fetch, what the cache holds)."""
         self._fields = tuple(fields)
-        self._kept = {}
         cached: dict[int, RunOutcome] = {}
         to_fetch: list[int] = []
         grown: dict[int, tuple[int, RunOutcome]] = {}
@@ -185,12 +186,15 @@ class RunCache:
             if outcome is not None:
                 cached[i] = outcome
                 continue
-            tail = self._grown(run, fields) if samples is None else None
+            # Only a full-history config caches whole runs; a sampled config's cache may hold a
+            # server sample, even when this call reads in full (x_axis), so no tail goes onto it.
+            full_config = self.fingerprint.get("history_samples") is None
+            tail = self._grown(run, fields) if samples is None and full_config else None
             if tail is not None:
                 grown[i] = tail
             else:
                 to_fetch.append(i)
-        self.unchanged = len(cached)
+        self.unchanged += len(cached)
         return cached, to_fetch, grown
 
     def _reuse(self, run: RunInfo, fields: Sequence[str]) -> RunOutcome | None:
@@ -333,8 +337,8 @@ class RunCache:
                 [runs[i] for i in again], fields, samples=samples, progress=progress
             )
             merged.update(zip(again, refetched))
-        self.grown = len(grown) - len(again)
-        self._fetched = set(to_fetch) | set(grown)
+        self.grown += len(grown) - len(again)
+        self._fetched |= {runs[i].id for i in (*to_fetch, *grown)}
         return [merged[i] for i in range(len(runs))]
 
     # ---------------------------------------------------------------------------- saving
@@ -356,12 +360,13 @@ class RunCache:
 
     def _commit(self, runs: Sequence[RunInfo], outcomes: Sequence[RunOutcome]) -> None:
         entries: list[_Entry] = []
-        for i, (run, outcome) in enumerate(zip(runs, outcomes)):
+        for run, outcome in zip(runs, outcomes):
             kept = self._kept.get(run.id)
-            if kept is not None:
+            fresh = run.id in self._fetched and not outcome.error and run.state not in ACTIVE_STATES
+            if kept is not None and not fresh:  # (a run served from the cache, then read again, is fresh)
                 entries.append(kept)
                 continue
-            if i not in self._fetched or outcome.error or run.state in ACTIVE_STATES:
+            if not fresh:
                 continue
             entry = _Entry(id=run.id, fields=self._fields, file=_file_name(run.id), **_signature(run))
             atomic_write_bytes(self.folder / RUNS_DIR / entry.file, _encode(run, entry, outcome))

@@ -247,20 +247,36 @@ async def _export_one(
     key = exp.x_axis
     on_x = key != xaxis.DEFAULT_X_AXIS
     read_fields = [*fields, key] if on_x and key not in fields else fields
-    in_full = [on_x and xaxis.read_in_full(r, read_fields, exp.history_samples) for r in runs]
+    samples = exp.history_samples
+    in_full = [on_x and xaxis.read_in_full(r, key, fields, samples) for r in runs]
     if any(in_full):
-        outcomes = await _read_split(source, runs, read_fields, in_full, exp.history_samples, on_run)
+        outcomes = await _read_split(source, runs, read_fields, in_full, samples, on_run)
     else:
-        outcomes = await source.read_runs(runs, read_fields, samples=exp.history_samples, progress=on_run)
+        outcomes = await source.read_runs(runs, read_fields, samples=samples, progress=on_run)
     per_run: list[Mapping[str, Series] | None] = [None if o.error else o.series for o in outcomes]
     dropped: dict[str, int] = {}
     without_key = 0
     if on_x:
+        # Runs read sampled on the guess that KEY and the fields share their rows: a join that
+        # drops rows says the guess was wrong, and the run is read again in full.
+        again = [
+            i for i, o in enumerate(outcomes)
+            if not o.error and not in_full[i] and xaxis.thinned(runs[i], read_fields, samples)
+            and xaxis.realign(o.series, key, fields).dropped
+        ]
+        if again:
+            log.info("%s: %d run(s) did not log %s in the rows of every field; reading them in full",
+                     exp.name, len(again), key)
+            full = await source.read_runs([runs[i] for i in again], read_fields, samples=None)
+            for i, o in zip(again, full):
+                outcomes[i] = o
+                per_run[i] = None if o.error else o.series
         for i, o in enumerate(outcomes):
             if o.error:
                 continue
-            # New dicts: the incremental cache saves the outcomes as read, by _step.
-            moved = xaxis.realign(o.series, key, fields, samples=exp.history_samples if in_full[i] else None)
+            # New dicts: the incremental cache saves the outcomes as read, by _step. Thinning is
+            # a no-op for runs the server sampled already.
+            moved = xaxis.realign(o.series, key, fields, samples=samples)
             per_run[i] = moved.series
             without_key += not moved.has_key and bool(o.series)
             for name, n in moved.dropped.items():

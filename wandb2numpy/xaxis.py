@@ -6,10 +6,11 @@ row, found by joining the two series on ``_step``. Rows where KEY was not logged
 NaN) have no x and are dropped, and counted, so the summary can say how many.
 
 The server samples each request on its own, so in sampled mode a field's sample and KEY's sample
-need not share rows. Runs that sampling would thin are therefore read in full and thinned here,
-after the join, to the same number of evenly spaced rows; runs that fit in ``history_samples``
-are read as before. That costs more rows on long runs; parquet reads keep it cheap for finished
-ones.
+share rows only when they come from one request. Keys logged in the same rows (equal counts) are
+asked for together, so a run whose KEY has every field's row count is read sampled as usual.
+Other runs that sampling would thin are read in full and thinned here, after the join, to the
+same number of evenly spaced rows; that costs more rows on long runs (parquet reads keep it cheap
+for finished ones).
 """
 
 from __future__ import annotations
@@ -22,19 +23,36 @@ import numpy as np
 from .models import RunInfo
 from .series import Series
 
-__all__ = ["DEFAULT_X_AXIS", "Realigned", "read_in_full", "realign", "thin"]
+__all__ = ["DEFAULT_X_AXIS", "Realigned", "read_in_full", "realign", "thin", "thinned"]
 
 DEFAULT_X_AXIS = "_step"
 
 
-def read_in_full(run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
-    """Whether the server's sampling could thin this run's rows of `keys` (then join first, thin
-    after). Without history-key counts in the listing, assume it could."""
+def thinned(run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
+    """Whether the server's sampling could thin this run's rows of `keys` (without history-key
+    counts in the listing, assume it could)."""
     if samples is None:
         return False
     if not run.history_keys:
         return True
     return any((info := run.history_keys.get(k)) is not None and info.count > samples for k in keys)
+
+
+def read_in_full(run: RunInfo, key: str, fields: Sequence[str], samples: int | None) -> bool:
+    """Whether to read this run in full and thin it after the join.
+
+    Not when sampling keeps every row, and not when KEY has the same row count as every field
+    (``global_step`` logged with every metric, the usual case): the sources ask for keys with
+    equal counts in one request, which the server samples as one, so field and KEY come from the
+    same rows. Should that guess be wrong, the join drops rows and the pipeline reads the run
+    again in full (see `needs_full_read`).
+    """
+    if not thinned(run, [key, *fields], samples):
+        return False
+    info = run.history_keys.get(key)
+    if info is None:
+        return True
+    return any((f_info := run.history_keys.get(f)) is not None and f_info.count != info.count for f in fields)
 
 
 @dataclass
