@@ -347,6 +347,20 @@ def test_the_demo_prints_a_plot_command_that_works(
     assert png_size((tmp_path / "demo-csv-eval-success_rate.png").read_bytes()) == (800, 500)
 
 
+@pytest.mark.server
+def test_the_demo_says_how_to_get_matplotlib_when_it_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wandb2numpy.demo import run_demo
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    monkeypatch.chdir(tmp_path)
+    assert run_demo(output="out", runs=3, steps=20, concurrency=2) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line == ("plot one with: pip install 'wandb2numpy[plot]', then "
+                    "wandb2numpy plot out/demo-csv --field eval/success_rate --by group")
+
+
 # ------------------------------------------------------------------------------- grid exports
 
 

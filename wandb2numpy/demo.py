@@ -7,6 +7,7 @@ else is touched), prints each file with its shape, and the command that plots on
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import sys
 from pathlib import Path
@@ -81,6 +82,8 @@ def run_demo(
     print_summary(result, sys.stdout)
     print(f"server: {stats.get('requests')} requests, max {stats.get('max_in_flight')} in flight")
     print(f"load them with: numpy.load('{Path(output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")
-    print(f"plot one with: wandb2numpy plot {shlex.quote(str(Path(output) / 'demo-csv'))} "
+    # matplotlib is an optional extra: say how to get it rather than print a command that fails
+    needs = "" if importlib.util.find_spec("matplotlib") else "pip install 'wandb2numpy[plot]', then "
+    print(f"plot one with: {needs}wandb2numpy plot {shlex.quote(str(Path(output) / 'demo-csv'))} "
           "--field eval/success_rate --by group")
     return result.exit_code
