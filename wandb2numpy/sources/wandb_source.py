@@ -345,12 +345,16 @@ class WandbSource:
         """Whether to read the run from its parquet export: finished (only those are exported),
         too large for a batched request, with counts from the listing to check the files
         against, and read in full (sampled mode only when the server's sampling would return
-        every row anyway: otherwise its sampling decides which rows come back)."""
+        every row anyway: otherwise its sampling decides which rows come back; and only when
+        the keys need two or more sampled requests, since the files cost two requests, the
+        export's names and the file, and sampled mode sends no more than one per key group)."""
         if not self._parquet_ok or run.state != "finished" or not run.history_keys or run.last_step < 0:
             return False
         if not wanted or any(k not in run.history_keys for k in wanted):
             return False
-        if samples is not None and not sampling_keeps_all(run, wanted, samples):
+        if samples is not None and (
+            not sampling_keeps_all(run, wanted, samples) or len(co_logged_groups(run, wanted)) < 2
+        ):
             return False
         return not self._small(run, wanted, samples)
 
