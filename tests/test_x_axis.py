@@ -220,3 +220,19 @@ def test_sampled_runs_whose_key_is_co_logged_are_read_sampled_and_a_wrong_guess_
     assert report.x_dropped == {"ret": N // 2}  # d: no row holds both
     assert by_run["e"] == 1
     assert "did not log global_step in the rows of every field; reading them in full" in caplog.text
+
+
+def test_a_non_numeric_field_leaves_the_x_axis_as_configured(tmp_path: Path) -> None:
+    rows = [{"_step": k, "ret": float(k), "note": f"text {k}", "global_step": 1000 * k} for k in range(N)]
+    data = {"projects": [{"entity": "acme", "name": "xa", "runs": [_run("a", 0, rows)]}]}
+    with LocalServer(data) as srv:
+        config = {"exp": {"entity": "acme", "project": "xa", "fields": ["ret", "note"],
+                          "x_axis": "global_step", "output_path": str(tmp_path / "out")}}
+        result = export(config, settings=ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20),
+                        policy=FAST_RETRIES)
+    res = result.experiments["exp"].result
+    assert res.skipped_fields["note"].startswith("logged as string")
+    assert res.x_axis == "global_step"
+    np.testing.assert_array_equal(res.fields["ret"].steps[0], 1000.0 * np.arange(N))
+    manifest = json.loads((tmp_path / "out" / "exp" / ".wandb2numpy-manifest.json").read_text())
+    assert manifest["x_axis"] == "global_step"

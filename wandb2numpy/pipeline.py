@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ from .lock import output_locks
 from .models import RunInfo
 from .names import check_field
 from .series import Series
-from .sources.base import HistorySource, RunEvent, RunOutcome
+from .sources.base import HistorySource, RunEvent
 from .sources.planning import all_numeric_fields
 from .sources.wandb_source import WandbSource
 
@@ -244,43 +244,19 @@ async def _export_one(
         if progress is not None:
             progress.advance(exp.name, run, rows, event == "run_failed")
 
-    key = exp.x_axis
-    on_x = key != xaxis.DEFAULT_X_AXIS
-    read_fields = [*fields, key] if on_x and key not in fields else fields
-    samples = exp.history_samples
-    in_full = [on_x and xaxis.read_in_full(r, key, fields, samples) for r in runs]
-    if any(in_full):
-        outcomes = await _read_split(source, runs, read_fields, in_full, samples, on_run)
-    else:
-        outcomes = await source.read_runs(runs, read_fields, samples=samples, progress=on_run)
-    per_run: list[Mapping[str, Series] | None] = [None if o.error else o.series for o in outcomes]
-    dropped: dict[str, int] = {}
-    without_key = 0
+    on_x = exp.x_axis != xaxis.DEFAULT_X_AXIS
+    per_run: list[Mapping[str, Series] | None]
     if on_x:
-        # Runs read sampled on the guess that KEY and the fields share their rows: a join that
-        # drops rows says the guess was wrong, and the run is read again in full.
-        again = [
-            i for i, o in enumerate(outcomes)
-            if not o.error and not in_full[i] and xaxis.thinned(runs[i], read_fields, samples)
-            and xaxis.realign(o.series, key, fields).dropped
-        ]
-        if again:
+        def reread(n: int) -> None:
             log.info("%s: %d run(s) did not log %s in the rows of every field; reading them in full",
-                     exp.name, len(again), key)
-            full = await source.read_runs([runs[i] for i in again], read_fields, samples=None)
-            for i, o in zip(again, full):
-                outcomes[i] = o
-                per_run[i] = None if o.error else o.series
-        for i, o in enumerate(outcomes):
-            if o.error:
-                continue
-            # New dicts: the incremental cache saves the outcomes as read, by _step. Thinning is
-            # a no-op for runs the server sampled already.
-            moved = xaxis.realign(o.series, key, fields, samples=samples)
-            per_run[i] = moved.series
-            without_key += not moved.has_key and bool(o.series)
-            for name, n in moved.dropped.items():
-                dropped[name] = dropped.get(name, 0) + n
+                     exp.name, n, exp.x_axis)
+
+        on_key = await xaxis.read_runs(source, runs, fields, exp.x_axis, samples=exp.history_samples,
+                                       progress=on_run, on_reread=reread)
+        outcomes, per_run = on_key.outcomes, list(on_key.series)
+    else:
+        outcomes = await source.read_runs(runs, fields, samples=exp.history_samples, progress=on_run)
+        per_run = [None if o.error else o.series for o in outcomes]
     failed = {r.id: o.error for r, o in zip(runs, outcomes) if o.error}
     skipped: dict[str, str] = {}
     for o in outcomes:
@@ -299,18 +275,18 @@ async def _export_one(
         skipped=skipped,
         consume=cache is None,  # the incremental cache saves the series after the write
     )
-    result.x_axis = key
+    result.x_axis = exp.x_axis
     if exp.grid is not None and result.fields:
         result = apply_grid(result, exp.grid)
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
     report.problems = _problems(exp, runs, result, unknown)
     if on_x:
-        report.x_dropped = dropped
-        report.runs_without_x = without_key
-        report.problems += _missing_x(exp, runs)
+        report.x_dropped = dropped = on_key.dropped
+        report.runs_without_x = on_key.runs_without_key
+        report.problems += [f"{exp.name}: x_axis '{exp.x_axis}' is {reason}" for reason in _not_logged([exp.x_axis], runs).values()]
         if dropped:
             log.warning("%s: %s row(s) without x_axis '%s' dropped (%s)", exp.name, f"{sum(dropped.values()):,}",
-                        key, ", ".join(f"{f} {n:,}" for f, n in dropped.items()))
+                        exp.x_axis, ", ".join(f"{f} {n:,}" for f, n in dropped.items()))
     if cache is not None:
         report.unchanged_runs = cache.unchanged
         report.grown_runs = cache.grown
@@ -336,54 +312,25 @@ async def _export_one(
     return report
 
 
-async def _read_split(
-    source: HistorySource,
-    runs: Sequence[RunInfo],
-    fields: Sequence[str],
-    in_full: Sequence[bool],
-    samples: int | None,
-    on_run: Callable[[RunEvent, RunInfo, int], None],
-) -> list[RunOutcome]:
-    """Read the runs marked `in_full` with full history and the others sampled, side by side
-    on the same workers (see `xaxis`: sampled with an x axis, thinning comes after the join)."""
-    parts = [[i for i, full in enumerate(in_full) if full], [i for i, full in enumerate(in_full) if not full]]
-    outcomes: list[RunOutcome | None] = [None] * len(runs)
-
-    async def read(indices: list[int], part_samples: int | None) -> None:
-        got = await source.read_runs([runs[i] for i in indices], fields, samples=part_samples, progress=on_run)
-        for i, o in zip(indices, got):
-            outcomes[i] = o
-
-    async with anyio.create_task_group() as tg:
-        if parts[0]:
-            tg.start_soon(read, parts[0], None)
-        if parts[1]:
-            tg.start_soon(read, parts[1], samples)
-    return [o if o is not None else RunOutcome(error="not read") for o in outcomes]
-
-
-def _missing_x(exp: ExperimentConfig, runs: Sequence[RunInfo]) -> list[str]:
-    """An x_axis key no matched run logged, with the nearest logged key: every row would be dropped."""
-    key = exp.x_axis
-    if not runs or not all(r.history_keys for r in runs) or any(key in r.history_keys for r in runs):
-        return []
-    logged = sorted({k for r in runs for k in r.history_keys})
-    close = difflib.get_close_matches(key, logged, n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return [f"{exp.name}: x_axis '{key}' is logged by none of the {len(runs)} matched run(s){hint}"]
-
-
 def _unknown_fields(
     exp: ExperimentConfig, runs: Sequence[RunInfo], fields: Sequence[str], skipped: Mapping[str, str]
 ) -> dict[str, str]:
     """Fields named in the config that no matched run logged (by the listing's history keys),
     with the nearest logged key as a suggestion: a typo reads as a typo, not as missing data."""
-    if exp.fields is None or not runs or not all(r.history_keys for r in runs):
+    if exp.fields is None:
+        return {}
+    return _not_logged([name for name in fields if name not in skipped], runs)
+
+
+def _not_logged(names: Sequence[str], runs: Sequence[RunInfo]) -> dict[str, str]:
+    """Of `names`, those no run logged, each with why and the nearest logged key. Nothing when
+    the listing gave no history keys to judge by."""
+    if not runs or not all(r.history_keys for r in runs):
         return {}
     logged = sorted({k for r in runs for k in r.history_keys})
     out: dict[str, str] = {}
-    for name in fields:
-        if name in skipped or any(name in r.history_keys for r in runs):
+    for name in names:
+        if any(name in r.history_keys for r in runs):
             continue
         close = difflib.get_close_matches(name, logged, n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
