@@ -12,7 +12,6 @@ has one, otherwise `grid.make_grid` over the runs' common range with linear inte
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from . import formats
 from .errors import ConfigError, OutputError
 from .formats import RUNS_FILE, StoredExperiment
 from .grid import GridSpec, make_grid, resample, run_ranges
-from .writers import MANIFEST_FILE, atomic_write_bytes
+from .writers import atomic_write_bytes, read_manifest
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -164,13 +163,7 @@ def load_experiment(folder: str | os.PathLike[str]) -> tuple[StoredExperiment, d
         what = "is not a folder" if path.exists() else "does not exist"
         raise ConfigError(f"{str(path)!r} {what}; expected an experiment folder of an export "
                           "(EXPORT_DIR/EXPERIMENT, holding runs.csv)")
-    try:
-        doc: Any = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        doc = {}
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"could not read {path / MANIFEST_FILE}: {exc}") from exc
-    manifest: dict[str, Any] = doc if isinstance(doc, dict) else {}
+    manifest = read_manifest(path) or {}
     if not (path / RUNS_FILE).is_file():
         inside = sorted(p.parent.name for p in path.glob(f"*/{RUNS_FILE}"))
         hint = f"; the experiment folders in it: {', '.join(inside)}" if inside else ""

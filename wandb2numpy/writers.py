@@ -41,6 +41,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import formats, names
 from ._fs import pid_alive, sync_dir, sync_file
@@ -58,6 +59,7 @@ __all__ = [
     "check_overwrite",
     "existing_outputs",
     "planned_files",
+    "read_manifest",
     "write_experiment",
 ]
 
@@ -231,22 +233,29 @@ def _entries(folder: Path) -> tuple[set[str], set[str]]:
     return files, empty
 
 
-def _read_manifest(folder: Path) -> set[str] | None:
-    """The files the last export listed, or None: no manifest, or one that is not ours."""
-    path = folder / MANIFEST_FILE
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest an export left in `folder` (``data_type``, ``files``, ``x_axis`` when not
+    ``_step``), or None: no manifest, or one that is not ours (logged)."""
+    path = Path(folder) / MANIFEST_FILE
     if path.is_symlink() or not path.is_file():
         return None
     try:
         doc = json.loads(path.read_bytes())
         if not isinstance(doc.get(_MANIFEST_KEY), int):
             raise ValueError("not a wandb2numpy manifest")
-        listed = {entry["path"] for entry in doc["files"]}
-        if not all(isinstance(rel, str) for rel in listed):
+        if not all(isinstance(entry["path"], str) for entry in doc["files"]):
             raise ValueError("a path is not a string")
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         log.warning("ignoring %s: %s", path, exc)
         return None
-    return listed
+    manifest: dict[str, Any] = doc
+    return manifest
+
+
+def _read_manifest(folder: Path) -> set[str] | None:
+    """The files the last export listed, or None (see `read_manifest`)."""
+    doc = read_manifest(folder)
+    return None if doc is None else {entry["path"] for entry in doc["files"]}
 
 
 def _legacy_owned(folder: Path, files: set[str]) -> set[str] | None:

@@ -256,7 +256,7 @@ class PerFieldFormat(Format):
                     fields[rel[: -len(self.values_suffix)]] = FieldArrays(values=grid_values, steps=steps)
             return StoredExperiment(
                 runs=read_table(folder / RUNS_FILE), fields=fields, x=x,
-                failed_runs=_read_failed(folder, files),
+                failed_runs=read_failed(folder),
             )
         # A steps file is one whose values file exists too: the name alone is ambiguous when a
         # field is itself called "x.steps" (its values are "x.steps.npy").
@@ -269,16 +269,19 @@ class PerFieldFormat(Format):
                         values=self.read_array(folder / values), steps=self.read_array(folder / rel)
                     )
                     used.update((rel, values))
-        failed = _read_failed(folder, files - used)
+        # A field called ``failed_runs`` in CSV owns that file: no run table then.
+        failed = read_failed(folder) if FAILED_RUNS_FILE not in used else {}
         return StoredExperiment(
             runs=read_table(folder / RUNS_FILE), fields=dict(sorted(fields.items())), failed_runs=failed
         )
 
 
-def _read_failed(folder: Path, files: set[str]) -> dict[str, str]:
-    if FAILED_RUNS_FILE not in files:
+def read_failed(folder: Path) -> dict[str, str]:
+    """``failed_runs.csv`` of an experiment folder as run id -> error; empty when none failed."""
+    path = folder / FAILED_RUNS_FILE
+    if not path.is_file():
         return {}
-    return {row["id"]: row["error"] for row in read_table(folder / FAILED_RUNS_FILE)}
+    return {row["id"]: row["error"] for row in read_table(path)}
 
 
 # --------------------------------------------------------------------------- checks

@@ -37,6 +37,7 @@ from ._base import (
     StoredFile,
     _Writer,
     check_result,
+    read_failed,
     read_table,
     run_tables_plan,
 )
@@ -107,11 +108,10 @@ class SingleFileFormat(Format):
     def read_experiment(self, folder: Path) -> StoredExperiment:
         """The data file, with the runs and failed runs of the folder's two run tables."""
         data = self.read_data(folder / self.file_name)
-        failed = folder / FAILED_RUNS_FILE
         return StoredExperiment(
             runs=read_table(folder / RUNS_FILE),
             fields=data.fields,
-            failed_runs=_failed(failed) if failed.is_file() else {},
+            failed_runs=read_failed(folder),
             x=data.x,
             x_axis=data.x_axis,
         )
@@ -123,10 +123,6 @@ class SingleFileFormat(Format):
             return self.read_experiment(path.parent)
         data = self.read_data(path)
         return StoredExperiment(runs=data.runs, fields=data.fields, x=data.x, x_axis=data.x_axis)
-
-
-def _failed(path: Path) -> dict[str, str]:
-    return {row["id"]: row["error"] for row in read_table(path)}
 
 
 def _text(cell: str) -> str:
