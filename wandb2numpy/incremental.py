@@ -181,15 +181,15 @@ class RunCache:
         cached: dict[int, RunOutcome] = {}
         to_fetch: list[int] = []
         grown: dict[int, tuple[int, RunOutcome]] = {}
+        # Only a full-history config caches whole runs; a sampled config's cache may hold a
+        # server sample, even when this call reads in full (x_axis), so no tail goes onto it.
+        tails = samples is None and self.fingerprint.get("history_samples") is None
         for i, run in enumerate(runs):
             outcome = self._reuse(run, fields)
             if outcome is not None:
                 cached[i] = outcome
                 continue
-            # Only a full-history config caches whole runs; a sampled config's cache may hold a
-            # server sample, even when this call reads in full (x_axis), so no tail goes onto it.
-            full_config = self.fingerprint.get("history_samples") is None
-            tail = self._grown(run, fields) if samples is None and full_config else None
+            tail = self._grown(run, fields) if tails else None
             if tail is not None:
                 grown[i] = tail
             else:
