@@ -41,14 +41,31 @@ pytest_plugins = ["wandb2numpy.testing.pytest_plugin"]
 
 import functools  # noqa: E402  (after the environment above: these import wandb)
 import importlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from wandb2numpy.models import RunInfo  # noqa: E402
 from wandb2numpy.testing import FAST_RETRIES, LocalServer  # noqa: E402
 
 # Retry waits shortened through the policy's own parameters (tests override with their own FAST).
 FAST = FAST_RETRIES
+
+
+@pytest.fixture(autouse=True)
+def _package_logger_restored() -> Iterator[None]:
+    """The CLI, called in-process, points the package logger at stderr and stops it
+    propagating; put it back, so a later test's `caplog` still hears it (tests passed or failed
+    by module order otherwise)."""
+    logger = logging.getLogger("wandb2numpy")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +94,60 @@ def srv(server: LocalServer, request: pytest.FixtureRequest, monkeypatch: pytest
         policy = getattr(module, "FAST", FAST)
         monkeypatch.setattr(export_module, "export", functools.partial(export_module.export, policy=policy))
     return server
+
+
+# ------------------------------------------------------------------------------------ helpers
+# Plain functions several test modules use (`from conftest import ...`), kept in one place.
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (relative path -> bytes), the output lock aside."""
+    from wandb2numpy.lock import LOCK_NAME
+
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
+
+
+def cli(srv: LocalServer, *args: str) -> int:
+    """The command line against `srv` (the `srv` fixture of a DRIVES_CLI module sets the key)."""
+    from wandb2numpy.cli import main
+
+    return main([*args, "--base-url", srv.base_url])
+
+
+def write_cli_config(tmp_path: Path, out: Path | None = None, **overrides: Any) -> Path:
+    """Two experiments of the synthetic project: ``curves`` (numpy; `overrides` go here) and
+    ``losses`` (csv)."""
+    exp: dict[str, Any] = {"fields": ["train/return", "train/loss"], **overrides}
+    data = {
+        "DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": str(out or tmp_path / "out")},
+        "curves": exp,
+        "losses": {"fields": ["train/loss"], "output_data_type": "csv"},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def make_run(run_id: str, **kw: Any) -> RunInfo:
+    """A listed run for unit tests of assembly and formats."""
+    kw.setdefault("name", f"name-{run_id}")
+    return RunInfo(entity="e", project="p", id=run_id, **kw)
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shape and dtype, NaN in the same places, every other value bit for bit."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    return bool((nan_a == nan_b).all()) and a[~nan_a].view(np.uint64).tolist() == b[~nan_b].view(
+        np.uint64
+    ).tolist()
 
 
 # ------------------------------------------------------------------------------------ markers

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,17 +15,24 @@ KEYS = {"scenario", "tool", "concurrency", "wall_s", "requests", "max_in_flight"
         "speedup", "efficiency"}
 
 
-@pytest.mark.slow
-def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
+def quick_bench(tmp_path: Path, scenarios: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """The quick benchmark at a quarter size and a fast latency model, at concurrency 16: its
+    output and its JSON records."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
          "--per-row-us", "10", "--concurrency", "16", "--no-floor", "--json", str(out),
-         "--scenarios", "S,F,L,R,D"],
+         "--scenarios", scenarios],
         capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    records = json.loads(out.read_text())
+    records: list[dict[str, Any]] = json.loads(out.read_text())
+    return done, records
+
+
+@pytest.mark.slow
+def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
+    done, records = quick_bench(tmp_path, "S,F,L,R,D")
     assert {r["scenario"] for r in records} == {"S", "F", "L", "R", "D"}
     for r in records:
         assert set(r) >= KEYS, r
@@ -46,15 +54,7 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
 def test_bench_quick_issue9_scenarios(tmp_path: Path) -> None:
     """T-f (strided steps, the baseline's one request per 1,000-step window) and P (parquet
     exports, CPU per row) at a tiny size; T-s, M and MEM run the same code paths."""
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
-         "--per-row-us", "10", "--concurrency", "16", "--no-floor", "--json", str(out),
-         "--scenarios", "T-f,P"],
-        capture_output=True, text=True, timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    records = json.loads(out.read_text())
+    done, records = quick_bench(tmp_path, "T-f,P")
     assert {(r["scenario"], r["tool"], r["concurrency"]) for r in records} == {
         ("T-f", "baseline", 1), ("T-f", "ours", 16), ("P", "baseline", 1), ("P", "ours", 16)
     }

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import cli, files_under
+from conftest import write_cli_config as write_config
 
 from wandb2numpy import RetryPolicy
 from wandb2numpy.cli import build_parser, main
@@ -32,33 +34,6 @@ DRIVES_CLI = True
 
 def project_data() -> dict[str, Any]:
     return synthetic_project(runs=N_RUNS, steps=40, metrics=2)
-
-
-def write_config(tmp_path: Path, out: Path | None = None, **overrides: Any) -> Path:
-    exp = {"fields": ["train/return", "train/loss"]}
-    exp.update(overrides)
-    data = {
-        "DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": str(out or tmp_path / "out")},
-        "curves": exp,
-        "losses": {"fields": ["train/loss"], "output_data_type": "csv"},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(data, indent=1))
-    return path
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    if not root.exists():
-        return {}
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != LOCK_NAME
-    }
-
-
-def cli(srv: LocalServer, *args: str) -> int:
-    return main([*args, "--base-url", srv.base_url])
 
 
 # ------------------------------------------------------------------------------- exit codes

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import cli, files_under
+from conftest import write_cli_config as write_config
 
-from wandb2numpy.cli import main
-from wandb2numpy.lock import LOCK_NAME
 from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
 
 DRIVES_CLI = True
@@ -30,33 +30,6 @@ LISTING_OPS = {"Viewer", "GetDefaultEntity", "Runs"}
 
 def project_data() -> dict[str, Any]:
     return synthetic_project(runs=N_RUNS, steps=STEPS, metrics=2)
-
-
-def write_config(tmp_path: Path, **overrides: Any) -> Path:
-    """Two experiments of the synthetic project, as in test_cli.py."""
-    exp = {"fields": ["train/return", "train/loss"], **overrides}
-    data = {
-        "DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": str(tmp_path / "out")},
-        "curves": exp,
-        "losses": {"fields": ["train/loss"], "output_data_type": "csv"},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(data, indent=1))
-    return path
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    if not root.exists():
-        return {}
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != LOCK_NAME
-    }
-
-
-def cli(srv: LocalServer, *args: str) -> int:
-    return main([*args, "--base-url", srv.base_url])
 
 
 def run_table(folder: Path) -> list[dict[str, str]]:

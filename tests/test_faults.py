@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import files_under as tree
 
 from wandb2numpy import ClientSettings, export
 from wandb2numpy.cli import main
@@ -48,15 +49,6 @@ def config(out: Path) -> dict[str, Any]:
         "sampled": {"fields": ["train/return"]},  # (eval/return, logged by no run, now exits 4)
         "full": {"fields": ["train/loss"], "history_samples": "all", "output_data_type": "csv"},
     }
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under root (relative path -> bytes), lock files aside."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != ".wandb2numpy.lock":
-            out[str(path.relative_to(root))] = path.read_bytes()
-    return out
 
 
 def server_neutral(files: dict[str, bytes]) -> dict[str, bytes]:

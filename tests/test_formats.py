@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_run as run
+from conftest import same_bits as same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -21,25 +23,9 @@ from wandb2numpy.assemble import (
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError, OutputError
 from wandb2numpy.formats import RUN_COLUMNS, StoredExperiment, StoredFile
-from wandb2numpy.models import RunInfo
 from wandb2numpy.writers import write_experiment
 
 BASE = {"entity": "demo", "project": "synthetic", "output_path": "out"}
-
-
-def run(run_id: str, **kw: object) -> RunInfo:
-    kw.setdefault("name", f"name-{run_id}")
-    return RunInfo(entity="e", project="p", id=run_id, **kw)  # type: ignore[arg-type]
-
-
-def same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal shape, NaN in the same places, every other value bit for bit."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    nan_a, nan_b = np.isnan(a), np.isnan(b)
-    return bool((nan_a == nan_b).all()) and a[~nan_a].view(np.uint64).tolist() == b[~nan_b].view(
-        np.uint64
-    ).tolist()
 
 
 def assert_read_back(stored: StoredExperiment, result: ExperimentResult) -> None:

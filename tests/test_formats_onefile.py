@@ -12,33 +12,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_run as run
+from conftest import same_bits as same
 
 from wandb2numpy import ClientSettings, export, formats
 from wandb2numpy.assemble import ExperimentResult, FieldArrays, Series, assemble_experiment
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError, OutputError
 from wandb2numpy.formats import StoredExperiment
-from wandb2numpy.models import RunInfo
 from wandb2numpy.testing import FAST_RETRIES, LocalServer
 from wandb2numpy.writers import write_experiment
 
 ONE_FILE = ["npz", "parquet"]
 FAST = dataclasses.replace(FAST_RETRIES, attempts=3, max_wait=0.2)
-
-
-def run(run_id: str, **kw: Any) -> RunInfo:
-    kw.setdefault("name", f"name-{run_id}")
-    return RunInfo(entity="e", project="p", id=run_id, **kw)
-
-
-def same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal shape and dtype, NaN in the same places, every other value bit for bit."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    nan_a, nan_b = np.isnan(a), np.isnan(b)
-    return bool((nan_a == nan_b).all()) and a[~nan_a].view(np.uint64).tolist() == b[~nan_b].view(
-        np.uint64
-    ).tolist()
 
 
 def ragged() -> ExperimentResult:

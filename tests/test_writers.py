@@ -450,9 +450,8 @@ def test_failure_mid_write_keeps_previous_export(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
 
 
-def test_failure_during_swap_keeps_previous_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
-    before = snapshot(tmp_path)
+def fail_the_swap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make renaming a staged folder into place fail, as a full or broken disk would."""
     real_rename = os.rename
 
     def rename(src, dst):  # type: ignore[no-untyped-def]
@@ -461,6 +460,12 @@ def test_failure_during_swap_keeps_previous_export(tmp_path: Path, monkeypatch: 
         return real_rename(src, dst)
 
     monkeypatch.setattr(writers.os, "rename", rename)
+
+
+def test_failure_during_swap_keeps_previous_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
+    before = snapshot(tmp_path)
+    fail_the_swap(monkeypatch)
     with pytest.raises(OutputError, match="Input/output"):
         write_experiment(result(fields={}), tmp_path, data_type="csv", overwrite=True)
     monkeypatch.undo()
@@ -720,14 +725,7 @@ def test_failed_swap_keeps_the_previous_folder_with_their_files(
     write_experiment(result(), tmp_path, data_type="numpy", overwrite=False)
     (tmp_path / "exp" / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)
-    real_rename = os.rename
-
-    def rename(src, dst):  # type: ignore[no-untyped-def]
-        if ".tmp-" in os.fspath(src):
-            raise OSError(5, "Input/output error")
-        return real_rename(src, dst)
-
-    monkeypatch.setattr(writers.os, "rename", rename)
+    fail_the_swap(monkeypatch)
     with pytest.raises(OutputError, match="Input/output"):
         write_experiment(result(), tmp_path, data_type="csv", overwrite=True)
     monkeypatch.undo()
