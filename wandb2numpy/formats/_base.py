@@ -231,11 +231,10 @@ class PerFieldFormat(Format):
 
     def _read_file(self, path: Path) -> StoredFile:
         """One field's values or steps, or a grid's shared axis."""
-        p = path
-        if p.name == AXIS_NAME + self.values_suffix and not p.with_name(AXIS_NAME + self.steps_suffix).exists():
-            return StoredFile(p, "axis", array=self.read_axis(p))
-        kind: FileKind = "steps" if p.name.endswith(self.steps_suffix) else "values"
-        return StoredFile(p, kind, array=self.read_array(p))
+        if path.name == AXIS_NAME + self.values_suffix and not path.with_name(AXIS_NAME + self.steps_suffix).exists():
+            return StoredFile(path, "axis", array=self.read_axis(path))
+        kind: FileKind = "steps" if path.name.endswith(self.steps_suffix) else "values"
+        return StoredFile(path, kind, array=self.read_array(path))
 
     def read_experiment(self, folder: Path) -> StoredExperiment:
         """Every field of an experiment folder, paired values with steps by file name."""
