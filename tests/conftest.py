@@ -102,7 +102,7 @@ def srv(server: LocalServer, request: pytest.FixtureRequest, monkeypatch: pytest
 
 def files_under(root: Path) -> dict[str, bytes]:
     """Every file under `root` (relative path -> bytes), the output lock aside."""
-    from wandb2numpy.lock import LOCK_NAME
+    from wandb2numpy.output.lock import LOCK_NAME
 
     if not root.exists():
         return {}

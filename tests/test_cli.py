@@ -19,9 +19,9 @@ from conftest import write_cli_config as write_config
 
 from wandb2numpy import RetryPolicy
 from wandb2numpy.cli import build_parser, main
-from wandb2numpy.lock import LOCK_NAME, output_lock
+from wandb2numpy.output.folder import MANIFEST_FILE
+from wandb2numpy.output.lock import LOCK_NAME, output_lock
 from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
-from wandb2numpy.writers import MANIFEST_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAST = dataclasses.replace(FAST_RETRIES, attempts=4)
@@ -225,7 +225,7 @@ def test_second_export_from_another_process_is_refused(srv: LocalServer, tmp_pat
     cfg = write_config(tmp_path)
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom wandb2numpy.lock import output_lock\n"
+         "import sys, time\nfrom wandb2numpy.output.lock import output_lock\n"
          f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"],
         stdout=subprocess.PIPE, text=True,
     )
@@ -349,7 +349,7 @@ def test_demo(tmp_path: Path) -> None:
     ],
 )
 def test_pacing_options_become_the_retry_policy(argv: list[str], policy: RetryPolicy | None) -> None:
-    from wandb2numpy.cli import _policy
+    from wandb2numpy.cli.common import policy as _policy
 
     got = _policy(build_parser().parse_args(["c.yaml", *argv]))
     assert got == ({} if policy is None else {"policy": policy})
@@ -486,8 +486,8 @@ def test_python_m_wandb2numpy_with_json_summary_on_stdout(srv: LocalServer, tmp_
 
 
 def test_demo_and_report_do_not_import_the_command_line() -> None:
-    code = ("import sys, wandb2numpy.demo, wandb2numpy.report\n"
-            "assert 'wandb2numpy.cli' not in sys.modules, sorted(sys.modules)\n")
+    code = ("import sys, wandb2numpy.cli.demo, wandb2numpy.cli.report\n"
+            "assert 'wandb2numpy.cli.parser' not in sys.modules, sorted(sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=_env_with_this_checkout(), timeout=120)
     assert proc.returncode == 0, proc.stderr

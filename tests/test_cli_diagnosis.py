@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from wandb2numpy.cli import EXIT_EMPTY, main
-from wandb2numpy.report import TqdmProgress
+from wandb2numpy.cli.report import TqdmProgress
 from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
 
 FAST = dataclasses.replace(FAST_RETRIES, attempts=4)

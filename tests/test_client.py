@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from wandb.errors import AuthenticationError, CommError
 
-from wandb2numpy.client import classify, describe, http_status, network_problem
 from wandb2numpy.errors import AuthError
+from wandb2numpy.wandb.client import classify, describe, http_status, network_problem
 
 GIVING_UP = "POST http://127.0.0.1:1/graphql giving up after 2 attempt(s)\nwhile retrying: HTTP {}: boom"
 

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from wandb2numpy.corelog import RETRY_MESSAGE, CoreLogWatcher, find_core_log, refusals
+from wandb2numpy.wandb.corelog import RETRY_MESSAGE, CoreLogWatcher, find_core_log, refusals
 
 
 def _line(**rec: object) -> str:

@@ -318,7 +318,7 @@ def test_example_configs_run_against_the_server(wandb_server_reset: LocalServer,
 
 
 def test_demo_config_matches_example_file() -> None:
-    from wandb2numpy.demo import DEMO_CONFIG
+    from wandb2numpy.cli.demo import DEMO_CONFIG
 
     example = Path(__file__).resolve().parents[1] / "example_configs" / "demo.yaml"
     assert example.read_text(encoding="utf-8") == DEMO_CONFIG

@@ -27,8 +27,8 @@ from conftest import files_under as tree
 
 from wandb2numpy import ClientSettings, export
 from wandb2numpy.cli import main
+from wandb2numpy.output.folder import MANIFEST_FILE
 from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
-from wandb2numpy.writers import MANIFEST_FILE
 
 FAST = dataclasses.replace(FAST_RETRIES, attempts=8, max_wait=0.5)
 HISTORY_OPS = "HistoryPage,SampledHistoryPage,RunSampledHistory,RunFullHistory"

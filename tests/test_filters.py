@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from wandb2numpy.config import ExperimentConfig, load_config, parse_config
-from wandb2numpy.filters import build_filters, describe_filters
+from wandb2numpy.config.filters import build_filters, describe_filters
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "example_configs"
 BASE = {"entity": "demo", "project": "synthetic", "fields": ["train/return"], "output_path": "wandb_data"}

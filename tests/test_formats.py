@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from wandb2numpy import formats
 from wandb2numpy.assemble import (
     ExperimentResult,
     FieldArrays,
@@ -22,8 +21,9 @@ from wandb2numpy.assemble import (
 )
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError, OutputError
-from wandb2numpy.formats import RUN_COLUMNS, StoredExperiment, StoredFile
-from wandb2numpy.writers import write_experiment
+from wandb2numpy.output import formats
+from wandb2numpy.output.folder import write_experiment
+from wandb2numpy.output.formats import RUN_COLUMNS, StoredExperiment, StoredFile
 
 BASE = {"entity": "demo", "project": "synthetic", "output_path": "out"}
 

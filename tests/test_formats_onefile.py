@@ -15,13 +15,14 @@ import pytest
 from conftest import make_run as run
 from conftest import same_bits as same
 
-from wandb2numpy import ClientSettings, export, formats
+from wandb2numpy import ClientSettings, export
 from wandb2numpy.assemble import ExperimentResult, FieldArrays, Series, assemble_experiment
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError, OutputError
-from wandb2numpy.formats import StoredExperiment
+from wandb2numpy.output import formats
+from wandb2numpy.output.folder import write_experiment
+from wandb2numpy.output.formats import StoredExperiment
 from wandb2numpy.testing import FAST_RETRIES, LocalServer
-from wandb2numpy.writers import write_experiment
 
 ONE_FILE = ["npz", "parquet"]
 FAST = dataclasses.replace(FAST_RETRIES, attempts=3, max_wait=0.2)

@@ -11,7 +11,7 @@ from wandb2numpy.errors import ConfigError
 from wandb2numpy.grid import GridSpec, apply_grid, make_grid, resample, run_ranges
 from wandb2numpy.models import RunInfo
 from wandb2numpy.series import Series
-from wandb2numpy.xaxis import read_in_full, realign, thin
+from wandb2numpy.sources.xaxis import read_in_full, realign, thin
 
 NAN = np.nan
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from wandb2numpy import ClientSettings, ConfigError, export
-from wandb2numpy.incremental import STATE_DIR
+from wandb2numpy.sources.cache import STATE_DIR
 from wandb2numpy.testing import FAST_RETRIES, LocalServer
 
 FAST = dataclasses.replace(FAST_RETRIES, attempts=3, max_wait=0.2)

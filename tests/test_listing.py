@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from wandb2numpy import ClientSettings, RetryPolicy, export
-from wandb2numpy.client import LISTING_ATTEMPTS, ApiPool, list_runs
 from wandb2numpy.errors import FetchError
 from wandb2numpy.testing import LocalServer, synthetic_project
+from wandb2numpy.wandb.client import LISTING_ATTEMPTS, ApiPool, list_runs
 
 N_RUNS = 24
 RELOAD_DATA = True  # one test adds runs to the project

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from wandb2numpy.pacing import RateGate
+from wandb2numpy.runner.pacing import RateGate
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wandb2numpy.models import KeyInfo, RunInfo
-from wandb2numpy.sources.planning import (
+from wandb2numpy.plan.reads import (
     OPEN_END,
     all_numeric_fields,
     co_logged_groups,

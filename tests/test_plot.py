@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wandb2numpy import formats
 from wandb2numpy.assemble import ExperimentResult, FieldArrays
 from wandb2numpy.cli import main
-from wandb2numpy.client import ClientSettings
 from wandb2numpy.errors import ConfigError
 from wandb2numpy.models import RunInfo
+from wandb2numpy.output import formats
+from wandb2numpy.output.folder import MANIFEST_FILE, write_experiment
 from wandb2numpy.plot import (
     MISSING_MATPLOTLIB,
     build_curves,
@@ -31,7 +31,7 @@ from wandb2numpy.plot import (
     plot_experiment,
 )
 from wandb2numpy.testing import FAST_RETRIES, LocalServer, synthetic_project
-from wandb2numpy.writers import MANIFEST_FILE, write_experiment
+from wandb2numpy.wandb.client import ClientSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 N_RUNS = 6  # groups ppo, sac, td3 and learning rates 1e-3, 3e-4, 1e-4: two runs each
@@ -335,7 +335,7 @@ def test_plot_never_imports_wandb(export_dir: Path, tmp_path: Path) -> None:
 def test_the_demo_prints_a_plot_command_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from wandb2numpy.demo import run_demo
+    from wandb2numpy.cli.demo import run_demo
 
     monkeypatch.chdir(tmp_path)
     assert run_demo(output="demo out", runs=6, steps=60, concurrency=4) == 0
@@ -351,7 +351,7 @@ def test_the_demo_prints_a_plot_command_that_works(
 def test_the_demo_says_how_to_get_matplotlib_when_it_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from wandb2numpy.demo import run_demo
+    from wandb2numpy.cli.demo import run_demo
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     monkeypatch.chdir(tmp_path)

@@ -18,8 +18,8 @@ import pytest
 
 from wandb2numpy import AuthError, RetryPolicy, export
 from wandb2numpy.config import ExperimentConfig
-from wandb2numpy.fetch import FetchStats, Runner, Verdict, task_group
 from wandb2numpy.models import KeyInfo, RunInfo
+from wandb2numpy.runner import FetchStats, Runner, Verdict, task_group
 from wandb2numpy.series import Series
 from wandb2numpy.sources import ProgressFn, RunOutcome
 

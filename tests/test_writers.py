@@ -14,13 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from wandb2numpy import writers
 from wandb2numpy.assemble import ExperimentResult, FieldArrays
 from wandb2numpy.errors import ForeignFilesError, OutputError, OutputExistsError
-from wandb2numpy.formats import _base as formats_base
-from wandb2numpy.formats import csv as csv_format
 from wandb2numpy.models import RunInfo
-from wandb2numpy.writers import (
+from wandb2numpy.output import folder as writers
+from wandb2numpy.output.folder import (
     RUN_COLUMNS,
     atomic_write_bytes,
     check_name_safe,
@@ -28,6 +26,8 @@ from wandb2numpy.writers import (
     planned_files,
     write_experiment,
 )
+from wandb2numpy.output.formats import _base as formats_base
+from wandb2numpy.output.formats import csv as csv_format
 
 
 def run(run_id: str, **kw: object) -> RunInfo:

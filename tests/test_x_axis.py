@@ -142,7 +142,7 @@ def test_grid_on_step_and_csv(tmp_path: Path) -> None:
     res = result.experiments["exp"].result
     assert res.grid is not None and res.grid.tolist() == [0, 10, 20, 30]
     assert (tmp_path / "out" / "exp" / "x.csv").read_text() == "id,0,1,2,3\nx,0,10,20,30\n"
-    from wandb2numpy import formats
+    from wandb2numpy.output import formats
 
     back = formats.get("csv").read(tmp_path / "out" / "exp")
     assert back.x is not None and back.x.tolist() == [0, 10, 20, 30]  # type: ignore[union-attr]
@@ -164,7 +164,7 @@ def test_incremental_export_on_an_x_axis_matches_a_fresh_one(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("data_type", ["npz", "parquet", "csv"])
 def test_x_axis_and_grid_in_every_format_read_back_like_numpy(tmp_path: Path, data_type: str) -> None:
-    from wandb2numpy import formats
+    from wandb2numpy.output import formats
 
     keys = {"x_axis": "global_step", "grid": {"every": 5000}}
     with LocalServer(project()) as srv:

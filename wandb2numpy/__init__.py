@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 __version__ = "1.0.0.dev0"
 
 from .assemble import ExperimentResult, FieldArrays
-from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import (
     AuthError,
@@ -22,7 +21,8 @@ from .errors import (
     OutputExistsError,
     Wandb2NumpyError,
 )
-from .fetch import DEFAULT_CONCURRENCY, RetryPolicy
+from .runner import DEFAULT_CONCURRENCY, RetryPolicy
+from .wandb.client import ClientSettings
 
 if TYPE_CHECKING:
     from .pipeline import ExportResult, export, export_async, export_data

@@ -13,6 +13,7 @@ from dataclasses import field as dc_field
 
 import numpy as np
 
+from .config.defaults import DEFAULT_X_AXIS
 from .models import RunInfo
 from .series import Series
 
@@ -76,7 +77,7 @@ class ExperimentResult:
     fields: dict[str, FieldArrays]
     skipped_fields: dict[str, str] = dc_field(default_factory=dict)
     failed_runs: dict[str, str] = dc_field(default_factory=dict)
-    x_axis: str = "_step"
+    x_axis: str = DEFAULT_X_AXIS
     grid: np.ndarray | None = None
 
 

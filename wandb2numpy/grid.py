@@ -17,28 +17,17 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 
 from .assemble import ExperimentResult, FieldArrays
+from .config import GridSpec, Method
 
 __all__ = ["GridSpec", "common_range", "make_grid", "apply_grid", "resample", "run_ranges"]
 
 log = logging.getLogger(__name__)
 
-Method = Literal["linear", "previous"]
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """One of `points`, `every` or `values` (the config checks that exactly one is set)."""
-
-    points: int | None = None
-    every: float | None = None
-    values: tuple[float, ...] | None = None
-    method: Method = "linear"
 
 
 def run_ranges(fields: Iterable[FieldArrays]) -> tuple[np.ndarray, np.ndarray]:

@@ -25,22 +25,24 @@ from typing import Any, Protocol
 import anyio
 import numpy as np
 
-from . import _memory, writers, xaxis
-from . import incremental as incremental_cache
+from . import _memory
 from .assemble import ABSENT_REASON, ExperimentResult, assemble_experiment
-from .client import ClientSettings
 from .config import ExperimentConfig, load_config, parse_config
+from .config.filters import build_filters, describe_filters
+from .config.names import check_field
 from .errors import ConfigError, OutputError, OutputExistsError
-from .fetch import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, task_group
-from .filters import build_filters, describe_filters
 from .grid import apply_grid
-from .lock import output_locks
 from .models import RunInfo
-from .names import check_field
+from .output import folder as writers
+from .output.lock import output_locks
+from .plan.reads import all_numeric_fields
+from .runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, task_group
 from .series import Series
+from .sources import cache as incremental_cache
+from .sources import xaxis
 from .sources.base import HistorySource, RunEvent
-from .sources.planning import all_numeric_fields
-from .sources.wandb_source import WandbSource
+from .sources.service import WandbSource
+from .wandb.client import ClientSettings
 
 log = logging.getLogger(__name__)
 

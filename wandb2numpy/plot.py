@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from . import formats
 from .errors import ConfigError, OutputError
-from .formats import RUNS_FILE, StoredExperiment
 from .grid import GridSpec, make_grid, resample, run_ranges
-from .writers import atomic_write_bytes, read_manifest
+from .output import formats
+from .output.folder import atomic_write_bytes, read_manifest
+from .output.formats import RUNS_FILE, StoredExperiment
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

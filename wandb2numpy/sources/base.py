@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..config import ExperimentConfig
-from ..fetch import FetchStats
 from ..models import RunInfo
+from ..runner import FetchStats
 from ..series import Series
 
 __all__ = ["HistorySource", "ProgressFn", "RunEvent", "RunOutcome"]

@@ -8,7 +8,7 @@ operations) <- `httpserver` (threads, auth, faults, control routes) <- `server` 
 
 from __future__ import annotations
 
-from ..fetch import RetryPolicy
+from ..runner import RetryPolicy
 from .faults import FaultSettings
 from .handle import DEFAULT_API_KEY, DEFAULT_HOST, LocalServer, local_server
 from .synthetic import synthetic_project

@@ -16,14 +16,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
 
-from wandb2numpy._schema import (
+from ..errors import ConfigError
+from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS
+from .names import experiment_name_problem
+from .schema import (
     _EXPERIMENT_KEYS,
-    DEFAULT_HISTORY_SAMPLES,
     _Experiment,
     _FilterSpec,
     _found,
@@ -33,9 +35,6 @@ from wandb2numpy._schema import (
     _raise,
     _translate,
 )
-from wandb2numpy.errors import ConfigError
-from wandb2numpy.grid import GridSpec
-from wandb2numpy.names import experiment_name_problem
 
 __all__ = [
     "DEFAULT_HISTORY_SAMPLES",
@@ -47,6 +46,19 @@ __all__ = [
 ]
 
 DEFAULT_KEY = "DEFAULT"
+
+
+Method = Literal["linear", "previous"]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """One of `points`, `every` or `values` (the config checks that exactly one is set)."""
+
+    points: int | None = None
+    every: float | None = None
+    values: tuple[float, ...] | None = None
+    method: Method = "linear"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,9 +92,9 @@ class ExperimentConfig:
     selections: tuple[Selection, ...]  # one per group; exactly one (group=None) without a groups list
     config_filters: Mapping[str, ValueFilter] = field(hash=False)
     summary_filters: Mapping[str, ValueFilter] = field(hash=False)
-    output_data_type: str = "numpy"  # a name in formats.names()
+    output_data_type: str = DEFAULT_OUTPUT_DATA_TYPE  # one of OUTPUT_DATA_TYPES
     history_samples: int | None = DEFAULT_HISTORY_SAMPLES  # None = full history
-    x_axis: str = "_step"  # the history key the steps arrays hold
+    x_axis: str = DEFAULT_X_AXIS  # the history key the steps arrays hold
     grid: GridSpec | None = None  # resample every field on shared x values
     source: str = "<config>"
     raw: Mapping[str, Any] = field(hash=False)  # the merged dict as the user wrote it

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 
 import anyio
 
-from .client import ClientSettings
-from .config import ExperimentConfig
-from .fetch import DEFAULT_CONCURRENCY, RetryPolicy, task_group
-from .filters import describe_filters
-from .models import RunInfo
-from .names import field_problem
-from .sources.planning import ReadPlan, all_numeric_fields, plan_reads
-from .sources.wandb_source import WandbSource
+from ..config import ExperimentConfig
+from ..config.defaults import DEFAULT_X_AXIS
+from ..config.filters import describe_filters
+from ..config.names import field_problem
+from ..models import RunInfo
+from ..plan.reads import ReadPlan, all_numeric_fields, plan_reads
+from ..runner import DEFAULT_CONCURRENCY, RetryPolicy, task_group
+from ..sources.service import WandbSource
+from ..wandb.client import ClientSettings
 
 __all__ = [
     "ExperimentPreview",
@@ -185,7 +186,7 @@ def _axis_lines(p: ExperimentPreview) -> list[str]:
     """The x axis and grid, when the config sets them, with how many runs logged the key."""
     exp = p.config
     out = []
-    if exp.x_axis != "_step":
+    if exp.x_axis != DEFAULT_X_AXIS:
         logged = sum(1 for r in p.runs if exp.x_axis in r.history_keys)
         known = sum(1 for r in p.runs if r.history_keys)
         out.append(f"  x_axis: {exp.x_axis}, logged by {logged} of {known} run(s) the listing gave keys for")

@@ -7,12 +7,15 @@ else is touched), prints each file with its shape, and the command that plots on
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import shlex
 import sys
 from pathlib import Path
 
 import yaml
+
+from ..config.defaults import DEFAULT_CONCURRENCY
 
 DEMO_CONFIG = """\
 # What `wandb2numpy demo` exports from the bundled synthetic project (entity demo, project synthetic).
@@ -46,15 +49,15 @@ demo-csv:
 
 
 def run_demo(
-    *, output: str = "wandb_data", runs: int = 24, steps: int = 500, concurrency: int = 16
+    *, output: str = "wandb_data", runs: int = 24, steps: int = 500, concurrency: int = DEFAULT_CONCURRENCY
 ) -> int:
     """Serve, export, print; the exit code as for `wandb2numpy export`."""
-    from .client import ClientSettings
-    from .config import parse_config
-    from .errors import Wandb2NumpyError
-    from .pipeline import export
+    from ..config import parse_config
+    from ..errors import Wandb2NumpyError
+    from ..pipeline import export
+    from ..testing import local_server
+    from ..wandb.client import ClientSettings
     from .report import EXIT_FAILED, print_summary
-    from .testing import local_server
 
     raw = yaml.safe_load(DEMO_CONFIG)
     raw["DEFAULT"]["output_path"] = output
@@ -72,7 +75,7 @@ def run_demo(
             print(f"wandb2numpy demo: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
         stats = server.stats()
-    from . import formats
+    from ..output import formats
 
     data_types = {c.name: c.output_data_type for c in configs}
     for name, report in result.experiments.items():
@@ -87,3 +90,10 @@ def run_demo(
     print(f"plot one with: {needs}wandb2numpy plot {shlex.quote(str(Path(output) / 'demo-csv'))} "
           "--field eval/success_rate --by group")
     return result.exit_code
+
+
+def command(args: argparse.Namespace) -> int:
+    return run_demo(
+        output=args.output, runs=args.runs, steps=args.steps, concurrency=args.concurrency
+    )
+

@@ -15,7 +15,7 @@ import re
 import reprlib
 from typing import Any
 
-from .errors import OutputError
+from ..errors import OutputError
 
 __all__ = [
     "MAX_NAME_CHARS",

@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from .errors import AuthError, FetchError
-from .models import KeyInfo, RunInfo
-from .series import ParquetColumns, series_from_table
+from ..config.defaults import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S
+from ..errors import AuthError, FetchError
+from ..models import KeyInfo, RunInfo
+from ..series import ParquetColumns, series_from_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import wandb
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 60
-DEFAULT_PAGE_SIZE = 1000
+
 # wandb-core serves at most this many requests at once per `wandb.Api` object.
 REQUESTS_PER_API = 10
 

@@ -42,15 +42,15 @@ from typing import Any
 import anyio
 import numpy as np
 
-from .config import ExperimentConfig
-from .errors import ConfigError, OutputError
-from .fetch import FetchStats
-from .models import RunInfo
-from .names import check_experiment
-from .series import Series, merge_series
-from .sources.base import HistorySource, ProgressFn, RunOutcome
-from .sources.planning import plan_keys
-from .writers import atomic_write_bytes
+from ..config import ExperimentConfig
+from ..config.names import check_experiment
+from ..errors import ConfigError, OutputError
+from ..models import RunInfo
+from ..output.folder import atomic_write_bytes
+from ..plan.reads import plan_keys
+from ..runner import FetchStats
+from ..series import Series, merge_series
+from .base import HistorySource, ProgressFn, RunOutcome
 
 __all__ = ["STATE_DIR", "CachedSource", "RunCache", "fingerprint", "open_cache"]
 

@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._fs import sync_file
-from ..assemble import ExperimentResult, FieldArrays
+from ..._fs import sync_file
+from ...assemble import ExperimentResult, FieldArrays
 from ._single import DataFile, SingleFileFormat
 
 POINT_COLUMNS = ("field", "step", "value")  # after "id", before the other run columns

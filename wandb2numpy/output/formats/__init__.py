@@ -9,7 +9,8 @@ registered here: a `PerFieldFormat` (a values and a steps file per field: numpy,
 
 from __future__ import annotations
 
-from ..names import SUFFIX_ROOM
+from ...config.defaults import OUTPUT_DATA_TYPES
+from ...config.names import SUFFIX_ROOM
 from ._base import (
     AXIS_NAME,
     FAILED_RUNS_FILE,
@@ -82,3 +83,4 @@ register(NumpyFormat())
 register(CsvFormat())
 register(NpzFormat())
 register(ParquetFormat())
+assert names() == OUTPUT_DATA_TYPES, (names(), OUTPUT_DATA_TYPES)  # config validates against the latter

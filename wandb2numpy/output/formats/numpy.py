@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fs import sync_file
+from ..._fs import sync_file
 from ._base import PerFieldFormat
 
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from .fetch import FetchStats
-    from .models import RunInfo
-    from .pipeline import ExportResult
+    from ..models import RunInfo
+    from ..pipeline import ExportResult
+    from ..runner import FetchStats
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_EMPTY = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -99,7 +99,7 @@ class Summary:
                 sys.stdout.write(text)
                 sys.stdout.flush()
                 return
-            from .writers import atomic_write_bytes
+            from ..output.folder import atomic_write_bytes
 
             atomic_write_bytes(self.path, text.encode("utf-8"))
         except OSError as exc:

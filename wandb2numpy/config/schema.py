@@ -28,11 +28,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from wandb2numpy import formats
-from wandb2numpy.errors import ConfigError
-from wandb2numpy.names import field_problem
+from ..errors import ConfigError
+from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, OUTPUT_DATA_TYPES
+from .names import field_problem
 
-DEFAULT_HISTORY_SAMPLES = 12000
 # W&B sends `samples` as a GraphQL Int (32-bit).
 _MAX_HISTORY_SAMPLES = 2**31 - 1
 # Numbers in filters go to the server as JSON; beyond 64 bits they silently lose precision there.
@@ -169,9 +168,9 @@ def _check_output_path(value: Any) -> str:
 
 
 def _check_data_type(value: Any) -> str:
-    valid = formats.names()
+    valid = OUTPUT_DATA_TYPES
     if not isinstance(value, str) or value not in valid:
-        _fail(f"expected one of {formats.expected()}; found {_found(value)}{_suggest(value, valid)}")
+        _fail(f"expected one of {', '.join(repr(n) for n in OUTPUT_DATA_TYPES)}; found {_found(value)}{_suggest(value, valid)}")
     return value
 
 
@@ -341,8 +340,8 @@ class _Experiment(BaseModel):
     config: Annotated[dict[str, _FilterSpec], BeforeValidator(_check_filter_map)] = {}
     summary: Annotated[dict[str, _FilterSpec], BeforeValidator(_check_filter_map)] = {}
     history_samples: Annotated[int | None, BeforeValidator(_check_history_samples)] = DEFAULT_HISTORY_SAMPLES
-    output_data_type: Annotated[str, BeforeValidator(_check_data_type)] = "numpy"
-    x_axis: Annotated[str, BeforeValidator(_check_x_axis)] = "_step"
+    output_data_type: Annotated[str, BeforeValidator(_check_data_type)] = DEFAULT_OUTPUT_DATA_TYPE
+    x_axis: Annotated[str, BeforeValidator(_check_x_axis)] = DEFAULT_X_AXIS
     grid: _GridSpec | None = None
 
     @model_validator(mode="after")
@@ -350,6 +349,8 @@ class _Experiment(BaseModel):
         # The collisions the writers would refuse after the fetch ("runs" in CSV, "a" next to
         # "a.steps", "x" next to a grid's x), refused before the first request instead.
         if self.fields is not None:
+            from ..output import formats  # at call time: the formats import the assembled types, which import config
+
             problem = formats.get(self.output_data_type).fields_problem(self.fields, grid=self.grid is not None)
             if problem:
                 _fail(problem, "fields")

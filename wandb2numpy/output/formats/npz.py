@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fs import sync_file
-from ..assemble import ExperimentResult, FieldArrays
+from ..._fs import sync_file
+from ...assemble import ExperimentResult, FieldArrays
 from ._base import AXIS_NAME, RUN_COLUMNS
 from ._single import DataFile, SingleFileFormat
 

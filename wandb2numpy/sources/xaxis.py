@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 import anyio
 import numpy as np
 
-from .models import RunInfo
-from .series import Series
-from .sources.base import HistorySource, ProgressFn, RunOutcome
+from ..models import RunInfo
+from ..series import Series
+from .base import HistorySource, ProgressFn, RunOutcome
 
 __all__ = ["DEFAULT_X_AXIS", "XRead", "Realigned", "read_in_full", "read_runs", "realign", "thin", "thinned"]
 
-DEFAULT_X_AXIS = "_step"
+from ..config.defaults import DEFAULT_X_AXIS
 
 
 def thinned(run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:

@@ -17,8 +17,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ._fs import pid_alive
-from .errors import OutputError, OutputLockedError
+from .._fs import pid_alive
+from ..errors import OutputError, OutputLockedError
 
 log = logging.getLogger(__name__)
 

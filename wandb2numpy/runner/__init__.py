@@ -32,7 +32,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .errors import AuthError
+from ..config.defaults import DEFAULT_CONCURRENCY
+from ..errors import AuthError
 from .pacing import RateGate
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R", covariant=True)
 
-DEFAULT_CONCURRENCY = 16
 
 Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
 

@@ -31,11 +31,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from .._fs import sync_file
-from ..assemble import ExperimentResult, FieldArrays
-from ..errors import OutputError
-from ..models import RunInfo
-from ..names import check_field
+from ..._fs import sync_file
+from ...assemble import ExperimentResult, FieldArrays
+from ...config.names import check_field
+from ...errors import OutputError
+from ...models import RunInfo
 
 RUNS_FILE = "runs.csv"
 AXIS_NAME = "x"  # with a grid: the shared x values, x<values suffix>

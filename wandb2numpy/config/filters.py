@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from wandb2numpy.config import ExperimentConfig, Selection, ValueFilter
+from . import ExperimentConfig, Selection, ValueFilter
 
 __all__ = ["build_filters", "describe_filters"]
 

@@ -25,8 +25,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..assemble import ExperimentResult, FieldArrays
-from ..errors import OutputError
+from ...assemble import ExperimentResult, FieldArrays
+from ...errors import OutputError
 from . import _base
 from ._base import (
     FAILED_RUNS_FILE,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fs import sync_file
+from ..._fs import sync_file
 from ._base import PerFieldFormat
 
 # Values per formatted CSV chunk: bounds the temporary Python floats and strings to a few MB

@@ -43,10 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import formats, names
-from ._fs import pid_alive, sync_dir, sync_file
-from .assemble import ExperimentResult
-from .errors import ForeignFilesError, OutputError, OutputExistsError
+from .._fs import pid_alive, sync_dir, sync_file
+from ..assemble import ExperimentResult
+from ..config import names
+from ..config.defaults import DEFAULT_X_AXIS
+from ..errors import ForeignFilesError, OutputError, OutputExistsError
+from . import formats
 from .formats import FAILED_RUNS_FILE, RUN_COLUMNS, RUNS_FILE
 
 __all__ = [
@@ -387,11 +389,11 @@ def _carry(old: Path, staging: Path, rel: str) -> Path:
     return dst
 
 
-def _manifest_bytes(folder: Path, written: Sequence[Path], data_type: DataType, x_axis: str = "_step") -> bytes:
+def _manifest_bytes(folder: Path, written: Sequence[Path], data_type: DataType, x_axis: str = DEFAULT_X_AXIS) -> bytes:
     """Paths and sizes (and the x axis when it is not ``_step``, for readers such as the plot
     command), nothing else: two exports of the same data write the same bytes."""
     doc: dict[str, object] = {_MANIFEST_KEY: _MANIFEST_VERSION, "data_type": data_type}
-    if x_axis != "_step":
+    if x_axis != DEFAULT_X_AXIS:
         doc["x_axis"] = x_axis
     doc |= {
         "files": [

@@ -16,20 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
-import wandb
 
-from .. import client
-from ..client import ApiPool, ClientSettings
 from ..config import ExperimentConfig
-from ..corelog import CoreLogWatcher
+from ..config.filters import build_filters
 from ..errors import AuthError, FetchError
-from ..fetch import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, Verdict, task_group
-from ..filters import build_filters
 from ..models import RunInfo
-from ..series import NonNumericValue, ParquetColumns, Series, merge_series, series_from_rows
-from .base import ProgressFn, RunEvent, RunOutcome
-from .planning import (
-    OPEN_END,
+from ..plan.reads import (
     batches,
     co_logged_groups,
     expected_rows,
@@ -42,6 +34,11 @@ from .planning import (
     step_ranges,
     window_samples,
 )
+from ..runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, task_group
+from ..series import ParquetColumns, Series, merge_series
+from ..wandb import calls, client
+from ..wandb.client import ClientSettings
+from .base import ProgressFn, RunEvent, RunOutcome
 
 __all__ = ["WandbSource"]
 
@@ -49,54 +46,6 @@ log = logging.getLogger(__name__)
 
 # Finished runs asked for their export, all without files, after which the export stops asking.
 PARQUET_MISSES = 8
-
-# What one call returns: the series it read, and keys found to hold non-numeric values.
-_Read = tuple[dict[str, Series], dict[str, str]]
-
-
-class _Failures:
-    """The runner's view of wandb's exceptions, with the API key scrubbed from every message."""
-
-    def __init__(self, api_key: str | None) -> None:
-        self._api_key = api_key
-
-    def classify(self, exc: BaseException) -> Verdict:
-        return client.classify(exc)
-
-    def describe(self, exc: BaseException) -> str:
-        return client.describe(exc, self._api_key)
-
-
-class _Apis:
-    """One `wandb.Api` per worker slot; the first one starts wandb-core, and with it the watch
-    over wandb-core's log that tells the rate gate of 429s it retried out of our sight."""
-
-    def __init__(self, settings: ClientSettings, runner: Runner | None = None) -> None:
-        self.pool = ApiPool(settings)
-        self.runner = runner
-        self.watcher: CoreLogWatcher | None = None
-        self._lock = threading.Lock()
-
-    def existing(self, slot: int) -> wandb.Api | None:
-        api = self.pool.existing(slot)
-        if api is not None:
-            self._watch()
-        return api
-
-    def for_slot(self, slot: int) -> wandb.Api:
-        api = self.pool.for_slot(slot)
-        self._watch()
-        return api
-
-    def _watch(self) -> None:
-        if self.watcher is not None:
-            return
-        with self._lock:
-            if self.watcher is None and self.runner is not None:
-                watcher = CoreLogWatcher().start()
-                self.runner.gate.refusal_source = watcher.drain
-                self.watcher = watcher
-
 
 class WandbSource:
     """The W&B server as a `HistorySource`, read over a bounded pool of worker slots."""
@@ -109,8 +58,8 @@ class WandbSource:
         policy: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self._apis = _Apis(settings)
-        self._failures = _Failures(settings.api_key)
+        self._apis = calls.Apis(settings)
+        self._failures = calls.Failures(settings.api_key)
         self.runner = Runner(self._apis, self._failures, concurrency=concurrency, policy=policy)
         self._apis.runner = self.runner
         # Whether to ask for many small runs' history in one request; off for good once the
@@ -272,7 +221,7 @@ class WandbSource:
         what = f"history of {len(runs)} small runs of {first.entity}/{first.project}"
         try:
             answer = await self.runner.call(
-                _batch, first.entity, first.project, [r.id for r in runs], specs, groups, what=what
+                calls.batch, first.entity, first.project, [r.id for r in runs], specs, groups, what=what
             )
         except AuthError:
             raise
@@ -365,7 +314,7 @@ class WandbSource:
         label = f"parquet history of run {run.id}"
         plan: client.ParquetPlan | None = None
         try:
-            plan = await self.runner.call(_parquet_plan, run, self._parquet_switch, what=label, kind="_parquet_plan")
+            plan = await self.runner.call(calls.parquet_plan, run, self._parquet_switch, what=label, kind="calls.parquet_plan")
             if plan is None:  # switched off while the call waited for a slot: nothing was sent
                 self.stats.requests -= 1
                 return False
@@ -377,7 +326,7 @@ class WandbSource:
 
             async def one_file(url: str) -> None:
                 files.append(await self.runner.call(
-                    _parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="_parquet_file"
+                    calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="calls.parquet_file"
                 ))
 
             async with task_group() as tg:
@@ -489,7 +438,7 @@ class WandbSource:
         `tail[1]` rows of each key (the live rows after a parquet export)."""
         label = f"history of run {run.id} ({', '.join(keys)})"
         page_size = self.settings.page_size
-        parts: list[_Read] = []
+        parts: list[calls.Read] = []
         rows: int | None
         if tail is not None:
             start, rows = tail
@@ -505,8 +454,8 @@ class WandbSource:
 
             async def piece(lo: int, hi: int) -> None:
                 parts.append(await self.runner.call(
-                    _scanned, run, keys, lo, hi, page_size,
-                    what=label, cost=range_cost(lo, hi, page_size, scan=scan), kind="_scanned",
+                    calls.scanned, run, keys, lo, hi, page_size,
+                    what=label, cost=range_cost(lo, hi, page_size, scan=scan), kind="calls.scanned",
                 ))
 
             async with task_group() as tg:
@@ -517,7 +466,7 @@ class WandbSource:
         if not sampled and rows is not None:
             windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None, start=start)
         if tail is None and not start and samples is not None and (sampled or len(windows) <= 1):
-            parts.append(await self.runner.call(_sampled, run, keys, samples, what=label))
+            parts.append(await self.runner.call(calls.sampled, run, keys, samples, what=label))
             return self._merge(keys, parts, outcome), False
         if rows is None:  # no counts from the listing: one window per page of steps, as wandb scans
             end = run.last_step + 1
@@ -526,7 +475,7 @@ class WandbSource:
             plan = [(lo, hi, window_samples(rows, len(windows))) for lo, hi in windows]
 
         async def window(lo: int, hi: int, cap: int) -> None:
-            read, count, mid = await self.runner.call(_window, run, keys, lo, hi, cap, what=label, kind="_window")
+            read, count, mid = await self.runner.call(calls.window, run, keys, lo, hi, cap, what=label, kind="calls.window")
             if count >= cap and hi - lo > 1 and rows is not None:
                 # Full: the server may have thinned it. Ask for each half instead.
                 async with task_group() as tg:
@@ -541,7 +490,7 @@ class WandbSource:
         return self._merge(keys, parts, outcome, count=tail is None), True
 
     def _merge(
-        self, keys: Sequence[str], parts: Sequence[_Read], outcome: RunOutcome, *, count: bool = True
+        self, keys: Sequence[str], parts: Sequence[calls.Read], outcome: RunOutcome, *, count: bool = True
     ) -> dict[str, Series]:
         merged: dict[str, Series] = {}
         for key in keys:
@@ -572,68 +521,3 @@ def _complete(
         if (len(got[key].values) if key in got else 0) < expected:
             return False
     return True
-
-
-# The calls below run in worker threads. Converting rows to arrays there means only arrays, never
-# row dicts, outlive a call.
-
-def _convert(rows: list[dict[str, Any]], keys: Sequence[str]) -> _Read:
-    series: dict[str, Series] = {}
-    bad: dict[str, str] = {}
-    for key in keys:
-        try:
-            series[key] = series_from_rows(rows, key)
-        except NonNumericValue as exc:
-            bad[key] = f"holds non-numeric values ({exc.example})"
-    return series, bad
-
-
-def _sampled(api: wandb.Api, run: RunInfo, keys: Sequence[str], samples: int) -> _Read:
-    return _convert(client.sampled_history(api, run, keys, samples), keys)
-
-
-def _window(
-    api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, samples: int
-) -> tuple[_Read, int, int]:
-    """The window's series, its row count, and where to split it should it be full: the median
-    step of the answer, since the server thins evenly over the rows, so the halves hold about
-    equal rows (a step midpoint would take many splits to find a dense stretch)."""
-    rows = client.history_window(api, run, keys, lo, hi, samples)
-    middle = rows[len(rows) // 2].get("_step") if rows else None
-    split = int(middle) if isinstance(middle, (int, float)) and lo < middle < hi else (lo + hi) // 2
-    return _convert(rows, keys), len(rows), split
-
-
-def _batch(
-    api: wandb.Api,
-    entity: str,
-    project: str,
-    run_ids: Sequence[str],
-    specs: Sequence[Mapping[str, Any]],
-    groups: Sequence[tuple[str, ...]],
-) -> dict[str, list[_Read]]:
-    """Per run, the series read by each spec (one spec per key group, in `groups` order)."""
-    answer = client.batch_history(api, entity, project, run_ids, specs)
-    return {
-        run_id: [_convert(rows, group) for group, rows in zip(groups, per_spec)]
-        for run_id, per_spec in answer.items()
-    }
-
-
-def _scanned(
-    api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int
-) -> _Read:
-    rows = client.scan_history(api, run, keys, lo, None if hi == OPEN_END else hi, page_size)
-    return _convert(rows, keys)
-
-
-def _parquet_file(api: wandb.Api, url: str, keys: Sequence[str], timeout: float) -> ParquetColumns:
-    """One exported file's columns: one GET, no wandb request (the slot's `Api` goes unused)."""
-    return client.read_parquet_columns(url, keys, timeout)
-
-
-def _parquet_plan(api: wandb.Api, run: RunInfo, switch: threading.Event) -> client.ParquetPlan | None:
-    """The run's export plan, or None without a request once asking was switched off."""
-    if not switch.is_set():
-        return None
-    return client.parquet_history(api, run)

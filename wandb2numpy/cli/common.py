@@ -1,0 +1,153 @@
+"""What several commands share: the experiments the arguments name, logging, the one-line failure."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypedDict
+
+from ..config import ExperimentConfig, load_config, parse_config
+from ..errors import ConfigError, Wandb2NumpyError
+from ..runner import RetryPolicy
+from .report import Summary, TqdmLogHandler
+
+log = logging.getLogger("wandb2numpy")
+
+class _PolicyArg(TypedDict, total=False):
+    policy: RetryPolicy
+
+
+def policy(args: argparse.Namespace) -> _PolicyArg:
+    """`policy=` only when an option asks for one, so a caller's default policy stays in force
+    (tests/conftest.py hands `export` a short retry policy that way)."""
+    if not (args.max_rate or args.start_window):
+        return {}
+    return {"policy": RetryPolicy(max_rate=args.max_rate, start_window=args.start_window)}
+
+
+PROJECT_OUTPUT_DIR = "wandb_data"  # where `export ENTITY/PROJECT` writes without -O, as the demo
+_PROJECT_SOURCE = "command line"
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+_PROJECT_RE = re.compile(r"[^/\\\s]+(/[^/\\\s]+)?")
+
+
+def configs(args: argparse.Namespace) -> list[ExperimentConfig]:
+    """The experiments the arguments describe: the config file's (`output_path` replaced by
+    -O/--output-dir when given), or one experiment named after the project when the fields are
+    given on the command line. Both go through `parse_config`, so a mistake reads the same."""
+    if _project_mode(args):
+        return parse_config(_project_config(args), source=_PROJECT_SOURCE)
+    target: str = args.config
+    if not os.path.exists(target) and not target.lower().endswith(_CONFIG_SUFFIXES) and _PROJECT_RE.fullmatch(target):
+        raise ConfigError(
+            f"no config file {target!r}; to export a project without one, name its fields: "
+            f"wandb2numpy export ENTITY/PROJECT --fields KEY [KEY ...] (or --fields all)"
+        )
+    loaded = load_config(target, args.experiments)
+    output_dir: str | None = getattr(args, "output_dir", None)
+    if output_dir is None:
+        return loaded
+    _check_output_dir(output_dir)
+    return [
+        dataclasses.replace(c, output_path=Path(output_dir), raw=MappingProxyType({**c.raw, "output_path": output_dir}))
+        for c in loaded
+    ]
+
+
+def _project_mode(args: argparse.Namespace) -> bool:
+    if args.command == "fields":
+        target = args.config
+        if target is None or not (os.path.exists(target) or target.lower().endswith(_CONFIG_SUFFIXES)):
+            return True
+        if args.groups is not None:
+            raise ConfigError("--groups goes with ENTITY/PROJECT; a config file names its own groups")
+        return False
+    if args.fields is None:
+        if args.groups is not None or args.samples is not None:
+            raise ConfigError("--groups and --samples describe an export without a config file; "
+                              "they need --fields (a config file says them itself)")
+        return False
+    if args.config is not None and (os.path.exists(args.config) or args.config.lower().endswith(_CONFIG_SUFFIXES)):
+        raise ConfigError(f"--fields names the fields of an export without a config file, but {args.config!r} "
+                          "is a config file: put the fields in it, or give ENTITY/PROJECT")
+    return True
+
+
+def _project_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The config dict of `export ENTITY/PROJECT --fields ...`, with WANDB_ENTITY / WANDB_PROJECT
+    filling in what the argument leaves out, as wandb itself does."""
+    if args.experiments:
+        raise ConfigError("-e/--experiments picks experiments of a config file; "
+                          "without one there is only the project")
+    target: str | None = args.config
+    entity = os.environ.get("WANDB_ENTITY") or None
+    project = os.environ.get("WANDB_PROJECT") or None
+    if target is not None:
+        if not _PROJECT_RE.fullmatch(target):
+            raise ConfigError(f"expected ENTITY/PROJECT or PROJECT; found {target!r}", source=_PROJECT_SOURCE)
+        entity, _, project = target.rpartition("/") if "/" in target else (entity, "", target)
+    if not project or not entity:
+        missing = "project" if not project else "entity"
+        raise ConfigError(
+            f"no {missing} given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT",
+            source=_PROJECT_SOURCE,
+        )
+    fields: list[str] | None = getattr(args, "fields", None)
+    output_dir: str | None = getattr(args, "output_dir", None)
+    exp: dict[str, Any] = {
+        "entity": entity,
+        "project": project,
+        "fields": "all" if fields is None or fields == ["all"] else fields,
+        "output_path": output_dir if output_dir is not None else PROJECT_OUTPUT_DIR,
+    }
+    if args.groups is not None:
+        exp["groups"] = "all" if args.groups == ["all"] else args.groups
+    samples: str | None = getattr(args, "samples", None)
+    if samples is not None:
+        exp["history_samples"] = int(samples) if samples.strip().lstrip("-").isdigit() else samples
+    return {project: exp}
+
+
+def _check_output_dir(path: str) -> None:
+    if not path.strip():
+        raise ConfigError("-O/--output-dir: expected a folder path; found an empty string")
+
+
+def fail(args: argparse.Namespace, exc: Wandb2NumpyError, summary: Summary | None = None) -> int:
+    """One line on stderr (a traceback with -v), the exit code of the error's kind."""
+    if args.verbose:
+        log.exception("%s failed", args.command)
+    else:
+        log.error("%s", exc, extra={"console": False})
+    print(f"wandb2numpy: error: {exc}", file=sys.stderr)
+    return summary.fail(exc.exit_code, str(exc)) if summary is not None else exc.exit_code
+
+
+def setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> None:
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    # On a terminal the progress bars are drawn there too: log lines go above them, through tqdm.
+    handler: logging.Handler = (
+        TqdmLogHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
+    )
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("wandb2numpy: %(levelname)s: %(message)s"))
+    handler.addFilter(lambda record: getattr(record, "console", True))
+    root = logging.getLogger("wandb2numpy")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(file_handler)
+        root.setLevel(min(level, file_handler.level))
+    root.propagate = False
+

@@ -1,0 +1,113 @@
+"""`wandb2numpy export`: run the export (or `--dry-run` its plan), print the summary, exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import Any, TextIO
+
+from ..errors import Wandb2NumpyError
+from ..wandb.client import ClientSettings
+from .common import configs, fail, policy, setup_logging
+from .report import (
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    STDOUT,
+    Summary,
+    TqdmProgress,
+    exit_code,
+    print_summary,
+)
+
+log = logging.getLogger("wandb2numpy")
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so cleanup runs as it does for Ctrl-C."""
+
+
+def command(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose, args.quiet, args.log_file)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
+    try:
+        code = dry_run(args, summary) if args.dry_run else run(args, summary)
+    except KeyboardInterrupt:
+        print("wandb2numpy: interrupted; files of earlier exports are untouched", file=sys.stderr)
+        code = summary.fail(EXIT_SIGINT, "interrupted (SIGINT)")
+    except _Terminated:
+        print("wandb2numpy: terminated; files of earlier exports are untouched", file=sys.stderr)
+        code = summary.fail(EXIT_SIGTERM, "terminated (SIGTERM)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    summary.write()
+    log.info("exit code %d", code)
+    return code
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
+    # looked up on each call: tests/conftest.py swaps the module's `export` for one with a short
+    # retry policy, since the command line has no retry option
+    from ..pipeline import export
+
+    if out is None:
+        out = sys.stderr if args.json_summary == STDOUT else sys.stdout
+    settings = ClientSettings(base_url=args.base_url)
+    progress = None if args.quiet or not sys.stderr.isatty() else TqdmProgress()
+    try:
+        result = export(
+            configs(args),
+            overwrite=args.overwrite or args.incremental,
+            concurrency=args.concurrency,
+            settings=settings,
+            progress=progress,
+            incremental=args.incremental,
+            delete_foreign_files=args.delete_foreign_files,
+            **policy(args),
+        )
+    except Wandb2NumpyError as exc:
+        if args.verbose:
+            log.exception("export failed")
+        else:  # to the log file only: stderr gets the one-line message below, not a second copy
+            log.error("%s", exc, extra={"console": False})
+        print(f"wandb2numpy: error: {exc}", file=sys.stderr)
+        return summary.fail(exc.exit_code, str(exc))
+    finally:
+        if progress is not None:
+            progress.close()
+    if not args.quiet:
+        print_summary(result, out)
+    for problem in result.problems:  # shown under -q too: an empty export must not pass unseen
+        if args.allow_empty:
+            log.warning("%s", problem)
+        else:
+            log.error("%s", problem, extra={"console": False})
+            print(f"wandb2numpy: error: {problem}", file=sys.stderr)
+    code = exit_code(result, allow_empty=args.allow_empty)
+    summary.done(result, code)
+    return code
+
+
+def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
+    """`export --dry-run`: list and plan, fetch no history, write nothing."""
+    from .look import dry_run_lines, preview
+
+    out = out or sys.stdout
+    try:
+        previews = preview(
+            configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
+            **policy(args),
+        )
+    except Wandb2NumpyError as exc:
+        return fail(args, exc, summary)
+    for line in dry_run_lines(previews, all_runs=args.verbose):
+        print(line, file=out)
+    return EXIT_OK
+

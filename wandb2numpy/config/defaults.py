@@ -1,0 +1,12 @@
+"""Every default of an export, written once: the config schema, the command line, the sources and
+the runner read them from here, so `--help`, the README and the behaviour cannot drift apart."""
+
+from __future__ import annotations
+
+DEFAULT_HISTORY_SAMPLES = 12000  # the original tool's default: rows per run and field, sampled by the server
+DEFAULT_X_AXIS = "_step"  # W&B's own step counter, logged with every row
+DEFAULT_CONCURRENCY = 16  # history requests in flight: wandb-core allows 10 per Api, we hold one Api per 10 slots
+DEFAULT_TIMEOUT_S = 60  # one HTTP request to the server
+DEFAULT_PAGE_SIZE = 1000  # rows per page of a full-history read, as wandb's own scan_history
+DEFAULT_OUTPUT_DATA_TYPE = "numpy"
+OUTPUT_DATA_TYPES = ("numpy", "csv", "npz", "parquet")  # output/formats registers one format per name, in this order
