@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import functools
 import logging
 import os
@@ -28,19 +27,19 @@ import numpy as np
 from . import _memory
 from .assemble import ABSENT_REASON, ExperimentResult, assemble_experiment
 from .config import ExperimentConfig, load_config, parse_config
+from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
 from .config.filters import build_filters, describe_filters
-from .config.names import check_field
-from .errors import ConfigError, OutputError, OutputExistsError
+from .errors import ConfigError, OutputExistsError
 from .grid import apply_grid
 from .models import RunInfo
 from .output import folder as writers
 from .output.lock import output_locks
-from .plan.reads import all_numeric_fields
-from .runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, task_group
+from .plan import ExperimentPlan, build_plan, known_values
+from .runner import FetchStats, RetryPolicy, task_group
 from .series import Series
 from .sources import cache as incremental_cache
 from .sources import xaxis
-from .sources.base import HistorySource, RunEvent
+from .sources.base import HistorySource, RunEvent, RunOutcome
 from .sources.service import WandbSource
 from .wandb.client import ClientSettings
 
@@ -167,9 +166,7 @@ async def export_async(
             incremental_cache.check_incremental(exp, write=write)
     if write:
         _check_output_paths(configs)
-    settings = settings or ClientSettings()
-    if settings.entity is None and configs:
-        settings = dataclasses.replace(settings, entity=configs[0].entity)
+    settings = _settings_for(configs, settings)
     locks = output_locks(c.output_path for c in configs) if write else contextlib.nullcontext()
     with locks:
         if write and not overwrite:
@@ -192,9 +189,9 @@ async def export_async(
         if begin is not None:  # bars in config order, before any listing returns
             begin([c.name for c in configs], active.stats)
 
-        async def run_experiment(exp: ExperimentConfig) -> None:
-            reports[exp.name] = await _export_one(
-                exp,
+        async def run_experiment(plan: ExperimentPlan) -> None:
+            reports[plan.name] = await _export_one(
+                plan,
                 active,
                 write=write,
                 overwrite=overwrite,
@@ -207,8 +204,10 @@ async def export_async(
             async with task_group() as tg:
                 if configs:
                     tg.start_soon(active.prepare)
-                for exp in configs:
-                    tg.start_soon(run_experiment, exp)
+                # Every listing first, then every verdict, then history: a mistyped x axis or
+                # filter value is known before the first history request of any experiment.
+                for plan in await plan_experiments(configs, active):
+                    tg.start_soon(run_experiment, plan)
         finally:
             if owned:
                 active.close()
@@ -218,8 +217,41 @@ async def export_async(
     )
 
 
+async def plan_experiments(configs: Sequence[ExperimentConfig], source: HistorySource) -> list[ExperimentPlan]:
+    """List every experiment's runs (side by side) and decide each plan from the listings.
+
+    The one planning step the export and `--dry-run` share. Filter values are compared with the
+    values every listing of the same project showed; no extra query is sent for hints."""
+    listed: dict[str, list[RunInfo]] = {}
+
+    async def one(exp: ExperimentConfig) -> None:
+        listed[exp.name] = await source.list_runs(exp)
+        log.info("%s: %d run(s) match %s", exp.name, len(listed[exp.name]), describe_filters(exp))
+
+    async with task_group() as tg:
+        for exp in configs:
+            tg.start_soon(one, exp)
+    known = known_values([(c, listed[c.name]) for c in configs])
+    workers, page_size, batch = _read_shape(source)
+    return [
+        build_plan(c, listed[c.name], workers=workers, page_size=page_size, batch=batch,
+                   known=known[(c.entity, c.project)])
+        for c in configs
+    ]
+
+
+def _read_shape(source: HistorySource) -> tuple[int, int, bool]:
+    """Workers, page size and batching of a source, as its read planning uses them."""
+    settings = getattr(source, "settings", None)
+    return (
+        int(getattr(source, "concurrency", DEFAULT_CONCURRENCY)),
+        int(getattr(settings, "page_size", DEFAULT_PAGE_SIZE)),
+        bool(getattr(settings, "batch_small_runs", True)),
+    )
+
+
 async def _export_one(
-    exp: ExperimentConfig,
+    plan: ExperimentPlan,
     source: HistorySource,
     *,
     write: bool,
@@ -228,133 +260,107 @@ async def _export_one(
     progress: Progress | None,
     delete_foreign_files: bool = False,
 ) -> ExperimentReport:
+    exp = plan.config
     filters = build_filters(exp)
+    for name, why in plan.left_out.items():
+        log.warning("%s: history key %r left out: %s", exp.name, name, why)
+    runs, fields = list(plan.runs), list(plan.fields)
+    if plan.blocked:  # the listing already said there is nothing to fetch: no history request
+        result = assemble_experiment(exp.name, [], [], [], failed={}, skipped=dict(plan.unlogged))
+        report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
+        report.problems = list(plan.problems)
+        return report
     cache = None
     if incremental:  # refused (no write) or read before the first request
         cache = await anyio.to_thread.run_sync(
             functools.partial(incremental_cache.open_cache, exp, filters, write=write)
         )
-    if cache is not None:
         source = incremental_cache.CachedSource(source, cache)
-    runs = await source.list_runs(exp)
-    log.info("%s: %d run(s) match %s", exp.name, len(runs), describe_filters(exp))
-    fields = list(exp.fields) if exp.fields is not None else _safe_fields(exp.name, all_numeric_fields(runs))
     if progress is not None:
         progress.start(exp.name, len(runs))
-
-    def on_run(event: RunEvent, run: RunInfo, rows: int) -> None:
-        if progress is not None:
-            progress.advance(exp.name, run, rows, event == "run_failed")
-
-    on_x = exp.x_axis != xaxis.DEFAULT_X_AXIS
-    per_run: list[Mapping[str, Series] | None]
-    if on_x:
-        def reread(n: int) -> None:
-            log.info("%s: %d run(s) did not log %s in the rows of every field; reading them in full",
-                     exp.name, n, exp.x_axis)
-
-        on_key = await xaxis.read_runs(source, runs, fields, exp.x_axis, samples=exp.history_samples,
-                                       progress=on_run, on_reread=reread)
-        outcomes, per_run = on_key.outcomes, list(on_key.series)
-    else:
-        outcomes = await source.read_runs(runs, fields, samples=exp.history_samples, progress=on_run)
-        per_run = [None if o.error else o.series for o in outcomes]
-    failed = {r.id: o.error for r, o in zip(runs, outcomes) if o.error}
+    read = await _read(plan, source, progress)
     skipped: dict[str, str] = {}
-    for o in outcomes:
+    for o in read.outcomes:
         for key, reason in o.non_numeric.items():
             skipped.setdefault(key, reason)
     for key, reason in skipped.items():
         log.warning("%s: field '%s' left out: %s", exp.name, key, reason)
-    unknown = _unknown_fields(exp, runs, fields, skipped)
-    skipped.update(unknown)
+    skipped.update(plan.unlogged)
+    failed = {r.id: o.error for r, o in zip(runs, read.outcomes) if o.error}
     result = assemble_experiment(
-        exp.name,
-        runs,
-        per_run,
-        [f for f in fields if f not in skipped],
-        failed=failed,
-        skipped=skipped,
+        exp.name, runs, read.series, [f for f in fields if f not in skipped], failed=failed, skipped=skipped,
         consume=cache is None,  # the incremental cache saves the series after the write
     )
     result.x_axis = exp.x_axis
     if exp.grid is not None and result.fields:
         result = apply_grid(result, exp.grid)
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
-    report.problems = _problems(exp, runs, result, unknown)
-    if on_x:
-        report.x_dropped = dropped = on_key.dropped
-        report.runs_without_x = on_key.runs_without_key
-        report.problems += [f"{exp.name}: x_axis '{exp.x_axis}' is {reason}" for reason in _not_logged([exp.x_axis], runs).values()]
-        if dropped:
-            log.warning("%s: %s row(s) without x_axis '%s' dropped (%s)", exp.name, f"{sum(dropped.values()):,}",
-                        exp.x_axis, ", ".join(f"{f} {n:,}" for f, n in dropped.items()))
+    report.problems = list(plan.problems) + _read_problems(plan, result)
+    report.x_dropped, report.runs_without_x = read.x_dropped, read.runs_without_x
     if cache is not None:
-        report.unchanged_runs = cache.unchanged
-        report.grown_runs = cache.grown
-        report.incremental = True
+        report.unchanged_runs, report.grown_runs, report.incremental = cache.unchanged, cache.grown, True
     if write and not result.runs and not result.failed_runs:
         # nothing to write: an earlier export of this experiment, if any, is left as it was
         log.info("%s: no run exported; nothing written", exp.name)
     elif write:
         report.files = await anyio.to_thread.run_sync(
             functools.partial(
-                writers.write_experiment,
-                result,
-                Path(exp.output_path),
-                data_type=exp.output_data_type,
-                overwrite=overwrite,
-                delete_foreign_files=delete_foreign_files,
+                writers.write_experiment, result, Path(exp.output_path), data_type=exp.output_data_type,
+                overwrite=overwrite, delete_foreign_files=delete_foreign_files,
             )
         )
         if cache is not None:  # only once the arrays are in place: state never runs ahead of them
-            await anyio.to_thread.run_sync(cache.commit, runs, outcomes)
+            await anyio.to_thread.run_sync(cache.commit, runs, read.outcomes)
     if progress is not None:
         progress.finish(exp.name)
     return report
 
 
-def _unknown_fields(
-    exp: ExperimentConfig, runs: Sequence[RunInfo], fields: Sequence[str], skipped: Mapping[str, str]
-) -> dict[str, str]:
-    """Fields named in the config that no matched run logged (by the listing's history keys),
-    with the nearest logged key as a suggestion: a typo reads as a typo, not as missing data."""
+@dataclass
+class _Read:
+    outcomes: list[RunOutcome]
+    series: list[Mapping[str, Series] | None]
+    x_dropped: dict[str, int] = field(default_factory=dict)
+    runs_without_x: int = 0
+
+
+async def _read(plan: ExperimentPlan, source: HistorySource, progress: Progress | None) -> _Read:
+    """The plan's history through the source: by `_step`, or joined on the x-axis key."""
+    exp = plan.config
+
+    def on_run(event: RunEvent, run: RunInfo, rows: int) -> None:
+        if progress is not None:
+            progress.advance(exp.name, run, rows, event == "run_failed")
+
+    runs, fields = list(plan.runs), list(plan.fields)
+    if exp.x_axis == xaxis.DEFAULT_X_AXIS:
+        outcomes = await source.read_runs(runs, fields, samples=exp.history_samples, progress=on_run)
+        return _Read(outcomes, [None if o.error else o.series for o in outcomes])
+
+    def reread(n: int) -> None:
+        log.info("%s: %d run(s) did not log %s in the rows of every field; reading them in full",
+                 exp.name, n, exp.x_axis)
+
+    on_key = await xaxis.read_runs(source, runs, fields, exp.x_axis, samples=exp.history_samples,
+                                   progress=on_run, on_reread=reread)
+    if on_key.dropped:
+        log.warning("%s: %s row(s) without x_axis '%s' dropped (%s)", exp.name, f"{sum(on_key.dropped.values()):,}",
+                    exp.x_axis, ", ".join(f"{f} {n:,}" for f, n in on_key.dropped.items()))
+    return _Read(on_key.outcomes, list(on_key.series), on_key.dropped, on_key.runs_without_key)
+
+
+def _read_problems(plan: ExperimentPlan, result: ExperimentResult) -> list[str]:
+    """What only the history could tell, for exit code 4: no run held a value of any field, or a
+    named field holds no value in any matched run. Runs that failed are exit 3's."""
+    exp = plan.config
+    if result.failed_runs:
+        return []
+    if not result.runs:
+        return [] if plan.problems else [f"{exp.name}: none of the {len(plan.runs)} matched run(s) holds a requested field"]
     if exp.fields is None:
-        return {}
-    return _not_logged([name for name in fields if name not in skipped], runs)
-
-
-def _not_logged(names: Sequence[str], runs: Sequence[RunInfo]) -> dict[str, str]:
-    """Of `names`, those no run logged, each with why and the nearest logged key. Nothing when
-    the listing gave no history keys to judge by."""
-    if not runs or not all(r.history_keys for r in runs):
-        return {}
-    logged = sorted({k for r in runs for k in r.history_keys})
-    out: dict[str, str] = {}
-    for name in names:
-        if any(name in r.history_keys for r in runs):
-            continue
-        close = difflib.get_close_matches(name, logged, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        out[name] = f"logged by none of the {len(runs)} matched run(s){hint}"
-    return out
-
-
-def _problems(
-    exp: ExperimentConfig, runs: Sequence[RunInfo], result: ExperimentResult, unknown: Mapping[str, str]
-) -> list[str]:
-    """What makes the experiment empty, for exit code 4: no run matched, a named field no matched
-    run logged, or matched runs that hold none of the fields. Runs that failed are exit 3's."""
-    if not runs:
-        return [f"{exp.name}: no run matched {describe_filters(exp)} in {exp.entity}/{exp.project}"]
-    out = [f"{exp.name}: field '{name}' {reason}" for name, reason in unknown.items()]
-    if not result.runs and not result.failed_runs and not out:
-        out.append(f"{exp.name}: none of the {len(runs)} matched run(s) holds a requested field")
-    elif exp.fields is not None and not result.failed_runs:
-        for name, reason in result.skipped_fields.items():
-            if reason == ABSENT_REASON and name not in unknown:
-                out.append(f"{exp.name}: field '{name}' holds no value in any matched run")
-    return out
+        return []
+    return [f"{exp.name}: field '{name}' holds no value in any matched run"
+            for name, reason in result.skipped_fields.items() if reason == ABSENT_REASON and name not in plan.unlogged]
 
 
 def _check_output_paths(configs: Sequence[ExperimentConfig]) -> None:
@@ -369,18 +375,38 @@ def _check_output_paths(configs: Sequence[ExperimentConfig]) -> None:
                 )
 
 
-def _safe_fields(experiment: str, names: Sequence[str]) -> list[str]:
-    """`fields: all` takes key names from the server; one that cannot be a file name is left out
-    with a warning instead of failing the export after everything was fetched."""
-    safe = []
-    for name in names:
+def plan(
+    config: ConfigSource,
+    *,
+    experiments: Sequence[str] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    settings: ClientSettings | None = None,
+    policy: RetryPolicy | None = None,
+    source: HistorySource | None = None,
+) -> list[ExperimentPlan]:
+    """The plans `export` would execute, from the run listings alone: what `--dry-run` prints.
+    No history is fetched and nothing is written."""
+    configs = resolve_configs(config, experiments)
+
+    async def run() -> list[ExperimentPlan]:
+        active = source if source is not None else WandbSource(
+            _settings_for(configs, settings), concurrency=concurrency, policy=policy)
         try:
-            check_field(name)
-        except OutputError as exc:
-            log.warning("%s: history key %r left out: %s", experiment, name, exc)
-            continue
-        safe.append(name)
-    return safe
+            return await plan_experiments(configs, active)
+        finally:
+            if source is None:
+                active.close()
+
+    return anyio.run(run)
+
+
+def _settings_for(configs: Sequence[ExperimentConfig], settings: ClientSettings | None) -> ClientSettings:
+    """The caller's settings, with the first experiment's entity when none is set: saves wandb's
+    `GetDefaultEntity` round trip at start-up."""
+    settings = settings or ClientSettings()
+    if settings.entity is None and configs:
+        settings = dataclasses.replace(settings, entity=configs[0].entity)
+    return settings
 
 
 def export(

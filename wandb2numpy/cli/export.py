@@ -12,6 +12,7 @@ from ..errors import Wandb2NumpyError
 from ..wandb.client import ClientSettings
 from .common import configs, fail, policy, setup_logging
 from .report import (
+    EXIT_EMPTY,
     EXIT_OK,
     EXIT_SIGINT,
     EXIT_SIGTERM,
@@ -96,18 +97,24 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
 
 
 def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
-    """`export --dry-run`: list and plan, fetch no history, write nothing."""
-    from .look import dry_run_lines, preview
+    """`export --dry-run`: the export's own plans, printed; no history fetched, nothing written.
+    The exit code is the one the export would give for what the listing shows (4 for an empty
+    or mistyped experiment, unless --allow-empty)."""
+    from ..pipeline import plan
+    from .look import dry_run_lines
 
     out = out or sys.stdout
     try:
-        previews = preview(
-            configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
-            **policy(args),
-        )
+        plans = plan(configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
+                     **policy(args))
     except Wandb2NumpyError as exc:
         return fail(args, exc, summary)
-    for line in dry_run_lines(previews, all_runs=args.verbose):
+    for line in dry_run_lines(plans, all_runs=args.verbose):
         print(line, file=out)
-    return EXIT_OK
-
+    problems = [problem for p in plans for problem in p.problems]
+    for problem in problems:
+        if args.allow_empty:
+            log.warning("%s", problem)
+        else:
+            print(f"wandb2numpy: error: {problem}", file=sys.stderr)
+    return EXIT_EMPTY if problems and not args.allow_empty else EXIT_OK
