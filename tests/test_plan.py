@@ -203,3 +203,30 @@ def test_fields_all_with_clashing_keys_exports_the_rest_and_says_which_was_left_
     out = tmp_path / "out" / "e"
     assert (out / "a.npy").exists() and (out / "a.steps.npy").exists()  # a's steps, not the key a.steps
     assert (out / "global_step.npy").exists() and (out / "train" / "return.npy").exists()
+
+
+# ------------------------------------------------------------------------------ public API
+
+
+def test_the_public_surface_is_pinned() -> None:
+    """A name added to or dropped from `wandb2numpy.__all__` is a decision, made here on purpose."""
+    import wandb2numpy
+
+    assert sorted(wandb2numpy.__all__) == sorted([
+        "AuthError", "ClientSettings", "ConfigError", "DEFAULT_CONCURRENCY", "ExperimentConfig", "ExperimentPlan",
+        "ExperimentResult", "ExportResult", "FetchError", "FieldArrays", "ForeignFilesError", "OutputError",
+        "OutputExistsError", "RetryPolicy", "Wandb2NumpyError", "__version__", "export", "export_async",
+        "export_data", "load_config", "parse_config", "plan",
+    ])
+    for name in wandb2numpy.__all__:
+        assert getattr(wandb2numpy, name) is not None, name
+
+
+def test_every_error_kind_has_one_exit_code() -> None:
+    from wandb2numpy import errors
+    from wandb2numpy.cli.errors import EXIT_FAILED, EXIT_USAGE, exit_code_of
+
+    assert exit_code_of(errors.ConfigError("x")) == EXIT_USAGE
+    for kind in (errors.FetchError, errors.AuthError, errors.OutputError, errors.OutputLockedError):
+        assert exit_code_of(kind("x")) == EXIT_FAILED
+    assert not hasattr(errors.Wandb2NumpyError, "exit_code")  # decided in cli/errors.py only

@@ -25,9 +25,10 @@ from .runner import DEFAULT_CONCURRENCY, RetryPolicy
 from .wandb.client import ClientSettings
 
 if TYPE_CHECKING:
-    from .pipeline import ExportResult, export, export_async, export_data
+    from .pipeline import ExportResult, export, export_async, export_data, plan
+    from .plan import ExperimentPlan
 
-_FROM_PIPELINE = frozenset({"ExportResult", "export", "export_async", "export_data"})
+_FROM_PIPELINE = frozenset({"ExportResult", "export", "export_async", "export_data", "plan"})
 
 __all__ = [
     "AuthError",
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "DEFAULT_CONCURRENCY",
     "ExperimentConfig",
+    "ExperimentPlan",
     "ExperimentResult",
     "ExportResult",
     "FetchError",
@@ -50,6 +52,7 @@ __all__ = [
     "export_data",
     "load_config",
     "parse_config",
+    "plan",
 ]
 
 
@@ -58,4 +61,8 @@ def __getattr__(name: str) -> Any:
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "ExperimentPlan":
+        from .plan import ExperimentPlan
+
+        return ExperimentPlan
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""One tree of exceptions, so callers can catch a whole kind and the CLI can map each to an exit code.
+"""One tree of exceptions, so callers can catch a whole kind; the CLI maps each to an exit code
+(cli/errors.py, the one table).
 
     Wandb2NumpyError                 exit 1
     +-- ConfigError                  exit 2  (file, experiment, key: what was expected, what was found)
@@ -19,13 +20,9 @@ from pathlib import Path
 class Wandb2NumpyError(Exception):
     """Base class: every error this package raises on purpose."""
 
-    exit_code: int = 1
-
 
 class ConfigError(Wandb2NumpyError):
     """A config that cannot be exported; raised before any request or write."""
-
-    exit_code = 2
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ A first argument that names no subcommand means `export`, so `wandb2numpy CONFIG
 always did (a config file that is called like a subcommand is given as `./demo`). Every argument is
 parsed here; the subcommands' modules take plain values and never import this one.
 
-Exit codes (`report.EXIT_*`): 0 done; 1 failed (auth, server unreachable, existing files without -o,
+Exit codes (`cli/errors.py`, the one table): 0 done; 1 failed (auth, server unreachable, existing files without -o,
 output locked); 2 bad config or usage; 3 partial (some runs failed after retries, the rest written);
 4 empty (an experiment matched or exported no run, or a named field was logged by no matched run;
 the rest written; `--allow-empty` turns it back into 0 or 3); 130 interrupted (SIGINT); 143
@@ -24,15 +24,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from .report import (
-    EXIT_EMPTY,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PARTIAL,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    EXIT_USAGE,
-)
+from .errors import EXIT_EMPTY, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
 
 __all__ = [
     "COMMANDS",

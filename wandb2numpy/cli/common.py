@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 from ..config import ExperimentConfig, load_config, parse_config
 from ..errors import ConfigError, Wandb2NumpyError
 from ..runner import RetryPolicy
+from .errors import exit_code_of
 from .report import Summary, TqdmLogHandler
 
 log = logging.getLogger("wandb2numpy")
@@ -126,7 +127,8 @@ def fail(args: argparse.Namespace, exc: Wandb2NumpyError, summary: Summary | Non
     else:
         log.error("%s", exc, extra={"console": False})
     print(f"wandb2numpy: error: {exc}", file=sys.stderr)
-    return summary.fail(exc.exit_code, str(exc)) if summary is not None else exc.exit_code
+    code = exit_code_of(exc)
+    return summary.fail(code, str(exc)) if summary is not None else code
 
 
 def setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> None:

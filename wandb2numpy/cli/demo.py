@@ -57,7 +57,8 @@ def run_demo(
     from ..pipeline import export
     from ..testing import local_server
     from ..wandb.client import ClientSettings
-    from .report import EXIT_FAILED, print_summary
+    from .errors import EXIT_FAILED
+    from .report import print_summary
 
     raw = yaml.safe_load(DEMO_CONFIG)
     raw["DEFAULT"]["output_path"] = output

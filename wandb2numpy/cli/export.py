@@ -11,17 +11,8 @@ from typing import Any, TextIO
 from ..errors import Wandb2NumpyError
 from ..wandb.client import ClientSettings
 from .common import configs, fail, policy, setup_logging
-from .report import (
-    EXIT_EMPTY,
-    EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    STDOUT,
-    Summary,
-    TqdmProgress,
-    exit_code,
-    print_summary,
-)
+from .errors import EXIT_EMPTY, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_of
+from .report import STDOUT, Summary, TqdmProgress, exit_code, print_summary
 
 log = logging.getLogger("wandb2numpy")
 
@@ -79,7 +70,7 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
         else:  # to the log file only: stderr gets the one-line message below, not a second copy
             log.error("%s", exc, extra={"console": False})
         print(f"wandb2numpy: error: {exc}", file=sys.stderr)
-        return summary.fail(exc.exit_code, str(exc))
+        return summary.fail(exit_code_of(exc), str(exc))
     finally:
         if progress is not None:
             progress.close()

@@ -8,7 +8,7 @@ import sys
 from ..errors import Wandb2NumpyError
 from ..wandb.client import ClientSettings
 from .common import configs, fail, setup_logging
-from .report import EXIT_OK, EXIT_SIGINT
+from .errors import EXIT_OK, EXIT_SIGINT
 
 
 def command(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import Wandb2NumpyError
 from .common import fail, setup_logging
-from .report import EXIT_OK
+from .errors import EXIT_OK
 
 
 def command(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .errors import EXIT_EMPTY, EXIT_OK, EXIT_PARTIAL
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
     from ..pipeline import ExportResult
     from ..runner import FetchStats
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_EMPTY = 0, 1, 2, 3, 4
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 def exit_code(result: ExportResult, *, allow_empty: bool = False) -> int:
