@@ -325,6 +325,7 @@ def test_every_option_is_documented_in_the_readme() -> None:
     assert missing == []
 
 
+@pytest.mark.server
 def test_demo(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
     proc = subprocess.run(
@@ -433,6 +434,7 @@ def test_quiet_and_verbose_together_is_a_usage_error(
     assert srv.stats()["requests"] == 0 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(("option", "value"), [("--runs", "-3"), ("--runs", "0"), ("--steps", "-1"),
                                                ("--concurrency", "0"), ("--runs", "many")])
 def test_demo_refuses_counts_below_one(option: str, value: str, tmp_path: Path,

@@ -355,7 +355,7 @@ def test_the_demo_says_how_to_get_matplotlib_when_it_is_missing(
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     monkeypatch.chdir(tmp_path)
-    assert run_demo(output="out", runs=3, steps=20, concurrency=2) == 0
+    assert run_demo(output="out", runs=4, steps=20, concurrency=2) == 0  # 4: a ppo run of each job type
     line = capsys.readouterr().out.splitlines()[-1]
     assert line == ("plot one with: pip install 'wandb2numpy[plot]', then "
                     "wandb2numpy plot out/demo-csv --field eval/success_rate --by group")

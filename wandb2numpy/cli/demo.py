@@ -84,6 +84,8 @@ def run_demo(
         for path in report.files:
             print(f"{path}: {fmt.read(path).summary}")
     print_summary(result, sys.stdout)
+    for problem in result.problems:  # a few synthetic runs may not hold every group or job type
+        print(f"wandb2numpy demo: error: {problem}", file=sys.stderr)
     print(f"server: {stats.get('requests')} requests, max {stats.get('max_in_flight')} in flight")
     print(f"load them with: numpy.load('{Path(output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")
     # matplotlib is an optional extra: say how to get it rather than print a command that fails
