@@ -216,7 +216,7 @@ def test_the_public_surface_is_pinned() -> None:
         "AuthError", "ClientSettings", "ConfigError", "DEFAULT_CONCURRENCY", "ExperimentConfig", "ExperimentPlan",
         "ExperimentResult", "ExportResult", "FetchError", "FieldArrays", "ForeignFilesError", "OutputError",
         "OutputExistsError", "RetryPolicy", "Wandb2NumpyError", "__version__", "export", "export_async",
-        "export_data", "load_config", "parse_config", "plan",
+        "export_data", "load_config", "parse_config", "plan_export",
     ])
     for name in wandb2numpy.__all__:
         assert getattr(wandb2numpy, name) is not None, name
@@ -230,3 +230,46 @@ def test_every_error_kind_has_one_exit_code() -> None:
     for kind in (errors.FetchError, errors.AuthError, errors.OutputError, errors.OutputLockedError):
         assert exit_code_of(kind("x")) == EXIT_FAILED
     assert not hasattr(errors.Wandb2NumpyError, "exit_code")  # decided in cli/errors.py only
+
+
+# ------------------------------------------- planned requests are the requests sent, per mode
+
+
+def _mode_project(n_runs: int, steps: int, state: str) -> dict[str, Any]:
+    runs = []
+    for i in range(n_runs):
+        rows = [{"_step": s, "global_step": 10 * s, "train/return": s * 0.5 + i,
+                 **({"eval/score": float(i - s)} if s % 5 == 0 else {})} for s in range(steps)]
+        runs.append({"id": f"m{i}", "name": f"m{i}", "group": "g", "job_type": "train", "state": state,
+                     "created_at": f"2024-01-01T00:00:0{i}Z", "config": {"seed": i}, "history": rows})
+    return {"projects": [{"entity": "acme", "name": "modes", "runs": runs}]}
+
+
+MODES: dict[str, tuple[tuple[int, int, str, bool], dict[str, Any]]] = {
+    # mode: ((runs, steps, state, server has parquet exports), experiment keys)
+    "sampled, small runs batched": ((4, 30, "finished", False), {}),
+    "full history, small runs batched": ((4, 30, "finished", False), {"history_samples": "all"}),
+    "full history, row windows": ((2, 2500, "running", False), {"history_samples": "all"}),
+    "sampled, one request per key group": ((2, 2500, "running", False), {"history_samples": 100}),
+    "x_axis, some runs in full": ((2, 2500, "running", False), {"history_samples": 100, "x_axis": "global_step"}),
+    "x_axis, full history": ((2, 2500, "running", False), {"history_samples": "all", "x_axis": "global_step"}),
+    "parquet exports": ((2, 2500, "finished", True), {"history_samples": "all"}),
+}
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_planned_requests_are_the_requests_sent(mode: str, tmp_path: Path) -> None:
+    from wandb2numpy import ClientSettings, export, plan_export
+
+    (n_runs, steps, state, parquet), keys = MODES[mode]
+    config = {"e": {"entity": "acme", "project": "modes", "fields": ["train/return", "eval/score"],
+                    "output_path": str(tmp_path / "out"), **keys}}
+    with LocalServer(_mode_project(n_runs, steps, state), parquet=parquet) as srv:
+        settings = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
+        (planned,) = plan_export(config, settings=settings, concurrency=4)
+        assert srv.stats()["history_requests"] == 0
+        srv.reset_stats()
+        result = export(config, write=False, settings=settings, concurrency=4, policy=FAST)
+        assert result.exit_code == 0 and len(result.experiments["e"].result.runs) == n_runs
+        assert srv.stats()["history_requests"] == planned.reads.requests, (mode, planned.reads)

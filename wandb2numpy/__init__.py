@@ -25,10 +25,10 @@ from .runner import DEFAULT_CONCURRENCY, RetryPolicy
 from .wandb.client import ClientSettings
 
 if TYPE_CHECKING:
-    from .pipeline import ExportResult, export, export_async, export_data, plan
+    from .pipeline import ExportResult, export, export_async, export_data, plan_export
     from .plan import ExperimentPlan
 
-_FROM_PIPELINE = frozenset({"ExportResult", "export", "export_async", "export_data", "plan"})
+_FROM_PIPELINE = frozenset({"ExportResult", "export", "export_async", "export_data", "plan_export"})
 
 __all__ = [
     "AuthError",
@@ -52,7 +52,7 @@ __all__ = [
     "export_data",
     "load_config",
     "parse_config",
-    "plan",
+    "plan_export",
 ]
 
 

@@ -232,22 +232,20 @@ async def plan_experiments(configs: Sequence[ExperimentConfig], source: HistoryS
         for exp in configs:
             tg.start_soon(one, exp)
     known = known_values([(c, listed[c.name]) for c in configs])
-    workers, page_size, batch = _read_shape(source)
-    return [
-        build_plan(c, listed[c.name], workers=workers, page_size=page_size, batch=batch,
-                   known=known[(c.entity, c.project)])
-        for c in configs
-    ]
+    shape = _read_shape(source)
+    return [build_plan(c, listed[c.name], known=known[(c.entity, c.project)], **shape) for c in configs]
 
 
-def _read_shape(source: HistorySource) -> tuple[int, int, bool]:
-    """Workers, page size and batching of a source, as its read planning uses them."""
+def _read_shape(source: HistorySource) -> dict[str, Any]:
+    """Workers, page size, batching and parquet reading of a source, as its read planning uses
+    them (a source without settings reads as the defaults say)."""
     settings = getattr(source, "settings", None)
-    return (
-        int(getattr(source, "concurrency", DEFAULT_CONCURRENCY)),
-        int(getattr(settings, "page_size", DEFAULT_PAGE_SIZE)),
-        bool(getattr(settings, "batch_small_runs", True)),
-    )
+    return {
+        "workers": int(getattr(source, "concurrency", DEFAULT_CONCURRENCY)),
+        "page_size": int(getattr(settings, "page_size", DEFAULT_PAGE_SIZE)),
+        "batch": bool(getattr(settings, "batch_small_runs", True)),
+        "parquet": bool(getattr(settings, "parquet", False)),
+    }
 
 
 async def _export_one(
@@ -375,7 +373,7 @@ def _check_output_paths(configs: Sequence[ExperimentConfig]) -> None:
                 )
 
 
-def plan(
+def plan_export(
     config: ConfigSource,
     *,
     experiments: Sequence[str] | None = None,

@@ -91,12 +91,12 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
     """`export --dry-run`: the export's own plans, printed; no history fetched, nothing written.
     The exit code is the one the export would give for what the listing shows (4 for an empty
     or mistyped experiment, unless --allow-empty)."""
-    from ..pipeline import plan
+    from ..pipeline import plan_export
     from .look import dry_run_lines
 
     out = out or sys.stdout
     try:
-        plans = plan(configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
+        plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
                      **policy(args))
     except Wandb2NumpyError as exc:
         return fail(args, exc, summary)

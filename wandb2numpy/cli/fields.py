@@ -12,12 +12,12 @@ from .errors import EXIT_OK, EXIT_SIGINT
 
 
 def command(args: argparse.Namespace) -> int:
-    from ..pipeline import plan
+    from ..pipeline import plan_export
     from .look import fields_lines
 
     setup_logging(args.verbose, False)
     try:
-        plans = plan(configs(args), settings=ClientSettings(base_url=args.base_url))
+        plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url))
     except Wandb2NumpyError as exc:
         return fail(args, exc)
     except KeyboardInterrupt:

@@ -109,7 +109,9 @@ def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) ->
             f"  planned: {plan.requests} history request(s) for {rows}: "
             f"{plan.batched_runs} run(s) in {plan.batch_requests} shared request(s), "
             f"{plan.single_runs} run(s) on their own in {plan.single_requests} request(s); "
-            f"{plan.empty_runs} run(s) hold none of the fields"
+            + (f"{plan.parquet_runs} run(s) from parquet exports in {2 * plan.parquet_runs} request(s) "
+               "(one more per further file or live tail); " if plan.parquet_runs else "")
+            + f"{plan.empty_runs} run(s) hold none of the fields"
         )
     total = sum(p.reads.requests for p in plans)
     lines.append(

@@ -13,13 +13,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import ExperimentConfig
 from ..config.defaults import DEFAULT_X_AXIS
 from ..config.filters import describe_filters
 from ..config.names import field_problem
 from ..models import RunInfo
-from .reads import ReadPlan, all_numeric_fields, plan_reads
+from .reads import ReadPlan, all_numeric_fields, plan_reads, read_in_full
 
 __all__ = ["ExperimentPlan", "KnownValues", "build_plan", "known_values", "not_logged"]
 
@@ -81,6 +82,7 @@ def build_plan(
     workers: int,
     page_size: int,
     batch: bool = True,
+    parquet: bool = False,
     known: KnownValues | None = None,
 ) -> ExperimentPlan:
     """The experiment's plan from its listing; `known` holds the filter values other listings of
@@ -99,13 +101,32 @@ def build_plan(
         if not blocked and not problems and not _any_field_logged(runs, fields):
             problems.append(f"{exp.name}: none of the {len(runs)} matched run(s) holds a requested field")
             blocked = True
-    reads = plan_reads([] if blocked else runs, fields, samples=exp.history_samples, workers=workers,
-                       page_size=page_size, batch=batch)
+    reads = _reads([] if blocked else runs, fields, exp, workers=workers, page_size=page_size, batch=batch,
+                   parquet=parquet)
     return ExperimentPlan(
         config=exp, runs=tuple(runs), fields=tuple(fields), left_out=left_out, unlogged=unlogged,
         problems=tuple(problems),
         blocked=blocked, reads=reads, files=tuple(_files(exp, fields)),
     )
+
+
+def _reads(
+    runs: Sequence[RunInfo], fields: Sequence[str], exp: ExperimentConfig, **shape: Any
+) -> ReadPlan:
+    """The requests, as the source will send them: with an x axis, the key is read with the
+    fields, and runs whose sampling would not keep the key's rows with the fields' are read in
+    full beside the others (`sources.xaxis`)."""
+    samples = exp.history_samples
+    if exp.x_axis == DEFAULT_X_AXIS:
+        return plan_reads(runs, fields, samples=samples, **shape)
+    key = exp.x_axis
+    read_fields = list(fields) if key in fields else [*fields, key]
+    in_full = [read_in_full(r, key, fields, samples) for r in runs]
+    if not any(in_full):
+        return plan_reads(runs, read_fields, samples=samples, **shape)
+    full = [r for r, f in zip(runs, in_full) if f]
+    rest = [r for r, f in zip(runs, in_full) if not f]
+    return plan_reads(rest, read_fields, samples=samples, **shape) + plan_reads(full, read_fields, samples=None, **shape)
 
 
 def not_logged(names: Sequence[str], runs: Sequence[RunInfo]) -> dict[str, str]:

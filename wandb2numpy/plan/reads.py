@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from ..models import RunInfo
@@ -18,6 +18,9 @@ __all__ = [
     "BATCH_ROWS",
     "GroupRead",
     "batch_groups",
+    "parquet_eligible",
+    "read_in_full",
+    "thinned",
     "group_read",
     "spare_workers",
     "ReadPlan",
@@ -207,6 +210,50 @@ def fits_batch(run: RunInfo, keys: Sequence[str], samples: int | None, page_size
     return samples is not None or all(run.history_keys[k].count < page_size for k in keys)
 
 
+def parquet_eligible(run: RunInfo, wanted: Sequence[str], samples: int | None, page_size: int) -> bool:
+    """Whether to read the run from its parquet export: finished (only those are exported),
+    too large for a batched request, with counts from the listing to check the files
+    against, and read in full (sampled mode only when the server's sampling would return
+    every row anyway: otherwise its sampling decides which rows come back; and only when
+    the keys need two or more sampled requests, since the files cost two requests, the
+    export's names and the file, and sampled mode sends no more than one per key group)."""
+    if run.state != "finished" or not run.history_keys or run.last_step < 0:
+        return False
+    if not wanted or any(k not in run.history_keys for k in wanted):
+        return False
+    if samples is not None and (
+        not sampling_keeps_all(run, wanted, samples) or len(co_logged_groups(run, wanted)) < 2
+    ):
+        return False
+    return not fits_batch(run, wanted, samples, page_size)
+
+
+def thinned(run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
+    """Whether the server's sampling could thin this run's rows of `keys` (without history-key
+    counts in the listing, assume it could)."""
+    if samples is None:
+        return False
+    if not run.history_keys:
+        return True
+    return any((info := run.history_keys.get(k)) is not None and info.count > samples for k in keys)
+
+
+def read_in_full(run: RunInfo, key: str, fields: Sequence[str], samples: int | None) -> bool:
+    """With an x axis other than `_step`: whether to read this run in full and thin it after the join.
+
+    Not when sampling keeps every row, and not when KEY has the same row count as every field
+    (``global_step`` logged with every metric, the usual case): the sources ask for keys with
+    equal counts in one request, which the server samples as one, so field and KEY come from the
+    same rows. Should that guess be wrong, the join drops rows and the run is read again in full.
+    """
+    if not thinned(run, [key, *fields], samples):
+        return False
+    info = run.history_keys.get(key)
+    if info is None:
+        return True
+    return any((f_info := run.history_keys.get(f)) is not None and f_info.count != info.count for f in fields)
+
+
 def spare_workers(workers: int, runs: int) -> int:
     """Workers each run may use beyond its own: few runs are split further to keep all busy."""
     return max(1, math.ceil(workers / max(1, runs)))
@@ -309,10 +356,17 @@ class ReadPlan:
     batch_requests: int
     single_runs: int  # runs read on their own
     single_requests: int
+    # finished runs read from their parquet export: two requests each (the export's file names,
+    # then its file) when the export is one file with no live rows after it; the names say more
+    parquet_runs: int = 0
 
     @property
     def requests(self) -> int:
-        return self.batch_requests + self.single_requests
+        return self.batch_requests + self.single_requests + 2 * self.parquet_runs
+
+    def __add__(self, other: ReadPlan) -> ReadPlan:
+        """Two reads of one experiment side by side (an x axis reads some runs in full)."""
+        return ReadPlan(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 def plan_reads(
@@ -323,6 +377,7 @@ def plan_reads(
     workers: int,
     page_size: int,
     batch: bool = True,
+    parquet: bool = False,
 ) -> ReadPlan:
     """The requests `WandbSource.read_runs` sends for these runs, from the same decisions it
     executes (`plan_keys`, `batch_groups`, `co_logged_groups`, `group_read`), without sending
@@ -331,7 +386,7 @@ def plan_reads(
     spare = spare_workers(workers, len(runs))
     groups = batch_groups(runs, plans, samples, workers=workers, page_size=page_size) if batch else []
     batched = {i for g in groups for i in g}
-    single_runs = single_requests = rows = unknown = 0
+    single_runs = single_requests = rows = unknown = parquet_runs = 0
     for i, run in enumerate(runs):
         if not plans[i]:
             continue
@@ -341,6 +396,9 @@ def plan_reads(
         else:
             rows += n
         if i in batched:
+            continue
+        if parquet and parquet_eligible(run, plans[i], samples, page_size):
+            parquet_runs += 1
             continue
         single_runs += 1
         single_requests += sum(
@@ -355,4 +413,5 @@ def plan_reads(
         batch_requests=len(groups),
         single_runs=single_runs,
         single_requests=single_requests,
+        parquet_runs=parquet_runs,
     )

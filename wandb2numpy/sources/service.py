@@ -26,9 +26,9 @@ from ..plan.reads import (
     expected_rows,
     fits_batch,
     group_read,
+    parquet_eligible,
     plan_keys,
     range_cost,
-    sampling_keeps_all,
     spare_workers,
 )
 from ..runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, task_group
@@ -285,21 +285,7 @@ class WandbSource:
                 tg.start_soon(read_group, keys)
 
     def _parquet_eligible(self, run: RunInfo, wanted: Sequence[str], samples: int | None) -> bool:
-        """Whether to read the run from its parquet export: finished (only those are exported),
-        too large for a batched request, with counts from the listing to check the files
-        against, and read in full (sampled mode only when the server's sampling would return
-        every row anyway: otherwise its sampling decides which rows come back; and only when
-        the keys need two or more sampled requests, since the files cost two requests, the
-        export's names and the file, and sampled mode sends no more than one per key group)."""
-        if not self._parquet_ok or run.state != "finished" or not run.history_keys or run.last_step < 0:
-            return False
-        if not wanted or any(k not in run.history_keys for k in wanted):
-            return False
-        if samples is not None and (
-            not sampling_keeps_all(run, wanted, samples) or len(co_logged_groups(run, wanted)) < 2
-        ):
-            return False
-        return not self._small(run, wanted, samples)
+        return self._parquet_ok and parquet_eligible(run, wanted, samples, self.settings.page_size)
 
     async def _read_parquet(self, run: RunInfo, wanted: Sequence[str], spare: int, outcome: RunOutcome) -> bool:
         """Read the run from its exported files (a request each) and its live tail (row-sized
