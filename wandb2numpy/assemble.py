@@ -10,12 +10,16 @@ import logging
 from collections.abc import Mapping, MutableMapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config.defaults import DEFAULT_X_AXIS
 from .models import RunInfo
 from .series import Series
+
+if TYPE_CHECKING:
+    from .grid import GridRange
 
 __all__ = [
     "ABSENT_REASON",
@@ -69,7 +73,7 @@ class ExperimentResult:
     `x_axis` is the history key the steps arrays hold (``_step`` unless the config names
     another). With a `grid`, every field is sampled at the same x values: `grid` is that 1-D
     axis, each field's `steps` is a read-only broadcast of it, and formats write the axis once
-    (``x``) instead of a steps file per field.
+    (``x``) instead of a steps file per field; `grid_range` says which span it covers and why.
     """
 
     name: str
@@ -79,6 +83,7 @@ class ExperimentResult:
     failed_runs: dict[str, str] = dc_field(default_factory=dict)
     x_axis: str = DEFAULT_X_AXIS
     grid: np.ndarray | None = None
+    grid_range: GridRange | None = None
 
 
 ABSENT_REASON = "absent from every exported run"

@@ -68,6 +68,7 @@ class Summary:
                 "x_axis": res.x_axis,
                 "rows_without_x": dict(report.x_dropped),
                 "grid_points": None if res.grid is None else len(res.grid),
+                "grid": None if res.grid_range is None else res.grid_range.as_json(),
                 "files": [str(p) for p in report.files],
                 "bytes_written": size,
             }
@@ -106,6 +107,13 @@ class Summary:
             print(f"wandb2numpy: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
 
 
+_SPANS = {
+    "common": "span common: the range every run covers",
+    "all": "span all: every run's whole range, NaN where a run has no data",
+    "values": "the configured values",
+}
+
+
 def print_summary(result: ExportResult, out: TextIO) -> None:
     for name, report in result.experiments.items():
         res = report.result
@@ -121,7 +129,14 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             print("  no run matched the experiment's filters", file=out)
             continue
         if res.grid is not None:
-            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}, shared by every field", file=out)
+            span = res.grid_range
+            where = "" if span is None else f" from {span.lo:g} to {span.hi:g} ({_SPANS.get(span.span, span.span)})"
+            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}{where}, shared by every field", file=out)
+            if span is not None and span.outliers:
+                runs = ", ".join(f"{o.label} ({'last' if o.side == 'ends' else 'first'} x {o.x:g})"
+                                 for o in span.outliers[:5])
+                more = f" and {len(span.outliers) - 5} more" if len(span.outliers) > 5 else ""
+                print(f"  grid: short runs: {runs}{more}", file=out)
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
         if report.x_dropped or report.runs_without_x:

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS
+from .defaults import DEFAULT_GRID_SPAN, DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS
 from .names import experiment_name_problem
 from .schema import (
     _EXPERIMENT_KEYS,
@@ -49,16 +49,22 @@ DEFAULT_KEY = "DEFAULT"
 
 
 Method = Literal["linear", "previous"]
+Span = Literal["common", "all"]
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """One of `points`, `every` or `values` (the config checks that exactly one is set)."""
+    """One of `points`, `every` or `values` (the config checks that exactly one is set).
+
+    `span` is the x range `points` and `every` cover: ``common``, where every run has data, or
+    ``all``, from the earliest start to the latest end (NaN where a run has none).
+    """
 
     points: int | None = None
     every: float | None = None
     values: tuple[float, ...] | None = None
     method: Method = "linear"
+    span: Span = DEFAULT_GRID_SPAN
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,6 +312,7 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         grid=None if model.grid is None else GridSpec(
             points=model.grid.points, every=model.grid.every, values=model.grid.values,
             method="previous" if model.grid.method == "previous" else "linear",
+            span="all" if model.grid.span == "all" else "common",
         ),
         source=source,
         raw=MappingProxyType(copy.deepcopy(merged)),

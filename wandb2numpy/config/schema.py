@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError
-from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, OUTPUT_DATA_TYPES
+from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, GRID_SPANS, OUTPUT_DATA_TYPES
 from .names import field_problem
 
 # W&B sends `samples` as a GraphQL Int (32-bit).
@@ -283,6 +283,16 @@ def _check_grid_method(value: Any) -> str:
     return str(value)
 
 
+def _check_grid_span(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in GRID_SPANS or not isinstance(value, str):
+        choices = " or ".join(repr(s) for s in GRID_SPANS)
+        _fail(f"expected {choices} (the range every run covers, or from the earliest start to the latest end); "
+              f"found {_found(value)}{_suggest(value, GRID_SPANS)}")
+    return str(value)
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -293,6 +303,7 @@ class _GridSpec(BaseModel):
     every: Annotated[float | None, BeforeValidator(_check_grid_every)] = None
     values: Annotated[tuple[float, ...] | None, BeforeValidator(_check_grid_values)] = None
     method: Annotated[str, BeforeValidator(_check_grid_method)] = "linear"
+    span: Annotated[str | None, BeforeValidator(_check_grid_span)] = None  # None: DEFAULT_GRID_SPAN
 
     @model_validator(mode="after")
     def _one_kind(self) -> _GridSpec:
@@ -300,6 +311,9 @@ class _GridSpec(BaseModel):
         if len(given) != 1:
             found = f"found {' and '.join(given)}" if given else "found none"
             _fail(f"a grid needs exactly one of 'points', 'every' or 'values', e.g. grid: {{points: 200}}; {found}")
+        if self.values is not None and self.span is not None:
+            _fail("'span' chooses the range of 'points' or 'every'; with 'values' the x values are as given, "
+                  "so leave 'span' out", "span")
         return self
 
 
