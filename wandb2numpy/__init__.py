@@ -21,6 +21,7 @@ from .errors import (
     OutputExistsError,
     Wandb2NumpyError,
 )
+from .output.load import Experiment, load
 from .runner import DEFAULT_CONCURRENCY, RetryPolicy
 from .wandb.client import ClientSettings
 
@@ -35,6 +36,7 @@ __all__ = [
     "ClientSettings",
     "ConfigError",
     "DEFAULT_CONCURRENCY",
+    "Experiment",
     "ExperimentConfig",
     "ExperimentPlan",
     "ExperimentResult",
@@ -50,6 +52,7 @@ __all__ = [
     "export",
     "export_async",
     "export_data",
+    "load",
     "load_config",
     "parse_config",
     "plan_export",

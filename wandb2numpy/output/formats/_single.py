@@ -107,6 +107,10 @@ class SingleFileFormat(Format):
     def read_data(self, path: Path) -> DataFile:
         """What `write_data` wrote."""
 
+    def text_run_columns(self, path: Path) -> set[str]:
+        """The run-table columns the data file keeps as text, read without the points."""
+        return {c for c, values in self.read_data(path).columns.items() if any(isinstance(v, str) for v in values)}
+
     def key_problem(self, fields: Sequence[str], *, grid: bool) -> str | None:
         """Why two of these fields (or a field and the run table) would share a name inside the
         data file, or None."""

@@ -85,6 +85,13 @@ class NpzFormat(SingleFileFormat):
                         np.lib.format.write_array(member, array, allow_pickle=False)
             sync_file(f)
 
+    def text_run_columns(self, path: Path) -> set[str]:
+        with np.load(path, allow_pickle=False) as data:
+            names = {str(n) for n in data[FIELDS_KEY]}
+            owned = names | {n + STEPS_SUFFIX for n in names}
+            return {k[len(RUNS_PREFIX):] for k in data.files
+                    if k.startswith(RUNS_PREFIX) and k not in owned and data[k].dtype.kind == "U"}
+
     def read_data(self, path: Path) -> DataFile:
         with np.load(path, allow_pickle=False) as data:
             names = [str(n) for n in data[FIELDS_KEY]]

@@ -55,6 +55,11 @@ class ParquetFormat(SingleFileFormat):
             pq.write_table(long, f, use_dictionary=repeated)
             sync_file(f)
 
+    def text_run_columns(self, path: Path) -> set[str]:
+        schema = pq.read_schema(path)
+        return {f.name for f in schema if f.name not in POINT_COLUMNS
+                and (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type))}
+
     def read_data(self, path: Path) -> DataFile:
         table = pq.read_table(path)
         metadata = table.schema.metadata or {}
