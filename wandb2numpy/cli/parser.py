@@ -14,7 +14,16 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..config.defaults import DEFAULT_CONCURRENCY, DEFAULT_HISTORY_SAMPLES
-from ..plot import DEFAULT_CI, DEFAULT_POINTS, STATS  # plot imports matplotlib only to draw
+from ..plot import (  # plot imports matplotlib only to draw
+    DEFAULT_CI,
+    DEFAULT_POINTS,
+    DPI,
+    FIGSIZE,
+    FORMATS,
+    GROUP_COLUMNS,
+    LEGENDS,
+    STATS,
+)
 from .common import PROJECT_OUTPUT_DIR
 
 COMMANDS = ("export", "fields", "demo", "plot")
@@ -230,7 +239,7 @@ def _add_demo(sub: Any) -> argparse.ArgumentParser:
 def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "plot",
-        help="plot one field of an exported experiment: a curve per group with a bootstrap band",
+        help="plot one field of an exported experiment: a curve per group with a bootstrap band (PNG, PDF, SVG)",
         description="Draw field F of an exported experiment as one curve per group of runs (mean, "
         "median or interquartile mean across runs at each x) with a percentile bootstrap "
         "confidence band over runs, from the exported files alone (no network). Needs matplotlib: "
@@ -240,8 +249,9 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("experiment", metavar="EXPORT_DIR/EXPERIMENT", help="an experiment folder of an export")
     p.add_argument("--field", required=True, metavar="F", help="the field to plot, e.g. train/return")
     p.add_argument(
-        "--by", type=_group_column, metavar="group|job_type|config.KEY",
-        help="one curve per value of this runs.csv column (default: one curve of all runs)",
+        "--by", type=_group_column, metavar="COLUMN",
+        help="one curve per value of this runs.csv column: group, job_type, name, config.KEY, summary.KEY, or "
+        "tags (a curve per tag; a run with two tags is in both); default: one curve of all runs",
     )
     p.add_argument("--stat", choices=STATS, default="mean",
                    help="statistic across runs at each x (default mean; iqm: interquartile mean)")
@@ -250,16 +260,57 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--points", type=_positive(int), default=DEFAULT_POINTS, metavar="N",
                    help="x values of the grid the runs are resampled on, when the export has no grid "
                    f"of its own (default {DEFAULT_POINTS})")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="PNG to write (default ./<EXPERIMENT>-<field, / as ->.png)")
+    p.add_argument("--span", choices=("common", "all"), default="common",
+                   help="x range of that grid: common (default), where every run has data; all, every run's "
+                   "whole range. Wherever the runs behind a curve change along x, a panel below shows how many")
+    p.add_argument("-o", "--output", type=_figure_file, metavar="FILE",
+                   help="figure to write, PNG, PDF or SVG by its suffix (default ./<EXPERIMENT>-<field, / as ->.png)")
+    look = p.add_argument_group("figure")
+    look.add_argument("--title", help="title (default '<EXPERIMENT>: <field> (<stat>, <ci>% CI)'; '' for none)")
+    look.add_argument("--xlabel", help="x-axis label (default: the x axis of the export, 'step' for _step)")
+    look.add_argument("--ylabel", help="y-axis label (default: the field)")
+    look.add_argument("--size", type=_figure_size, default=FIGSIZE, metavar="W,H",
+                      help=f"figure size in inches (default {FIGSIZE[0]:g},{FIGSIZE[1]:g}; 3.4,2.4 fits a paper's column)")
+    look.add_argument("--dpi", type=_positive(float), default=DPI,
+                      help=f"dots per inch: the PNG's pixels per inch, and the PDF/SVG's band raster (default {DPI})")
+    look.add_argument("--log-y", action="store_true", help="logarithmic y axis")
+    look.add_argument("--legend", type=_legend, default="best", metavar="POSITION",
+                      help="legend position: best (default), upper-left, lower-right, ... (matplotlib's loc, - or "
+                      "space), outside (right of the plot) or none")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     return p
 
 
 def _group_column(text: str) -> str:
-    if text in ("group", "job_type") or (text.startswith("config.") and len(text) > len("config.")):
+    if text in GROUP_COLUMNS or (text.startswith(("config.", "summary.")) and text.split(".", 1)[1]):
         return text
-    raise argparse.ArgumentTypeError(f"expected group, job_type or config.KEY; found {text!r}")
+    raise argparse.ArgumentTypeError(f"expected group, job_type, name, tags, config.KEY or summary.KEY; found {text!r}")
+
+
+def _figure_file(text: str) -> str:
+    suffix = text.rsplit(".", 1)[1].lower() if "." in text.rsplit("/", 1)[-1] else ""
+    if suffix not in FORMATS:
+        raise argparse.ArgumentTypeError(f"the format comes from the suffix: .png, .pdf or .svg; found {text!r}")
+    return text
+
+
+def _figure_size(text: str) -> tuple[float, float]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        width, height = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTH,HEIGHT in inches, e.g. 6,4; found {text!r}") from None
+    if not (0 < width <= 100 and 0 < height <= 100):
+        raise argparse.ArgumentTypeError(f"expected WIDTH,HEIGHT in inches, each above 0 and at most 100; found {text!r}")
+    return width, height
+
+
+def _legend(text: str) -> str:
+    position = text.replace("-", " ").lower()
+    if position not in LEGENDS:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(p.replace(' ', '-') for p in LEGENDS)}; found {text!r}")
+    return position
 
 
 def _confidence(text: str) -> float:
