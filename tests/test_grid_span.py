@@ -38,8 +38,15 @@ def write_config(tmp_path: Path) -> Path:
         f"all-{name}": {"output_data_type": name, "grid": {"points": STEPS, "span": "all"}} for name in formats.names()
     }
     experiments["common"] = {"grid": {"points": STEPS}}
-    data = {"DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": str(tmp_path / "out"),
-                        "fields": ["train/return"]}, **experiments}
+    data = {
+        "DEFAULT": {
+            "entity": "demo",
+            "project": "synthetic",
+            "output_path": str(tmp_path / "out"),
+            "fields": ["train/return"],
+        },
+        **experiments,
+    }
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps(data))
     return path
@@ -61,12 +68,18 @@ def test_a_short_run_is_named_and_span_all_keeps_the_whole_range(
     assert f"  grid: {STEPS} x value(s) of _step from 0 to {STEPS - 1} (span all:" in out
     assert f"  grid: short runs: {label}" in out
     summary = json.loads(summary_file.read_text())["experiments"]
-    assert summary["common"]["grid"] == {"span": "common", "from": 0.0, "to": SHORT - 1.0,
-                                         "short_runs": [{"run": f"crashed-dqn [{short_id()}]", "ends": SHORT - 1.0}]}
+    assert summary["common"]["grid"] == {
+        "span": "common",
+        "from": 0.0,
+        "to": SHORT - 1.0,
+        "short_runs": [{"run": f"crashed-dqn [{short_id()}]", "ends": SHORT - 1.0}],
+    }
     assert summary["all-csv"]["grid"]["span"] == "all" and summary["all-csv"]["grid"]["to"] == STEPS - 1.0
 
     common = wandb2numpy.load(tmp_path / "out" / "common")
-    assert common.x is not None and common.x[-1] == SHORT - 1 and not np.isnan(common.fields["train/return"].values).any()
+    assert (
+        common.x is not None and common.x[-1] == SHORT - 1 and not np.isnan(common.fields["train/return"].values).any()
+    )
     x = np.arange(STEPS, dtype=np.float64)
     reference = None
     for name in formats.names():

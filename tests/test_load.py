@@ -31,8 +31,10 @@ def ragged() -> ExperimentResult:
         run("r2", config={"lr": 0.001, "seed": 2, "opt": "sgd"}, group="b"),
         run("r3", config={"lr": 0.0003, "seed": 3}, summary={"loss": 0.25}, group="a"),
     ]
-    ret = FieldArrays(values=np.array([[1.0, 2.0, 3.0], [4.0, nan, nan], [nan, 6.0, nan]]),
-                      steps=np.array([[0.0, 10.0, 20.0], [5.0, nan, nan], [0.0, 10.0, nan]]))
+    ret = FieldArrays(
+        values=np.array([[1.0, 2.0, 3.0], [4.0, nan, nan], [nan, 6.0, nan]]),
+        steps=np.array([[0.0, 10.0, 20.0], [5.0, nan, nan], [0.0, 10.0, nan]]),
+    )
     loss = FieldArrays(values=np.array([[0.5], [0.25], [0.125]]), steps=np.array([[20.0], [5.0], [10.0]]))
     return ExperimentResult("exp", runs, {"ret": ret, "train/loss": loss}, x_axis="global_step")
 
@@ -95,7 +97,13 @@ def test_to_pandas_long_and_wide_agree_with_the_arrays(tmp_path: Path, data_type
     wide = exp.to_pandas("wide", runs=False)
     assert list(wide.columns) == ["id", "step", "ret", "train/loss"]
     assert list(zip(wide["id"], wide["step"])) == [
-        ("r1", 0.0), ("r1", 10.0), ("r1", 20.0), ("r2", 5.0), ("r3", 0.0), ("r3", 10.0)]
+        ("r1", 0.0),
+        ("r1", 10.0),
+        ("r1", 20.0),
+        ("r2", 5.0),
+        ("r3", 0.0),
+        ("r3", 10.0),
+    ]
     np.testing.assert_array_equal(wide["ret"], [1.0, 2.0, 3.0, 4.0, nan, 6.0])
     np.testing.assert_array_equal(wide["train/loss"], [nan, nan, 0.5, 0.25, nan, 0.125])
     runs = exp.runs_frame(["config.seed"])
@@ -132,24 +140,33 @@ def test_no_experiment_folder(tmp_path: Path) -> None:
         wandb2numpy.load(tmp_path / "nope")
 
 
-@pytest.mark.parametrize(("module", "call", "message"), [
-    ("pandas", "to_pandas()", MISSING_PANDAS), ("xarray", "to_xarray()", MISSING_XARRAY)])
+@pytest.mark.parametrize(
+    ("module", "call", "message"),
+    [("pandas", "to_pandas()", MISSING_PANDAS), ("xarray", "to_xarray()", MISSING_XARRAY)],
+)
 def test_a_missing_extra_is_named_and_only_needed_on_use(tmp_path: Path, module: str, call: str, message: str) -> None:
     folder = write(gridded(), tmp_path, "numpy")
-    program = "\n".join([
-        "import sys",
-        f"sys.modules[{module!r}] = None  # as if not installed",
-        "import wandb2numpy",
-        f"exp = wandb2numpy.load({str(folder)!r})",
-        "assert exp.fields['ret'].values.shape == (2, 3)",
-        "try:",
-        f"    exp.{call}",
-        "except ImportError as exc:",
-        "    print(exc)",
-    ])
+    program = "\n".join(
+        [
+            "import sys",
+            f"sys.modules[{module!r}] = None  # as if not installed",
+            "import wandb2numpy",
+            f"exp = wandb2numpy.load({str(folder)!r})",
+            "assert exp.fields['ret'].values.shape == (2, 3)",
+            "try:",
+            f"    exp.{call}",
+            "except ImportError as exc:",
+            "    print(exc)",
+        ]
+    )
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=path))
+    proc = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=path),
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == message + "\n"
     assert message.endswith(f"pip install 'wandb2numpy[{module}]'")

@@ -19,12 +19,39 @@ from wandb2numpy.output.formats import _types
 
 def result() -> ExperimentResult:
     runs = [
-        run("r1", config={"lr": 0.0003, "seed": 1, "flag": True, "opt": "adam", "mix": 1, "none": None,
-                          "big": 2**70, "ratio": 1}, summary={"loss": 0.5, "steps": 100}),
-        run("r2", config={"lr": 0.001, "seed": 2, "flag": False, "opt": "sgd", "mix": "one", "none": None,
-                          "big": 1, "ratio": 0.5}, summary={"loss": float("nan")}),
-        run("r3", config={"lr": 0.0003, "seed": 3, "flag": True, "opt": "adam", "mix": 2, "big": 3, "ratio": 2},
-            summary={"loss": 0.25, "steps": 300}),
+        run(
+            "r1",
+            config={
+                "lr": 0.0003,
+                "seed": 1,
+                "flag": True,
+                "opt": "adam",
+                "mix": 1,
+                "none": None,
+                "big": 2**70,
+                "ratio": 1,
+            },
+            summary={"loss": 0.5, "steps": 100},
+        ),
+        run(
+            "r2",
+            config={
+                "lr": 0.001,
+                "seed": 2,
+                "flag": False,
+                "opt": "sgd",
+                "mix": "one",
+                "none": None,
+                "big": 1,
+                "ratio": 0.5,
+            },
+            summary={"loss": float("nan")},
+        ),
+        run(
+            "r3",
+            config={"lr": 0.0003, "seed": 3, "flag": True, "opt": "adam", "mix": 2, "big": 3, "ratio": 2},
+            summary={"loss": 0.25, "steps": 300},
+        ),
     ]
     values = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     return ExperimentResult("exp", runs, {"ret": FieldArrays(values, np.tile([0.0, 1.0], (3, 1)))})
@@ -42,8 +69,13 @@ def test_the_rule() -> None:
 
 
 PARQUET_TYPES = {
-    "config.lr": pa.float64(), "config.seed": pa.int64(), "config.flag": pa.bool_(), "config.ratio": pa.float64(),
-    "config.none": pa.null(), "summary.loss": pa.float64(), "summary.steps": pa.int64(),
+    "config.lr": pa.float64(),
+    "config.seed": pa.int64(),
+    "config.flag": pa.bool_(),
+    "config.ratio": pa.float64(),
+    "config.none": pa.null(),
+    "summary.loss": pa.float64(),
+    "summary.steps": pa.int64(),
     "history_line_count": pa.int64(),
 }
 
@@ -78,7 +110,7 @@ def test_a_pandas_filter_on_a_number_finds_the_rows(tmp_path: Path) -> None:
 def test_npz_columns_are_typed_without_pickle(tmp_path: Path) -> None:
     write_experiment(result(), tmp_path, data_type="npz", overwrite=False)
     with np.load(tmp_path / "exp" / "data.npz", allow_pickle=False) as data:
-        dtypes: dict[str, Any] = {k[len("runs."):]: data[k].dtype for k in data.files if k.startswith("runs.")}
+        dtypes: dict[str, Any] = {k[len("runs.") :]: data[k].dtype for k in data.files if k.startswith("runs.")}
         lr = data["runs.config.lr"]
         steps = data["runs.summary.steps"]
         seed = data["runs.config.seed"]

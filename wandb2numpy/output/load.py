@@ -64,13 +64,16 @@ class Experiment:
 
     def __repr__(self) -> str:
         axis = f"grid of {len(self.x)} x" if self.x is not None else "steps per field"
-        return (f"<Experiment {self.folder.name!r} ({self.data_type}): {len(self.ids)} run(s), "
-                f"{len(self.fields)} field(s), {axis} of {self.x_axis}>")
+        return (
+            f"<Experiment {self.folder.name!r} ({self.data_type}): {len(self.ids)} run(s), "
+            f"{len(self.fields)} field(s), {axis} of {self.x_axis}>"
+        )
 
     # ------------------------------------------------------------------ pandas
 
-    def to_pandas(self, layout: Layout = "long", *, fields: Sequence[str] | None = None,
-                  runs: bool | Sequence[str] = True) -> pandas.DataFrame:
+    def to_pandas(
+        self, layout: Layout = "long", *, fields: Sequence[str] | None = None, runs: bool | Sequence[str] = True
+    ) -> pandas.DataFrame:
         """The points as a DataFrame.
 
         ``long``: a row per point (``id``, ``field``, ``step``, ``value``), as data.parquet has
@@ -88,11 +91,21 @@ class Experiment:
             steps = np.asarray(arrays.steps)
             keep = np.ones(arrays.values.shape, dtype=bool) if self.x is not None else ~np.isnan(steps)
             r, c = np.nonzero(keep)
-            parts.append(pd.DataFrame({
-                "id": ids[r], "field": name, "step": steps[r, c], "value": arrays.values[r, c],
-            }))
-        long = (pd.concat(parts, ignore_index=True) if parts else
-                pd.DataFrame({"id": [], "field": [], "step": [], "value": []}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "id": ids[r],
+                        "field": name,
+                        "step": steps[r, c],
+                        "value": arrays.values[r, c],
+                    }
+                )
+            )
+        long = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame({"id": [], "field": [], "step": [], "value": []})
+        )
         long["field"] = pd.Categorical(long["field"], categories=names)
         if layout == "long":
             df = long
@@ -101,14 +114,19 @@ class Experiment:
             df = df.reindex(columns=names).reset_index()
             df.columns.name = None
             order = {run_id: i for i, run_id in enumerate(self.ids)}
-            df = df.sort_values(["id", "step"], key=lambda s: s.map(order) if s.name == "id" else s,
-                                kind="stable", ignore_index=True)
+            df = df.sort_values(
+                ["id", "step"], key=lambda s: s.map(order) if s.name == "id" else s, kind="stable", ignore_index=True
+            )
         else:
             raise ValueError(f"layout must be 'long' or 'wide'; found {layout!r}")
         if runs:
             table = self.runs_frame(None if runs is True else runs)
-            df = df.merge(table.drop(columns=[c for c in table.columns if c in df.columns and c != "id"]),
-                          on="id", how="left", sort=False)
+            df = df.merge(
+                table.drop(columns=[c for c in table.columns if c in df.columns and c != "id"]),
+                on="id",
+                how="left",
+                sort=False,
+            )
         df["id"] = pd.Categorical(df["id"], categories=self.ids)
         df.attrs["x_axis"] = self.x_axis
         return df
@@ -214,22 +232,22 @@ def load_stored(folder: str | os.PathLike[str]) -> tuple[StoredExperiment, str, 
     if path.is_file():
         return _load_file(path)
     if not path.is_dir():
-        raise ConfigError(f"{str(path)!r} does not exist; expected an experiment folder of an export "
-                          "(EXPORT_DIR/EXPERIMENT, holding runs.csv)")
+        raise ConfigError(
+            f"{str(path)!r} does not exist; expected an experiment folder of an export "
+            "(EXPORT_DIR/EXPERIMENT, holding runs.csv)"
+        )
     manifest = read_manifest(path) or {}
     if not (path / RUNS_FILE).is_file():
         inside = sorted(p.parent.name for p in path.glob(f"*/{RUNS_FILE}"))
         hint = f"; the experiment folders in it: {', '.join(inside)}" if inside else ""
-        raise ConfigError(f"{str(path)!r} holds no {RUNS_FILE}, so it is no experiment folder of an "
-                          f"export{hint}")
+        raise ConfigError(f"{str(path)!r} holds no {RUNS_FILE}, so it is no experiment folder of an export{hint}")
     data_type = manifest.get("data_type")
     if not isinstance(data_type, str):
         data_type = _guess_format(path)
     try:
         fmt = formats.get(data_type)
     except ValueError as exc:
-        raise ConfigError(f"{path} was written as {data_type!r}, which this version cannot read "
-                          f"({exc})") from None
+        raise ConfigError(f"{path} was written as {data_type!r}, which this version cannot read ({exc})") from None
     stored = _read(fmt, path, data_type)
     axis = stored.x_axis or manifest.get("x_axis")
     return stored, data_type, axis if isinstance(axis, str) else DEFAULT_X_AXIS, path
@@ -241,8 +259,9 @@ def _load_file(path: Path) -> tuple[StoredExperiment, str, str, Path]:
         if isinstance(fmt, formats.SingleFileFormat) and path.suffix == Path(fmt.file_name).suffix:
             stored = _read(fmt, path, name)
             return stored, name, stored.x_axis or DEFAULT_X_AXIS, path
-    raise ConfigError(f"{str(path)!r} is no experiment folder, nor a data file of a one-file format "
-                      "(data.npz, data.parquet)")
+    raise ConfigError(
+        f"{str(path)!r} is no experiment folder, nor a data file of a one-file format (data.npz, data.parquet)"
+    )
 
 
 def _read(fmt: formats.Format, path: Path, data_type: str) -> StoredExperiment:
