@@ -83,51 +83,54 @@ class Experiment:
         (all, or the ones named; text as categorical). ``df.attrs["x_axis"]`` names the step.
         """
         pd = _pandas()
+        if layout not in ("long", "wide"):
+            raise ValueError(f"layout must be 'long' or 'wide'; found {layout!r}")
         names = self._fields(fields)
-        ids = np.asarray(self.ids, dtype=object)
-        parts = []
-        for name in names:
+        run_parts, field_parts, step_parts, value_parts = [], [], [], []
+        for i, name in enumerate(names):
             arrays = self.fields[name]
             steps = np.asarray(arrays.steps)
             keep = np.ones(arrays.values.shape, dtype=bool) if self.x is not None else ~np.isnan(steps)
-            r, c = np.nonzero(keep)
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "id": ids[r],
-                        "field": name,
-                        "step": steps[r, c],
-                        "value": arrays.values[r, c],
-                    }
-                )
-            )
-        long = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame({"id": [], "field": [], "step": [], "value": []})
-        )
-        long["field"] = pd.Categorical(long["field"], categories=names)
+            r, c = np.nonzero(keep)  # run by run, each in step order
+            run_parts.append(r)
+            field_parts.append(np.full(len(r), i, dtype=np.intp))
+            step_parts.append(steps[r, c])
+            value_parts.append(arrays.values[r, c])
+        run = np.concatenate(run_parts) if run_parts else np.empty(0, dtype=np.intp)
+        step = np.concatenate(step_parts) if step_parts else np.empty(0)
         if layout == "long":
-            df = long
-        elif layout == "wide":
-            df = long.pivot(index=["id", "step"], columns="field", values="value")
-            df = df.reindex(columns=names).reset_index()
-            df.columns.name = None
-            order = {run_id: i for i, run_id in enumerate(self.ids)}
-            df = df.sort_values(
-                ["id", "step"], key=lambda s: s.map(order) if s.name == "id" else s, kind="stable", ignore_index=True
+            df = pd.DataFrame(
+                {
+                    "id": pd.Categorical.from_codes(run, categories=self.ids),
+                    "field": pd.Categorical.from_codes(
+                        np.concatenate(field_parts) if field_parts else run, categories=names
+                    ),
+                    "step": step,
+                    "value": np.concatenate(value_parts) if value_parts else np.empty(0),
+                }
             )
         else:
-            raise ValueError(f"layout must be 'long' or 'wide'; found {layout!r}")
+            # One row per distinct (run, step), in run order then step order.
+            order = np.lexsort((step, run))
+            sorted_run, sorted_step = run[order], step[order]
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = (sorted_run[1:] != sorted_run[:-1]) | (sorted_step[1:] != sorted_step[:-1])
+            inverse = np.empty(len(order), dtype=np.intp)
+            inverse[order] = np.cumsum(first) - 1
+            run, wide_step = sorted_run[first], sorted_step[first]
+            columns: dict[str, Any] = {"id": pd.Categorical.from_codes(run, categories=self.ids), "step": wide_step}
+            start = 0
+            for name, values in zip(names, value_parts):
+                column = np.full(len(run), np.nan)
+                column[inverse[start : start + len(values)]] = values
+                columns[name] = column
+                start += len(values)
+            df = pd.DataFrame(columns)
         if runs:
             table = self.runs_frame(None if runs is True else runs)
-            df = df.merge(
-                table.drop(columns=[c for c in table.columns if c in df.columns and c != "id"]),
-                on="id",
-                how="left",
-                sort=False,
-            )
-        df["id"] = pd.Categorical(df["id"], categories=self.ids)
+            for c in table.columns:
+                if c not in df.columns:
+                    df[c] = table[c].take(run).reset_index(drop=True) if len(run) else table[c].iloc[:0]
         df.attrs["x_axis"] = self.x_axis
         return df
 
@@ -154,7 +157,7 @@ class Experiment:
         names = self._fields(fields)
         coords: dict[str, Any] = {"run": np.asarray(self.ids, dtype=object)}
         for c, column in self.runs.items():
-            if c != "id":
+            if c not in ("id", "run", "x", "step") and c not in names:  # a field's name wins
                 coords[c] = ("run", column)
         if self.x is not None:
             dim, axis = "x", self.x
