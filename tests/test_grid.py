@@ -231,3 +231,9 @@ def test_config_span() -> None:
         with pytest.raises(ConfigError) as err:
             parse_config({"E": {**BASE, "grid": grid}})
         assert err.value.key == "grid.span" and words in str(err.value)
+
+
+def test_x_values_read_as_steps() -> None:
+    from wandb2numpy.grid import format_x
+
+    assert [format_x(v) for v in (243720.0, 0.0, -5.0, 0.125, 1e20)] == ["243,720", "0", "-5", "0.125", "1e+20"]

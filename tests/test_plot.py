@@ -384,6 +384,8 @@ def test_a_grid_export_is_plotted_on_its_own_x(data_type: str, tmp_path: Path) -
     assert [c.label for c in result.curves] == ["a", "(none)"]
     for line in lines:
         np.testing.assert_array_equal(line.get_xdata(), x)
+    same = plot_experiment(tmp_path / "gridded", "eval/score", by="group", span="all", output=tmp_path / "g.png")
+    np.testing.assert_array_equal(same.curves[0].x, x)  # the export's grid, whatever the span asked
     np.testing.assert_allclose(lines[0].get_ydata(), (np.sin(x) + np.cos(x)) / 2)
     np.testing.assert_allclose(lines[1].get_ydata(), x)
     assert png_size((tmp_path / "g.png").read_bytes()) == (800, 500)

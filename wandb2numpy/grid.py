@@ -36,6 +36,7 @@ __all__ = [
     "Outlier",
     "apply_grid",
     "common_range",
+    "format_x",
     "grid_range",
     "make_grid",
     "outliers",
@@ -92,6 +93,13 @@ def whole_range(starts: np.ndarray, ends: np.ndarray) -> tuple[float, float] | N
     return float(np.min(starts[ok])), float(np.max(ends[ok]))
 
 
+def format_x(x: float) -> str:
+    """An x value as people read steps: ``243,720`` for whole numbers, ``0.125`` otherwise."""
+    if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:.6g}"
+
+
 @dataclass(frozen=True)
 class Outlier:
     """A run whose range is much shorter than the median run's: where it starts or ends."""
@@ -140,18 +148,23 @@ class GridRange:
         with their last (or first) x, and how to get the other span; None when nothing to say."""
         if not self.outliers or self.span == "values":
             return None
-        listed = ", ".join(f"{o.label} ({'last' if o.side == 'ends' else 'first'} x {o.x:g})"
-                           for o in self.outliers[:shown])
-        more = f" and {len(self.outliers) - shown} more" if len(self.outliers) > shown else ""
-        runs = f"{len(self.outliers)} run(s) cover less than half of the median run's range: {listed}{more}"
-        other = f" ({self.other[0]:g} to {self.other[1]:g})" if self.other is not None else ""
+        runs = f"{len(self.outliers)} run(s) cover less than half of the median run's range: {self.short_runs(shown)}"
+        other = f" ({format_x(self.other[0])} to {format_x(self.other[1])})" if self.other is not None else ""
+        lo, hi = format_x(self.lo), format_x(self.hi)
         if self.span == "common":
-            return (f"{experiment}: the grid covers only {x_axis} {self.lo:g} to {self.hi:g}, the range every run "
+            return (f"{experiment}: the grid covers only {x_axis} {lo} to {hi}, the range every run "
                     f"covers; {runs}. grid: {{span: all}} (plot: --span all) covers every run's whole "
                     f"range{other}, NaN where a run has no data")
-        return (f"{experiment}: the grid covers {x_axis} {self.lo:g} to {self.hi:g}, but {runs}; where they have "
+        return (f"{experiment}: the grid covers {x_axis} {lo} to {hi}, but {runs}; where they have "
                 f"no data the curves average fewer runs. grid: {{span: common}} (plot: --span common) keeps to "
                 f"the range every run covers{other}")
+
+    def short_runs(self, shown: int = 5) -> str:
+        """``name [id] (last x 119), ...``: the first `shown` outliers, and how many more."""
+        listed = ", ".join(f"{o.label} ({'last' if o.side == 'ends' else 'first'} x {format_x(o.x)})"
+                           for o in self.outliers[:shown])
+        more = f" and {len(self.outliers) - shown} more" if len(self.outliers) > shown else ""
+        return listed + more
 
     def as_json(self) -> dict[str, Any]:
         return {

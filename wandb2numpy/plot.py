@@ -207,15 +207,18 @@ def _tags(cell: str) -> list[str]:
 
 
 def field_on_grid(exp: Experiment, field: str, points: int = DEFAULT_POINTS,
-                  span: Span = "common") -> tuple[np.ndarray, np.ndarray]:
+                  span: Span | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The x values and the (runs, len(x)) values of `field`: the export's own grid when it
-    has one, otherwise `points` x values over the runs' `span`, linearly interpolated. Runs
-    much shorter than the median run are warned about, as the export does."""
+    has one, otherwise `points` x values over the runs' `span` (default ``common``), linearly
+    interpolated. Runs much shorter than the median run are warned about, as the export does."""
     arrays = exp.fields[field]
     if exp.x is not None:
+        if span is not None:
+            log.warning("%s was exported on a grid of its own: it is plotted on that grid, and the span "
+                        "asked for (%s) is not used", exp.folder.name, span)
         return exp.x, arrays.values
     starts, ends = run_ranges([arrays])
-    spec = GridSpec(points=points, span=span)
+    spec = GridSpec(points=points, span=span or "common")
     labels = [run_label(row.get("name", ""), run_id) for row, run_id in zip(exp.run_rows, exp.ids)]
     rng = grid_range(spec, starts, ends, labels if len(labels) == len(starts) else None)
     message = rng.warning(f"{exp.folder.name}: {field}", exp.x_axis)
@@ -391,7 +394,7 @@ def plot_experiment(
     stat: Stat = "mean",
     ci: float = DEFAULT_CI,
     points: int = DEFAULT_POINTS,
-    span: Span = "common",
+    span: Span | None = None,
     output: str | os.PathLike[str] | None = None,
     title: str | None = None,
     xlabel: str | None = None,

@@ -260,7 +260,7 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--points", type=_positive(int), default=DEFAULT_POINTS, metavar="N",
                    help="x values of the grid the runs are resampled on, when the export has no grid "
                    f"of its own (default {DEFAULT_POINTS})")
-    p.add_argument("--span", choices=("common", "all"), default="common",
+    p.add_argument("--span", choices=("common", "all"),
                    help="x range of that grid: common (default), where every run has data; all, every run's "
                    "whole range. Wherever the runs behind a curve change along x, a panel below shows how many")
     p.add_argument("-o", "--output", type=_figure_file, metavar="FILE",

@@ -115,6 +115,8 @@ _SPANS = {
 
 
 def print_summary(result: ExportResult, out: TextIO) -> None:
+    from ..grid import format_x
+
     for name, report in result.experiments.items():
         res = report.result
         print(
@@ -130,13 +132,11 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             continue
         if res.grid is not None:
             span = res.grid_range
-            where = "" if span is None else f" from {span.lo:g} to {span.hi:g} ({_SPANS.get(span.span, span.span)})"
+            where = "" if span is None else (f" from {format_x(span.lo)} to {format_x(span.hi)} "
+                                             f"({_SPANS.get(span.span, span.span)})")
             print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}{where}, shared by every field", file=out)
             if span is not None and span.outliers:
-                runs = ", ".join(f"{o.label} ({'last' if o.side == 'ends' else 'first'} x {o.x:g})"
-                                 for o in span.outliers[:5])
-                more = f" and {len(span.outliers) - 5} more" if len(span.outliers) > 5 else ""
-                print(f"  grid: short runs: {runs}{more}", file=out)
+                print(f"  grid: short runs: {span.short_runs()}", file=out)
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
         if report.x_dropped or report.runs_without_x:
