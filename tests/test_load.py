@@ -174,3 +174,17 @@ def test_a_missing_extra_is_named_and_only_needed_on_use(tmp_path: Path, module:
 
 def test_load_is_public() -> None:
     assert "load" in wandb2numpy.__all__ and "Experiment" in wandb2numpy.__all__
+
+
+@pytest.mark.parametrize("data_type", formats.names())
+def test_pandas_and_xarray_of_a_grid_are_the_arrays(tmp_path: Path, data_type: str) -> None:
+    pytest.importorskip("xarray")
+    exp = wandb2numpy.load(write(gridded(), tmp_path, data_type))
+    values = exp.fields["ret"].values
+    wide = exp.to_pandas("wide")
+    assert same(wide["ret"].to_numpy().reshape(values.shape), values)
+    assert wide["config.lr"].tolist() == [0.1] * 3 + [0.2] * 3
+    long = exp.to_pandas("long", runs=["config.lr"])
+    assert list(long.columns) == ["id", "field", "step", "value", "config.lr"]
+    assert same(long["value"].to_numpy().reshape(values.shape), values)
+    assert same(exp.to_xarray()["ret"].values, values)
