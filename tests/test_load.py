@@ -172,10 +172,6 @@ def test_a_missing_extra_is_named_and_only_needed_on_use(tmp_path: Path, module:
     assert message.endswith(f"pip install 'wandb2numpy[{module}]'")
 
 
-def test_load_is_public() -> None:
-    assert "load" in wandb2numpy.__all__ and "Experiment" in wandb2numpy.__all__
-
-
 @pytest.mark.parametrize("data_type", formats.names())
 def test_pandas_and_xarray_of_a_grid_are_the_arrays(tmp_path: Path, data_type: str) -> None:
     pytest.importorskip("xarray")

@@ -213,10 +213,10 @@ def test_the_public_surface_is_pinned() -> None:
     import wandb2numpy
 
     assert sorted(wandb2numpy.__all__) == sorted([
-        "AuthError", "ClientSettings", "ConfigError", "DEFAULT_CONCURRENCY", "ExperimentConfig", "ExperimentPlan",
-        "ExperimentResult", "ExportResult", "FetchError", "FieldArrays", "ForeignFilesError", "OutputError",
-        "OutputExistsError", "RetryPolicy", "Wandb2NumpyError", "__version__", "export", "export_async",
-        "export_data", "load_config", "parse_config", "plan_export",
+        "AuthError", "ClientSettings", "ConfigError", "DEFAULT_CONCURRENCY", "Experiment", "ExperimentConfig",
+        "ExperimentPlan", "ExperimentResult", "ExportResult", "FetchError", "FieldArrays", "ForeignFilesError",
+        "OutputError", "OutputExistsError", "RetryPolicy", "Wandb2NumpyError", "__version__", "export",
+        "export_async", "export_data", "load", "load_config", "parse_config", "plan_export",
     ])
     for name in wandb2numpy.__all__:
         assert getattr(wandb2numpy, name) is not None, name
