@@ -29,6 +29,7 @@ from .assemble import ABSENT_REASON, ExperimentResult, assemble_experiment
 from .config import ExperimentConfig, load_config, parse_config
 from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
 from .config.filters import build_filters, describe_filters
+from .config.names import output_path_problem
 from .errors import ConfigError, OutputExistsError
 from .grid import apply_grid
 from .models import RunInfo
@@ -365,11 +366,19 @@ def _check_output_paths(configs: Sequence[ExperimentConfig]) -> None:
     """An `output_path` that is a file (or lies under one) is refused before any request."""
     for exp in configs:
         path = Path(exp.output_path)
+        problem = output_path_problem(path)
+        if problem:
+            raise ConfigError(problem, source=exp.source, experiment=exp.name, key="output_path")
         for part in (path, *path.parents):
-            if part.exists() and not part.is_dir():
+            try:
+                is_file = part.exists() and not part.is_dir()
+            except OSError as exc:
+                raise ConfigError(f"cannot look at {part}: {exc.strerror or exc}", source=exp.source,
+                                  experiment=exp.name, key="output_path") from None
+            if is_file:
                 what = "is a file" if part == path else f"lies under {part}, which is a file"
                 raise ConfigError(
-                    f"{path} {what}, not a folder", experiment=exp.name, key="output_path"
+                    f"{path} {what}, not a folder", source=exp.source, experiment=exp.name, key="output_path"
                 )
 
 

@@ -42,11 +42,20 @@ __all__ = [
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, then import and run the one command asked for (its module has a `command(args)`)."""
+    import sys
+
+    from .common import PipeSafe
     from .parser import build_parser
 
-    args: argparse.Namespace = build_parser().parse_args(argv)
-    module = importlib.import_module(f"{__name__}.{args.handler}")
-    code: int = module.command(args)
+    stdout = sys.stdout
+    sys.stdout = PipeSafe(stdout)
+    try:
+        args: argparse.Namespace = build_parser().parse_args(argv)
+        module = importlib.import_module(f"{__name__}.{args.handler}")
+        code: int = module.command(args)
+        sys.stdout.flush()
+    finally:
+        sys.stdout = stdout
     return code
 
 

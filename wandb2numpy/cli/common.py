@@ -13,10 +13,11 @@ from types import MappingProxyType
 from typing import Any, TypedDict
 
 from ..config import ExperimentConfig, load_config, parse_config
+from ..config.names import output_path_problem
 from ..errors import ConfigError, Wandb2NumpyError
 from ..runner import RetryPolicy
 from .errors import exit_code_of
-from .report import Summary, TqdmLogHandler
+from .report import STDOUT, Summary, TqdmLogHandler
 
 log = logging.getLogger("wandb2numpy")
 
@@ -116,8 +117,76 @@ def _project_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_output_dir(path: str) -> None:
+    problem = output_path_problem(path)
+    if problem:
+        raise ConfigError(f"-O/--output-dir: {problem}")
+
+
+def check_file_option(path: str | None, option: str) -> None:
+    """A file the user names for the tool to write (a log, a summary) is checked before the first
+    request: a folder in its place or a missing parent would otherwise fail at the end, after the
+    export, or create folders nobody asked for. The parent folder is never created."""
+    if path is None or path == STDOUT:
+        return
     if not path.strip():
-        raise ConfigError("-O/--output-dir: expected a folder path; found an empty string")
+        raise ConfigError(f"{option}: expected a file path; found an empty string")
+    problem = output_path_problem(path)
+    if problem:
+        raise ConfigError(f"{option}: {problem.replace('output path', 'path')}")
+    target = Path(path)
+    parent = target.parent
+    try:
+        if target.is_dir():
+            raise ConfigError(f"{option}: {path} is a folder; name a file (in it, for example)")
+        if not parent.is_dir():
+            what = "is not a folder" if parent.exists() else "does not exist (it is not created)"
+            raise ConfigError(f"{option}: the folder {parent} of {path} {what}")
+        if os.path.lexists(target) and not os.access(target, os.W_OK):
+            raise ConfigError(f"{option}: {path} is not writable")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{option}: cannot create files in {parent} (permission denied)")
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot use {path}: {exc.strerror or exc}") from None
+
+
+class PipeSafe:
+    """stdout that a closed reader cannot break (`wandb2numpy ... | head`, `| true`): the first
+    BrokenPipeError points the file descriptor at /dev/null and writing goes on there, so the export,
+    its JSON summary file and its exit code are those of a run with a reader. (Without it, the
+    first print raised, the summary was never written and the exit code was 1.)"""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def _silence(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+            pass
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return len(text)
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def fail(args: argparse.Namespace, exc: Wandb2NumpyError, summary: Summary | None = None) -> int:
@@ -144,7 +213,10 @@ def setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> No
     root.handlers[:] = [handler]
     root.setLevel(level)
     if log_file:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:  # checked before; this is a race with someone else
+            raise ConfigError(f"--log-file: cannot open {log_file}: {exc.strerror or exc}") from None
         file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         file_handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,9 +8,9 @@ import signal
 import sys
 from typing import Any, TextIO
 
-from ..errors import Wandb2NumpyError
+from ..errors import ConfigError, Wandb2NumpyError
 from ..wandb.client import ClientSettings
-from .common import configs, fail, policy, setup_logging
+from .common import check_file_option, configs, fail, policy, setup_logging
 from .errors import EXIT_EMPTY, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_of
 from .report import STDOUT, Summary, TqdmProgress, exit_code, print_summary
 
@@ -22,7 +22,13 @@ class _Terminated(BaseException):
 
 
 def command(args: argparse.Namespace) -> int:
-    setup_logging(args.verbose, args.quiet, args.log_file)
+    try:  # before anything else: a bad path is a usage error, not a failure after the export
+        check_file_option(args.log_file, "--log-file")
+        check_file_option(None if args.dry_run else args.json_summary, "--json-summary")
+        setup_logging(args.verbose, args.quiet, args.log_file)
+    except ConfigError as exc:
+        print(f"wandb2numpy: error: {exc}", file=sys.stderr)
+        return exit_code_of(exc)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
     try:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..errors import Wandb2NumpyError
 from .errors import EXIT_EMPTY, EXIT_OK, EXIT_PARTIAL
 
 if TYPE_CHECKING:
@@ -102,9 +103,11 @@ class Summary:
                 return
             from ..output.folder import atomic_write_bytes
 
-            atomic_write_bytes(self.path, text.encode("utf-8"))
-        except OSError as exc:
-            print(f"wandb2numpy: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
+            atomic_write_bytes(self.path, text.encode("utf-8"), make_parents=False)
+        except (OSError, Wandb2NumpyError) as exc:
+            # Reported, but the exit code stays the export's: the data files are what it is about,
+            # and a monitor that finds no summary file knows already that something is off.
+            print(f"wandb2numpy: error: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
 
 
 _SPANS = {

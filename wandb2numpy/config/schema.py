@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError
 from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, GRID_SPANS, OUTPUT_DATA_TYPES
-from .names import field_problem
+from .names import field_problem, output_path_problem
 
 # W&B sends `samples` as a GraphQL Int (32-bit).
 _MAX_HISTORY_SAMPLES = 2**31 - 1
@@ -162,8 +162,9 @@ def _check_output_path(value: Any) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         _fail(f"expected a folder path (a string); found {_found_text(value)}")
-    if "\x00" in value:
-        _fail("the output path contains a NUL character")
+    problem = output_path_problem(value)
+    if problem:
+        _fail(problem)
     return value
 
 

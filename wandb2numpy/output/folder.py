@@ -114,16 +114,19 @@ def _check_inside(path: Path, folder: Path, what: str) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, make_parents: bool = True
+) -> None:
     """Replace one file so readers and crashes see the old or the new content, never a part.
 
     The temporary file sits in the same folder because a rename is only atomic within one
-    file system.
+    file system. `make_parents=False` for a path the user named: a missing folder is their typo.
     """
     target = Path(path)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if make_parents:
+            target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
             f.write(data)
             sync_file(f)
