@@ -31,6 +31,7 @@ One writer per experiment folder at a time is assumed; the caller holds the outp
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -113,6 +114,24 @@ def _check_inside(path: Path, folder: Path, what: str) -> None:
 
 # --------------------------------------------------------------------------- files
 
+# numpy's words for a short write (`ndarray.tofile`): the disk filled up under it, but it says so
+# with byte counts and no errno, where every other format says "No space left on device".
+_SHORT_WRITE_RE = re.compile(r"\d+ requested and \d+ written")
+DISK_FULL = "No space left on device (the disk or its quota is full)"
+
+
+def os_error_text(exc: BaseException) -> str:
+    """An OSError as one phrase, the same words for a full disk whichever writer hit it."""
+    if isinstance(exc, OSError) and (
+        exc.errno in (errno.ENOSPC, errno.EDQUOT) or _SHORT_WRITE_RE.search(str(exc))
+    ):
+        return DISK_FULL
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
 
 def atomic_write_bytes(
     path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, make_parents: bool = True
@@ -137,7 +156,7 @@ def atomic_write_bytes(
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise OutputError(f"could not write {target}: {exc}") from exc
+            raise OutputError(f"could not write {target}: {os_error_text(exc)}") from exc
         raise
     sync_dir(target.parent)
 
@@ -501,7 +520,7 @@ def write_experiment(
                 "(field names differing only in case on a case-insensitive file system?)"
             ) from exc
         if isinstance(exc, OSError):
-            raise OutputError(f"could not write {final}: {exc}") from exc
+            raise OutputError(f"could not write {final}: {os_error_text(exc)}") from exc
         raise
     finally:
         with _active_lock:
