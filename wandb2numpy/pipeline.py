@@ -169,7 +169,8 @@ async def export_async(
         _check_output_paths(configs)
     settings = _settings_for(configs, settings)
     locks = output_locks(c.output_path for c in configs) if write else contextlib.nullcontext()
-    with locks:
+    batch = writers.ExportWrite()  # all experiments are swapped in together, or none
+    with locks, batch:
         if write and not overwrite:
             existing = [
                 p for c in configs for p in writers.existing_outputs(Path(c.output_path), c.name)
@@ -199,6 +200,7 @@ async def export_async(
                 incremental=incremental,
                 progress=progress,
                 delete_foreign_files=delete_foreign_files,
+                batch=batch,
             )
 
         try:
@@ -212,6 +214,7 @@ async def export_async(
         finally:
             if owned:
                 active.close()
+        await anyio.to_thread.run_sync(batch.commit)
     ordered = {c.name: reports[c.name] for c in configs}
     return ExportResult(
         experiments=ordered, configs=configs, stats=active.stats, wall_s=time.perf_counter() - started
@@ -257,6 +260,7 @@ async def _export_one(
     overwrite: bool,
     incremental: bool,
     progress: Progress | None,
+    batch: writers.ExportWrite,
     delete_foreign_files: bool = False,
 ) -> ExperimentReport:
     exp = plan.config
@@ -302,14 +306,20 @@ async def _export_one(
         # nothing to write: an earlier export of this experiment, if any, is left as it was
         log.info("%s: no run exported; nothing written", exp.name)
     elif write:
+        # staged now, swapped in with the other experiments once all succeeded (`batch.commit`);
+        # the cache's state only after that: it never runs ahead of the arrays
+        then = None if cache is None else functools.partial(cache.commit, runs, read.outcomes)
         report.files = await anyio.to_thread.run_sync(
             functools.partial(
-                writers.write_experiment, result, Path(exp.output_path), data_type=exp.output_data_type,
-                overwrite=overwrite, delete_foreign_files=delete_foreign_files,
+                batch.stage,
+                result,
+                Path(exp.output_path),
+                data_type=exp.output_data_type,
+                overwrite=overwrite,
+                delete_foreign_files=delete_foreign_files,
+                then=then,
             )
         )
-        if cache is not None:  # only once the arrays are in place: state never runs ahead of them
-            await anyio.to_thread.run_sync(cache.commit, runs, read.outcomes)
     if progress is not None:
         progress.finish(exp.name)
     return report

@@ -39,7 +39,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,17 @@ __all__ = [
     "RUNS_FILE",
     "RUN_COLUMNS",
     "DataType",
+    "ExportWrite",
+    "Staged",
     "atomic_write_bytes",
     "check_name_safe",
     "check_overwrite",
+    "discard",
     "existing_outputs",
     "planned_files",
     "read_manifest",
+    "stage_experiment",
+    "swap_in_all",
     "write_experiment",
 ]
 
@@ -441,41 +446,34 @@ def existing_outputs(output_path: str | os.PathLike[str], experiment: str) -> li
         raise OutputError(f"could not inspect {final}: {exc}") from exc
 
 
-def _swap_in(staging: Path, final: Path) -> None:
-    old: Path | None = None
-    if os.path.lexists(final):
-        old = final.parent / f".{final.name}.old-{secrets.token_hex(8)}"
-        os.rename(final, old)
-    try:
-        os.rename(staging, final)
-    except BaseException:
-        if old is not None:
-            try:
-                os.rename(old, final)
-            except OSError as exc:  # left for _recover on the next write
-                log.error("could not put %s back in place: %s", final, exc)
-        raise
-    sync_dir(final.parent)
-    if old is not None:
-        _remove(old)  # the new export is in place; a leftover is cleaned next time
+@dataclass
+class Staged:
+    """One experiment written in full next to its folder, not yet swapped in."""
+
+    final: Path
+    staging: Path
+    written: list[Path]  # in the staging folder, in ``planned_files`` order
+    kept: int  # entries not written by wandb2numpy, carried over
+
+    @property
+    def files(self) -> list[Path]:
+        """Where the written files are once swapped in."""
+        return [self.final / path.relative_to(self.staging) for path in self.written]
 
 
-def write_experiment(
+def stage_experiment(
     result: ExperimentResult,
     output_path: str | os.PathLike[str],
     *,
     data_type: DataType,
     overwrite: bool,
     delete_foreign_files: bool = False,
-) -> list[Path]:
-    """Write one experiment and return the final file paths, in ``planned_files`` order.
+) -> Staged:
+    """Write one experiment into a staging folder next to its final place, touching nothing else.
 
-    Raises OutputExistsError (before touching the disk) when the experiment folder holds files
-    and ``overwrite`` is false. With ``overwrite`` the files of the last export are replaced and
-    every other file is kept; ForeignFilesError when that would delete or replace a file no
-    export wrote. ``delete_foreign_files`` replaces the whole folder instead. The manifest is
-    written too but not returned.
-    """
+    Every check `write_experiment` documents happens here, so an export that stages every
+    experiment first learns of any problem before any folder is replaced. The caller either
+    swaps it in (`swap_in_all`) or discards it (`discard`)."""
     names.check_experiment(result.name)
     fmt = formats.get(data_type)
     plan = fmt.layout(result)
@@ -495,7 +493,7 @@ def write_experiment(
         staging = final.parent / f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
         staging.mkdir()
     except OSError as exc:
-        raise OutputError(f"could not create a staging folder for {final}: {exc}") from exc
+        raise OutputError(f"could not create a staging folder for {final}: {os_error_text(exc)}") from exc
 
     with _active_lock:
         _active_staging.add(staging.name)
@@ -511,9 +509,8 @@ def write_experiment(
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             sync_dir(folder)
         sync_dir(staging)
-        _swap_in(staging, final)
     except BaseException as exc:
-        _remove(staging)
+        discard(Staged(final, staging, [], 0))
         if isinstance(exc, FileExistsError):
             raise OutputError(
                 f"two outputs of {final} map to the same file '{exc.filename}' "
@@ -522,12 +519,150 @@ def write_experiment(
         if isinstance(exc, OSError):
             raise OutputError(f"could not write {final}: {os_error_text(exc)}") from exc
         raise
-    finally:
+    return Staged(final, staging, written, len(kept))
+
+
+def discard(staged: Staged) -> None:
+    """Delete a staging folder that will not be swapped in."""
+    _remove(staged.staging)
+    with _active_lock:
+        _active_staging.discard(staged.staging.name)
+
+
+def swap_in_all(staged: Sequence[Staged]) -> None:
+    """Put staged experiments in place: all of them, or, if a rename fails, none.
+
+    Each experiment's old folder is renamed aside and the staged one into place; the old folders
+    are deleted only once every experiment is in place, and a failed rename puts back the ones
+    already swapped. (A crash, as opposed to an error, in the milliseconds of renames can leave
+    some experiments new and some old; each folder is whole either way, see `_recover`.)
+    On return or on error no staging folder is left."""
+    done: list[tuple[Staged, Path | None]] = []
+    try:
+        for item in staged:
+            old: Path | None = None
+            if os.path.lexists(item.final):
+                old = item.final.parent / f".{item.final.name}.old-{secrets.token_hex(8)}"
+                os.rename(item.final, old)
+            try:
+                os.rename(item.staging, item.final)
+            except BaseException:
+                if old is not None:
+                    _rename_back(old, item.final)
+                raise
+            done.append((item, old))
+    except BaseException as exc:
+        for item, old in reversed(done):  # put the earlier experiments back as they were
+            try:
+                os.rename(item.final, item.staging)
+            except OSError as undo:
+                log.error("could not set %s aside again: %s", item.final, undo)
+                continue
+            if old is not None:
+                _rename_back(old, item.final)
+        for item in staged:
+            discard(item)
+        if isinstance(exc, OSError):
+            raise OutputError(f"could not put the new export in place ({os_error_text(exc)}); "
+                              "every experiment folder is as it was") from exc
+        raise
+    for parent in dict.fromkeys(item.final.parent for item in staged):
+        sync_dir(parent)
+    for item, old in done:
         with _active_lock:
-            _active_staging.discard(staging.name)
-    if kept:
-        log.info("wrote %d file(s) to %s, kept %d of its entries not written by wandb2numpy",
-                 len(plan), final, len(kept))
-    else:
-        log.info("wrote %d file(s) to %s", len(plan), final)
-    return [final / path.relative_to(staging) for path in written]
+            _active_staging.discard(item.staging.name)
+        if old is not None:
+            _remove(old)  # the new export is in place; a leftover is cleaned next time
+        total = len(item.written)
+        if item.kept:
+            log.info("wrote %d file(s) to %s, kept %d of its entries not written by wandb2numpy",
+                     total, item.final, item.kept)
+        else:
+            log.info("wrote %d file(s) to %s", total, item.final)
+
+
+def _rename_back(old: Path, final: Path) -> None:
+    try:
+        os.rename(old, final)
+    except OSError as exc:  # left for _recover on the next write
+        log.error("could not put %s back in place: %s", final, exc)
+
+
+def write_experiment(
+    result: ExperimentResult,
+    output_path: str | os.PathLike[str],
+    *,
+    data_type: DataType,
+    overwrite: bool,
+    delete_foreign_files: bool = False,
+) -> list[Path]:
+    """Write one experiment and return the final file paths, in ``planned_files`` order.
+
+    Raises OutputExistsError (before touching the disk) when the experiment folder holds files
+    and ``overwrite`` is false. With ``overwrite`` the files of the last export are replaced and
+    every other file is kept; ForeignFilesError when that would delete or replace a file no
+    export wrote. ``delete_foreign_files`` replaces the whole folder instead. The manifest is
+    written too but not returned.
+    """
+    staged = stage_experiment(
+        result, output_path, data_type=data_type, overwrite=overwrite, delete_foreign_files=delete_foreign_files
+    )
+    swap_in_all([staged])
+    return staged.files
+
+
+class ExportWrite:
+    """The write phase of one export: every experiment is staged as its results come in, and all
+    are swapped in together by `commit` once every experiment has succeeded; leaving the block
+    without a commit (an error, an interrupt) discards them. So an export that fails leaves every
+    experiment folder as it was, not only the one that failed.
+
+    `then` of `stage`: work that must follow the swap (the incremental cache's state, which may
+    never run ahead of the files), run by `commit` in staging order."""
+
+    def __init__(self) -> None:
+        self._staged: list[Staged] = []
+        self._then: list[Callable[[], object]] = []
+        self._guard = threading.Lock()
+        self._committed = False
+
+    def stage(
+        self,
+        result: ExperimentResult,
+        output_path: str | os.PathLike[str],
+        *,
+        data_type: DataType,
+        overwrite: bool,
+        delete_foreign_files: bool = False,
+        then: Callable[[], object] | None = None,
+    ) -> list[Path]:
+        """Stage one experiment (thread-safe); the paths its files will have once committed."""
+        staged = stage_experiment(
+            result, output_path, data_type=data_type, overwrite=overwrite, delete_foreign_files=delete_foreign_files
+        )
+        with self._guard:
+            self._staged.append(staged)
+            if then is not None:
+                self._then.append(then)
+        return staged.files
+
+    def commit(self) -> None:
+        with self._guard:
+            staged, then = list(self._staged), list(self._then)
+            self._staged.clear()
+            self._then.clear()
+        self._committed = True
+        swap_in_all(staged)
+        for step in then:
+            step()
+
+    def __enter__(self) -> ExportWrite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            leftover = list(self._staged)
+            self._staged.clear()
+            self._then.clear()
+        for staged in leftover:
+            discard(staged)
