@@ -151,3 +151,124 @@ def test_dry_run_ignores_the_summary_path(srv: LocalServer, tmp_path: Path) -> N
     cfg = write_config(tmp_path)
     assert main([str(cfg), "--dry-run", "--json-summary", str(tmp_path / "no" / "s.json"),
                  "--base-url", srv.base_url]) == 0
+
+
+# ------------------------------------------------------------------- item 5: messages about files
+
+
+def test_existing_files_message_counts_only_what_an_export_wrote(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg), "-q") == 0
+    out = tmp_path / "out"
+    (out / "curves" / "notes.txt").write_text("mine")
+    (out / "curves" / "plots").mkdir()
+    (out / "curves" / "plots" / "fig1.png").write_bytes(b"png")
+    capsys.readouterr()
+    assert cli(srv, str(cfg)) == 1
+    err = capsys.readouterr().err
+    ours = [p for p in files_under(out) if "notes" not in p and "plots" not in p and "manifest" not in p]
+    assert f"{len(ours)} file(s) of an earlier export already exist" in err
+    assert "notes.txt" not in err and "fig1.png" not in err
+    assert "files wandb2numpy did not write are kept" in err
+
+
+def test_a_folder_no_export_wrote_is_not_said_to_be_deleted_by_o(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path)
+    (tmp_path / "out" / "curves").mkdir(parents=True)
+    (tmp_path / "out" / "curves" / "main.py").write_text("code")
+    for extra in ([], ["-o"]):
+        assert cli(srv, str(cfg), *extra) == 1
+        err = capsys.readouterr().err
+        assert "would delete" not in err
+        assert "-o/--overwrite never replaces such a folder" in err and "--delete-foreign-files" in err
+    assert (tmp_path / "out" / "curves" / "main.py").read_text() == "code"
+
+
+# ------------------------------------------------------------------------- item 6: small things
+
+
+def test_no_arguments_show_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert all(command in err for command in ("export", "fields", "demo", "plot"))
+    assert "required: config" not in err
+
+
+def test_a_project_read_as_a_field_is_said_so(srv: LocalServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(srv, "export", "--fields", "train/return", "acme/rl-paper") == 2
+    err = capsys.readouterr().err
+    assert "no project given" in err and "'acme/rl-paper' too: put ENTITY/PROJECT before --fields" in err
+
+
+def test_the_log_file_has_a_start_line_and_the_summary(srv: LocalServer, tmp_path: Path) -> None:
+    from wandb2numpy import __version__
+
+    cfg = write_config(tmp_path)
+    log_file = tmp_path / "run.log"
+    assert cli(srv, str(cfg), "-q", "--log-file", str(log_file)) == 0
+    text = log_file.read_text()
+    assert f"wandb2numpy {__version__}: export of {cfg}" in text
+    assert "experiments: curves -> " in text and "losses -> " in text
+    assert "done: 6 run(s) exported" in text
+
+
+def test_help_names_every_format(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["export", "--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    out = capsys.readouterr().out
+    assert "NumPy arrays or CSV" not in out and "npz or parquet" in out
+    assert "requests in flight at once" in out  # demo --concurrency has a help line
+
+
+def test_fields_table_keeps_long_and_multiline_keys_on_their_lines() -> None:
+    from wandb2numpy.cli.look import _table
+
+    lines = _table(("key", "type", "runs"), [("a", "number", "1"), ("x" * 300, "number", "2"),
+                                             ("two\nlines", "number", "3")], right=(2,))
+    assert len(lines) == 5 and all("\n" not in line for line in lines)
+    assert lines[2] == "  " + "x" * 300  # on its own line, the columns keep their width
+    assert max(len(line) for i, line in enumerate(lines) if i != 2) < 40
+    assert "two\\nlines" in lines[4]
+
+
+def test_the_overall_bar_has_no_space_before_its_comma(capsys: pytest.CaptureFixture[str]) -> None:
+    from wandb2numpy.cli.report import TqdmProgress
+
+    bars = TqdmProgress()
+    bars.begin(["a"])
+    bars.close()
+    err = capsys.readouterr().err
+    assert "overall: 0 run(s), 0 rows" in err and "run(s) ," not in err
+
+
+@pytest.mark.server
+def test_demo_says_why_it_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from wandb2numpy.cli.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    assert run_demo(output="d", runs=2, steps=3, concurrency=2) == 4
+    err = capsys.readouterr().err
+    assert "wandb2numpy demo: error: demo-lr-full: no run matched" in err
+
+
+@pytest.mark.server
+def test_demo_into_a_foreign_folder_names_its_own_remedy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wandb2numpy.cli.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine" / "demo-csv").mkdir(parents=True)
+    (tmp_path / "mine" / "demo-csv" / "notes.txt").write_text("keep")
+    assert run_demo(output="mine", runs=2, steps=3, concurrency=2) == 1
+    err = capsys.readouterr().err
+    assert "--delete-foreign-files" not in err and "-o/--overwrite" not in err
+    assert "give another --output folder" in err

@@ -212,7 +212,6 @@ other:
     ("all", None),
     (["all"], None),
     ("eval/reward", ("eval/reward",)),
-    (["b", "a", "b", "c", "a"], ("b", "a", "c")),
     (["num_global_steps", "eval/box_goal_pos_dist"], ("num_global_steps", "eval/box_goal_pos_dist")),
     (["a" * 200], ("a" * 200,)),
     (["_step", "x.y/z w"], ("_step", "x.y/z w")),
@@ -707,3 +706,8 @@ def test_backslash_field_refused_at_load(tmp_path: Path) -> None:
     err = info.value
     assert (err.source, err.experiment, err.key) == (str(path), "exp", "fields[1]")
     assert "backslash" in str(err) and "eval\\\\reward" in str(err)
+
+
+def test_a_field_listed_twice_is_refused_not_dropped_in_silence() -> None:
+    with pytest.raises(ConfigError, match=r"key 'fields\[3\]': field 'b' is listed twice"):
+        parse_config({"e": {"entity": "x", "project": "p", "fields": ["b", "a", "c", "b"], "output_path": "o"}})

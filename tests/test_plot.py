@@ -320,7 +320,8 @@ def test_without_matplotlib_exits_2_with_the_install_command(export_dir: Path, t
                      str(export_dir / "curves"), "--field", "train/return", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == f"wandb2numpy: error: {MISSING_MATPLOTLIB}\n"
-    assert MISSING_MATPLOTLIB == "matplotlib is not installed: pip install 'wandb2numpy[plot]'"
+    assert MISSING_MATPLOTLIB == ("matplotlib is not installed: pip install matplotlib "
+                                  "(the 'plot' extra; from a checkout: pip install '.[plot]')")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -357,7 +358,8 @@ def test_the_demo_says_how_to_get_matplotlib_when_it_is_missing(
     monkeypatch.chdir(tmp_path)
     assert run_demo(output="out", runs=4, steps=20, concurrency=2) == 0  # 4: a ppo run of each job type
     line = capsys.readouterr().out.splitlines()[-1]
-    assert line == ("plot one with: pip install 'wandb2numpy[plot]', then "
+    assert line == ("plot one with: pip install matplotlib (the 'plot' extra; from a checkout: "
+                    "pip install '.[plot]'), then "
                     "wandb2numpy plot out/demo-csv --field eval/success_rate --by group")
 
 

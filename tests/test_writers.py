@@ -349,8 +349,8 @@ def test_exists_error_leaves_files_untouched(tmp_path: Path) -> None:
     before = snapshot(tmp_path)
     with pytest.raises(OutputExistsError) as info:
         write_experiment(result(), tmp_path, data_type="csv", overwrite=False)
-    assert tmp_path / "exp" / "notes.txt" in info.value.paths
-    assert len(info.value.paths) == 6
+    assert tmp_path / "exp" / "notes.txt" not in info.value.paths  # an overwrite keeps it
+    assert len(info.value.paths) == 5
     assert snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
 

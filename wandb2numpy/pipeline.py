@@ -173,7 +173,7 @@ async def export_async(
     with locks, batch:
         if write and not overwrite:
             existing = [
-                p for c in configs for p in writers.existing_outputs(Path(c.output_path), c.name)
+                p for c in configs for p in writers.outputs_in_the_way(Path(c.output_path), c.name)
             ]
             if existing:
                 raise OutputExistsError(existing)

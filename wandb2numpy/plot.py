@@ -73,7 +73,10 @@ Span = Literal["common", "all"]
 # matplotlib's legend locations, "outside" (right of the plot) and "none"
 LEGENDS = ("best", "upper right", "upper left", "lower left", "lower right", "right", "center left",
            "center right", "lower center", "upper center", "center", "outside", "none")
-MISSING_MATPLOTLIB = "matplotlib is not installed: pip install 'wandb2numpy[plot]'"
+# The `plot` extra is matplotlib alone. Not "pip install 'wandb2numpy[plot]'": run from a checkout,
+# that installs whatever package of that name a package index holds.
+PLOT_INSTALL_HINT = "pip install matplotlib (the 'plot' extra; from a checkout: pip install '.[plot]')"
+MISSING_MATPLOTLIB = f"matplotlib is not installed: {PLOT_INSTALL_HINT}"
 _CHUNK_ELEMENTS = 1 << 22  # bootstrap resamples are drawn in chunks of about 32 MB
 
 

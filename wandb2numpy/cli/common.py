@@ -94,13 +94,17 @@ def _project_config(args: argparse.Namespace) -> dict[str, Any]:
         if not _PROJECT_RE.fullmatch(target):
             raise ConfigError(f"expected ENTITY/PROJECT or PROJECT; found {target!r}", source=_PROJECT_SOURCE)
         entity, _, project = target.rpartition("/") if "/" in target else (entity, "", target)
+    fields: list[str] | None = getattr(args, "fields", None)
     if not project or not entity:
         missing = "project" if not project else "entity"
+        swallowed = ""
+        if target is None and fields and fields[-1] != "all":
+            swallowed = (f"; every word after --fields is read as a field, {fields[-1]!r} too: put ENTITY/PROJECT "
+                         "before --fields, as in: wandb2numpy export ENTITY/PROJECT --fields KEY ...")
         raise ConfigError(
-            f"no {missing} given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT",
+            f"no {missing} given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT{swallowed}",
             source=_PROJECT_SOURCE,
         )
-    fields: list[str] | None = getattr(args, "fields", None)
     output_dir: str | None = getattr(args, "output_dir", None)
     exp: dict[str, Any] = {
         "entity": entity,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import signal
 import sys
@@ -29,6 +30,11 @@ def command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"wandb2numpy: error: {exc}", file=sys.stderr)
         return exit_code_of(exc)
+    from .. import __version__
+
+    # the log file's first line: which version ran on what (stderr shows INFO only with -v)
+    log.info("wandb2numpy %s: %s %s", __version__, "dry run of" if args.dry_run else "export of",
+             args.config or "the project of WANDB_ENTITY/WANDB_PROJECT")
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
     try:
@@ -60,8 +66,10 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     settings = ClientSettings(base_url=args.base_url)
     progress = None if args.quiet or not sys.stderr.isatty() else TqdmProgress()
     try:
+        chosen = configs(args)
+        log.info("experiments: %s", ", ".join(f"{c.name} -> {c.output_path}" for c in chosen) or "none")
         result = export(
-            configs(args),
+            chosen,
             overwrite=args.overwrite or args.incremental,
             concurrency=args.concurrency,
             settings=settings,
@@ -80,8 +88,12 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     finally:
         if progress is not None:
             progress.close()
+    text = io.StringIO()
+    print_summary(result, text)
     if not args.quiet:
-        print_summary(result, out)
+        out.write(text.getvalue())
+    for line in text.getvalue().splitlines():  # the log file gets the summary too
+        log.info("%s", line, extra={"console": False})
     for problem in result.problems:  # shown under -q too: an empty export must not pass unseen
         if args.allow_empty:
             log.warning("%s", problem)

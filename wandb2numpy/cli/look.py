@@ -56,15 +56,28 @@ def key_stats(runs: Sequence[RunInfo]) -> list[KeyStats]:
 # --------------------------------------------------------------------------- text
 
 
+_MAX_COLUMN = 60  # a longer cell (a 300-character key) stands on its own line above its row
+
+
+def _printable(text: str) -> str:
+    """A cell on one line: newlines, tabs and other control characters as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    cells = [[_printable(str(c)) for c in row] for row in (header, *rows)]
+    widths = [max((len(c) for c in col if len(c) <= _MAX_COLUMN), default=0) for col in zip(*cells)]
 
-    def line(cells: Sequence[str]) -> str:
-        return "  " + "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
+    def line(row: Sequence[str]) -> list[str]:
+        first = [row[0]] if len(row[0]) > widths[0] else []
+        row = ["", *row[1:]] if first else list(row)
+        return [f"  {c}" for c in first] + ["  " + "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()]
 
-    return [line(header), *(line(r) for r in rows)]
+    return [text for row in cells for text in line(row)]
 
 
 def _counts(values: Sequence[str]) -> str:

@@ -22,6 +22,7 @@ from ..plot import (  # plot imports matplotlib only to draw
     FORMATS,
     GROUP_COLUMNS,
     LEGENDS,
+    PLOT_INSTALL_HINT,
     STATS,
 )
 from .common import PROJECT_OUTPUT_DIR
@@ -51,7 +52,10 @@ class _Parser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         argv = list(sys.argv[1:] if args is None else args)
-        if not argv or argv[0] not in (*COMMANDS, *_TOP_LEVEL_OPTIONS):
+        if not argv:  # nothing asked: the commands, not the export's usage
+            self.print_help(sys.stderr)
+            self.exit(2)
+        if argv[0] not in (*COMMANDS, *_TOP_LEVEL_OPTIONS):
             argv.insert(0, "export")
         ns, extra = super().parse_known_args(argv, namespace)
         command = getattr(ns, "command", None)
@@ -63,8 +67,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="wandb2numpy",
-        description="Export W&B run histories to NumPy arrays or CSV, as described in a YAML config. "
-        "'wandb2numpy CONFIG.yaml' is short for 'wandb2numpy export CONFIG.yaml'.",
+        description="Export W&B run histories to NumPy, CSV, npz or parquet files, as described in a YAML "
+        "config. 'wandb2numpy CONFIG.yaml' is short for 'wandb2numpy export CONFIG.yaml'.",
         epilog=EXIT_CODES_EPILOG,
     )
     p.add_argument("--version", action="version", version=f"wandb2numpy {__version__}")
@@ -85,7 +89,8 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "export",
         help="export the experiments of a YAML config (the default command)",
-        description="Export W&B run histories to NumPy arrays or CSV, as described in a YAML config.",
+        description="Export W&B run histories to NumPy, CSV, npz or parquet files, as described in a YAML "
+        "config.",
         epilog=EXIT_CODES_EPILOG,
     )
     p.set_defaults(handler="export")
@@ -227,12 +232,13 @@ def _add_demo(sub: Any) -> argparse.ArgumentParser:
         "demo",
         help="export a synthetic project from the bundled local server (no account, no network)",
         description=DEMO_HELP,
-            )
+    )
     p.set_defaults(handler="demo")
     p.add_argument("--output", default="wandb_data", metavar="DIR", help="output folder (default ./wandb_data)")
     p.add_argument("--runs", type=_positive(int), default=24, metavar="N", help="synthetic runs (default 24)")
     p.add_argument("--steps", type=_positive(int), default=500, metavar="M", help="steps per run (default 500)")
-    p.add_argument("--concurrency", type=_positive(int), default=16, metavar="N")
+    p.add_argument("--concurrency", type=_positive(int), default=16, metavar="N",
+                   help="requests in flight at once (default 16)")
     return p
 
 
@@ -243,7 +249,7 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
         description="Draw field F of an exported experiment as one curve per group of runs (mean, "
         "median or interquartile mean across runs at each x) with a percentile bootstrap "
         "confidence band over runs, from the exported files alone (no network). Needs matplotlib: "
-        "pip install 'wandb2numpy[plot]'.",
+        f"{PLOT_INSTALL_HINT}.",
     )
     p.set_defaults(handler="plot")
     p.add_argument("experiment", metavar="EXPORT_DIR/EXPERIMENT", help="an experiment folder of an export")

@@ -199,7 +199,7 @@ class TqdmProgress:
             self._new_bar(name, None)
         self._overall = tqdm(
             total=None, desc="overall", unit="run", position=len(self._order), leave=True,
-            bar_format="{desc}: {n_fmt} run(s) {postfix}",
+            bar_format="{desc}: {n_fmt} run(s){postfix}",  # tqdm puts ", " before a postfix
         )
         self._refresh_overall()
 

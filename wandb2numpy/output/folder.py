@@ -64,6 +64,7 @@ __all__ = [
     "check_overwrite",
     "discard",
     "existing_outputs",
+    "outputs_in_the_way",
     "planned_files",
     "read_manifest",
     "stage_experiment",
@@ -446,6 +447,31 @@ def existing_outputs(output_path: str | os.PathLike[str], experiment: str) -> li
         raise OutputError(f"could not inspect {final}: {exc}") from exc
 
 
+def outputs_in_the_way(output_path: str | os.PathLike[str], experiment: str) -> list[Path]:
+    """What stops an export without overwrite: the files an earlier export wrote (its manifest,
+    or the run tables and values/steps pairs of one from before manifests). Files a person added
+    are not listed, since an overwrite keeps them; a folder no export wrote that holds files
+    raises ForeignFilesError, since an overwrite would not help there."""
+    names.check_experiment(experiment)
+    base = Path(output_path)
+    final = base / experiment
+    _check_inside(final, base, "experiment")
+    try:
+        _recover(final)
+        if final.is_symlink() or final.is_file():
+            return [final]
+        contents = _contents(final)
+    except OSError as exc:
+        raise OutputError(f"could not inspect {final}: {os_error_text(exc)}") from exc
+    if not contents.known:
+        if contents.files:
+            raise ForeignFilesError(final, [final / rel for rel in contents.files])
+        return []
+    theirs = set(contents.files)
+    return [p for p in _files_under(final) if p != final / MANIFEST_FILE
+            and p.relative_to(final).as_posix() not in theirs]
+
+
 @dataclass
 class Staged:
     """One experiment written in full next to its folder, not yet swapped in."""
@@ -481,8 +507,9 @@ def stage_experiment(
     final = base / result.name
     _check_inside(final, base, "experiment")
 
-    existing = existing_outputs(base, result.name)
-    if existing and not overwrite:
+    existing_outputs(base, result.name)  # recovers an interrupted write first
+    existing = [] if overwrite else outputs_in_the_way(base, result.name)
+    if existing:
         raise OutputExistsError(existing)
     _refuse_symlink(final)
     keep = [] if delete_foreign_files else _refuse_foreign(final, plan).theirs
