@@ -108,7 +108,8 @@ def test_missing_key_names_the_cli_remedies(
     code, took, log_text = run_cli([str(cfg), "--base-url", srv.base_url], tmp_path)
     assert code == 1
     lines = error_lines(capsys.readouterr().err)
-    assert lines == ["wandb2numpy: error: no W&B API key found: set WANDB_API_KEY or run `wandb login`"]
+    assert lines == [f"wandb2numpy: error: no W&B API key found for {srv.base_url}: set WANDB_API_KEY or run "
+                     "`wandb login`"]
     assert "retrying" not in log_text and took < BOUND_S
     assert srv.stats()["requests"] == 0
 

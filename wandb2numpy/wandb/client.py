@@ -399,7 +399,8 @@ class ApiPool:
             )
         except UsageError as exc:
             # wandb found no key at all (environment, netrc, settings): nothing was sent
-            raise AuthError(f"no W&B API key found: {CREDENTIALS_HINT}") from exc
+            where = base_url or "https://api.wandb.ai"
+            raise AuthError(f"no W&B API key found for {where}: {CREDENTIALS_HINT}") from exc
         except AuthenticationError as exc:
             url = base_url or "https://api.wandb.ai"
             key_problem = key_format_problem(exc)
