@@ -76,8 +76,9 @@ def _project_mode(args: argparse.Namespace) -> bool:
                               "they need --fields (a config file says them itself)")
         return False
     if args.config is not None and (os.path.exists(args.config) or args.config.lower().endswith(_CONFIG_SUFFIXES)):
+        what = "a folder, not ENTITY/PROJECT" if os.path.isdir(args.config) else "a config file: put the fields in it"
         raise ConfigError(f"--fields names the fields of an export without a config file, but {args.config!r} "
-                          "is a config file: put the fields in it, or give ENTITY/PROJECT")
+                          f"is {what}, or give ENTITY/PROJECT")
     return True
 
 

@@ -233,9 +233,14 @@ def load(folder: str | os.PathLike[str]) -> Experiment:
 def load_stored(folder: str | os.PathLike[str]) -> tuple[StoredExperiment, str, str, Path]:
     """What the format of `folder` reads back, its format name and its x-axis name."""
     path = Path(folder)
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError as exc:  # a name too long for the file system, say
+        shown = str(path) if len(str(path)) <= 80 else str(path)[:60] + "..." + str(path)[-10:]
+        raise ConfigError(f"{shown!r} cannot be an experiment folder: {exc.strerror or exc}") from None
+    if is_file:
         return _load_file(path)
-    if not path.is_dir():
+    if not is_dir:
         raise ConfigError(
             f"{str(path)!r} does not exist; expected an experiment folder of an export "
             "(EXPORT_DIR/EXPERIMENT, holding runs.csv)"
