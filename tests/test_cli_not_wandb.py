@@ -38,6 +38,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, body, headers = 404, b"<html><body>Not Found</body></html>", {"Content-Type": "text/html"}
         elif mode == "empty404":
             status, body = 404, b""
+        elif mode == "html503":
+            status, body, headers = 503, b"<html>502 Bad Gateway</html>", {"Content-Type": "text/html"}
+        elif mode == "json401":
+            status, body, headers = 401, b'{"errors": [{"message": "bad key"}]}', {"Content-Type": "application/json"}
         elif mode == "html200":
             status, body, headers = 200, b"<!doctype html><title>Portal</title>", {"Content-Type": "text/html"}
         elif self.path.startswith("/login"):  # redirect
@@ -161,3 +165,12 @@ def test_a_key_of_the_wrong_shape_is_said_to_be_one(
     assert "API key is not in a valid format" in line and "refused" not in line
     assert "short" not in line.replace("shorter", "")
     assert took < BOUND_S
+
+
+@pytest.mark.parametrize("mode", ["html503", "json401"])
+def test_the_probe_leaves_an_unavailable_server_and_a_refused_key_alone(fake: Any, mode: str) -> None:
+    """A proxy's error page for a server that is down is the retry policy's business, and a JSON
+    refusal is the key check's: neither is 'not the W&B API'."""
+    from wandb2numpy.wandb.client import probe_server
+
+    assert probe_server("http://" + fake(mode), 5.0) is None

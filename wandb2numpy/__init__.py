@@ -1,4 +1,4 @@
-"""Export Weights & Biases run histories to NumPy arrays and CSV: fast, exact and unattended.
+"""Export Weights & Biases run histories to NumPy, CSV, npz and Parquet: fast, exact and unattended.
 
 The export entry points come from `pipeline`, which imports wandb (most of a second); they are
 loaded on first use, so commands that never talk to a server (`wandb2numpy plot`) start quickly.

@@ -234,6 +234,15 @@ _HUNG_UP_TEXT = ("connection reset", "reset by peer", "eof", "malformed http res
 _ADDRESS_HINT = "check --base-url or WANDB_BASE_URL; the public service is https://api.wandb.ai"
 
 
+_TIMEOUT_TEXT = ("timeout", "timed out", "deadline exceeded", "did not respond in time")
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A request that got no answer in time: probing would only wait as long again."""
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    return isinstance(exc, TimeoutError) or any(t in text for t in _TIMEOUT_TEXT)
+
+
 def key_format_problem(exc: BaseException) -> str | None:
     """wandb's own words when the key's shape is wrong: checked on this machine, never sent."""
     for cur in _chain(exc):
@@ -285,6 +294,8 @@ def probe_server(url: str, timeout: float, exc: BaseException | None = None) -> 
             return f"{url} speaks HTTPS, not plain HTTP: use {secure} ({_ADDRESS_HINT})"
         return None
     status = response.status_code
+    if status >= 500 or status in (408, 425, 429):
+        return None  # a proxy's error page for a server that is down says nothing about the address
     body = response.content[:4096]
     kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if 300 <= status < 400:
@@ -442,6 +453,8 @@ class ApiPool:
         if problem == "no_host":
             host = urlsplit(url).hostname or url
             return f"cannot resolve host {host!r} of {url} (check --base-url or WANDB_BASE_URL)"
+        if (status is not None and (status >= 500 or status in (408, 425, 429))) or _timed_out(exc):
+            return None  # unavailable or slow, not a wrong address: the retry policy's business
         return probe_server(url, min(PROBE_TIMEOUT_S, self.settings.timeout), exc)
 
 
