@@ -219,9 +219,10 @@ def test_the_log_file_has_a_start_line_and_the_summary(srv: LocalServer, tmp_pat
 
 
 def test_help_names_every_format(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--help"], ["export", "--help"], ["demo", "--help"]):
-        with pytest.raises(SystemExit):
+    for argv in (["--help"], ["export", "--help"], ["demo", "--help"], ["fields", "--help"], ["plot", "--help"]):
+        with pytest.raises(SystemExit) as info:
             main(argv)
+        assert info.value.code == 0, argv  # a '%' in a help text once broke `plot --help`
     out = capsys.readouterr().out
     assert "NumPy arrays or CSV" not in out and "npz or parquet" in out
     assert "requests in flight at once" in out  # demo --concurrency has a help line

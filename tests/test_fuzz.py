@@ -123,9 +123,26 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "bad.yaml").write_text("exp: {entity: demo\n")
     (tmp_path / "empty.yaml").write_text("")
     (tmp_path / "notyaml.txt").write_text("\x00\x01\x02")
+    _exported(tmp_path / "out")  # so `plot out/curves` gets past the folder checks
     monkeypatch.setattr(pipeline, "export", functools.partial(pipeline.export, source=_NoServer()))
     monkeypatch.setattr(pipeline, "plan_export", functools.partial(pipeline.plan_export, source=_NoServer()))
     yield tmp_path
+
+
+def _exported(out: Path) -> None:
+    """A small export of experiment `curves` (three runs in two groups), written as the tool does."""
+    import numpy as np
+    from conftest import make_run
+
+    from wandb2numpy.assemble import ExperimentResult, FieldArrays
+    from wandb2numpy.output.folder import write_experiment
+
+    runs = [make_run(f"r{i}", group="ab"[i % 2], job_type="train") for i in range(3)]
+    values = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 3.0, np.nan, np.nan], [0.5, 1.5, 2.5, 3.5]])
+    steps = np.array([[0.0, 1.0, 2.0, 3.0], [0.0, 2.0, np.nan, np.nan], [0.0, 1.0, 2.0, 3.0]])
+    result = ExperimentResult(name="curves", runs=runs, fields={"train/return": FieldArrays(values=values, steps=steps)},
+                              skipped_fields={}, failed_runs={})
+    write_experiment(result, out, data_type="numpy", overwrite=False)
 
 
 def random_argv(rng: random.Random) -> list[str]:
@@ -139,17 +156,19 @@ def random_argv(rng: random.Random) -> list[str]:
             ("-e", ["curves", "losses", "nope", *TEXTS]), ("--concurrency", NUMBERS), ("--base-url", URLS),
             ("--allow-empty", None), ("--max-rate", NUMBERS), ("--start-window", NUMBERS), ("--incremental", None),
             ("--log-file", PATHS), ("--json-summary", PATHS), ("-q", None), ("--fields", TEXTS),
-            ("--groups", TEXTS), ("--samples", NUMBERS + ["all"]), ("--bogus", None),
+            ("--groups", TEXTS), ("--samples", NUMBERS + ["all"]), ("--bogus", None), ("--help", None),
         ]
     elif command == "fields":
         argv.append(rng.choice(CONFIGS))
-        options = [("-e", ["curves", *TEXTS]), ("--groups", TEXTS), ("--base-url", URLS)]
+        options = [("-e", ["curves", *TEXTS]), ("--groups", TEXTS), ("--base-url", URLS), ("--help", None)]
     elif command == "plot":
-        argv.append(rng.choice(["out/curves", "dir", "missing", "", "cfg.yaml", "x" * 300]))
+        argv.append(rng.choice(["out/curves", "out/curves", "out/curves", "dir", "missing", "", "cfg.yaml", "x" * 300]))
         argv += ["--field", rng.choice(["train/return", *TEXTS])]
         options = [ ("--by", ["group", "job_type", "config.", "config.lr", *TEXTS]),
                    ("--stat", ["mean", "median", "iqm", "max", ""]), ("--ci", NUMBERS + ["100", "99.9"]),
-                   ("--points", NUMBERS), ("-o", PATHS)]
+                   ("--points", NUMBERS), ("-o", PATHS), ("--help", None), ("--span", ["common", "all", "x"]),
+                   ("--title", TEXTS), ("--size", ["8,5", "0,0", "x", "1e9,1"]), ("--dpi", NUMBERS), ("--log-y", None),
+                   ("--legend", ["best", "outside", "none", "x"])]
     else:  # demo: only bad values, so it never starts its server here
         return [*argv, rng.choice(["--runs", "--steps", "--concurrency"]), rng.choice(["0", "-1", "x", "nan", ""])]
     good = {"-O": ["out", "out2"], "-e": ["curves", "losses"], "--concurrency": ["4"], "--base-url": [BASE],
@@ -186,7 +205,7 @@ def test_command_lines_end_in_an_exit_code_and_never_a_traceback(
         assert "Traceback" not in err and "unexpected" not in err, (argv, err)  # no bug behind the net
         if code:
             assert "error" in err or "usage:" in err, (argv, err)
-    assert seen.get(2, 0) > 50 and seen.get(1, 0) > 15, seen  # both refusals and the failing listing
+    assert seen.get(2, 0) > 50 and seen.get(1, 0) > 15 and seen.get(0, 0) > 5, seen  # plots drawn too  # both refusals and the failing listing
 
 
 def test_through_to_the_local_server(srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -272,7 +272,7 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=_figure_file, metavar="FILE",
                    help="figure to write, PNG, PDF or SVG by its suffix (default ./<EXPERIMENT>-<field, / as ->.png)")
     look = p.add_argument_group("figure")
-    look.add_argument("--title", help="title (default '<EXPERIMENT>: <field> (<stat>, <ci>% CI)'; '' for none)")
+    look.add_argument("--title", help="title (default '<EXPERIMENT>: <field> (<stat>, <ci>%% CI)'; '' for none)")
     look.add_argument("--xlabel", help="x-axis label (default: the x axis of the export, 'step' for _step)")
     look.add_argument("--ylabel", help="y-axis label (default: the field)")
     look.add_argument("--size", type=_figure_size, default=FIGSIZE, metavar="W,H",
