@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,7 @@ other:
     ("all", None),
     (["all"], None),
     ("eval/reward", ("eval/reward",)),
+    (["b", "a", "b", "c", "a"], ("b", "a", "c")),
     (["num_global_steps", "eval/box_goal_pos_dist"], ("num_global_steps", "eval/box_goal_pos_dist")),
     (["a" * 200], ("a" * 200,)),
     (["_step", "x.y/z w"], ("_step", "x.y/z w")),
@@ -708,6 +710,9 @@ def test_backslash_field_refused_at_load(tmp_path: Path) -> None:
     assert "backslash" in str(err) and "eval\\\\reward" in str(err)
 
 
-def test_a_field_listed_twice_is_refused_not_dropped_in_silence() -> None:
-    with pytest.raises(ConfigError, match=r"key 'fields\[3\]': field 'b' is listed twice"):
-        parse_config({"e": {"entity": "x", "project": "p", "fields": ["b", "a", "c", "b"], "output_path": "o"}})
+def test_a_field_listed_twice_is_exported_once_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="wandb2numpy"):
+        (exp,) = parse_config({"e": {"entity": "x", "project": "p", "fields": ["b", "a", "c", "b"], "output_path": "o"}},
+                              source="c.yaml")
+    assert exp.fields == ("b", "a", "c")
+    assert "c.yaml, experiment 'e', key 'fields': 'b' listed more than once; exported once" in caplog.text

@@ -10,6 +10,7 @@ nesting) is rejected with a message that says how to fix it.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,8 @@ from .schema import (
     _raise,
     _translate,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_HISTORY_SAMPLES",
@@ -281,6 +284,13 @@ def _validate(name: str, merged: dict[Any, Any], *, partial: bool,
 
 
 def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -> ExperimentConfig:
+    listed = merged.get("fields")
+    if isinstance(listed, list) and model.fields is not None and len(model.fields) < len(listed):
+        # Exported once, as configs of the original tool expect; but said, since a repeat is often
+        # a typo for another field.
+        twice = sorted({f for f in listed if listed.count(f) > 1}, key=listed.index)
+        log.warning("%s, experiment '%s', key 'fields': %s listed more than once; exported once",
+                    source, name, ", ".join(repr(f) for f in twice))
     def per_group(value: Any, i: int) -> _Names:
         return value[i] if value is not None else None
 

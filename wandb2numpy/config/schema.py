@@ -150,14 +150,10 @@ def _check_fields(value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, (list, tuple)):
         _fail(f"expected a list of field names or 'all'; found {_found_text(value)}")
     names = _strings(value, "field names")
-    seen: set[str] = set()
     for i, name in enumerate(value if names is not None else ()):
         problem = field_problem(name)
         if problem:
             _fail(problem, i)
-        if name in seen:  # said, not dropped in silence: a repeat is often a typo for another field
-            _fail(f"field {name!r} is listed twice; list each field once", i)
-        seen.add(name)
     return names
 
 
