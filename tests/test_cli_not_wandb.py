@@ -32,6 +32,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        self.server.hits += 1  # type: ignore[attr-defined]
         mode: str = self.server.mode  # type: ignore[attr-defined]
         headers: dict[str, str] = {}
         if mode == "html404":
@@ -61,6 +62,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def _serve(mode: str, tls: ssl.SSLContext | None = None) -> http.server.ThreadingHTTPServer:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.mode = mode  # type: ignore[attr-defined]
+    srv.hits = 0  # type: ignore[attr-defined]
     if tls is not None:
         srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -76,6 +78,7 @@ def fake(request: pytest.FixtureRequest) -> Iterator[Any]:
         started.append(srv)
         return f"127.0.0.1:{srv.server_address[1]}"
 
+    start.servers = started  # type: ignore[attr-defined]
     yield start
     for srv in started:
         srv.shutdown()
@@ -163,6 +166,7 @@ def test_a_key_of_the_wrong_shape_is_said_to_be_one(
     code, took, line = _run(tmp_path, url, capsys)
     assert code == 1
     assert "API key is not in a valid format" in line and "refused" not in line
+    assert fake.servers[0].hits == 0  # checked here, never sent
     assert "short" not in line.replace("shorter", "")
     assert took < BOUND_S
 
