@@ -273,3 +273,17 @@ def test_demo_into_a_foreign_folder_names_its_own_remedy(
     err = capsys.readouterr().err
     assert "--delete-foreign-files" not in err and "-o/--overwrite" not in err
     assert "give another --output folder" in err
+
+
+@pytest.mark.server
+def test_demo_output_mistakes_are_one_line_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("a file")
+    for output in ("", "x" * 300, "a.txt", "a.txt/sub"):
+        assert main(["demo", "--runs", "2", "--steps", "3", "--output", output]) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert lines[-1].startswith("wandb2numpy demo: error: --output: "), err
+        assert "Traceback" not in err and "unexpected" not in err

@@ -170,6 +170,8 @@ def random_argv(rng: random.Random) -> list[str]:
                    ("--title", TEXTS), ("--size", ["8,5", "0,0", "x", "1e9,1"]), ("--dpi", NUMBERS), ("--log-y", None),
                    ("--legend", ["best", "outside", "none", "x"])]
     else:  # demo: only bad values, so it never starts its server here
+        if rng.random() < 0.3:
+            return [*argv, "--output", rng.choice(["", " ", "x" * 300, "a\x00b"])]
         return [*argv, rng.choice(["--runs", "--steps", "--concurrency"]), rng.choice(["0", "-1", "x", "nan", ""])]
     good = {"-O": ["out", "out2"], "-e": ["curves", "losses"], "--concurrency": ["4"], "--base-url": [BASE],
             "--max-rate": ["5"], "--start-window": ["2"], "--log-file": ["run.log", "dir/run.log"],

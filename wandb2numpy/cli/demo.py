@@ -53,7 +53,7 @@ def run_demo(
 ) -> int:
     """Serve, export, print; the exit code as for `wandb2numpy export`."""
     from ..config import parse_config
-    from ..errors import ForeignFilesError, Wandb2NumpyError
+    from ..errors import ConfigError, ForeignFilesError, Wandb2NumpyError
     from ..pipeline import export
     from ..plot import PLOT_INSTALL_HINT
     from ..testing import local_server
@@ -63,7 +63,11 @@ def run_demo(
 
     raw = yaml.safe_load(DEMO_CONFIG)
     raw["DEFAULT"]["output_path"] = output
-    configs = parse_config(raw, source="<demo config>")
+    try:
+        configs = parse_config(raw, source="<demo config>")
+    except ConfigError as exc:  # only --output can be wrong in the demo's own config
+        print(f"wandb2numpy demo: error: --output: {exc.detail}", file=sys.stderr)
+        return exit_code_of(exc)
     with local_server(runs=runs, steps=steps, metrics=5, seed=0) as server:
         print(f"local W&B-compatible server at {server.base_url} ({runs} synthetic runs)")
         try:
@@ -78,7 +82,8 @@ def run_demo(
                   "move them away or give another --output folder", file=sys.stderr)
             return EXIT_FAILED
         except Wandb2NumpyError as exc:
-            print(f"wandb2numpy demo: error: {exc}", file=sys.stderr)
+            text = f"--output: {exc.detail}" if isinstance(exc, ConfigError) and exc.key == "output_path" else str(exc)
+            print(f"wandb2numpy demo: error: {text}", file=sys.stderr)
             return exit_code_of(exc)
         stats = server.stats()
     from ..output import formats
