@@ -79,8 +79,15 @@ def test_output_path_part_over_255_bytes_is_one_line(
 
 
 @pytest.mark.parametrize(
-    "name", [".wandb2numpy.lock", ".wandb2numpy", ".wandb2numpy-manifest.json", ".WANDB2NUMPY.LOCK",
-             ".curves.tmp-123-0123456789abcdef", ".curves.old-0123456789abcdef"]
+    "name",
+    [
+        ".wandb2numpy.lock",
+        ".wandb2numpy",
+        ".wandb2numpy-manifest.json",
+        ".WANDB2NUMPY.LOCK",
+        ".curves.tmp-123-0123456789abcdef",
+        ".curves.old-0123456789abcdef",
+    ],
 )
 def test_names_of_the_tools_own_files_are_refused_at_config_load(name: str) -> None:
     with pytest.raises(ConfigError, match="choose another name"):
@@ -91,8 +98,18 @@ def test_lock_named_experiment_is_refused_through_the_cli(
     srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({".wandb2numpy.lock": {"entity": "demo", "project": "synthetic",
-                                                      "fields": ["train/loss"], "output_path": str(tmp_path / "o")}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                ".wandb2numpy.lock": {
+                    "entity": "demo",
+                    "project": "synthetic",
+                    "fields": ["train/loss"],
+                    "output_path": str(tmp_path / "o"),
+                }
+            }
+        )
+    )
     line = one_line_exit_2(cli(srv, str(cfg), "-o", "--delete-foreign-files"), capsys.readouterr().err)
     assert ".wandb2numpy.lock" in line
     assert not (tmp_path / "o").exists()
@@ -134,9 +151,22 @@ def test_closed_stdout_keeps_the_summary_file_and_the_exit_code(srv: LocalServer
     env = dict(os.environ, WANDB_API_KEY=srv.api_key)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "wandb2numpy", str(cfg), "-o", "--json-summary", str(summary),
-             "--base-url", srv.base_url],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "wandb2numpy",
+                str(cfg),
+                "-o",
+                "--json-summary",
+                str(summary),
+                "--base-url",
+                srv.base_url,
+            ],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
         )
     finally:
         os.close(write_end)
@@ -149,8 +179,10 @@ def test_closed_stdout_keeps_the_summary_file_and_the_exit_code(srv: LocalServer
 def test_dry_run_ignores_the_summary_path(srv: LocalServer, tmp_path: Path) -> None:
     """--dry-run writes no summary, so a summary path it would not use is not its business."""
     cfg = write_config(tmp_path)
-    assert main([str(cfg), "--dry-run", "--json-summary", str(tmp_path / "no" / "s.json"),
-                 "--base-url", srv.base_url]) == 0
+    assert (
+        main([str(cfg), "--dry-run", "--json-summary", str(tmp_path / "no" / "s.json"), "--base-url", srv.base_url])
+        == 0
+    )
 
 
 # ------------------------------------------------------------------- item 5: messages about files
@@ -231,8 +263,11 @@ def test_help_names_every_format(capsys: pytest.CaptureFixture[str]) -> None:
 def test_fields_table_keeps_long_and_multiline_keys_on_their_lines() -> None:
     from wandb2numpy.cli.look import _table
 
-    lines = _table(("key", "type", "runs"), [("a", "number", "1"), ("x" * 300, "number", "2"),
-                                             ("two\nlines", "number", "3")], right=(2,))
+    lines = _table(
+        ("key", "type", "runs"),
+        [("a", "number", "1"), ("x" * 300, "number", "2"), ("two\nlines", "number", "3")],
+        right=(2,),
+    )
     assert len(lines) == 5 and all("\n" not in line for line in lines)
     assert lines[2] == "  " + "x" * 300  # on its own line, the columns keep their width
     assert max(len(line) for i, line in enumerate(lines) if i != 2) < 40
@@ -250,8 +285,9 @@ def test_the_overall_bar_has_no_space_before_its_comma(capsys: pytest.CaptureFix
 
 
 @pytest.mark.server
-def test_demo_says_why_it_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_says_why_it_exits_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from wandb2numpy.cli.demo import run_demo
 
     monkeypatch.chdir(tmp_path)

@@ -90,8 +90,26 @@ def tls_context(tmp_path: Path) -> ssl.SSLContext:
     if shutil.which("openssl") is None:
         pytest.skip("needs openssl to make a certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
@@ -123,8 +141,12 @@ def _run(tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]) -> tuple[
     ],
 )
 def test_a_server_that_is_not_a_wandb_api_is_named_so(
-    fake: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    mode: str, expected: str,
+    fake: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    expected: str,
 ) -> None:
     monkeypatch.setenv("WANDB_API_KEY", KEY)
     url = "http://" + fake(mode)
@@ -147,7 +169,10 @@ def test_https_to_a_plain_http_server(
 
 
 def test_http_to_a_tls_server(
-    fake: Any, tls_context: ssl.SSLContext, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    fake: Any,
+    tls_context: ssl.SSLContext,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("WANDB_API_KEY", KEY)

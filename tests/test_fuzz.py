@@ -40,25 +40,111 @@ def project_data() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- hostile values
 
-TEXTS = ["", " ", "-", "all", "x" * 300, "é" * 200, "a\x00b", "../..", ".", "..", "a/b", "a\\b", "\n",
-         "DEFAULT", ".wandb2numpy.lock", ".wandb2numpy", ".x.tmp-1-0123456789abcdef", "train/return",
-         "train/return", "ünïcödé", "0", "-1", "1e999", "nan", "inf", "12000", "all "]
+TEXTS = [
+    "",
+    " ",
+    "-",
+    "all",
+    "x" * 300,
+    "é" * 200,
+    "a\x00b",
+    "../..",
+    ".",
+    "..",
+    "a/b",
+    "a\\b",
+    "\n",
+    "DEFAULT",
+    ".wandb2numpy.lock",
+    ".wandb2numpy",
+    ".x.tmp-1-0123456789abcdef",
+    "train/return",
+    "train/return",
+    "ünïcödé",
+    "0",
+    "-1",
+    "1e999",
+    "nan",
+    "inf",
+    "12000",
+    "all ",
+]
 NUMBERS = ["0", "-1", "1", "16", "nan", "inf", "-inf", "1e999", "1.5", "", "x", "99999999999999999999"]
 URLS = ["http://127.0.0.1:9", "https://", "ftp://x", "", "localhost:8080", "http://[::1", "http://a b"]
-PATHS = ["out", "", " ", "nodir/x.log", "dir", "dir/", "cfg.yaml", "cfg.yaml/x", "x" * 300,
-         "dir/" + "é" * 130, "a\x00b", "-", "s.json", "dir/s.json", "deep/er/s.json", ".wandb2numpy.lock"]
-CONFIGS = ["cfg.yaml", "bad.yaml", "missing.yaml", "dir", "empty.yaml", "acme/rl-paper", "./demo", "", "x" * 300,
-           "a\x00b", "notyaml.txt"]
+PATHS = [
+    "out",
+    "",
+    " ",
+    "nodir/x.log",
+    "dir",
+    "dir/",
+    "cfg.yaml",
+    "cfg.yaml/x",
+    "x" * 300,
+    "dir/" + "é" * 130,
+    "a\x00b",
+    "-",
+    "s.json",
+    "dir/s.json",
+    "deep/er/s.json",
+    ".wandb2numpy.lock",
+]
+CONFIGS = [
+    "cfg.yaml",
+    "bad.yaml",
+    "missing.yaml",
+    "dir",
+    "empty.yaml",
+    "acme/rl-paper",
+    "./demo",
+    "",
+    "x" * 300,
+    "a\x00b",
+    "notyaml.txt",
+]
 
 
 def _scalar(rng: random.Random) -> Any:
-    return rng.choice([None, True, False, 0, -1, 10**30, 1.5, float("nan"), float("inf"), rng.choice(TEXTS),
-                       [], {}, [rng.choice(TEXTS)], {"values": [rng.choice(TEXTS)]}, {"min": "x", "max": None},
-                       [[rng.choice(TEXTS)]]])
+    return rng.choice(
+        [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            10**30,
+            1.5,
+            float("nan"),
+            float("inf"),
+            rng.choice(TEXTS),
+            [],
+            {},
+            [rng.choice(TEXTS)],
+            {"values": [rng.choice(TEXTS)]},
+            {"min": "x", "max": None},
+            [[rng.choice(TEXTS)]],
+        ]
+    )
 
 
-KEYS = ["entity", "project", "fields", "output_path", "groups", "job_types", "runs", "tags", "history_samples",
-        "output_data_type", "config", "summary", "x_axis", "grid", "bogus", "fileds"]
+KEYS = [
+    "entity",
+    "project",
+    "fields",
+    "output_path",
+    "groups",
+    "job_types",
+    "runs",
+    "tags",
+    "history_samples",
+    "output_data_type",
+    "config",
+    "summary",
+    "x_axis",
+    "grid",
+    "bogus",
+    "fileds",
+]
 
 
 def random_config(rng: random.Random, out: str = "out", mutations: int = 3) -> dict[Any, Any]:
@@ -117,9 +203,15 @@ class _NoServer:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir").mkdir()
-    (tmp_path / "cfg.yaml").write_text(json.dumps(
-        {"DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": "out"},
-         "curves": {"fields": ["train/return"]}, "losses": {"fields": ["train/loss"], "output_data_type": "csv"}}))
+    (tmp_path / "cfg.yaml").write_text(
+        json.dumps(
+            {
+                "DEFAULT": {"entity": "demo", "project": "synthetic", "output_path": "out"},
+                "curves": {"fields": ["train/return"]},
+                "losses": {"fields": ["train/loss"], "output_data_type": "csv"},
+            }
+        )
+    )
     (tmp_path / "bad.yaml").write_text("exp: {entity: demo\n")
     (tmp_path / "empty.yaml").write_text("")
     (tmp_path / "notyaml.txt").write_text("\x00\x01\x02")
@@ -140,8 +232,13 @@ def _exported(out: Path) -> None:
     runs = [make_run(f"r{i}", group="ab"[i % 2], job_type="train") for i in range(3)]
     values = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 3.0, np.nan, np.nan], [0.5, 1.5, 2.5, 3.5]])
     steps = np.array([[0.0, 1.0, 2.0, 3.0], [0.0, 2.0, np.nan, np.nan], [0.0, 1.0, 2.0, 3.0]])
-    result = ExperimentResult(name="curves", runs=runs, fields={"train/return": FieldArrays(values=values, steps=steps)},
-                              skipped_fields={}, failed_runs={})
+    result = ExperimentResult(
+        name="curves",
+        runs=runs,
+        fields={"train/return": FieldArrays(values=values, steps=steps)},
+        skipped_fields={},
+        failed_runs={},
+    )
     write_experiment(result, out, data_type="numpy", overwrite=False)
 
 
@@ -152,11 +249,25 @@ def random_argv(rng: random.Random) -> list[str]:
         if rng.random() < 0.9:
             argv.append("cfg.yaml" if rng.random() < 0.6 else rng.choice(CONFIGS))
         options: list[tuple[str, list[str] | None]] = [
-            ("-o", None), ("--delete-foreign-files", None), ("-O", PATHS), ("--dry-run", None),
-            ("-e", ["curves", "losses", "nope", *TEXTS]), ("--concurrency", NUMBERS), ("--base-url", URLS),
-            ("--allow-empty", None), ("--max-rate", NUMBERS), ("--start-window", NUMBERS), ("--incremental", None),
-            ("--log-file", PATHS), ("--json-summary", PATHS), ("-q", None), ("--fields", TEXTS),
-            ("--groups", TEXTS), ("--samples", NUMBERS + ["all"]), ("--bogus", None), ("--help", None),
+            ("-o", None),
+            ("--delete-foreign-files", None),
+            ("-O", PATHS),
+            ("--dry-run", None),
+            ("-e", ["curves", "losses", "nope", *TEXTS]),
+            ("--concurrency", NUMBERS),
+            ("--base-url", URLS),
+            ("--allow-empty", None),
+            ("--max-rate", NUMBERS),
+            ("--start-window", NUMBERS),
+            ("--incremental", None),
+            ("--log-file", PATHS),
+            ("--json-summary", PATHS),
+            ("-q", None),
+            ("--fields", TEXTS),
+            ("--groups", TEXTS),
+            ("--samples", NUMBERS + ["all"]),
+            ("--bogus", None),
+            ("--help", None),
         ]
     elif command == "fields":
         argv.append(rng.choice(CONFIGS))
@@ -164,19 +275,40 @@ def random_argv(rng: random.Random) -> list[str]:
     elif command == "plot":
         argv.append(rng.choice(["out/curves", "out/curves", "out/curves", "dir", "missing", "", "cfg.yaml", "x" * 300]))
         argv += ["--field", rng.choice(["train/return", *TEXTS])]
-        options = [ ("--by", ["group", "job_type", "config.", "config.lr", *TEXTS]),
-                   ("--stat", ["mean", "median", "iqm", "max", ""]), ("--ci", NUMBERS + ["100", "99.9"]),
-                   ("--points", NUMBERS), ("-o", PATHS), ("--help", None), ("--span", ["common", "all", "x"]),
-                   ("--title", TEXTS), ("--size", ["8,5", "0,0", "x", "1e9,1"]), ("--dpi", NUMBERS), ("--log-y", None),
-                   ("--legend", ["best", "outside", "none", "x"])]
+        options = [
+            ("--by", ["group", "job_type", "config.", "config.lr", *TEXTS]),
+            ("--stat", ["mean", "median", "iqm", "max", ""]),
+            ("--ci", NUMBERS + ["100", "99.9"]),
+            ("--points", NUMBERS),
+            ("-o", PATHS),
+            ("--help", None),
+            ("--span", ["common", "all", "x"]),
+            ("--title", TEXTS),
+            ("--size", ["8,5", "0,0", "x", "1e9,1"]),
+            ("--dpi", NUMBERS),
+            ("--log-y", None),
+            ("--legend", ["best", "outside", "none", "x"]),
+        ]
     else:  # demo: only bad values, so it never starts its server here
         if rng.random() < 0.3:
             return [*argv, "--output", rng.choice(["", " ", "x" * 300, "a\x00b"])]
         return [*argv, rng.choice(["--runs", "--steps", "--concurrency"]), rng.choice(["0", "-1", "x", "nan", ""])]
-    good = {"-O": ["out", "out2"], "-e": ["curves", "losses"], "--concurrency": ["4"], "--base-url": [BASE],
-            "--max-rate": ["5"], "--start-window": ["2"], "--log-file": ["run.log", "dir/run.log"],
-            "--json-summary": ["s.json", "dir/s.json", "-"], "--fields": ["train/return"], "--groups": ["ppo"],
-            "--samples": ["10", "all"], "--field": ["train/return"], "--points": ["20"], "--ci": ["90"]}
+    good = {
+        "-O": ["out", "out2"],
+        "-e": ["curves", "losses"],
+        "--concurrency": ["4"],
+        "--base-url": [BASE],
+        "--max-rate": ["5"],
+        "--start-window": ["2"],
+        "--log-file": ["run.log", "dir/run.log"],
+        "--json-summary": ["s.json", "dir/s.json", "-"],
+        "--fields": ["train/return"],
+        "--groups": ["ppo"],
+        "--samples": ["10", "all"],
+        "--field": ["train/return"],
+        "--points": ["20"],
+        "--ci": ["90"],
+    }
     for option, values in rng.sample(options, rng.randint(0, min(3, len(options)))):
         argv.append(option)
         if values is not None:
@@ -207,11 +339,14 @@ def test_command_lines_end_in_an_exit_code_and_never_a_traceback(
         assert "Traceback" not in err and "unexpected" not in err, (argv, err)  # no bug behind the net
         if code:
             assert "error" in err or "usage:" in err, (argv, err)
-    assert seen.get(2, 0) > 50 and seen.get(1, 0) > 15 and seen.get(0, 0) > 5, seen  # plots drawn too  # both refusals and the failing listing
+    assert seen.get(2, 0) > 50 and seen.get(1, 0) > 15 and seen.get(0, 0) > 5, (
+        seen
+    )  # plots drawn too  # both refusals and the failing listing
 
 
-def test_through_to_the_local_server(srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_through_to_the_local_server(
+    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A handful of random configs and options, exported for real."""
     monkeypatch.chdir(tmp_path)
     rng = random.Random(SEED)
