@@ -26,10 +26,14 @@ from .runner import DEFAULT_CONCURRENCY, RetryPolicy
 from .wandb.client import ClientSettings
 
 if TYPE_CHECKING:
-    from .pipeline import ExportResult, export, export_async, export_data, plan_export
+    from .compat import export_data
+    from .pipeline import export, export_async, plan_export
     from .plan import ExperimentPlan
+    from .result import ExportResult
 
-_FROM_PIPELINE = frozenset({"ExportResult", "export", "export_async", "export_data", "plan_export"})
+# loaded on first use (the pipeline imports wandb): name -> module
+_LAZY = {"ExportResult": "result", "export": "pipeline", "export_async": "pipeline", "export_data": "compat",
+         "plan_export": "pipeline"}
 
 __all__ = [
     "AuthError",
@@ -60,10 +64,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_PIPELINE:
-        from . import pipeline
+    if name in _LAZY:
+        import importlib
 
-        return getattr(pipeline, name)
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     if name == "ExperimentPlan":
         from .plan import ExperimentPlan
 

@@ -16,6 +16,9 @@ import numpy as np
 
 from .config.defaults import DEFAULT_X_AXIS
 from .models import RunInfo
+
+if TYPE_CHECKING:
+    from .plan import ExperimentPlan
 from .series import Series
 
 if TYPE_CHECKING:
@@ -152,3 +155,17 @@ def assemble_experiment(
         skipped_fields=skipped_fields,
         failed_runs=failed_runs,
     )
+
+
+def history_problems(plan: ExperimentPlan, result: ExperimentResult) -> list[str]:
+    """What only the history could tell, for exit code 4: no run held a value of any field, or a
+    named field holds no value in any matched run. Runs that failed are exit 3's."""
+    exp = plan.config
+    if result.failed_runs:
+        return []
+    if not result.runs:
+        return [] if plan.problems else [f"{exp.name}: none of the {len(plan.runs)} matched run(s) holds a requested field"]
+    if exp.fields is None:
+        return []
+    return [f"{exp.name}: field '{name}' holds no value in any matched run"
+            for name, reason in result.skipped_fields.items() if reason == ABSENT_REASON and name not in plan.unlogged]

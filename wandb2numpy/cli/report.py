@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from ..models import RunInfo
-    from ..pipeline import ExportResult
+    from ..result import ExportResult
     from ..runner import FetchStats
 
 

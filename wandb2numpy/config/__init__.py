@@ -46,6 +46,8 @@ __all__ = [
     "ValueFilter",
     "load_config",
     "parse_config",
+    "resolve_configs",
+    "ConfigSource",
 ]
 
 DEFAULT_KEY = "DEFAULT"
@@ -327,3 +329,25 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         source=source,
         raw=MappingProxyType(copy.deepcopy(merged)),
     )
+
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Sequence[ExperimentConfig]
+
+
+def resolve_configs(config: ConfigSource, experiments: Sequence[str] | None) -> list[ExperimentConfig]:
+    """A YAML path, a parsed mapping or ready `ExperimentConfig`s, as the selected experiments."""
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config, experiments)
+    if isinstance(config, Mapping):
+        return parse_config(config, experiments=experiments)
+    configs = list(config)
+    if experiments is not None:
+        unknown = sorted(set(experiments) - {c.name for c in configs})
+        if unknown:  # the same rule as for a config file
+            raise ConfigError(
+                f"experiment(s) not in the config: {', '.join(unknown)}; "
+                f"available: {', '.join(c.name for c in configs)}"
+            )
+        wanted = set(experiments)
+        configs = [c for c in configs if c.name in wanted]
+    return configs
