@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -79,39 +79,42 @@ async def export_async(
         active: HistorySource = (
             WandbSource(settings, concurrency=concurrency, policy=policy) if source is None else source
         )
-        reports: dict[str, ExperimentReport] = {}
-        begin = getattr(progress, "begin", None)
-        if begin is not None:  # bars in config order, before any listing returns
-            begin([c.name for c in configs], active.stats)
-
-        async def run_experiment(plan: ExperimentPlan) -> None:
-            reports[plan.name] = await export_experiment(
-                plan,
-                active,
-                write=write,
-                overwrite=overwrite,
-                incremental=incremental,
-                progress=progress,
-                delete_foreign_files=delete_foreign_files,
-                batch=batch,
-            )
-
         try:
-            async with task_group() as tg:
-                if configs:
-                    tg.start_soon(active.prepare)
-                # Every listing first, then every verdict, then history: a mistyped x axis or
-                # filter value is known before the first history request of any experiment.
-                for plan in await plan_experiments(configs, active):
-                    tg.start_soon(run_experiment, plan)
+            reports = await _run_all(configs, active, progress, functools.partial(
+                export_experiment, write=write, overwrite=overwrite, incremental=incremental,
+                progress=progress, delete_foreign_files=delete_foreign_files, batch=batch,
+            ))
         finally:
             if owned:
                 active.close()
         await anyio.to_thread.run_sync(batch.commit)
-    ordered = {c.name: reports[c.name] for c in configs}
     return ExportResult(
-        experiments=ordered, configs=configs, stats=active.stats, wall_s=time.perf_counter() - started
+        experiments=reports, configs=configs, stats=active.stats, wall_s=time.perf_counter() - started
     )
+
+
+async def _run_all(
+    configs: Sequence[ExperimentConfig],
+    source: HistorySource,
+    progress: Progress | None,
+    one: Callable[[ExperimentPlan, HistorySource], Awaitable[ExperimentReport]],
+) -> dict[str, ExperimentReport]:
+    """Every listing first, then every verdict, then history: a mistyped x axis or filter value
+    is known before the first history request of any experiment. Reports in config order."""
+    reports: dict[str, ExperimentReport] = {}
+    begin = getattr(progress, "begin", None)
+    if begin is not None:  # bars in config order, before any listing returns
+        begin([c.name for c in configs], source.stats)
+
+    async def run(plan: ExperimentPlan) -> None:
+        reports[plan.name] = await one(plan, source)
+
+    async with task_group() as tg:
+        if configs:
+            tg.start_soon(source.prepare)
+        for plan in await plan_experiments(configs, source):
+            tg.start_soon(run, plan)
+    return {c.name: reports[c.name] for c in configs}
 
 
 async def plan_experiments(configs: Sequence[ExperimentConfig], source: HistorySource) -> list[ExperimentPlan]:
