@@ -1,0 +1,597 @@
+"""History, summary and metadata of one run file, decoded into arrays.
+
+A logged step is three records (a history record and two summary updates) of a dozen small
+fields each, so a Python step per record or per field would cap the reader at about 100k values a
+second. Instead each chunk's history records are joined into one buffer and cut into fields by one
+regular expression (`re.split`, in C): a record boundary, or an item (key, value_json). The keys
+seen are then mapped to codes once, the rows are grouped per key with numpy, and each key's
+value_json texts become floats in one `float` map.
+
+The bulk reader is exact or it declines: every byte of the buffer must belong to a recognised
+field (`split` leaves no gaps), every key it cut must decode as protobuf with its own lengths, and
+every record must hold exactly one `_step`. JSON never holds a raw control byte, which is what
+lets a value end where the next field's tag begins. Anything else (fields in another order,
+removals, a key with control characters) sends that chunk to the record-by-record reader in
+`proto`, which gives the same answer more slowly.
+
+Names follow the W&B service: a logged dict is flattened with dots (`{"a": {"b": 1}}` is `a.b`),
+except a media object (a dict with `_type`), which is one non-numeric key of that type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import proto
+from .wire import Damage, read_chunks, read_varint
+
+__all__ = ["Column", "ParsedFile", "parse_file"]
+
+# --------------------------------------------------------------------------- the bulk tokenizer
+
+_VARINT = rb"[\x80-\xff]*[\x00-\x7f]"
+_TEXT = rb"[^\x00-\x1f]"
+# The start of a history or summary record (num, then the oneof's tag and length), together
+# with the history step field (HistoryStep, field 2) that ends the record before it.
+_BOUNDARY = rb"(?:\x12(?:\x00|[\x02-\x0b]\x08" + _VARINT + rb"))?\x08" + _VARINT + rb"[\x12\x1a]" + _VARINT
+# A key no earlier record of the file had: key and nested_key fields, each a length and text.
+_ANY_KEY = rb"(?:[\x0a\x12]" + _VARINT + _TEXT + rb"*?)+?"
+# Appended to a buffer so the last record's step field has a boundary to go with.
+_END = b"\x08\x00\x12\x00"
+# Records read with the general pattern first, to learn the keys the fast one looks for.
+_LEARN = 64
+_NONFINITE = {b"NaN": math.nan, b"Infinity": math.inf, b"-Infinity": -math.inf}
+
+Token = bytes | tuple[str, ...] | None  # raw key fields, decoded parts, or a record boundary
+
+
+def _trie(words: Sequence[bytes]) -> bytes:
+    """A regex matching exactly `words`, branching byte by byte (an alternation of hundreds of
+    keys would be tried one after another at every field)."""
+    root: dict[int, Any] = {}
+    for w in words:
+        node = root
+        for b in w:
+            node = node.setdefault(b, {})
+        node[-1] = {}
+
+    def emit(node: dict[int, Any]) -> bytes:
+        ends = -1 in node
+        alts = [re.escape(bytes([b])) + emit(child) for b, child in sorted(node.items()) if b != -1]
+        if not alts:
+            return b""
+        body = alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+        if ends:
+            return (body if len(alts) > 1 else b"(?:" + body + b")") + b"?"
+        return body
+
+    return emit(root)
+
+
+@lru_cache(maxsize=64)
+def _pattern(known: frozenset[bytes]) -> re.Pattern[bytes]:
+    key = _trie(sorted(known)) + b"|" + _ANY_KEY if known else _ANY_KEY
+    item = rb"\x0a" + _VARINT + b"(" + key + rb")\x82\x01" + _VARINT + b"(" + _TEXT + b"*)"
+    return re.compile(item + b"|" + _BOUNDARY, re.S)
+
+
+def _tokenize(bodies: list[bytes], known: frozenset[bytes]) -> tuple[list[Token], list[bytes | None]] | None:
+    """(keys, values) of every field of the records, a None key at each record's start and one
+    at the end; None when something in them is not recognised."""
+    parts = _pattern(known).split(b"".join(bodies) + _END)
+    if any(parts[0::3]):
+        return None
+    return parts[1::3], parts[2::3]
+
+
+def _learn(bodies: list[bytes], known: set[bytes]) -> None:
+    """Add the keys of the first records to `known`, so the chunk is read with them literal."""
+    got = _tokenize(bodies[:_LEARN], frozenset(known))
+    if got is not None:
+        known.update(k for k in got[0] if isinstance(k, bytes))
+
+
+@lru_cache(maxsize=4096)
+def _parts(token: bytes) -> tuple[str, ...] | None:
+    """A key's fields decoded with their own lengths (None: not exactly key fields, or not UTF-8);
+    as wandb-core reads them: the nested key when there is one, else the plain key."""
+    try:
+        got = proto.fields(token)
+        nested = tuple(bytes(v).decode() for n, w, v in got if n == 2 and w == 2)
+        plain = [bytes(v).decode() for n, w, v in got if n == 1 and w == 2]
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if len(nested) + len(plain) != len(got) or not got:
+        return None
+    return nested if nested else (plain[-1],)
+
+
+def _slow_history(bodies: list[bytes]) -> tuple[list[Token], list[bytes | None]]:
+    """The same (keys, values) as `_tokenize`, record by record."""
+    keys: list[Token] = []
+    values: list[bytes | None] = []
+    for body in bodies:
+        try:
+            number, buf = proto.record_oneof(body)
+            items = proto.decode_items(buf) if number == proto.HISTORY else []
+            own_step = proto.history_step(buf) if number == proto.HISTORY else None
+        except proto.WireError:
+            continue  # its checksum held, but it is no history record this reader knows
+        step_items = [it for it in items if it.parts == ("_step",) and it.value_json is not None]
+        if not step_items and own_step is None:
+            continue  # no step: nowhere to put its values
+        keys.append(None)
+        values.append(None)
+        for it in items:
+            if it.parts != ("_step",):
+                keys.append(it.parts)
+                values.append(it.value_json)
+        keys.append(("_step",))
+        values.append(step_items[-1].value_json if step_items else str(own_step).encode())
+    keys.append(None)
+    values.append(None)
+    return keys, values
+
+
+# --------------------------------------------------------------------------- columns
+
+
+@dataclass
+class Column:
+    """One history key of one file: its rows, numeric or not."""
+
+    steps: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)  # empty for a non-numeric key
+    types: dict[str, int] = field(default_factory=dict)  # the service's typeCounts
+    example: str | None = None  # a non-numeric value, described (None: numeric)
+    unread: bool = False  # numeric, but its values were not asked for (`values` is empty)
+
+    @property
+    def numeric(self) -> bool:
+        return self.example is None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        kind = value.get("_type")
+        return f"{kind} (media)" if isinstance(kind, str) else "a dict"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"an int of {value.bit_length()} bits (too large for float64)"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        kind = value.get("_type")
+        return str(kind) if kind else "map"
+    if isinstance(value, list):
+        return "list"
+    return "unknown"
+
+
+def _floats(vals: Sequence[bytes]) -> np.ndarray | None:
+    """value_json texts as float64 when all are JSON numbers or NaN/±Infinity, else None."""
+    try:
+        arr = np.fromiter(map(float, vals), np.float64, len(vals))
+    except ValueError:
+        return None
+    if not np.isfinite(arr).all():
+        # float() also reads "inf", "nan" and digits past float64's range: keep only what
+        # wandb writes for non-finite values
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if any(vals[i] not in _NONFINITE for i in bad.tolist()):
+            return None
+    return arr
+
+
+def _slow_values(vals: Sequence[bytes], col: Column) -> tuple[np.ndarray, np.ndarray] | None:
+    """Parse each value: numbers and booleans become floats (mask of the rows kept: nulls are
+    not rows); the first other value marks the column non-numeric (None)."""
+    out = np.empty(len(vals), np.float64)
+    keep = np.ones(len(vals), bool)
+    for i, raw in enumerate(vals):
+        try:
+            v = json.loads(raw)
+        except ValueError:
+            v = raw.decode("utf-8", "replace")
+        if v is None:
+            keep[i] = False
+            continue
+        t = _type_name(v)
+        col.types[t] = col.types.get(t, 0) + 1
+        if isinstance(v, (bool, int, float)):
+            try:
+                out[i] = float(v)
+                continue
+            except OverflowError:
+                pass
+        if col.example is None:
+            col.example = _describe(v)
+    if col.example is not None:
+        return None
+    return out, keep
+
+
+class _Names:
+    """How the keys of a file map to the service's names (shared by its chunks)."""
+
+    def __init__(self) -> None:
+        self.media: set[tuple[str, ...]] = set()  # prefixes logged with a `_type`
+
+    def learn(self, parts: Sequence[tuple[str, ...]]) -> None:
+        for p in parts:
+            if len(p) > 1 and p[-1] == "_type":
+                self.media.add(p[:-1])
+
+    def role(self, parts: tuple[str, ...]) -> tuple[str, str]:
+        """("value" | "media" | "part", name): a number or text, a media object's `_type` (the
+        object's one row), or another field of a media object (left out)."""
+        for n in range(1, len(parts)):
+            if parts[:n] in self.media:
+                if n == len(parts) - 1 and parts[-1] == "_type":
+                    return "media", ".".join(parts[:n])
+                return "part", ""
+        return "value", ".".join(parts)
+
+
+def _add_history(
+    keys: list[Token],
+    values: list[bytes | None],
+    names: _Names,
+    columns: dict[str, Column],
+    wanted: frozenset[str] | None,
+) -> set[Token] | None:
+    """Group one chunk's fields into `columns`: the values of the `wanted` keys (None: all),
+    and for the others the steps and kind only. Returns the distinct keys seen, or None if the
+    records are not one step each."""
+    seen = set(keys)
+    distinct = [t for t in seen if t is not None]
+    decoded: dict[Token, tuple[str, ...]] = {}
+    for t in distinct:
+        p = t if isinstance(t, tuple) else _parts(t)
+        if p is None:
+            return None
+        decoded[t] = p
+    names.learn(list(decoded.values()))
+    code_of: dict[Token, int] = {None: 0}
+    for j, t in enumerate(distinct, 1):
+        code_of[t] = j
+    codes = np.fromiter(map(code_of.__getitem__, keys), np.intp, len(keys))
+    record = np.cumsum(codes == 0) - 1
+    n_records = int(record[-1])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(code_of)))])
+
+    def rows(tokens: list[Token]) -> np.ndarray:
+        idx = [order[bounds[code_of[t]] : bounds[code_of[t] + 1]] for t in tokens]
+        out = np.concatenate(idx) if len(idx) > 1 else idx[0]
+        return np.sort(out) if len(idx) > 1 else out
+
+    def texts(idx: np.ndarray) -> list[bytes]:
+        if len(idx) == 1:
+            return [values[int(idx[0])]]  # type: ignore[list-item]
+        return list(operator.itemgetter(*idx.tolist())(values))
+
+    by_name: dict[tuple[str, str], list[Token]] = {}
+    for token, parts in decoded.items():
+        kind = names.role(parts)
+        if kind[0] != "part":
+            by_name.setdefault(kind, []).append(token)
+    step_tokens = by_name.pop(("value", "_step"), [])
+    if not step_tokens:
+        return seen if n_records == 0 else None
+    step_idx = rows(step_tokens)
+    if len(step_idx) != n_records or not np.array_equal(record[step_idx], np.arange(n_records)):
+        return None
+    step_texts = texts(step_idx)
+    record_steps = _floats(step_texts)
+    if record_steps is None or not np.array_equal(record_steps, np.floor(record_steps)):
+        return None
+    _put(columns, "_step", record_steps, record_steps, {"number": n_records})
+    for (role, name), tokens in by_name.items():
+        idx = rows(tokens)
+        vals = texts(idx)
+        steps = record_steps[record[idx]]
+        col = columns.setdefault(name, Column())
+        if role == "media":
+            kinds: dict[str, int] = {}
+            for raw, n in _counts(vals).items():
+                try:
+                    media = str(json.loads(raw))
+                except ValueError:
+                    media = "unknown"
+                kinds[media] = kinds.get(media, 0) + n
+            _mark_text(col, steps, kinds, f"{next(iter(kinds))} (media)")
+            continue
+        if col.numeric and wanted is not None and name not in wanted and _looks_numeric(vals):
+            _put(columns, name, steps, None, {"number": len(steps)})
+            continue
+        if col.numeric:
+            arr = _floats(vals)
+            if arr is not None:
+                _put(columns, name, steps, arr, {"number": len(arr)})
+                continue
+        scratch = Column()
+        got = _slow_values(vals, scratch)
+        if got is None or not col.numeric:
+            _mark_text(col, steps, scratch.types, scratch.example or col.example or "text")
+        else:
+            arr, keep = got
+            _put(columns, name, steps[keep], arr[keep], scratch.types)
+    return seen
+
+
+def _looks_numeric(vals: list[bytes]) -> bool:
+    """Whether every value is a number, NaN, ±Infinity or a bool, judged by its first byte: for
+    keys nobody asked for, whose kind is all the listing needs (a byte search, not a parse)."""
+    joined = b"\x00" + b"\x00".join(vals)
+    return not any(marker in joined for marker in (b'\x00"', b"\x00{", b"\x00[", b"\x00n"))
+
+
+def _counts(vals: list[bytes]) -> dict[bytes, int]:
+    out: dict[bytes, int] = {}
+    for v in vals:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def _put(
+    columns: dict[str, Column], name: str, steps: np.ndarray, values: np.ndarray | None, types: dict[str, int]
+) -> None:
+    """Add rows to a numeric column (`values` None: rows not read, their count is what matters)."""
+    col = columns.setdefault(name, Column())
+    col.steps.append(steps)
+    if col.numeric:
+        if values is None:
+            col.unread = True
+        col.values.append(values if values is not None else np.empty(0))
+    for t, n in types.items():
+        col.types[t] = col.types.get(t, 0) + n
+
+
+def _mark_text(col: Column, steps: np.ndarray, types: dict[str, int], example: str) -> None:
+    """The key holds something other than numbers: keep its steps (for its count), drop values."""
+    if col.example is None:
+        col.example = example
+        col.values.clear()
+    col.steps.append(steps)
+    for t, n in types.items():
+        col.types[t] = col.types.get(t, 0) + n
+
+
+# --------------------------------------------------------------------------- summary
+
+
+class _Summary:
+    """The run's summary: every update in file order, the last one per key kept."""
+
+    def __init__(self) -> None:
+        self.state: dict[tuple[str, ...], bytes] = {}
+
+    def apply(self, items: list[proto.Item]) -> None:
+        for it in items:
+            if it.remove:
+                n = len(it.parts)
+                for k in [k for k in self.state if k[:n] == it.parts]:
+                    del self.state[k]
+            elif it.value_json is not None:
+                self.state.pop(it.parts, None)
+                self.state[it.parts] = it.value_json
+
+    def add_bulk(self, bodies: list[bytes], known: set[bytes]) -> bool:
+        """Take in a chunk's summary records without reading each: all that matters is the last
+        update of each key. Every field must be a known key's item (checked by deleting those
+        and reading what is left, usually nothing); the last item of each key is then found from
+        the end. False: something else is there (a removal, say); read them one by one."""
+        buf = b"".join(bodies) + _END
+        rest = _known_items(frozenset(known)).sub(b"", buf)
+        if rest:
+            got = _tokenize([rest], frozenset())
+            if got is None:
+                return False
+            known.update(k for k in set(got[0]) if isinstance(k, bytes))
+        last: list[tuple[int, bytes, bytes]] = []
+        for token in known:
+            hit = _last_item(buf, token)
+            if hit is not None:
+                last.append((hit[0], token, hit[1]))
+        updates = []
+        for _, token, value in sorted(last):
+            parts = _parts(token)
+            if parts is None:
+                return False
+            updates.append(proto.Item(parts, value))
+        self.apply(updates)
+        return True
+
+    def add_slow(self, bodies: list[bytes]) -> None:
+        for body in bodies:
+            try:
+                number, buf = proto.record_oneof(body)
+                if number == proto.SUMMARY:
+                    self.apply(proto.decode_items(buf, removes=True))
+            except proto.WireError:
+                continue
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        proto.apply_items(out, [proto.Item(p, v) for p, v in self.state.items()])
+        return out
+
+
+@lru_cache(maxsize=64)
+def _known_items(known: frozenset[bytes]) -> re.Pattern[bytes]:
+    """A record start or an item of a known key (deleted to see what else is there; matching
+    one at a time is faster than runs of them, which keep a backtracking point per field)."""
+    item = rb"\x0a" + _VARINT + b"(?:" + _trie(sorted(known)) + rb")\x82\x01" + _VARINT + _TEXT + b"*"
+    return re.compile((item + b"|" if known else b"") + _BOUNDARY, re.S)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _last_item(buf: bytes, token: bytes) -> tuple[int, bytes] | None:
+    """Where the last item of key `token` starts and its value_json. A hit is an item only if
+    an item header of the right length precedes it (a key can also end another, nested key)."""
+    needle = token + b"\x82\x01"
+    end = len(buf)
+    while True:
+        p = buf.rfind(needle, 0, end)
+        if p < 0:
+            return None
+        end = p + len(needle) - 1
+        try:
+            length, start = read_varint(buf, p + len(needle))
+        except (IndexError, ValueError):
+            continue
+        head = b"\x0a" + _varint(start + length - p)
+        if buf[p - len(head) : p] == head:
+            return p, buf[start : start + length]
+
+
+# --------------------------------------------------------------------------- one file
+
+
+@dataclass
+class KeyRows:
+    """One history key of a file: its steps (sorted, one row per step) and values."""
+
+    steps: np.ndarray
+    values: np.ndarray | None  # None: not numbers (see `example`), or not asked for
+    types: dict[str, int]  # the service's typeCounts: {"number": 12, ...}
+    example: str | None = None  # a non-numeric value, described
+
+    @property
+    def numeric(self) -> bool:
+        return self.example is None
+
+
+@dataclass
+class ParsedFile:
+    """Everything one run file says, decoded; what a worker process sends back."""
+
+    path: str
+    size: int
+    mtime: float
+    meta: proto.RunMeta
+    summary: dict[str, Any]
+    keys: dict[str, KeyRows]
+    damage: Damage
+    records: int = 0  # history records read
+    seconds: float = 0.0  # CPU time spent decoding
+
+    @property
+    def finished(self) -> bool:
+        return self.meta.exit_code is not None
+
+
+def parse_file(
+    path: str | os.PathLike[str], size: int | None = None, wanted: frozenset[str] | None = None
+) -> ParsedFile:
+    """Decode one `.wandb` file, up to `size` bytes when given. `wanted`: the keys whose values
+    to read (None: all; every key is still listed, with its kind and rows). Raises
+    `RunFileError` for a file that is not a run file; damage is described, never raised."""
+    started = time.process_time()
+    p = Path(path)
+    st = p.stat()
+    size = st.st_size if size is None else size
+    damage = Damage()
+    meta = proto.RunMeta()
+    summary = _Summary()
+    names = _Names()
+    columns: dict[str, Column] = {}
+    known: set[bytes] = set()
+    learned = [False, False]
+    records = 0
+    for chunk in read_chunks(p, damage, size=size):
+        for body in chunk.other:
+            try:
+                number, buf = proto.record_oneof(body)
+                meta.add(number, buf)
+            except proto.WireError:
+                continue
+            if number == proto.RUN:
+                summary.apply(meta.summary_items)
+                meta.summary_items = []
+        if chunk.history:
+            records += len(chunk.history)
+            if not learned[0]:
+                _learn(chunk.history, known)
+                learned[0] = True
+            got = _tokenize(chunk.history, frozenset(known))
+            seen = _add_history(got[0], got[1], names, columns, wanted) if got is not None else None
+            if seen is not None:
+                known.update(k for k in seen if isinstance(k, bytes))
+            else:
+                keys, values = _slow_history(chunk.history)
+                if _add_history(keys, values, names, columns, wanted) is None:
+                    damage.unreadable_records += len(chunk.history)
+        if chunk.summary:
+            if not learned[1]:
+                _learn(chunk.summary, known)
+                learned[1] = True
+            if not summary.add_bulk(chunk.summary, known):
+                summary.add_slow(chunk.summary)
+    return ParsedFile(
+        path=str(p),
+        size=size,
+        mtime=st.st_mtime,
+        meta=meta,
+        summary=summary.result(),
+        keys={name: _finish(col) for name, col in columns.items()},
+        damage=damage,
+        records=records,
+        seconds=time.process_time() - started,
+    )
+
+
+def last_wins(steps: np.ndarray, values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows sorted by step, one per step: of rows logged at the same step the later one wins."""
+    n = len(steps)
+    if n < 2 or bool(np.all(steps[1:] > steps[:-1])):
+        return steps, values
+    rev = steps[::-1]
+    order = np.argsort(rev, kind="stable")  # the last row of a step comes first
+    sorted_steps = rev[order]
+    keep = np.empty(n, bool)
+    keep[0] = True
+    np.not_equal(sorted_steps[1:], sorted_steps[:-1], out=keep[1:])
+    order = order[keep]
+    return sorted_steps[keep], None if values is None else values[::-1][order]
+
+
+def _finish(col: Column) -> KeyRows:
+    steps = np.concatenate(col.steps) if len(col.steps) != 1 else col.steps[0]
+    values: np.ndarray | None = None
+    if col.numeric and not col.unread:
+        values = np.concatenate(col.values) if len(col.values) != 1 else col.values[0]
+    steps, values = last_wins(steps, values)
+    return KeyRows(steps, values, col.types, col.example)

@@ -1,0 +1,254 @@
+"""W&B run folders on disk as a `HistorySource`: no server, no network, no rate limit.
+
+Listing decodes every run file (in worker processes: the decode is CPU-bound Python and numpy,
+which threads would serialise on the GIL), keeps the rows of the keys the experiment asks for,
+and filters and orders the runs exactly as the service would (the filter is the one sent to the
+service, evaluated by the same evaluator the local test server uses). Reading then hands out
+those rows as `Series`; a run listed without its rows (another experiment's fields) is decoded
+again.
+
+Sampling (`history_samples: N`) is this reader's own: N rows spread evenly over each key's rows,
+the first and last always among them, the same every time. The service's sampler differs and is
+not reproducible, so sampled exports of the two sources differ; full histories are identical.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+import anyio
+import numpy as np
+
+from ...config import ExperimentConfig
+from ...errors import Wandb2NumpyError
+from ...fetch import FetchStats
+from ...filters import build_filters
+from ...models import RunInfo
+from ...series import Series
+from ...testing.filters import FilterError, matches
+from ..base import ProgressFn, RunEvent, RunOutcome
+from ..planning import plan_keys
+from .decode import KeyRows, ParsedFile, parse_file
+from .discover import find_run_files
+from .runs import Run, build_runs, filter_doc
+from .wire import RunFileError
+
+__all__ = ["RunFolderSource", "sample_rows"]
+
+log = logging.getLogger(__name__)
+
+# Below this many bytes in all, files are decoded in this process: starting workers costs more.
+INLINE_BYTES = 8 << 20
+
+
+def sample_rows(n: int, samples: int) -> np.ndarray:
+    """Which of `n` rows a sampled read keeps: `samples` spread evenly, first and last kept."""
+    if samples <= 0:
+        return np.empty(0, np.intp)
+    if n <= samples:
+        return np.arange(n)
+    if samples == 1:
+        return np.zeros(1, np.intp)
+    return np.rint(np.linspace(0, n - 1, samples)).astype(np.intp)
+
+
+def _parse(path: str, size: int, wanted: frozenset[str] | None) -> ParsedFile:
+    """One file, in a worker: every failure comes back as a `RunFileError` naming the file."""
+    try:
+        return parse_file(path, size, wanted)
+    except RunFileError:
+        raise
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a bug must still name the file, in one line
+        raise RunFileError(f"{path}: could not be decoded ({type(exc).__name__}: {exc})") from None
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Workers that start without the caller's threads (a forked copy of a process running
+    anyio's worker threads can inherit a held lock): forkserver where there is one, preloaded
+    with the decoder so each worker starts in milliseconds."""
+    if sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__.rsplit(".", 1)[0] + ".decode"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+class RunFolderSource:
+    """Run folders as a `HistorySource`. `source`: a folder of run folders (such as `./wandb`),
+    one run folder, one `.wandb` file, a glob, or a list of these. `workers`: processes that
+    decode files (default: one per CPU)."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        *,
+        workers: int | None = None,
+        now: float | None = None,
+    ) -> None:
+        self.source = source if isinstance(source, (str, os.PathLike)) else list(source)
+        self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        self._now = now
+        self._stats = FetchStats()
+        self._pool: cf.ProcessPoolExecutor | None = None
+        # per run id: the rows read at listing time, and the files to decode again if needed
+        self._rows: dict[str, dict[str, KeyRows]] = {}
+        self._files: dict[str, list[tuple[str, int]]] = {}
+        self._wanted: dict[str, frozenset[str] | None] = {}
+        self.decode_seconds = 0.0  # CPU time the decoding took, over all processes
+
+    @property
+    def stats(self) -> FetchStats:
+        return self._stats
+
+    async def prepare(self) -> None:
+        """Nothing to connect to."""
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._rows.clear()
+
+    # ------------------------------------------------------------------ listing
+
+    async def list_runs(self, exp: ExperimentConfig) -> list[RunInfo]:
+        paths = await anyio.to_thread.run_sync(find_run_files, self.source)
+        wanted = None if exp.fields is None else frozenset({*exp.fields, exp.x_axis})
+        parsed = await self._parse_all([(str(p), p.stat().st_size) for p in paths], wanted)
+        runs = build_runs(parsed, now=self._now if self._now is not None else time.time())
+        selected = self._select(runs, exp)
+        for run in selected:
+            for warning in run.warnings:
+                log.warning("run %s: %s", run.info.id, warning)
+            self._rows[run.info.id] = run.keys
+            self._files[run.info.id] = [(f.path, f.size) for f in run.files]
+            self._wanted[run.info.id] = wanted
+        return [r.info for r in selected]
+
+    def _select(self, runs: Sequence[Run], exp: ExperimentConfig) -> list[Run]:
+        """The runs the experiment's filter matches, as the service evaluates it; entity and
+        project, when the experiment names them, leave out runs recorded under others (a run
+        recorded without one, as offline runs often are, is kept)."""
+        flt = build_filters(exp)
+        out = []
+        for run in runs:
+            info = run.info
+            if exp.entity and info.entity and info.entity != exp.entity:
+                continue
+            if exp.project and info.project and info.project != exp.project:
+                continue
+            try:
+                ok = matches(filter_doc(info), flt)
+            except FilterError as exc:
+                raise Wandb2NumpyError(f"experiment '{exp.name}': the run filter cannot be evaluated: {exc}") from None
+            if ok:
+                out.append(run)
+        return out
+
+    async def _parse_all(self, files: Sequence[tuple[str, int]], wanted: frozenset[str] | None) -> list[ParsedFile]:
+        """Decode the files, in worker processes when there is enough to share; in `files` order."""
+        if not files:
+            return []
+        total = sum(size for _, size in files)
+        if self.workers == 1 or len(files) == 1 or total < INLINE_BYTES:
+
+            def inline() -> list[ParsedFile]:
+                return [_parse(p, s, wanted) for p, s in files]
+
+            parsed = await anyio.to_thread.run_sync(inline)
+        else:
+            if self._pool is None:
+                self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context())
+            pool = self._pool
+            # largest first, so no worker is left with a big file at the end
+            order = sorted(range(len(files)), key=lambda i: -files[i][1])
+            futures = {i: pool.submit(_parse, files[i][0], files[i][1], wanted) for i in order}
+
+            def wait() -> list[ParsedFile]:
+                try:
+                    return [futures[i].result() for i in range(len(files))]
+                except BaseException:
+                    for f in futures.values():
+                        f.cancel()
+                    raise
+
+            try:
+                parsed = await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
+            except cf.process.BrokenProcessPool as exc:
+                raise RunFileError(f"decoding run files failed: a worker process died ({exc})") from None
+        self.decode_seconds += sum(p.seconds for p in parsed)
+        return parsed
+
+    # ------------------------------------------------------------------ reading
+
+    async def read_runs(
+        self,
+        runs: Sequence[RunInfo],
+        fields: Sequence[str],
+        *,
+        samples: int | None,
+        progress: ProgressFn | None = None,
+        starts: Sequence[int] | None = None,
+    ) -> list[RunOutcome]:
+        first = list(starts) if starts is not None else [0] * len(runs)
+        need = set(fields)
+        missing = [r.id for r in runs if r.id not in self._rows or not self._covers(r.id, need)]
+        if missing:
+            await self._reread(missing, need)
+        outcomes: list[RunOutcome] = []
+        for run, start in zip(runs, first):
+            outcome = self._outcome(run, fields, samples, start)
+            outcomes.append(outcome)
+            if samples is None:  # a full read is the last one of a run's rows (see xaxis)
+                self._rows.pop(run.id, None)
+            if progress is not None:
+                event: RunEvent = "run_failed" if outcome.error else "run_done"
+                progress(event, run, outcome.rows)
+        return outcomes
+
+    def _covers(self, run_id: str, need: set[str]) -> bool:
+        wanted = self._wanted.get(run_id)
+        rows = self._rows.get(run_id, {})
+        return wanted is None or all(k in wanted or k not in rows for k in need)
+
+    async def _reread(self, run_ids: Sequence[str], need: set[str]) -> None:
+        files = [pf for rid in run_ids for pf in self._files.get(rid, [])]
+        wanted = frozenset(need | {k for rid in run_ids for k in (self._wanted.get(rid) or ())})
+        parsed = await self._parse_all(files, wanted)
+        for run in build_runs(parsed, now=self._now if self._now is not None else time.time()):
+            if run.info.id in run_ids:
+                self._rows[run.info.id] = run.keys
+                self._wanted[run.info.id] = wanted
+
+    def _outcome(self, run: RunInfo, fields: Sequence[str], samples: int | None, start: int) -> RunOutcome:
+        outcome = RunOutcome()
+        rows = self._rows.get(run.id)
+        if rows is None:
+            outcome.error = "its run files are no longer readable"
+            return outcome
+        for key in plan_keys(run, fields, outcome.non_numeric):
+            got = rows.get(key)
+            if got is None:
+                continue
+            if got.values is None:
+                outcome.non_numeric[key] = f"holds non-numeric values ({got.example or 'text'})"
+                continue
+            steps, values = got.steps, got.values
+            if start:
+                keep = int(np.searchsorted(steps, start, "left"))
+                steps, values = steps[keep:], values[keep:]
+            elif samples is not None and len(steps) > samples:
+                pick = sample_rows(len(steps), samples)
+                steps, values = steps[pick], values[pick]
+            if len(steps):
+                outcome.series[key] = Series(steps, values)
+                self._stats.rows += len(steps)
+        return outcome
