@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import proto
-from .wire import Damage, read_chunks, read_varint
+from .wire import CHUNK_BLOCKS, Damage, read_chunks, read_varint
 
 __all__ = ["Column", "ParsedFile", "parse_file"]
 
@@ -514,11 +514,18 @@ class ParsedFile:
 
 
 def parse_file(
-    path: str | os.PathLike[str], size: int | None = None, wanted: frozenset[str] | None = None
+    path: str | os.PathLike[str],
+    size: int | None = None,
+    wanted: frozenset[str] | None = None,
+    *,
+    bulk: bool = True,
+    chunk_blocks: int = CHUNK_BLOCKS,
 ) -> ParsedFile:
     """Decode one `.wandb` file, up to `size` bytes when given. `wanted`: the keys whose values
     to read (None: all; every key is still listed, with its kind and rows). Raises
-    `RunFileError` for a file that is not a run file; damage is described, never raised."""
+    `RunFileError` for a file that is not a run file; damage is described, never raised.
+    `bulk=False` reads every record on its own (the reference the tests hold the bulk reader
+    to); `chunk_blocks`: how many 32 KiB blocks are framed and decoded at a time."""
     started = time.process_time()
     p = Path(path)
     st = p.stat()
@@ -531,7 +538,7 @@ def parse_file(
     known: set[bytes] = set()
     learned = [False, False]
     records = 0
-    for chunk in read_chunks(p, damage, size=size):
+    for chunk in read_chunks(p, damage, size=size, chunk_blocks=chunk_blocks):
         for body in chunk.other:
             try:
                 number, buf = proto.record_oneof(body)
@@ -546,7 +553,7 @@ def parse_file(
             if not learned[0]:
                 _learn(chunk.history, known)
                 learned[0] = True
-            got = _tokenize(chunk.history, frozenset(known))
+            got = _tokenize(chunk.history, frozenset(known)) if bulk else None
             seen = _add_history(got[0], got[1], names, columns, wanted) if got is not None else None
             if seen is not None:
                 known.update(k for k in seen if isinstance(k, bytes))
@@ -558,7 +565,7 @@ def parse_file(
             if not learned[1]:
                 _learn(chunk.summary, known)
                 learned[1] = True
-            if not summary.add_bulk(chunk.summary, known):
+            if not bulk or not summary.add_bulk(chunk.summary, known):
                 summary.add_slow(chunk.summary)
     return ParsedFile(
         path=str(p),

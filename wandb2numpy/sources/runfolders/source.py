@@ -84,17 +84,20 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 class RunFolderSource:
     """Run folders as a `HistorySource`. `source`: a folder of run folders (such as `./wandb`),
     one run folder, one `.wandb` file, a glob, or a list of these. `workers`: processes that
-    decode files (default: one per CPU)."""
+    decode files (default: one per CPU); below `inline_bytes` of files in all, they are decoded
+    in this process. `now`: the time live runs are judged against (default: the clock)."""
 
     def __init__(
         self,
         source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         *,
         workers: int | None = None,
+        inline_bytes: int = INLINE_BYTES,
         now: float | None = None,
     ) -> None:
         self.source = source if isinstance(source, (str, os.PathLike)) else list(source)
         self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        self.inline_bytes = inline_bytes
         self._now = now
         self._stats = FetchStats()
         self._pool: cf.ProcessPoolExecutor | None = None
@@ -123,6 +126,11 @@ class RunFolderSource:
         paths = await anyio.to_thread.run_sync(find_run_files, self.source)
         wanted = None if exp.fields is None else frozenset({*exp.fields, exp.x_axis})
         parsed = await self._parse_all([(str(p), p.stat().st_size) for p in paths], wanted)
+        for f in parsed:
+            if not f.meta.run_id:
+                log.warning(
+                    "%s holds no run record yet (%d bytes; a run just starting, or cut short): left out", f.path, f.size
+                )
         runs = build_runs(parsed, now=self._now if self._now is not None else time.time())
         selected = self._select(runs, exp)
         for run in selected:
@@ -158,7 +166,7 @@ class RunFolderSource:
         if not files:
             return []
         total = sum(size for _, size in files)
-        if self.workers == 1 or len(files) == 1 or total < INLINE_BYTES:
+        if self.workers == 1 or len(files) == 1 or total < self.inline_bytes:
 
             def inline() -> list[ParsedFile]:
                 return [_parse(p, s, wanted) for p, s in files]

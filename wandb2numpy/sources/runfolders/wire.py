@@ -113,7 +113,9 @@ def check_header(head: bytes, path: Path) -> bool:
     return True
 
 
-def read_chunks(path: Path, damage: Damage, *, size: int | None = None) -> Iterator[Chunk]:
+def read_chunks(
+    path: Path, damage: Damage, *, size: int | None = None, chunk_blocks: int = CHUNK_BLOCKS
+) -> Iterator[Chunk]:
     """The file's whole, checked records, a chunk of blocks at a time; what could not be read is
     added to `damage`. `size`: read only this many bytes (the size seen when the file was listed,
     so a file still growing is read to a consistent point)."""
@@ -127,12 +129,12 @@ def read_chunks(path: Path, damage: Damage, *, size: int | None = None) -> Itera
         offset = 0
         data = head
         while True:
-            want = CHUNK_BLOCKS * BLOCK - len(data) if offset == 0 else CHUNK_BLOCKS * BLOCK
+            want = chunk_blocks * BLOCK - len(data) if offset == 0 else chunk_blocks * BLOCK
             if limit is not None:
                 want = max(0, min(want, limit - offset - len(data)))
             more = f.read(want) if want else b""
             data += more
-            last = len(more) < want or want == 0
+            last = len(more) < want or (limit is not None and offset + len(data) >= limit)
             chunk = framer.frame(data, offset, last)
             yield chunk
             if last:
