@@ -178,12 +178,15 @@ class RunFileWriter:
 
     def log(self, row: Mapping[str, Any], step: int | None = None) -> None:
         """One history row, as `run.log(row, step=step)` records it (NaN and infinities are
-        floats; a dict with `_type` is a media object)."""
+        floats; a dict with `_type` is a media object). `_runtime` and `_timestamp` in the row
+        replace the made-up ones."""
         step = self._step if step is None else step
         self._step = step + 1
-        runtime = 0.001 * step
+        row = dict(row)
+        runtime = row.pop("_runtime", 0.001 * step)
+        timestamp = row.pop("_timestamp", self.start_time + runtime)
         items = _flatten(row)
-        items += [(("_timestamp",), self.start_time + runtime), (("_runtime",), runtime), (("_step",), step)]
+        items += [(("_timestamp",), timestamp), (("_runtime",), runtime), (("_step",), step)]
         encoded = [_item(parts, _value_json(v)) for parts, v in items]
         summary = list(encoded)
         self._rng.shuffle(encoded)

@@ -1,7 +1,7 @@
 """W&B run folders on disk as a `HistorySource`: no server, no network, no rate limit.
 
-Listing decodes every run file (in worker processes: the decode is CPU-bound Python and numpy,
-which threads would serialise on the GIL), keeps the rows of the keys the experiment asks for,
+Listing decodes every run file (in worker processes, see `workers`: the decode is CPU-bound
+Python and numpy, which threads would serialise on the GIL), keeps the rows of the keys the experiment asks for,
 and filters and orders the runs exactly as the service would (the filter is the one sent to the
 service, evaluated by the same evaluator the local test server uses). Reading then hands out
 those rows as `Series`; a run listed without its rows (another experiment's fields) is decoded
@@ -14,11 +14,10 @@ not reproducible, so sampled exports of the two sources differ; full histories a
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import functools
 import logging
-import multiprocessing
 import os
-import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 
@@ -34,10 +33,11 @@ from ...series import Series
 from ...testing.filters import FilterError, matches
 from ..base import ProgressFn, RunEvent, RunOutcome
 from ..planning import plan_keys
-from .decode import KeyRows, ParsedFile, parse_file
+from .decode import KeyRows, ParsedFile, parse_job
 from .discover import find_run_files
 from .runs import Run, build_runs, filter_doc
 from .wire import RunFileError
+from .workers import WorkerError, WorkerPool
 
 __all__ = ["RunFolderSource", "sample_rows"]
 
@@ -56,29 +56,6 @@ def sample_rows(n: int, samples: int) -> np.ndarray:
     if samples == 1:
         return np.zeros(1, np.intp)
     return np.rint(np.linspace(0, n - 1, samples)).astype(np.intp)
-
-
-def _parse(path: str, size: int, wanted: frozenset[str] | None) -> ParsedFile:
-    """One file, in a worker: every failure comes back as a `RunFileError` naming the file."""
-    try:
-        return parse_file(path, size, wanted)
-    except RunFileError:
-        raise
-    except OSError as exc:
-        raise RunFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a bug must still name the file, in one line
-        raise RunFileError(f"{path}: could not be decoded ({type(exc).__name__}: {exc})") from None
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """Workers that start without the caller's threads (a forked copy of a process running
-    anyio's worker threads can inherit a held lock): forkserver where there is one, preloaded
-    with the decoder so each worker starts in milliseconds."""
-    if sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__.rsplit(".", 1)[0] + ".decode"])
-        return ctx
-    return multiprocessing.get_context("spawn")
 
 
 class RunFolderSource:
@@ -100,7 +77,8 @@ class RunFolderSource:
         self.inline_bytes = inline_bytes
         self._now = now
         self._stats = FetchStats()
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
+        self._closing = threading.Event()
         # per run id: the rows read at listing time, and the files to decode again if needed
         self._rows: dict[str, dict[str, KeyRows]] = {}
         self._files: dict[str, list[tuple[str, int]]] = {}
@@ -115,8 +93,9 @@ class RunFolderSource:
         """Nothing to connect to."""
 
     def close(self) -> None:
+        self._closing.set()
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
         self._rows.clear()
 
@@ -169,29 +148,25 @@ class RunFolderSource:
         if self.workers == 1 or len(files) == 1 or total < self.inline_bytes:
 
             def inline() -> list[ParsedFile]:
-                return [_parse(p, s, wanted) for p, s in files]
+                return [parse_job(p, s, wanted) for p, s in files]
 
             parsed = await anyio.to_thread.run_sync(inline)
         else:
             if self._pool is None:
-                self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context())
+                self._pool = WorkerPool(self.workers)
             pool = self._pool
             # largest first, so no worker is left with a big file at the end
             order = sorted(range(len(files)), key=lambda i: -files[i][1])
-            futures = {i: pool.submit(_parse, files[i][0], files[i][1], wanted) for i in order}
-
-            def wait() -> list[ParsedFile]:
-                try:
-                    return [futures[i].result() for i in range(len(files))]
-                except BaseException:
-                    for f in futures.values():
-                        f.cancel()
-                    raise
-
+            jobs = [(files[i][0], files[i][1], wanted) for i in order]
             try:
-                parsed = await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
-            except cf.process.BrokenProcessPool as exc:
-                raise RunFileError(f"decoding run files failed: a worker process died ({exc})") from None
+                done = await anyio.to_thread.run_sync(
+                    functools.partial(pool.map, "parse_job", jobs, cancelled=self._closing.is_set),
+                    abandon_on_cancel=True,
+                )
+            except WorkerError as exc:
+                raise RunFileError(f"decoding run files failed: {exc}") from None
+            by_index = dict(zip(order, done))
+            parsed = [by_index[i] for i in range(len(files))]
         self.decode_seconds += sum(p.seconds for p in parsed)
         return parsed
 
