@@ -422,6 +422,7 @@ def test_reader_agrees_with_wandbs_own_protobuf(logged: Path) -> None:
 def test_bulk_reading_equals_reading_record_by_record(logged: Path) -> None:
     for path in _run_files(logged):
         bulk = parse_file(path)
+        assert bulk.slow_chunks == (0, 0), path  # the SDK's files need no record-by-record reading
         slow = parse_file(path, bulk=False)
         small_chunks = parse_file(path, chunk_blocks=1)
         for other in (slow, small_chunks):
@@ -516,6 +517,7 @@ def test_records_across_blocks_and_odd_keys(tmp_path: Path) -> None:
         w.log({"loss": step * 0.25, long_key: step, "λ/ümlaut": -step, "text": "x" * (40_000 if step == 7 else 3)})
     path = w.finish()
     bulk, slow = parse_file(path), parse_file(path, bulk=False)
+    assert bulk.slow_chunks == (0, 0)
     assert bulk.keys["loss"].values.tolist() == [s * 0.25 for s in range(300)]  # type: ignore[union-attr]
     assert bulk.keys[long_key].values.tolist() == list(range(300))  # type: ignore[union-attr]
     assert bulk.keys["λ/ümlaut"].values.tolist() == [-s for s in range(300)]  # type: ignore[union-attr]
@@ -523,6 +525,41 @@ def test_records_across_blocks_and_odd_keys(tmp_path: Path) -> None:
     assert bulk.summary == slow.summary and bulk.summary["text"] == "xxx"
     for key in bulk.keys:
         assert same_bits(bulk.keys[key].steps, slow.keys[key].steps)
+
+
+def _same_files(a: Any, b: Any) -> None:
+    assert a.summary == b.summary
+    assert a.keys.keys() == b.keys.keys()
+    for key, rows in a.keys.items():
+        other = b.keys[key]
+        assert same_bits(rows.steps, other.steps), key
+        assert (rows.values is None) == (other.values is None), key
+        if rows.values is not None:
+            assert same_bits(rows.values, other.values), key
+
+
+def test_many_sparse_keys_steps_in_the_billions_repeats_and_removals(tmp_path: Path) -> None:
+    """What the bulk reader meets less often: 40 keys logged on different steps, steps past
+    2**31, a step logged twice (the later row wins), summary removals and config updates."""
+    w = RunFileWriter(tmp_path, run_id="many", project="p", config={"a": 1})
+    base = 3_000_000_000
+    for i in range(400):
+        w.log({f"k{j:02d}": i * 100 + j for j in range(40) if i % (j + 1) == 0}, step=base + i)
+    w.log({"k00": -1.0, "late": 5}, step=base + 10)  # step 10 again, out of order
+    w.summary({"best": 7, "gone": 1})
+    w.remove_summary("gone")
+    w.config({"b": 2})
+    path = w.finish()
+    bulk = parse_file(path)
+    assert bulk.slow_chunks == (0, 1)  # only the summary chunk with the removal is read one by one
+    _same_files(bulk, parse_file(path, bulk=False))
+    _same_files(bulk, parse_file(path, chunk_blocks=1))
+    assert bulk.keys["k00"].steps[:12].tolist() == [base + i for i in range(12)]
+    assert bulk.keys["k00"].values[10] == -1.0  # type: ignore[index]
+    assert bulk.keys["k01"].steps.tolist() == [base + i for i in range(0, 400, 2)]
+    assert bulk.keys["late"].steps.tolist() == [base + 10]
+    assert bulk.summary["best"] == 7 and "gone" not in bulk.summary
+    assert bulk.meta.config == {"_wandb": {}, "a": 1, "b": 2}
 
 
 # ------------------------------------------------------------------------------ damaged and live files

@@ -203,6 +203,10 @@ class RunFileWriter:
         """`run.summary.update(updates)`."""
         self._add(3, b"".join(_field(1, _item(p, _value_json(v))) for p, v in _flatten(updates)))
 
+    def remove_summary(self, *keys: str) -> None:
+        """`del run.summary[key]` for each key."""
+        self._add(3, b"".join(_field(2, _text(1, k)) for k in keys))
+
     def config(self, updates: Mapping[str, Any]) -> None:
         """`run.config.update(updates)`."""
         self._add(5, b"".join(_field(1, _item((k,), _value_json(v), plain_key=True)) for k, v in updates.items()))

@@ -427,6 +427,8 @@ class _Summary:
         update of each key. Every field must be a known key's item (checked by deleting those
         and reading what is left, usually nothing); the last item of each key is then found from
         the end. False: something else is there (a removal, say); read them one by one."""
+        if len(known) > _FIND_LAST_UP_TO:
+            return self._add_split(bodies, known)
         buf = b"".join(bodies) + _END
         rest = _known_items(frozenset(known)).sub(b"", buf)
         if rest:
@@ -448,6 +450,26 @@ class _Summary:
         self.apply(updates)
         return True
 
+    def _add_split(self, bodies: list[bytes], known: set[bytes]) -> bool:
+        """`add_bulk` for runs with many keys: every field cut out (the search from the end
+        would read the chunk once per key)."""
+        got = _tokenize(bodies, frozenset(known))
+        if got is None:
+            return False
+        keys, values = got
+        last = dict(zip(keys, values))
+        at = dict(zip(keys, range(len(keys))))
+        last.pop(None, None)
+        updates = []
+        for token in sorted(last, key=at.__getitem__):
+            parts = token if isinstance(token, tuple) else _parts(token)
+            if parts is None:
+                return False
+            updates.append(proto.Item(parts, last[token]))
+        known.update(k for k in last if isinstance(k, bytes))
+        self.apply(updates)
+        return True
+
     def add_slow(self, bodies: list[bytes]) -> None:
         for body in bodies:
             try:
@@ -461,6 +483,11 @@ class _Summary:
         out: dict[str, Any] = {}
         proto.apply_items(out, [proto.Item(p, v) for p, v in self.state.items()])
         return out
+
+
+# Up to this many keys, each key's last item is found by searching back from the end of a chunk;
+# with more, the chunk is cut into fields once.
+_FIND_LAST_UP_TO = 32
 
 
 @lru_cache(maxsize=64)
@@ -529,6 +556,7 @@ class ParsedFile:
     damage: Damage
     records: int = 0  # history records read
     seconds: float = 0.0  # CPU time spent decoding
+    slow_chunks: tuple[int, int] = (0, 0)  # chunks of history, of summary records read one by one
 
     @property
     def finished(self) -> bool:
@@ -559,6 +587,7 @@ def parse_file(
     columns: dict[str, Column] = {}
     known: set[bytes] = set()
     learned = [False, False]
+    slow = [0, 0]
     records = 0
     for chunk in read_chunks(p, damage, size=size, chunk_blocks=chunk_blocks):
         for body in chunk.other:
@@ -580,6 +609,7 @@ def parse_file(
             if seen is not None:
                 known.update(k for k in seen if isinstance(k, bytes))
             else:
+                slow[0] += 1
                 keys, values = _slow_history(chunk.history)
                 if _add_history(keys, values, names, columns, wanted) is None:
                     damage.unreadable_records += len(chunk.history)
@@ -588,6 +618,7 @@ def parse_file(
                 _learn(chunk.summary, known)
                 learned[1] = True
             if not bulk or not summary.add_bulk(chunk.summary, known):
+                slow[1] += 1
                 summary.add_slow(chunk.summary)
     return ParsedFile(
         path=str(p),
@@ -595,10 +626,11 @@ def parse_file(
         mtime=st.st_mtime,
         meta=meta,
         summary=summary.result(),
-        keys={name: _finish(col) for name, col in columns.items()},
+        keys=_share_steps({name: _finish(col) for name, col in columns.items()}),
         damage=damage,
         records=records,
         seconds=time.process_time() - started,
+        slow_chunks=(slow[0], slow[1]),
     )
 
 
@@ -627,6 +659,19 @@ def last_wins(steps: np.ndarray, values: np.ndarray | None) -> tuple[np.ndarray,
     np.not_equal(sorted_steps[1:], sorted_steps[:-1], out=keep[1:])
     order = order[keep]
     return sorted_steps[keep], None if values is None else values[::-1][order]
+
+
+def _share_steps(keys: dict[str, KeyRows]) -> dict[str, KeyRows]:
+    """Keys logged at every step share one steps array (held and sent once, not once per key)."""
+    ref = keys.get("_step")
+    if ref is None:
+        return keys
+    if ref.values is not None and np.array_equal(ref.values, ref.steps):
+        ref.values = ref.steps
+    for rows in keys.values():
+        if rows.steps is not ref.steps and len(rows.steps) == len(ref.steps) and np.array_equal(rows.steps, ref.steps):
+            rows.steps = ref.steps
+    return keys
 
 
 def _finish(col: Column) -> KeyRows:

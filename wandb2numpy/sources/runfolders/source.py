@@ -152,9 +152,8 @@ class RunFolderSource:
 
             parsed = await anyio.to_thread.run_sync(inline)
         else:
-            if self._pool is None:
-                self._pool = WorkerPool(self.workers)
-            pool = self._pool
+            # Workers live for one batch of files: once they are read, the memory is the arrays'.
+            pool = self._pool = WorkerPool(self.workers)
             # largest first, so no worker is left with a big file at the end
             order = sorted(range(len(files)), key=lambda i: -files[i][1])
             jobs = [(files[i][0], files[i][1], wanted) for i in order]
@@ -165,6 +164,9 @@ class RunFolderSource:
                 )
             except WorkerError as exc:
                 raise RunFileError(f"decoding run files failed: {exc}") from None
+            finally:
+                pool.close()
+                self._pool = None
             by_index = dict(zip(order, done))
             parsed = [by_index[i] for i in range(len(files))]
         self.decode_seconds += sum(p.seconds for p in parsed)

@@ -166,19 +166,28 @@ def read_varint(buf: bytes, i: int) -> tuple[int, int]:
 _NOT_ONEOF = frozenset({1, 16, 19, 200})
 
 
-def oneof_tag(body: bytes) -> int:
-    """The first byte of the tag of the record's oneof field (-1: none, or not protobuf), for
-    records whose oneof does not directly follow `num`."""
+def oneof_field(body: bytes) -> tuple[int, bytes]:
+    """For a record whose oneof does not directly follow `num` (the SDK's own calls, such as a
+    summary update, carry an `_info` field between them): the first byte of the oneof's tag
+    (-1: none, or not protobuf) and the record as `num` then the oneof alone, the shape the bulk
+    decoders read."""
     i = 0
     n = len(body)
+    num = b""
     try:
         while i < n:
             key, j = read_varint(body, i)
             number, wire = key >> 3, key & 7
             if number not in _NOT_ONEOF:
-                return body[i] if wire == 2 else -1
+                if wire != 2:
+                    return -1, body
+                length, k = read_varint(body, j)
+                return body[i], num + body[i : k + length]
             if wire == 0:
-                _, i = read_varint(body, j)
+                _, end = read_varint(body, j)
+                if number == 1:
+                    num = body[i:end]
+                i = end
             elif wire == 2:
                 length, j = read_varint(body, j)
                 i = j + length
@@ -187,10 +196,10 @@ def oneof_tag(body: bytes) -> int:
             elif wire == 5:
                 i = j + 4
             else:
-                return -1
+                return -1, body
     except (IndexError, ValueError):
-        return -1
-    return -1
+        return -1, body
+    return -1, body
 
 
 class _Framer:
@@ -273,7 +282,9 @@ class _Framer:
             except IndexError:
                 tag = -1
             if tag != TAG_HISTORY and tag != TAG_SUMMARY:
-                tag = oneof_tag(body)
+                tag, normal = oneof_field(body)
+                if tag in (TAG_HISTORY, TAG_SUMMARY):
+                    body = normal
             if tag == TAG_HISTORY:
                 to_history(body)
             elif tag == TAG_SUMMARY:

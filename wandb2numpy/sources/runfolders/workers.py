@@ -10,6 +10,7 @@ one pickled job at a time from stdin, answering on stdout.
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import struct
@@ -71,7 +72,8 @@ def serve() -> None:
         try:
             name, args = _receive(stdin)
         except EOFError:
-            return
+            sys.stderr.flush()
+            os._exit(0)  # no interpreter teardown: the caller may be waiting for us to go
         try:
             answer: tuple[bool, Any] = (True, getattr(decode, name)(*args))
         except Exception as exc:  # noqa: BLE001 - sent back, raised in the caller
@@ -169,5 +171,11 @@ class WorkerPool:
     def close(self) -> None:
         with self._lock:
             workers, self._workers = self._workers, []
+        for w in workers:  # all told first, so they exit side by side
+            try:
+                if w.proc.stdin is not None:
+                    w.proc.stdin.close()
+            except OSError:
+                pass
         for w in workers:
             w.close()
