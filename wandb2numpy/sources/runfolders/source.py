@@ -25,14 +25,14 @@ import anyio
 import numpy as np
 
 from ...config import ExperimentConfig
+from ...config.filters import build_filters
+from ...config.match import FilterError, matches
 from ...errors import Wandb2NumpyError
-from ...fetch import FetchStats
-from ...filters import build_filters
 from ...models import RunInfo
+from ...plan.reads import plan_keys
+from ...runner import FetchStats
 from ...series import Series
-from ...testing.filters import FilterError, matches
 from ..base import ProgressFn, RunEvent, RunOutcome
-from ..planning import plan_keys
 from .decode import KeyRows, ParsedFile, parse_job
 from .discover import find_run_files
 from .runs import Run, build_runs, filter_doc
