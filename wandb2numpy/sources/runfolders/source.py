@@ -71,12 +71,15 @@ class RunFolderSource:
         workers: int | None = None,
         inline_bytes: int = INLINE_BYTES,
         now: float | None = None,
+        stats: FetchStats | None = None,
+        listing_cache: bool = False,
     ) -> None:
         self.source = source if isinstance(source, (str, os.PathLike)) else list(source)
         self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
         self.inline_bytes = inline_bytes
         self._now = now
-        self._stats = FetchStats()
+        self._stats = stats if stats is not None else FetchStats()
+        self.listing_cache = listing_cache
         self._pool: WorkerPool | None = None
         self._closing = threading.Event()
         # per run id: the rows read at listing time, and the files to decode again if needed

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import Wandb2NumpyError
+from ...errors import RunFileError
 
 __all__ = [
     "BLOCK",
@@ -44,10 +44,6 @@ TAG_SUMMARY = 0x1A  # field 3
 # Blocks read and framed at a time (1 MiB): bounds memory for long runs, as a chunk's bodies are
 # decoded before the next chunk is read; smaller chunks were no slower (they stay in cache).
 CHUNK_BLOCKS = 32
-
-
-class RunFileError(Wandb2NumpyError):
-    """A run file that cannot be read at all."""
 
 
 class NotARunFileError(RunFileError):
