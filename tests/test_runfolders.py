@@ -753,24 +753,144 @@ def project_data() -> dict[str, Any]:
 
 
 def test_same_arrays_as_through_the_service(server: LocalServer, logged: Path, tmp_path: Path) -> None:
+    """One export of two experiments: the project from the server, and as logged offline from
+    its run folders (config key `source`, no entity or project): identical arrays."""
+    common = {"fields": NUMERIC, "history_samples": "all", "output_path": str(tmp_path / "out")}
     config = {
-        "exp": {
-            "entity": "acme",
-            "project": "rl",
-            "fields": NUMERIC,
-            "history_samples": "all",
-            "output_path": str(tmp_path / "out"),
-        }
+        "svc": {"entity": "acme", "project": "rl", **common},
+        "files": {"source": str(logged / "wandb"), **common},
     }
     settings = ClientSettings(base_url=server.base_url, api_key=server.api_key, timeout=20)
-    via_service = export(config, write=False, settings=settings).experiments["exp"].result
-    src = RunFolderSource(logged / "wandb", workers=1)
-    try:
-        via_files = export(config, write=False, source=src).experiments["exp"].result
-    finally:
-        src.close()
+    result = export(config, write=False, settings=settings)
+    via_service, via_files = result.experiments["svc"].result, result.experiments["files"].result
     assert [r.id for r in via_files.runs] == [r.id for r in via_service.runs] == IDS
     assert via_files.fields.keys() == via_service.fields.keys() == set(NUMERIC)
     for key in NUMERIC:
         assert same_bits(via_files.fields[key].values, via_service.fields[key].values), key
         assert same_bits(via_files.fields[key].steps, via_service.fields[key].steps), key
+
+
+# ------------------------------------------------------------------------------ config, formats, CLI, incremental
+
+
+@pytest.mark.parametrize("data_type", ["numpy", "csv", "npz", "parquet"])
+def test_every_output_format_from_the_source_key(logged: Path, tmp_path: Path, data_type: str) -> None:
+    from wandb2numpy import load
+
+    config = {
+        "exp": {
+            "source": str(logged / "wandb"),
+            "fields": ["loss", "eval2.mean"],
+            "history_samples": "all",
+            "output_path": str(tmp_path / "out"),
+            "output_data_type": data_type,
+            "groups": ["ppo"],
+        }
+    }
+    result = export(config).experiments["exp"].result
+    back = load(tmp_path / "out" / "exp")
+    assert back.ids == [r.id for r in result.runs] == ["a1", "a2", "a3"]
+    for key in ("loss", "eval2.mean"):
+        assert same_bits(back.fields[key].values, result.fields[key].values), key
+        for i, rid in enumerate(back.ids):
+            expected = truth(rid).get(key, ([], []))
+            n = len(expected[1])
+            assert same_bits(back.fields[key].values[i, :n], np.array(expected[1], dtype=np.float64)), (rid, key)
+    rows = {r["id"]: r for r in back.run_rows}
+    assert rows["a1"]["config.lr"] == "0.001" and rows["a1"]["summary.return"] == "100.0"
+
+
+def test_x_axis_and_grid_from_run_folders(logged: Path, tmp_path: Path) -> None:
+    base = {
+        "source": str(logged / "wandb"),
+        "fields": ["loss"],
+        "history_samples": "all",
+        "output_path": str(tmp_path / "out"),
+        "runs": ["ppo-w-0"],
+    }
+    on_x = export({"exp": {**base, "x_axis": "eval2.mean"}}, write=False).experiments["exp"].result
+    steps, values = truth("a3")["loss"]
+    assert same_bits(on_x.fields["loss"].steps[0], np.array([s * 1.5 for s in steps]))  # a3 logs eval2.mean = 1.5 step
+    assert same_bits(on_x.fields["loss"].values[0], np.array(values))
+    gridded = export({"exp": {**base, "grid": {"points": 5}}}, write=False).experiments["exp"].result
+    assert gridded.grid is not None and gridded.grid.tolist() == [0.0, 1.5, 3.0, 4.5, 6.0]
+    assert same_bits(gridded.fields["loss"].values[0], np.interp(gridded.grid, steps, values))
+
+
+def test_config_source_needs_no_entity_and_must_exist(tmp_path: Path) -> None:
+    from wandb2numpy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="key 'source': no run folders at"):
+        parse_config({"e": {"source": str(tmp_path / "missing"), "fields": ["a"], "output_path": "o"}})
+    with pytest.raises(ConfigError, match="key 'entity': required key 'entity' is missing"):
+        parse_config({"e": {"project": "p", "fields": ["a"], "output_path": "o"}})
+    exp = parse_config({"e": {"source": str(tmp_path), "fields": ["a"], "output_path": "o"}})[0]
+    assert (exp.entity, exp.project, exp.run_folders, exp.location) == ("", "", str(tmp_path), str(tmp_path))
+
+
+def test_cli_exports_and_lists_run_folders(
+    logged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wandb2numpy.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    folder = str(logged / "wandb")
+    assert main(["fields", folder]) == 0
+    listed = capsys.readouterr().out
+    assert f"8 run(s) of {folder} match all runs" in listed
+    assert "eval2.deep.x" in listed and "histogram" in listed
+    code = main(["export", folder, "--fields", "loss", "flag", "note", "--samples", "all", "-O", "out", "-q"])
+    assert code == 0
+    name = logged.name  # the folder holding wandb/
+    loss = np.load(tmp_path / "out" / name / "loss.npy")
+    for i, rid in enumerate(IDS):
+        values = truth(rid)["loss"][1]
+        assert same_bits(loss[i, : len(values)], np.array(values))
+    assert main(["export", folder, "--fields", "loss", "--dry-run"]) == 0
+    assert "8 run(s)" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "nowhere"), "--fields", "loss"]) == 2  # a project name, no config
+
+
+def test_incremental_reads_only_files_that_changed(tmp_path: Path) -> None:
+    """Unchanged run files are not decoded again (their listing is remembered by size and
+    mtime); a file that grew is read again and only its new steps are taken."""
+    full = RunFileWriter(tmp_path / "whole", run_id="grow1", project="rl")
+    for step in range(3000):
+        full.log({"loss": 1.0 / (step + 1)})
+    whole = full.finish()
+    other = RunFileWriter(tmp_path / "runs", run_id="same1", project="rl")
+    for step in range(100):
+        other.log({"loss": float(step)})
+    other.finish()
+    growing = tmp_path / "runs" / "wandb" / whole.parent.name / whole.name
+    growing.parent.mkdir(parents=True)
+    growing.write_bytes(whole.read_bytes()[: 2 * BLOCK + 77])  # a job killed part way
+    old = time.time() - 3600
+    os.utime(growing, (old, old))
+    config = {
+        "exp": {
+            "source": str(tmp_path / "runs" / "wandb"),
+            "fields": ["loss"],
+            "history_samples": "all",
+            "output_path": str(tmp_path / "out"),
+        }
+    }
+
+    def run_once() -> tuple[Any, RunFolderSource]:
+        src = RunFolderSource(tmp_path / "runs" / "wandb", workers=1, listing_cache=True)
+        try:
+            return export(config, incremental=True, source=src).experiments["exp"], src
+        finally:
+            src.close()
+
+    first, src = run_once()
+    assert src.files_decoded == 2
+    cut = len(first.result.fields["loss"].values[[r.id for r in first.result.runs].index("grow1")])
+    again, src = run_once()
+    assert src.files_decoded == 0 and again.unchanged_runs == 2  # nothing decoded, nothing read
+    growing.write_bytes(whole.read_bytes())  # the run went on and finished
+    grown, src = run_once()
+    assert src.files_decoded == 1 and grown.grown_runs == 1 and grown.unchanged_runs == 1
+    row = [r.id for r in grown.result.runs].index("grow1")
+    values = grown.result.fields["loss"].values[row]
+    assert cut < 3000 and values.tolist() == [1.0 / (s + 1) for s in range(3000)]

@@ -86,7 +86,7 @@ def _counts(values: Sequence[str]) -> str:
 
 def _matched(p: ExperimentPlan) -> str:
     exp = p.config
-    return f"{exp.name}: {len(p.runs)} run(s) of {exp.entity}/{exp.project} match {describe_filters(exp)}"
+    return f"{exp.name}: {len(p.runs)} run(s) of {exp.location} match {describe_filters(exp)}"
 
 
 def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) -> list[str]:

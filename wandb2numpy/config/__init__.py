@@ -114,6 +114,11 @@ class ExperimentConfig:
     # are then optional, "" when not given, and only leave out runs recorded under others).
     run_folders: str | None = None
 
+    @property
+    def location(self) -> str:
+        """Where the runs come from, for messages: ENTITY/PROJECT, or the run folders."""
+        return self.run_folders if self.run_folders is not None else f"{self.entity}/{self.project}"
+
 
 # --------------------------------------------------------------------------- YAML
 

@@ -533,14 +533,20 @@ def _last_item(buf: bytes, token: bytes) -> tuple[int, bytes] | None:
 class KeyRows:
     """One history key of a file: its steps (sorted, one row per step) and values."""
 
-    steps: np.ndarray
+    steps: np.ndarray | None  # None: only counted (a listing remembered from an earlier export)
     values: np.ndarray | None  # None: not numbers (see `example`), or not asked for
     types: dict[str, int]  # the service's typeCounts: {"number": 12, ...}
     example: str | None = None  # a non-numeric value, described
+    count: int = 0  # rows
+    last: float | None = None  # the last step
 
     @property
     def numeric(self) -> bool:
         return self.example is None
+
+    @classmethod
+    def of(cls, steps: np.ndarray, values: np.ndarray | None, types: dict[str, int], example: str | None) -> KeyRows:
+        return cls(steps, values, types, example, len(steps), float(steps[-1]) if len(steps) else None)
 
 
 @dataclass
@@ -664,12 +670,12 @@ def last_wins(steps: np.ndarray, values: np.ndarray | None) -> tuple[np.ndarray,
 def _share_steps(keys: dict[str, KeyRows]) -> dict[str, KeyRows]:
     """Keys logged at every step share one steps array (held and sent once, not once per key)."""
     ref = keys.get("_step")
-    if ref is None:
+    if ref is None or ref.steps is None:
         return keys
     if ref.values is not None and np.array_equal(ref.values, ref.steps):
         ref.values = ref.steps
     for rows in keys.values():
-        if rows.steps is not ref.steps and len(rows.steps) == len(ref.steps) and np.array_equal(rows.steps, ref.steps):
+        if rows.steps is not None and rows.steps is not ref.steps and np.array_equal(rows.steps, ref.steps):
             rows.steps = ref.steps
     return keys
 
@@ -680,4 +686,4 @@ def _finish(col: Column) -> KeyRows:
     if col.numeric and not col.unread:
         values = np.concatenate(col.values) if len(col.values) != 1 else col.values[0]
     steps, values = last_wins(steps, values)
-    return KeyRows(steps, values, col.types, col.example)
+    return KeyRows.of(steps, values, col.types, col.example)

@@ -59,7 +59,8 @@ def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _merge_keys(files: Sequence[ParsedFile]) -> dict[str, KeyRows]:
-    """Every key's rows over the run's files, in file order, the later row of a step winning."""
+    """Every key's rows over the run's files, in file order, the later row of a step winning.
+    Files remembered from an earlier listing hold counts only: their rows are added up."""
     if len(files) == 1:
         return dict(files[0].keys)
     names = list(dict.fromkeys(n for f in files for n in f.keys))
@@ -71,12 +72,16 @@ def _merge_keys(files: Sequence[ParsedFile]) -> dict[str, KeyRows]:
             for t, n in p.types.items():
                 types[t] = types.get(t, 0) + n
         example = next((p.example for p in pieces if p.example is not None), None)
-        steps = np.concatenate([p.steps for p in pieces])
+        if any(p.steps is None for p in pieces):
+            lasts = [p.last for p in pieces if p.last is not None]
+            out[name] = KeyRows(None, None, types, example, sum(p.count for p in pieces), max(lasts, default=None))
+            continue
+        steps = np.concatenate([p.steps for p in pieces if p.steps is not None])
         values = None
         if example is None and all(p.values is not None for p in pieces):
             values = np.concatenate([p.values for p in pieces if p.values is not None])
         s, v = last_wins(steps, values)
-        out[name] = KeyRows(s, v, types, example)
+        out[name] = KeyRows.of(s, v, types, example)
     return out
 
 
@@ -136,7 +141,6 @@ def _build(files: list[ParsedFile], now: float) -> Run:
         summary = _deep_merge(summary, f.summary)
     keys = _merge_keys(files)
     step = keys.get("_step")
-    steps = step.steps if step is not None else np.empty(0)
     started = next((m.start_time for m in metas if m.start_time is not None), min(f.mtime for f in files))
     state = _state(files[-1], now)
     info = RunInfo(
@@ -150,10 +154,10 @@ def _build(files: list[ParsedFile], now: float) -> Run:
         tags=tuple(latest("tags")),
         created_at=_iso(started),
         heartbeat_at=_iso(max(f.mtime for f in files)),
-        history_line_count=len(steps),
-        last_step=int(steps[-1]) if len(steps) else -1,
+        history_line_count=step.count if step is not None else 0,
+        last_step=int(step.last) if step is not None and step.last is not None else -1,
         history_keys={
-            name: KeyInfo(types=tuple(sorted(k.types)) or ("number",), count=len(k.steps)) for name, k in keys.items()
+            name: KeyInfo(types=tuple(sorted(k.types)) or ("number",), count=k.count) for name, k in keys.items()
         },
         config={k: _wire(v) for k, v in config.items() if k not in _INTERNAL_CONFIG},
         summary=_wire(summary),

@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import anyio
 import numpy as np
@@ -33,6 +34,8 @@ from ...plan.reads import plan_keys
 from ...runner import FetchStats
 from ...series import Series
 from ..base import ProgressFn, RunEvent, RunOutcome
+from ..cache import STATE_DIR
+from . import remember
 from .decode import KeyRows, ParsedFile, parse_job
 from .discover import find_run_files
 from .runs import Run, build_runs, filter_doc
@@ -62,7 +65,10 @@ class RunFolderSource:
     """Run folders as a `HistorySource`. `source`: a folder of run folders (such as `./wandb`),
     one run folder, one `.wandb` file, a glob, or a list of these. `workers`: processes that
     decode files (default: one per CPU); below `inline_bytes` of files in all, they are decoded
-    in this process. `now`: the time live runs are judged against (default: the clock)."""
+    in this process. `now`: the time live runs are judged against (default: the clock).
+    `stats`: where to count rows (shared by the readers of one export). `listing_cache`: remember
+    each file's listing beside an incremental export's cache, so unchanged files are not decoded
+    again (see `remember`)."""
 
     def __init__(
         self,
@@ -87,6 +93,7 @@ class RunFolderSource:
         self._files: dict[str, list[tuple[str, int]]] = {}
         self._wanted: dict[str, frozenset[str] | None] = {}
         self.decode_seconds = 0.0  # CPU time the decoding took, over all processes
+        self.files_decoded = 0  # at listing (not counting files remembered unchanged)
 
     @property
     def stats(self) -> FetchStats:
@@ -107,7 +114,28 @@ class RunFolderSource:
     async def list_runs(self, exp: ExperimentConfig) -> list[RunInfo]:
         paths = await anyio.to_thread.run_sync(find_run_files, self.source)
         wanted = None if exp.fields is None else frozenset({*exp.fields, exp.x_axis})
-        parsed = await self._parse_all([(str(p), p.stat().st_size) for p in paths], wanted)
+        stats = [(str(p), p.stat()) for p in paths]
+        memo_path = Path(exp.output_path) / STATE_DIR / exp.name / remember.FILE_NAME
+        memo = remember.load(memo_path) if self.listing_cache else {}
+        known: dict[int, ParsedFile] = {}
+        for i, (path, st) in enumerate(stats):
+            if remember.unchanged(memo.get(path), st.st_size, st.st_mtime_ns):
+                got = remember.stub(path, memo[path])
+                if got is not None:
+                    known[i] = got
+        todo = [i for i in range(len(stats)) if i not in known]
+        fresh = await self._parse_all([(stats[i][0], stats[i][1].st_size) for i in todo], wanted)
+        parsed_at = dict(zip(todo, fresh))
+        parsed = [known[i] if i in known else parsed_at[i] for i in range(len(stats))]
+        self.files_decoded += len(fresh)
+        if self.listing_cache:
+            entries = {
+                stats[i][0]: memo[stats[i][0]]
+                if i in known
+                else remember.entry_of(parsed_at[i], stats[i][1].st_mtime_ns)
+                for i in range(len(stats))
+            }
+            await anyio.to_thread.run_sync(remember.save, memo_path, entries)
         for f in parsed:
             if not f.meta.run_id:
                 log.warning(
@@ -118,7 +146,8 @@ class RunFolderSource:
         for run in selected:
             for warning in run.warnings:
                 log.warning("run %s: %s", run.info.id, warning)
-            self._rows[run.info.id] = run.keys
+            if remember.has_rows(run.files):  # else decoded when read (if its cache cannot serve it)
+                self._rows[run.info.id] = run.keys
             self._files[run.info.id] = [(f.path, f.size) for f in run.files]
             self._wanted[run.info.id] = wanted
         return [r.info for r in selected]
@@ -226,7 +255,7 @@ class RunFolderSource:
             got = rows.get(key)
             if got is None:
                 continue
-            if got.values is None:
+            if got.values is None or got.steps is None:
                 outcome.non_numeric[key] = f"holds non-numeric values ({got.example or 'text'})"
                 continue
             steps, values = got.steps, got.values
