@@ -25,6 +25,7 @@ import math
 import operator
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -369,7 +370,7 @@ def _looks_numeric(vals: Sequence[bytes]) -> bool:
     """Whether every value is a number, NaN, ±Infinity or a bool, judged by its first byte: for
     keys nobody asked for, whose kind is all the listing needs (a byte search, not a parse)."""
     joined = b"\x00" + b"\x00".join(vals)
-    return not any(marker in joined for marker in (b'\x00"', b"\x00{", b"\x00[", b"\x00n"))
+    return not (b'\x00"' in joined or b"\x00{" in joined or b"\x00[" in joined or b"\x00n" in joined)
 
 
 def _counts(vals: Sequence[bytes]) -> dict[bytes, int]:
@@ -430,7 +431,9 @@ class _Summary:
         if len(known) > _FIND_LAST_UP_TO:
             return self._add_split(bodies, known)
         buf = b"".join(bodies) + _END
-        rest = _known_items(frozenset(known)).sub(b"", buf)
+        frozen = frozenset(known)
+        whole = _all_known(frozen)
+        rest = b"" if whole is not None and whole.fullmatch(buf) else _known_items(frozen).sub(b"", buf)
         if rest:
             got = _tokenize([rest], frozenset())
             if got is None:
@@ -496,6 +499,17 @@ def _known_items(known: frozenset[bytes]) -> re.Pattern[bytes]:
     one at a time is faster than runs of them, which keep a backtracking point per field)."""
     item = rb"\x0a" + _VARINT + b"(?:" + _trie(sorted(known)) + rb")\x82\x01" + _VARINT + _TEXT + b"*"
     return re.compile((item + b"|" if known else b"") + _BOUNDARY, re.S)
+
+
+@lru_cache(maxsize=64)
+def _all_known(known: frozenset[bytes]) -> re.Pattern[bytes] | None:
+    """The whole buffer as record starts and known keys' items: one match, no output, and no
+    backtracking state kept per field (possessive repetition, Python 3.11 on), a third faster
+    than deleting the items one by one. None where `re` has no possessive repetition."""
+    if sys.version_info < (3, 11) or not known:
+        return None
+    item = rb"\x0a" + _VARINT + b"(?:" + _trie(sorted(known)) + rb")\x82\x01" + _VARINT + _TEXT + b"*+"
+    return re.compile(b"(?:" + item + b"|" + _BOUNDARY + b")*+", re.S)
 
 
 def _varint(n: int) -> bytes:
