@@ -348,7 +348,12 @@ def _add_history(
                 kinds[media] = kinds.get(media, 0) + n
             _mark_text(col, steps, kinds, f"{next(iter(kinds))} (media)")
             continue
-        if col.numeric and wanted is not None and name not in wanted and _looks_numeric(vals):
+        if (
+            col.numeric
+            and wanted is not None
+            and name not in wanted
+            and (name in _WANDB_NUMBERS or _looks_numeric(vals))
+        ):
             _put(columns, name, steps, None, {"number": len(steps)})
             continue
         if col.numeric:
@@ -364,6 +369,10 @@ def _add_history(
             arr, keep = got
             _put(columns, name, steps[keep], arr[keep], scratch.types)
     return seen
+
+
+# Keys wandb itself writes into every row, always as numbers.
+_WANDB_NUMBERS = frozenset({"_runtime", "_timestamp"})
 
 
 def _looks_numeric(vals: Sequence[bytes]) -> bool:

@@ -216,11 +216,14 @@ class _Framer:
         unpack = _RECORD_HEADER.unpack_from
         crc32 = zlib.crc32
         seeds = _SEEDS
+        head = _REC_HEADER
+        history_tag, summary_tag = TAG_HISTORY, TAG_SUMMARY
+        pieces = self.pieces  # a record's fragments so far (kept local: this loop is hot)
         n = len(data)
         pos = _HEADER_LEN if base == 0 else 0
         block_end = min(BLOCK, n)
         while True:
-            if block_end - pos < _REC_HEADER:
+            if block_end - pos < head:
                 # The file ends inside a block with less than a header left: zeros are the
                 # writer's padding, anything else the start of a header it did not finish.
                 if block_end == n and pos < n and last and n % BLOCK and data[pos:n].strip(b"\0"):
@@ -231,42 +234,44 @@ class _Framer:
                 block_end = min(pos + BLOCK, n)
                 continue
             crc, length, kind = unpack(data, pos)
-            start = pos + _REC_HEADER
+            start = pos + head
             end = start + length
             if end > block_end:
                 if block_end == n and last and n % BLOCK:
                     # cut short at the end of the file: a writer still at work, or killed
                     damage.truncated_bytes = n - pos
                     break
-                self._bad(base + pos, block_end - pos)
+                self._bad(base + pos, block_end - pos, pieces)
+                pieces = None
                 pos = block_end
                 continue
             body = data[start:end]
-            if crc32(body, seeds[kind]) != crc or not FULL <= kind <= LAST:
+            if crc32(body, seeds[kind]) != crc or kind > LAST or not kind:
                 if not (kind == 0 and crc == 0 and length == 0):
-                    self._bad(base + pos, block_end - pos)
+                    self._bad(base + pos, block_end - pos, pieces)
+                    pieces = None
                 # else: zeros where a writer preallocated: nothing was written there
                 pos = block_end
                 continue
             pos = end
             if kind != FULL:
                 if kind == FIRST:
-                    if self.pieces is not None:
-                        damage.dropped_fragments += len(self.pieces)
-                    self.pieces = [body]
-                    self.pieces_at = base + start - _REC_HEADER
+                    if pieces is not None:
+                        damage.dropped_fragments += len(pieces)
+                    pieces = [body]
+                    self.pieces_at = base + start - head
                     continue
-                if self.pieces is None:  # the record's start was in a skipped block
+                if pieces is None:  # the record's start was in a skipped block
                     damage.dropped_fragments += 1
                     continue
-                self.pieces.append(body)
+                pieces.append(body)
                 if kind == MIDDLE:
                     continue
-                body = b"".join(self.pieces)
-                self.pieces = None
-            elif self.pieces is not None:  # a record left unfinished before this one
-                damage.dropped_fragments += len(self.pieces)
-                self.pieces = None
+                body = b"".join(pieces)
+                pieces = None
+            elif pieces is not None:  # a record left unfinished before this one
+                damage.dropped_fragments += len(pieces)
+                pieces = None
             # The oneof's tag follows `num` (field 1, a varint), which the writer puts first.
             try:
                 if body[0] == 0x08:
@@ -277,26 +282,29 @@ class _Framer:
                     tag = -1
             except IndexError:
                 tag = -1
-            if tag != TAG_HISTORY and tag != TAG_SUMMARY:
-                tag, normal = oneof_field(body)
-                if tag in (TAG_HISTORY, TAG_SUMMARY):
-                    body = normal
-            if tag == TAG_HISTORY:
+            if tag == history_tag:
                 to_history(body)
-            elif tag == TAG_SUMMARY:
+            elif tag == summary_tag:
                 to_summary(body)
             else:
-                other.append(body)
-        damage.end = base + pos if self.pieces is None else self.pieces_at
-        if last and self.pieces is not None:
+                tag, normal = oneof_field(body)
+                if tag == history_tag:
+                    to_history(normal)
+                elif tag == summary_tag:
+                    to_summary(normal)
+                else:
+                    other.append(body)
+        damage.end = base + pos if pieces is None else self.pieces_at
+        if last and pieces is not None:
             # The writer stopped between a record's pieces.
             damage.truncated_bytes = max(damage.truncated_bytes, base + n - self.pieces_at)
-            self.pieces = None
+            pieces = None
+        self.pieces = pieces
         return chunk
 
-    def _bad(self, at: int, skipped: int) -> None:
+    def _bad(self, at: int, skipped: int, pieces: list[bytes] | None) -> None:
+        """A block from `at` on is skipped; a record being assembled is lost with it."""
         self.damage.bad_blocks.append(at)
         self.damage.skipped_bytes += skipped
-        if self.pieces is not None:
-            self.damage.dropped_fragments += len(self.pieces)
-            self.pieces = None
+        if pieces is not None:
+            self.damage.dropped_fragments += len(pieces)
