@@ -335,9 +335,13 @@ def _add_history(
     _put(columns, "_step", record_steps, record_steps, {"number": n_records})
     for (role, name), tokens in by_name.items():
         idx = rows(tokens)
-        vals = texts(idx)
         steps = record_steps[record[idx]]
         col = columns.setdefault(name, Column())
+        unasked = wanted is not None and name not in wanted
+        if unasked and col.numeric and name in _WANDB_NUMBERS:
+            _put(columns, name, steps, None, {"number": len(steps)})
+            continue
+        vals = texts(idx)
         if role == "media":
             kinds: dict[str, int] = {}
             for raw, n in _counts(vals).items():
@@ -348,12 +352,7 @@ def _add_history(
                 kinds[media] = kinds.get(media, 0) + n
             _mark_text(col, steps, kinds, f"{next(iter(kinds))} (media)")
             continue
-        if (
-            col.numeric
-            and wanted is not None
-            and name not in wanted
-            and (name in _WANDB_NUMBERS or _looks_numeric(vals))
-        ):
+        if col.numeric and unasked and _looks_numeric(vals):
             _put(columns, name, steps, None, {"number": len(steps)})
             continue
         if col.numeric:
