@@ -5,7 +5,9 @@ fields each, so a Python step per record or per field would cap the reader at ab
 second. Instead each chunk's history records are joined into one buffer and cut into fields by one
 regular expression (`re.split`, in C): a record boundary, or an item (key, value_json). The keys
 seen are then mapped to codes once, the rows are grouped per key with numpy, and each key's
-value_json texts become floats in one `float` map.
+value_json texts become floats in one Arrow cast. The summary needs only each key's last update:
+the chunk's summary records are checked to hold nothing but known keys' items (one match over
+the buffer), and each key's last item is then found by searching back from the end.
 
 The bulk reader is exact or it declines: every byte of the buffer must belong to a recognised
 field (`split` leaves no gaps), every key it cut must decode as protobuf with its own lengths, and
