@@ -1,20 +1,9 @@
-"""History, summary and metadata of one run file, decoded into arrays.
+"""History and metadata of one run file, decoded into arrays.
 
-A logged step is three records (a history record and two summary updates) of a dozen small
-fields each, so a Python step per record or per field would cap the reader at about 100k values a
-second. Instead each chunk's history records are joined into one buffer and cut into fields by one
-regular expression (`re.split`, in C): a record boundary, or an item (key, value_json). The keys
-seen are then mapped to codes once, the rows are grouped per key with numpy, and each key's
-value_json texts become floats in one Arrow cast. The summary needs only each key's last update:
-the chunk's summary records are checked to hold nothing but known keys' items (one match over
-the buffer), and each key's last item is then found by searching back from the end.
-
-The bulk reader is exact or it declines: every byte of the buffer must belong to a recognised
-field (`split` leaves no gaps), every key it cut must decode as protobuf with its own lengths, and
-every record must hold exactly one `_step`. JSON never holds a raw control byte, which is what
-lets a value end where the next field's tag begins. Anything else (fields in another order,
-removals, a key with control characters) sends that chunk to the record-by-record reader in
-`proto`, which gives the same answer more slowly.
+The history records of each chunk are cut into fields in bulk (`tokens`); here the keys seen are
+mapped to codes once, the rows are grouped per key with numpy, and each key's value_json texts
+become floats in one Arrow cast. Every record must hold exactly one `_step`, or the chunk is read
+record by record. The summary comes from `summary`, the metadata records from `proto`.
 
 Names follow the W&B service: a logged dict is flattened with dots (`{"a": {"b": 1}}` is `a.b`),
 except a media object (a dict with `_type`), which is one non-numeric key of that type.
@@ -26,128 +15,22 @@ import json
 import math
 import operator
 import os
-import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import proto
-from .wire import CHUNK_BLOCKS, Damage, RunFileError, read_chunks, read_varint
+from .summary import Summary
+from .tokens import Token, key_parts, learn, slow_history, tokenize
+from .wire import CHUNK_BLOCKS, Damage, RunFileError, read_chunks
 
 __all__ = ["Column", "ParsedFile", "parse_file"]
 
-# --------------------------------------------------------------------------- the bulk tokenizer
-
-# A length of up to 2**28 bytes (what fits a record many times over), as a protobuf varint.
-_VARINT = rb"(?:[\x00-\x7f]|[\x80-\xff]{1,3}[\x00-\x7f])"
-_TEXT = rb"[^\x00-\x1f]"
-# The start of a history or summary record (num, then the oneof's tag and length), together
-# with the history step field (HistoryStep, field 2) that ends the record before it.
-_INT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"  # any varint: steps can be in the billions
-_BOUNDARY = rb"(?:\x12(?:\x00|[\x02-\x0b]\x08" + _INT + rb"))?\x08" + _INT + rb"[\x12\x1a]" + _VARINT
-# A key no earlier record of the file had: key and nested_key fields, each a length and text.
-_ANY_KEY = rb"(?:[\x0a\x12]" + _VARINT + _TEXT + rb"*?)+?"
-# Appended to a buffer so the last record's step field has a boundary to go with.
-_END = b"\x08\x00\x12\x00"
-# Records read with the general pattern first, to learn the keys the fast one looks for.
-_LEARN = 64
 _NONFINITE = {b"NaN": math.nan, b"Infinity": math.inf, b"-Infinity": -math.inf}
-
-Token = bytes | tuple[str, ...] | None  # raw key fields, decoded parts, or a record boundary
-
-
-def _trie(words: Sequence[bytes]) -> bytes:
-    """A regex matching exactly `words`, branching byte by byte (an alternation of hundreds of
-    keys would be tried one after another at every field)."""
-    root: dict[int, Any] = {}
-    for w in words:
-        node = root
-        for b in w:
-            node = node.setdefault(b, {})
-        node[-1] = {}
-
-    def emit(node: dict[int, Any]) -> bytes:
-        ends = -1 in node
-        alts = [re.escape(bytes([b])) + emit(child) for b, child in sorted(node.items()) if b != -1]
-        if not alts:
-            return b""
-        body = alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
-        if ends:
-            return (body if len(alts) > 1 else b"(?:" + body + b")") + b"?"
-        return body
-
-    return emit(root)
-
-
-@lru_cache(maxsize=64)
-def _pattern(known: frozenset[bytes]) -> re.Pattern[bytes]:
-    key = _trie(sorted(known)) + b"|" + _ANY_KEY if known else _ANY_KEY
-    item = rb"\x0a" + _VARINT + b"(" + key + rb")\x82\x01" + _VARINT + b"(" + _TEXT + b"*)"
-    return re.compile(item + b"|" + _BOUNDARY, re.S)
-
-
-def _tokenize(bodies: list[bytes], known: frozenset[bytes]) -> tuple[list[Token], list[bytes | None]] | None:
-    """(keys, values) of every field of the records, a None key at each record's start and one
-    at the end; None when something in them is not recognised."""
-    parts = _pattern(known).split(b"".join(bodies) + _END)
-    if any(parts[0::3]):
-        return None
-    return parts[1::3], parts[2::3]
-
-
-def _learn(bodies: list[bytes], known: set[bytes]) -> None:
-    """Add the keys of the first records to `known`, so the chunk is read with them literal."""
-    got = _tokenize(bodies[:_LEARN], frozenset(known))
-    if got is not None:
-        known.update(k for k in got[0] if isinstance(k, bytes))
-
-
-@lru_cache(maxsize=4096)
-def _parts(token: bytes) -> tuple[str, ...] | None:
-    """A key's fields decoded with their own lengths (None: not exactly key fields, or not UTF-8);
-    as wandb-core reads them: the nested key when there is one, else the plain key."""
-    try:
-        got = proto.fields(token)
-        nested = tuple(bytes(v).decode() for n, w, v in got if n == 2 and w == 2)
-        plain = [bytes(v).decode() for n, w, v in got if n == 1 and w == 2]
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if len(nested) + len(plain) != len(got) or not got:
-        return None
-    return nested if nested else (plain[-1],)
-
-
-def _slow_history(bodies: list[bytes]) -> tuple[list[Token], list[bytes | None]]:
-    """The same (keys, values) as `_tokenize`, record by record."""
-    keys: list[Token] = []
-    values: list[bytes | None] = []
-    for body in bodies:
-        try:
-            number, buf = proto.record_oneof(body)
-            items = proto.decode_items(buf) if number == proto.HISTORY else []
-            own_step = proto.history_step(buf) if number == proto.HISTORY else None
-        except proto.WireError:
-            continue  # its checksum held, but it is no history record this reader knows
-        step_items = [it for it in items if it.parts == ("_step",) and it.value_json is not None]
-        if not step_items and own_step is None:
-            continue  # no step: nowhere to put its values
-        keys.append(None)
-        values.append(None)
-        for it in items:
-            if it.parts != ("_step",):
-                keys.append(it.parts)
-                values.append(it.value_json)
-        keys.append(("_step",))
-        values.append(step_items[-1].value_json if step_items else str(own_step).encode())
-    keys.append(None)
-    values.append(None)
-    return keys, values
 
 
 # --------------------------------------------------------------------------- columns
@@ -295,7 +178,7 @@ def _add_history(
     distinct = [t for t in seen if t is not None]
     decoded: dict[Token, tuple[str, ...]] = {}
     for t in distinct:
-        p = t if isinstance(t, tuple) else _parts(t)
+        p = t if isinstance(t, tuple) else key_parts(t)
         if p is None:
             return None
         decoded[t] = p
@@ -417,139 +300,6 @@ def _mark_text(col: Column, steps: np.ndarray, types: dict[str, int], example: s
 # --------------------------------------------------------------------------- summary
 
 
-class _Summary:
-    """The run's summary: every update in file order, the last one per key kept."""
-
-    def __init__(self) -> None:
-        self.state: dict[tuple[str, ...], bytes] = {}
-
-    def apply(self, items: list[proto.Item]) -> None:
-        for it in items:
-            if it.remove:
-                n = len(it.parts)
-                for k in [k for k in self.state if k[:n] == it.parts]:
-                    del self.state[k]
-            elif it.value_json is not None:
-                self.state.pop(it.parts, None)
-                self.state[it.parts] = it.value_json
-
-    def add_bulk(self, bodies: list[bytes], known: set[bytes]) -> bool:
-        """Take in a chunk's summary records without reading each: all that matters is the last
-        update of each key. Every field must be a known key's item (checked by deleting those
-        and reading what is left, usually nothing); the last item of each key is then found from
-        the end. False: something else is there (a removal, say); read them one by one."""
-        if len(known) > _FIND_LAST_UP_TO:
-            return self._add_split(bodies, known)
-        buf = b"".join(bodies) + _END
-        frozen = frozenset(known)
-        whole = _all_known(frozen)
-        rest = b"" if whole is not None and whole.fullmatch(buf) else _known_items(frozen).sub(b"", buf)
-        if rest:
-            got = _tokenize([rest], frozenset())
-            if got is None:
-                return False
-            known.update(k for k in set(got[0]) if isinstance(k, bytes))
-        last: list[tuple[int, bytes, bytes]] = []
-        for token in known:
-            hit = _last_item(buf, token)
-            if hit is not None:
-                last.append((hit[0], token, hit[1]))
-        updates = []
-        for _, token, value in sorted(last):
-            parts = _parts(token)
-            if parts is None:
-                return False
-            updates.append(proto.Item(parts, value))
-        self.apply(updates)
-        return True
-
-    def _add_split(self, bodies: list[bytes], known: set[bytes]) -> bool:
-        """`add_bulk` for runs with many keys: every field cut out (the search from the end
-        would read the chunk once per key)."""
-        got = _tokenize(bodies, frozenset(known))
-        if got is None:
-            return False
-        keys, values = got
-        last = dict(zip(keys, values))
-        at = dict(zip(keys, range(len(keys))))
-        last.pop(None, None)
-        updates = []
-        for token in sorted(last, key=at.__getitem__):
-            parts = token if isinstance(token, tuple) else _parts(token)
-            if parts is None:
-                return False
-            updates.append(proto.Item(parts, last[token]))
-        known.update(k for k in last if isinstance(k, bytes))
-        self.apply(updates)
-        return True
-
-    def add_slow(self, bodies: list[bytes]) -> None:
-        for body in bodies:
-            try:
-                number, buf = proto.record_oneof(body)
-                if number == proto.SUMMARY:
-                    self.apply(proto.decode_items(buf, removes=True))
-            except proto.WireError:
-                continue
-
-    def result(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        proto.apply_items(out, [proto.Item(p, v) for p, v in self.state.items()])
-        return out
-
-
-# Up to this many keys, each key's last item is found by searching back from the end of a chunk;
-# with more, the chunk is cut into fields once.
-_FIND_LAST_UP_TO = 32
-
-
-@lru_cache(maxsize=64)
-def _known_items(known: frozenset[bytes]) -> re.Pattern[bytes]:
-    """A record start or an item of a known key (deleted to see what else is there; matching
-    one at a time is faster than runs of them, which keep a backtracking point per field)."""
-    item = rb"\x0a" + _VARINT + b"(?:" + _trie(sorted(known)) + rb")\x82\x01" + _VARINT + _TEXT + b"*"
-    return re.compile((item + b"|" if known else b"") + _BOUNDARY, re.S)
-
-
-@lru_cache(maxsize=64)
-def _all_known(known: frozenset[bytes]) -> re.Pattern[bytes] | None:
-    """The whole buffer as record starts and known keys' items: one match, no output, and no
-    backtracking state kept per field (possessive repetition, Python 3.11 on), a third faster
-    than deleting the items one by one. None where `re` has no possessive repetition."""
-    if sys.version_info < (3, 11) or not known:
-        return None
-    item = rb"\x0a" + _VARINT + b"(?:" + _trie(sorted(known)) + rb")\x82\x01" + _VARINT + _TEXT + b"*+"
-    return re.compile(b"(?:" + item + b"|" + _BOUNDARY + b")*+", re.S)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _last_item(buf: bytes, token: bytes) -> tuple[int, bytes] | None:
-    """Where the last item of key `token` starts and its value_json. A hit is an item only if
-    an item header of the right length precedes it (a key can also end another, nested key)."""
-    needle = token + b"\x82\x01"
-    end = len(buf)
-    while True:
-        p = buf.rfind(needle, 0, end)
-        if p < 0:
-            return None
-        end = p + len(needle) - 1
-        try:
-            length, start = read_varint(buf, p + len(needle))
-        except (IndexError, ValueError):
-            continue
-        head = b"\x0a" + _varint(start + length - p)
-        if buf[p - len(head) : p] == head:
-            return p, buf[start : start + length]
-
-
 # --------------------------------------------------------------------------- one file
 
 
@@ -612,7 +362,7 @@ def parse_file(
     size = st.st_size if size is None else size
     damage = Damage()
     meta = proto.RunMeta()
-    summary = _Summary()
+    summary = Summary()
     names = _Names()
     columns: dict[str, Column] = {}
     known: set[bytes] = set()
@@ -632,20 +382,20 @@ def parse_file(
         if chunk.history:
             records += len(chunk.history)
             if not learned[0]:
-                _learn(chunk.history, known)
+                learn(chunk.history, known)
                 learned[0] = True
-            got = _tokenize(chunk.history, frozenset(known)) if bulk else None
+            got = tokenize(chunk.history, frozenset(known)) if bulk else None
             seen = _add_history(got[0], got[1], names, columns, wanted) if got is not None else None
             if seen is not None:
                 known.update(k for k in seen if isinstance(k, bytes))
             else:
                 slow[0] += 1
-                keys, values = _slow_history(chunk.history)
+                keys, values = slow_history(chunk.history)
                 if _add_history(keys, values, names, columns, wanted) is None:
                     damage.unreadable_records += len(chunk.history)
         if chunk.summary:
             if not learned[1]:
-                _learn(chunk.summary, known)
+                learn(chunk.summary, known)
                 learned[1] = True
             if not bulk or not summary.add_bulk(chunk.summary, known):
                 slow[1] += 1
