@@ -5,6 +5,8 @@
     +-- ConfigError                  exit 2  (file, experiment, key: what was expected, what was found)
     +-- FetchError                   exit 1  (talking to the W&B server failed)
     |   +-- AuthError                        (bad or missing API key; never retried)
+    +-- RunFileError                 exit 1  (a run folder source that cannot be read: no run file,
+    |                                          a file that is not a run file)
     +-- OutputError                  exit 1  (writing results failed or would clobber files)
         +-- OutputExistsError                (files exist and overwrite was not asked for)
         +-- OutputLockedError                (another export holds the output folder)
@@ -53,6 +55,11 @@ class FetchError(Wandb2NumpyError):
 
 class AuthError(FetchError):
     """The server refused the API key. The key itself is never part of the message."""
+
+
+class RunFileError(Wandb2NumpyError):
+    """Run files on disk that cannot be read at all (damage inside a run file is only warned
+    about: what can be read is read)."""
 
 
 class OutputError(Wandb2NumpyError):

@@ -5,7 +5,8 @@ output paths and files in the way are checked under the output locks, then every
 listed and planned (`plan`), so a mistyped field, x axis or filter value costs listings only.
 Experiments then run side by side on one shared history source (`experiment.export_experiment`),
 so a config of many small experiments keeps every worker busy, and their folders are swapped in
-together at the end. `plan_export` is the same up to the plans, for `--dry-run`.
+together at the end; experiments whose `source:` names run folders read those instead
+(`sources.choose`). `plan_export` is the same up to the plans, for `--dry-run`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .result import ExperimentReport, ExportResult, Progress
 from .runner import RetryPolicy, task_group
 from .sources import cache as incremental_cache
 from .sources.base import HistorySource
-from .sources.service import WandbSource
+from .sources.choose import Sources
 from .wandb.client import ClientSettings
 
 __all__ = ["ExperimentReport", "ExportResult", "Progress", "export", "export_async", "plan_experiments", "plan_export"]
@@ -75,27 +76,28 @@ async def export_async(
     with locks, batch:
         if write:
             check_outputs(configs, overwrite=overwrite, delete_foreign_files=delete_foreign_files)
-        owned = source is None
-        active: HistorySource = (
-            WandbSource(settings, concurrency=concurrency, policy=policy) if source is None else source
+        sources = Sources(
+            configs,
+            service=functools.partial(_service, settings, concurrency, policy),
+            given=source,
+            incremental=incremental,
         )
         try:
-            reports = await _run_all(configs, active, progress, functools.partial(
+            reports = await _run_all(configs, sources, progress, functools.partial(
                 export_experiment, write=write, overwrite=overwrite, incremental=incremental,
                 progress=progress, delete_foreign_files=delete_foreign_files, batch=batch,
             ))
         finally:
-            if owned:
-                active.close()
+            sources.close()
         await anyio.to_thread.run_sync(batch.commit)
     return ExportResult(
-        experiments=reports, configs=configs, stats=active.stats, wall_s=time.perf_counter() - started
+        experiments=reports, configs=configs, stats=sources.stats, wall_s=time.perf_counter() - started
     )
 
 
 async def _run_all(
     configs: Sequence[ExperimentConfig],
-    source: HistorySource,
+    sources: Sources,
     progress: Progress | None,
     one: Callable[[ExperimentPlan, HistorySource], Awaitable[ExperimentReport]],
 ) -> dict[str, ExperimentReport]:
@@ -104,20 +106,20 @@ async def _run_all(
     reports: dict[str, ExperimentReport] = {}
     begin = getattr(progress, "begin", None)
     if begin is not None:  # bars in config order, before any listing returns
-        begin([c.name for c in configs], source.stats)
+        begin([c.name for c in configs], sources.primary.stats)
 
     async def run(plan: ExperimentPlan) -> None:
-        reports[plan.name] = await one(plan, source)
+        reports[plan.name] = await one(plan, sources.of(plan.config))
 
     async with task_group() as tg:
         if configs:
-            tg.start_soon(source.prepare)
-        for plan in await plan_experiments(configs, source):
+            tg.start_soon(sources.prepare)
+        for plan in await plan_experiments(configs, sources):
             tg.start_soon(run, plan)
     return {c.name: reports[c.name] for c in configs}
 
 
-async def plan_experiments(configs: Sequence[ExperimentConfig], source: HistorySource) -> list[ExperimentPlan]:
+async def plan_experiments(configs: Sequence[ExperimentConfig], sources: Sources) -> list[ExperimentPlan]:
     """List every experiment's runs (side by side) and decide each plan from the listings.
 
     The one planning step the export and `--dry-run` share. Filter values are compared with the
@@ -125,14 +127,14 @@ async def plan_experiments(configs: Sequence[ExperimentConfig], source: HistoryS
     listed: dict[str, list[RunInfo]] = {}
 
     async def one(exp: ExperimentConfig) -> None:
-        listed[exp.name] = await source.list_runs(exp)
+        listed[exp.name] = await sources.of(exp).list_runs(exp)
         log.info("%s: %d run(s) match %s", exp.name, len(listed[exp.name]), describe_filters(exp))
 
     async with task_group() as tg:
         for exp in configs:
             tg.start_soon(one, exp)
     known = known_values([(c, listed[c.name]) for c in configs])
-    shape = _read_shape(source)
+    shape = _read_shape(sources.primary)
     return [build_plan(c, listed[c.name], known=known[(c.entity, c.project)], **shape) for c in configs]
 
 
@@ -162,13 +164,15 @@ def plan_export(
     configs = resolve_configs(config, experiments)
 
     async def run() -> list[ExperimentPlan]:
-        active = source if source is not None else WandbSource(
-            _settings_for(configs, settings), concurrency=concurrency, policy=policy)
+        sources = Sources(
+            configs,
+            service=functools.partial(_service, _settings_for(configs, settings), concurrency, policy),
+            given=source,
+        )
         try:
-            return await plan_experiments(configs, active)
+            return await plan_experiments(configs, sources)
         finally:
-            if source is None:
-                active.close()
+            sources.close()
 
     return anyio.run(run)
 
@@ -177,9 +181,17 @@ def _settings_for(configs: Sequence[ExperimentConfig], settings: ClientSettings 
     """The caller's settings, with the first experiment's entity when none is set: saves wandb's
     `GetDefaultEntity` round trip at start-up."""
     settings = settings or ClientSettings()
-    if settings.entity is None and configs:
-        settings = dataclasses.replace(settings, entity=configs[0].entity)
+    entity = next((c.entity for c in configs if c.run_folders is None and c.entity), None)
+    if settings.entity is None and entity:
+        settings = dataclasses.replace(settings, entity=entity)
     return settings
+
+
+def _service(settings: ClientSettings, concurrency: int, policy: RetryPolicy | None) -> HistorySource:
+    """The W&B server as a source; imported here, so exports of run folders never load wandb."""
+    from .sources.service import WandbSource
+
+    return WandbSource(settings, concurrency=concurrency, policy=policy)
 
 
 def export(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import logging
 import os
 import re
@@ -13,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, TypedDict
 
 from ..config import ExperimentConfig, load_config, parse_config
-from ..config.names import output_path_problem
+from ..config.names import experiment_name_problem, output_path_problem
 from ..errors import ConfigError, Wandb2NumpyError
 from ..runner import RetryPolicy
 from .errors import exit_code_of
@@ -43,6 +44,8 @@ def configs(args: argparse.Namespace) -> list[ExperimentConfig]:
     """The experiments the arguments describe: the config file's (`output_path` replaced by
     -O/--output-dir when given), or one experiment named after the project when the fields are
     given on the command line. Both go through `parse_config`, so a mistake reads the same."""
+    if is_run_folders(args.config):
+        return parse_config(_folders_config(args), source=_PROJECT_SOURCE)
     if _project_mode(args):
         return parse_config(_project_config(args), source=_PROJECT_SOURCE)
     target: str = args.config
@@ -60,6 +63,54 @@ def configs(args: argparse.Namespace) -> list[ExperimentConfig]:
         dataclasses.replace(c, output_path=Path(output_dir), raw=MappingProxyType({**c.raw, "output_path": output_dir}))
         for c in loaded
     ]
+
+
+def is_run_folders(target: str | None) -> bool:
+    """Whether the positional argument names run folders rather than a config or a project: a
+    folder (./wandb, one run folder), a .wandb file, or a glob that matches something."""
+    if target is None:
+        return False
+    path = os.path.expanduser(target)
+    if os.path.isdir(path) or (os.path.isfile(path) and path.endswith(".wandb")):
+        return True
+    return any(c in target for c in "*?[") and bool(glob.glob(path))
+
+
+def _folders_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The config dict of `export ./wandb --fields ...` (or `fields ./wandb`): one experiment
+    named after the project folder, reading the run folders; no entity or project filter."""
+    if args.experiments:
+        raise ConfigError("-e/--experiments picks experiments of a config file; run folders are one experiment")
+    target: str = args.config
+    fields: list[str] | None = getattr(args, "fields", None)
+    output_dir: str | None = getattr(args, "output_dir", None)
+    exp: dict[str, Any] = {
+        "source": target,
+        "fields": "all" if fields is None or fields == ["all"] else fields,
+        "output_path": output_dir if output_dir is not None else PROJECT_OUTPUT_DIR,
+    }
+    if args.groups is not None:
+        exp["groups"] = "all" if args.groups == ["all"] else args.groups
+    samples: str | None = getattr(args, "samples", None)
+    if samples is not None:
+        exp["history_samples"] = int(samples) if samples.strip().lstrip("-").isdigit() else samples
+    return {_folders_name(target): exp}
+
+
+def _folders_name(target: str) -> str:
+    """The experiment (and output folder) name: the run folders' project folder, the one
+    holding `wandb/`, when it makes a valid name."""
+    path = Path(os.path.expanduser(target)).resolve() if not any(c in target for c in "*?[") else None
+    if path is not None:
+        if path.is_file():
+            path = path.parent
+        if path.name.startswith(("run-", "offline-run-")):
+            path = path.parent
+        if path.name == "wandb":
+            path = path.parent
+        if path.name and experiment_name_problem(path.name) is None:
+            return path.name
+    return "runs"
 
 
 def _project_mode(args: argparse.Namespace) -> bool:

@@ -86,7 +86,7 @@ def _counts(values: Sequence[str]) -> str:
 
 def _matched(p: ExperimentPlan) -> str:
     exp = p.config
-    return f"{exp.name}: {len(p.runs)} run(s) of {exp.entity}/{exp.project} match {describe_filters(exp)}"
+    return f"{exp.name}: {len(p.runs)} run(s) of {exp.location} match {describe_filters(exp)}"
 
 
 def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) -> list[str]:
@@ -118,6 +118,9 @@ def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) ->
         rows = f"about {plan.rows} row(s)"
         if plan.unknown_runs:
             rows += f", plus {plan.unknown_runs} run(s) the listing gave no counts for"
+        if p.config.run_folders is not None:
+            lines.append(f"  planned: {rows} read from run files on disk, no request")
+            continue
         lines.append(
             f"  planned: {plan.requests} history request(s) for {rows}: "
             f"{plan.batched_runs} run(s) in {plan.batch_requests} shared request(s), "
@@ -126,7 +129,7 @@ def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) ->
                "(one more per further file or live tail); " if plan.parquet_runs else "")
             + f"{plan.empty_runs} run(s) hold none of the fields"
         )
-    total = sum(p.reads.requests for p in plans)
+    total = sum(p.reads.requests for p in plans if p.config.run_folders is None)
     lines.append(
         f"dry run: {sum(len(p.runs) for p in plans)} run(s) matched, {total} history request(s) "
         "planned; no history fetched, nothing written"

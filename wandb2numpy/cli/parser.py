@@ -98,7 +98,8 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         "config",
         nargs="?",
         help="YAML config file; with --fields, ENTITY/PROJECT instead (or PROJECT with WANDB_ENTITY "
-        "set, or nothing with WANDB_ENTITY and WANDB_PROJECT set)",
+        "set, or nothing with WANDB_ENTITY and WANDB_PROJECT set); or run folders on disk: a folder "
+        "such as ./wandb, one run folder, a .wandb file or a glob (no server needed)",
     )
     p.add_argument(
         "-o",
@@ -213,9 +214,9 @@ def _add_fields(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "config",
         nargs="?",
-        metavar="CONFIG|ENTITY/PROJECT",
+        metavar="CONFIG|ENTITY/PROJECT|FOLDER",
         help="YAML config file, or ENTITY/PROJECT (PROJECT with WANDB_ENTITY set; nothing with "
-        "WANDB_ENTITY and WANDB_PROJECT set)",
+        "WANDB_ENTITY and WANDB_PROJECT set), or run folders on disk such as ./wandb",
     )
     p.add_argument(
         "-e", "--experiments", action="append", nargs="+", metavar="EXP",

@@ -35,6 +35,7 @@ from .schema import (
     _Problem,
     _raise,
     _translate,
+    with_source_defaults,
 )
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,16 @@ class ExperimentConfig:
     history_samples: int | None = DEFAULT_HISTORY_SAMPLES  # None = full history
     x_axis: str = DEFAULT_X_AXIS  # the history key the steps arrays hold
     grid: GridSpec | None = None  # resample every field on shared x values
-    source: str = "<config>"
+    source: str = "<config>"  # the config file this came from, for messages
     raw: Mapping[str, Any] = field(hash=False)  # the merged dict as the user wrote it
+    # The config key `source`: run folders to read instead of the W&B server (entity and project
+    # are then optional, "" when not given, and only leave out runs recorded under others).
+    run_folders: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the runs come from, for messages: ENTITY/PROJECT, or the run folders."""
+        return self.run_folders if self.run_folders is not None else f"{self.entity}/{self.project}"
 
 
 # --------------------------------------------------------------------------- YAML
@@ -280,7 +289,7 @@ def _deep_merge(base: Mapping[Any, Any], override: Mapping[Any, Any]) -> dict[An
 def _validate(name: str, merged: dict[Any, Any], *, partial: bool,
               body: Mapping[str, Any] | None = None) -> tuple[_Experiment | None, list[_Problem]]:
     try:
-        return _Experiment.model_validate(merged, context={"partial": partial}), []
+        return _Experiment.model_validate(with_source_defaults(merged), context={"partial": partial}), []
     except ValidationError as exc:
         return None, _translate(exc, name, body if body is not None else merged, partial)
 
@@ -311,8 +320,8 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
 
     return ExperimentConfig(
         name=name,
-        entity=model.entity,
-        project=model.project,
+        entity=model.entity or "",
+        project=model.project or "",
         fields=model.fields,
         output_path=Path(model.output_path),
         selections=selections,
@@ -328,6 +337,7 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         ),
         source=source,
         raw=MappingProxyType(copy.deepcopy(merged)),
+        run_folders=model.source,
     )
 
 

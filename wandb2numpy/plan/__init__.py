@@ -186,7 +186,7 @@ def _filter_problems(exp: ExperimentConfig, runs: Sequence[RunInfo], known: Know
     """A filter value (group, job type, run name, tag) that none of the listed runs carries: a
     comparison of ppo with 'sca' must not quietly become ppo alone."""
     if not runs:
-        line = f"{exp.name}: no run matched {describe_filters(exp)} in {exp.entity}/{exp.project}"
+        line = f"{exp.name}: no run matched {describe_filters(exp)} in {exp.location}"
         hints = [_value_hint(key, value, known) for key, value in _configured_values(exp)]
         shown = [h.removeprefix("; ") for h in hints if h]
         return [line + (" (" + "; ".join(shown) + ")" if shown else "")]

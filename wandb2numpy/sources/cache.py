@@ -6,7 +6,7 @@ Beside the output, per experiment::
     <output_path>/.wandb2numpy/<experiment>/runs/<run>.npz     that run's fetched series
 
 `state.json` holds a format version, a fingerprint of everything that decides the data (entity,
-project, run filter, the configured field list or "all", history_samples) and, per cached run, its
+project or run folders, run filter, the configured field list or "all", history_samples) and, per cached run, its
 id, state, history line count, last step, heartbeat time and the field list it was fetched for.
 A changed fingerprint drops the whole cache. Each `.npz` repeats its run's metadata, so a cache
 file that does not match its state entry (or does not load) is simply fetched again.
@@ -73,6 +73,8 @@ def fingerprint(exp: ExperimentConfig, filters: Mapping[str, Any]) -> dict[str, 
         "fields": list(exp.fields) if exp.fields is not None else "all",
         "history_samples": exp.history_samples,
     }
+    if exp.run_folders is not None:  # only then: fingerprints of W&B exports stay as they were
+        raw["source"] = exp.run_folders
     normalised: dict[str, Any] = json.loads(json.dumps(raw, sort_keys=True, default=str))
     return normalised
 
