@@ -89,12 +89,17 @@ def _folders_config(args: argparse.Namespace) -> dict[str, Any]:
         "fields": "all" if fields is None or fields == ["all"] else fields,
         "output_path": output_dir if output_dir is not None else PROJECT_OUTPUT_DIR,
     }
+    _add_selection(args, exp)
+    return {_folders_name(target): exp}
+
+
+def _add_selection(args: argparse.Namespace, exp: dict[str, Any]) -> None:
+    """--groups and --samples into an experiment built from the command line."""
     if args.groups is not None:
         exp["groups"] = "all" if args.groups == ["all"] else args.groups
     samples: str | None = getattr(args, "samples", None)
     if samples is not None:
         exp["history_samples"] = int(samples) if samples.strip().lstrip("-").isdigit() else samples
-    return {_folders_name(target): exp}
 
 
 def _folders_name(target: str) -> str:
@@ -164,11 +169,7 @@ def _project_config(args: argparse.Namespace) -> dict[str, Any]:
         "fields": "all" if fields is None or fields == ["all"] else fields,
         "output_path": output_dir if output_dir is not None else PROJECT_OUTPUT_DIR,
     }
-    if args.groups is not None:
-        exp["groups"] = "all" if args.groups == ["all"] else args.groups
-    samples: str | None = getattr(args, "samples", None)
-    if samples is not None:
-        exp["history_samples"] = int(samples) if samples.strip().lstrip("-").isdigit() else samples
+    _add_selection(args, exp)
     return {project: exp}
 
 

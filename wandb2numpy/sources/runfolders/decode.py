@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ...models import type_name
 from . import proto
 from .summary import Summary
 from .tokens import Token, key_parts, learn, slow_history, tokenize
@@ -62,21 +63,6 @@ def _describe(value: Any) -> str:
     if value is None:
         return "null"
     return f"a {type(value).__name__}"
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        kind = value.get("_type")
-        return str(kind) if kind else "map"
-    if isinstance(value, list):
-        return "list"
-    return "unknown"
 
 
 # From this many values on, texts are parsed by Arrow's cast (fast_float: correctly rounded, as
@@ -127,7 +113,7 @@ def _slow_values(vals: Sequence[bytes], col: Column) -> tuple[np.ndarray, np.nda
         if v is None:
             keep[i] = False
             continue
-        t = _type_name(v)
+        t = type_name(v)
         col.types[t] = col.types.get(t, 0) + 1
         if isinstance(v, (bool, int, float)):
             try:
