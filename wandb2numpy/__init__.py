@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0.dev0"
 
+from . import _early
+
+_early.install()  # the command's own process only: Ctrl-C while the imports below load
+
 from .assemble import ExperimentResult, FieldArrays
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import (

@@ -6,50 +6,44 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from ..errors import Wandb2NumpyError
 from ..wandb.client import ClientSettings
 from .common import configs, fail, policy, setup_logging
 from .report import (
     EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     STDOUT,
     Summary,
     TqdmProgress,
     exit_code,
     print_summary,
 )
+from .stop import Stopper, Terminated
 
 log = logging.getLogger("wandb2numpy")
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so cleanup runs as it does for Ctrl-C."""
-
-
 def command(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_file)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
+    # SIGINT and SIGTERM end the process within two seconds in every state (see `stop`): the
+    # interrupt paths below never return.
+    stopper = Stopper(summary).install()
     try:
         code = dry_run(args, summary) if args.dry_run else run(args, summary)
     except KeyboardInterrupt:
-        print("wandb2numpy: interrupted; files of earlier exports are untouched", file=sys.stderr)
-        code = summary.fail(EXIT_SIGINT, "interrupted (SIGINT)")
-    except _Terminated:
-        print("wandb2numpy: terminated; files of earlier exports are untouched", file=sys.stderr)
-        code = summary.fail(EXIT_SIGTERM, "terminated (SIGTERM)")
+        stopper.finish(stopper.signum or signal.SIGINT)
+        raise
+    except Terminated:
+        stopper.finish(signal.SIGTERM)
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if stopper.signum is None:
+            stopper.restore()
     summary.write()
     log.info("exit code %d", code)
     return code
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
 
 
 def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
