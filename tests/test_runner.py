@@ -19,7 +19,7 @@ import pytest
 from wandb2numpy import AuthError, RetryPolicy, export
 from wandb2numpy.config import ExperimentConfig
 from wandb2numpy.models import KeyInfo, RunInfo
-from wandb2numpy.runner import FetchStats, Runner, Verdict, task_group
+from wandb2numpy.runner import FetchStats, GaveUp, Runner, Verdict, task_group
 from wandb2numpy.series import Series
 from wandb2numpy.sources import ProgressFn, RunOutcome
 
@@ -198,9 +198,13 @@ def test_runner_retries_transient_failures_then_gives_up() -> None:
     assert runner.stats.retries == 2 and runner.stats.transient_errors == 2
 
     attempts.clear()
-    with pytest.raises(Transient):
+    with pytest.raises(GaveUp) as info:
         anyio.run(lambda: runner.call(flaky, 99, what="hopeless"))
     assert len(attempts) == QUICK.attempts
+    # the message counts the attempts made, and keeps the last failure's text
+    assert isinstance(info.value.__cause__, Transient)
+    assert info.value.attempts == QUICK.attempts
+    assert f"gave up after {QUICK.attempts} attempt(s)" in str(info.value) and "try again" in str(info.value)
 
 
 def test_runner_does_not_retry_a_fatal_error() -> None:

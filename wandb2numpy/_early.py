@@ -47,3 +47,6 @@ def uninstall() -> None:
     for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
         if signal.getsignal(sig) is _exit_now:
             signal.signal(sig, default)
+
+
+install()  # on import: the package imports this module before anything slow

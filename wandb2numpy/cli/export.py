@@ -53,7 +53,8 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
 
     if out is None:
         out = sys.stderr if args.json_summary == STDOUT else sys.stdout
-    settings = ClientSettings(base_url=args.base_url)
+    settings = ClientSettings(base_url=args.base_url, timeout=args.timeout)
+    summary.budget(retries=args.retries, deadline=args.deadline, timeout=args.timeout)
     progress = None if args.quiet or not sys.stderr.isatty() else TqdmProgress()
     try:
         result = export(
@@ -96,7 +97,7 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
     out = out or sys.stdout
     try:
         previews = preview(
-            configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
+            configs(args), settings=ClientSettings(base_url=args.base_url, timeout=args.timeout), concurrency=args.concurrency,
             **policy(args),
         )
     except Wandb2NumpyError as exc:

@@ -44,6 +44,10 @@ class Summary:
         self.started = time.time()
         self.data: dict[str, Any] = {"config": str(config), "exit_code": None, "error": None}
 
+    def budget(self, *, retries: int, deadline: float | None, timeout: float) -> None:
+        """The limits the operator set (or the defaults), so a monitor reads them beside the outcome."""
+        self.data.update(retries_per_request=retries, deadline_s=deadline, timeout_s=timeout)
+
     def fail(self, code: int, message: str) -> int:
         self.data.update(exit_code=code, error=message)
         return code
@@ -86,6 +90,7 @@ class Summary:
             retries=stats.retries,
             rate_limited=stats.rate_limited,
             rate_limited_in_core=stats.rate_limited_in_core,
+            deadline_passed=stats.deadline_passed,
             bytes_written=bytes_written,
         )
 
