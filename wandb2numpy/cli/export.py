@@ -14,6 +14,7 @@ from .common import configs, fail, policy, setup_logging
 from .report import (
     EXIT_OK,
     STDOUT,
+    LineProgress,
     Summary,
     TqdmProgress,
     exit_code,
@@ -55,7 +56,9 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
         out = sys.stderr if args.json_summary == STDOUT else sys.stdout
     settings = ClientSettings(base_url=args.base_url, timeout=args.timeout)
     summary.budget(retries=args.retries, deadline=args.deadline, timeout=args.timeout)
-    progress = None if args.quiet or not sys.stderr.isatty() else TqdmProgress()
+    progress: TqdmProgress | LineProgress | None = (
+        None if args.quiet else TqdmProgress() if sys.stderr.isatty() else LineProgress()
+    )
     try:
         result = export(
             configs(args),
