@@ -70,9 +70,11 @@ Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
 class RetryPolicy:
     """How hard to try one call, and how long the whole export may take.
 
-    The defaults ride out a server that is gone for five minutes: waits double from 1 s up to
-    30 s, each between 75% and 100% of its nominal length, so 20 retries wait at least
-    0.75 * (1 + 2 + 4 + 8 + 16 + 15 * 30) = 360 s (see `min_total_wait`)."""
+    The defaults ride out a server that is gone for five minutes: while no call succeeds, a
+    call's waits double from 1 s up to 30 s, each between 75% and 100% of its nominal length, so
+    20 retries wait at least 0.75 * (1 + 2 + 4 + 8 + 16 + 15 * 30) = 360 s (see
+    `min_total_wait`). While other calls succeed, a failure is a passing fault (or a broken run)
+    and is retried after the first wait: 20 retries then cost seconds, not minutes."""
 
     attempts: int = DEFAULT_RETRIES + 1  # per call, the first included (`--retries` + 1)
     initial_wait: float = 1.0
@@ -197,6 +199,7 @@ class Runner:
         self.stats = FetchStats()
         deadline = self.policy.export_deadline
         self.deadline_at = None if deadline is None else time.monotonic() + deadline
+        self._last_success = -float("inf")  # when a call last succeeded
         self._slots_limiter = anyio.CapacityLimiter(concurrency)
         self._thread_limiter = anyio.CapacityLimiter(concurrency)
         self._free_slots = list(range(concurrency))
@@ -255,9 +258,19 @@ class Runner:
                 failures.describe(exc) if exc else "?",
             )
 
+        level = 0  # how far this call's waits have doubled
+        began = first  # when its latest attempt began
+
+        def wait(state: RetryCallState) -> float:
+            """Doubling only while the server answers no one: a failure amid successes is a
+            passing fault, retried after the first wait; an outage backs off to `max_wait`."""
+            nonlocal level
+            level = 1 if self._last_success > began else level + 1
+            return policy.nominal_wait(level) * random.uniform(JITTER_LOW, 1.0)
+
         retrying = AsyncRetrying(
             retry=retry_if_exception(retryable),
-            wait=self._wait,
+            wait=wait,
             stop=stop_after_attempt(attempts) | stop_after_delay(policy.deadline),
             before_sleep=before_sleep,
             reraise=True,
@@ -270,6 +283,7 @@ class Runner:
                 with attempt:
                     self._check_deadline()
                     made += 1
+                    began = time.monotonic()
                     return await self._bounded_attempt(fn, args, cost, label)
         except (AuthError, DeadlinePassed):
             raise
@@ -280,10 +294,6 @@ class Runner:
             text = _WANDB_COUNT.sub("", failures.describe(exc))
             raise GaveUp(f"{text} (gave up after {made} attempt(s) in {took:.0f} s)", made) from exc
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        nominal = self.policy.nominal_wait(state.attempt_number)
-        return nominal * random.uniform(JITTER_LOW, 1.0)
 
     async def _sleep(self, seconds: float) -> None:
         """A retry's wait, cut short (and the call failed) by the export's deadline."""
@@ -353,5 +363,6 @@ class Runner:
             finally:
                 heapq.heappush(self._free_slots, slot)
                 self.gate.left(cost)
+            self._last_success = time.monotonic()
             self.gate.succeeded(label, cost, started, rate)
             return result
