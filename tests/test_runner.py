@@ -22,6 +22,7 @@ from wandb2numpy.models import KeyInfo, RunInfo
 from wandb2numpy.runner import FetchStats, GaveUp, Runner, Verdict, task_group
 from wandb2numpy.series import Series
 from wandb2numpy.sources import ProgressFn, RunOutcome
+from wandb2numpy.sources.base import OutcomeFn
 
 QUICK = RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.002, rate_limit_pause=0.001)
 
@@ -124,6 +125,7 @@ class MemorySource:
         samples: int | None,
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> list[RunOutcome]:
         assert starts is None or not any(starts)  # these runs never grow
         outcomes = [RunOutcome() for _ in runs]
@@ -135,6 +137,8 @@ class MemorySource:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed run is recorded, as in the real sources
                 outcomes[i] = RunOutcome(error=str(exc))
+            if on_outcome is not None:
+                on_outcome(run, outcomes[i])
             if progress is not None:
                 progress("run_failed" if outcomes[i].error else "run_done", run, outcomes[i].rows)
 

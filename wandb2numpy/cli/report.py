@@ -65,6 +65,7 @@ class Summary:
                 "runs_exported": len(res.runs),
                 "runs_unchanged": report.unchanged_runs,
                 "runs_grown": report.grown_runs,
+                "runs_gone": list(report.gone_runs),
                 "runs_failed": len(res.failed_runs),
                 "runs_skipped": report.skipped_runs,
                 "failed_runs": dict(res.failed_runs),
@@ -123,6 +124,10 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
         if report.incremental:
             grown = f" ({report.grown_runs} only their new steps)" if report.grown_runs else ""
             print(f"  incremental: {report.fetched_runs} fetched{grown}, {report.unchanged_runs} unchanged", file=out)
+            if report.gone_runs:
+                shown = ", ".join(report.gone_runs[:20]) + (", ..." if len(report.gone_runs) > 20 else "")
+                print(f"  incremental: {len(report.gone_runs)} run(s) of the last export no longer listed "
+                      f"(deleted on the server, or no longer matching the filters): {shown}", file=out)
         if not report.listed_runs:  # every field would read "absent": say why once instead
             print("  no run matched the experiment's filters", file=out)
             continue

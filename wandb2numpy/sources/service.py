@@ -38,7 +38,7 @@ from ..runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, task_
 from ..series import ParquetColumns, Series, merge_series
 from ..wandb import calls, client
 from ..wandb.client import ClientSettings
-from .base import ProgressFn, RunEvent, RunOutcome
+from .base import OutcomeFn, ProgressFn, RunEvent, RunOutcome
 
 __all__ = ["WandbSource"]
 
@@ -145,6 +145,7 @@ class WandbSource:
         samples: int | None,
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
         first = list(starts) if starts is not None else [0] * len(runs)
@@ -153,6 +154,8 @@ class WandbSource:
 
         def report(i: int) -> None:
             _drop_empty(outcomes[i])
+            if on_outcome is not None:
+                on_outcome(runs[i], outcomes[i])
             if progress is not None:
                 event: RunEvent = "run_failed" if outcomes[i].error else "run_done"
                 progress(event, runs[i], outcomes[i].rows)
