@@ -36,7 +36,7 @@ from .models import RunInfo
 from .output import folder as writers
 from .output.lock import output_locks
 from .plan.reads import all_numeric_fields
-from .runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, task_group
+from .runner import DEFAULT_CONCURRENCY, DeadlinePassed, FetchStats, RetryPolicy, task_group
 from .series import Series
 from .sources import cache as incremental_cache
 from .sources import xaxis
@@ -239,7 +239,12 @@ async def _export_one(
         )
     if cache is not None:
         source = incremental_cache.CachedSource(source, cache)
-    runs = await source.list_runs(exp)
+    cut: str | None = None  # the export's deadline passed before the listing was complete
+    try:
+        runs = await source.list_runs(exp)
+    except DeadlinePassed as exc:
+        runs, cut = [], f"{exp.name}: runs not listed: {exc}"
+        log.error("%s", cut)
     log.info("%s: %d run(s) match %s", exp.name, len(runs), describe_filters(exp))
     fields = list(exp.fields) if exp.fields is not None else _safe_fields(exp.name, all_numeric_fields(runs))
     if progress is not None:
@@ -284,7 +289,7 @@ async def _export_one(
     if exp.grid is not None and result.fields:
         result = apply_grid(result, exp.grid)
     report = ExperimentReport(name=exp.name, result=result, listed_runs=len(runs), filters=filters)
-    report.problems = _problems(exp, runs, result, unknown)
+    report.problems = [cut] if cut else _problems(exp, runs, result, unknown)
     if on_x:
         report.x_dropped = dropped = on_key.dropped
         report.runs_without_x = on_key.runs_without_key

@@ -308,7 +308,10 @@ class Runner:
 
     def _check_deadline(self) -> None:
         if self.deadline_at is not None and time.monotonic() >= self.deadline_at:
-            self.stats.deadline_passed = True
+            if not self.stats.deadline_passed:
+                self.stats.deadline_passed = True
+                log.warning("the export's deadline (%g s) passed: the runs finished are written, "
+                            "the rest listed as failed", self.policy.export_deadline)
             raise DeadlinePassed(f"not finished by the export's deadline ({self.policy.export_deadline:g} s)")
 
     async def _bounded_attempt(

@@ -34,7 +34,7 @@ from ..plan.reads import (
     step_ranges,
     window_samples,
 )
-from ..runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, task_group
+from ..runner import DEFAULT_CONCURRENCY, DeadlinePassed, FetchStats, GaveUp, RetryPolicy, Runner, task_group
 from ..series import ParquetColumns, Series, merge_series
 from ..wandb import calls, client
 from ..wandb.client import ClientSettings
@@ -130,7 +130,11 @@ class WandbSource:
             return await self.runner.call(
                 client.list_runs, entity, project, filters, what=f"listing runs of {entity}/{project}"
             )
-        except (AuthError, FetchError):
+        except (AuthError, DeadlinePassed):
+            raise
+        except GaveUp as exc:
+            raise FetchError(f"listing runs of {entity}/{project} failed: {exc}") from exc
+        except FetchError:
             raise
         except Exception as exc:
             raise FetchError(
@@ -179,8 +183,10 @@ class WandbSource:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the others go on
                 message = self._failures.describe(exc)
-                # the one line per failed run: its retries were logged at INFO
-                log.warning("run %s (%s) failed: %s", run.id, run.name, message)
+                # the one line per failed run: its retries were logged at INFO (runs the deadline
+                # cut short share the runner's one warning)
+                log.log(logging.INFO if isinstance(exc, DeadlinePassed) else logging.WARNING,
+                        "run %s (%s) failed: %s", run.id, run.name, message)
                 outcomes[i] = RunOutcome(error=message, non_numeric=outcomes[i].non_numeric)
                 self._failed.setdefault(run.id, message)
             report(i)
