@@ -211,6 +211,41 @@ def test_runner_retries_transient_failures_then_gives_up() -> None:
     assert f"gave up after {QUICK.attempts} attempt(s)" in str(info.value) and "try again" in str(info.value)
 
 
+class Answered(Exception):
+    """A failure the server answered itself (a 500): it works, this request does not."""
+
+
+class DownOrAnswered(Failures):
+    def classify(self, exc: BaseException) -> Verdict:
+        return "transient" if isinstance(exc, (Transient, Answered)) else super().classify(exc)
+
+    def looks_down(self, exc: BaseException) -> bool:
+        return not isinstance(exc, Answered)
+
+
+@pytest.mark.parametrize("error, doubling", [(Transient, True), (Answered, False)])
+def test_waits_double_only_while_the_server_looks_down(error: type[Exception], doubling: bool) -> None:
+    """An outage backs off (1, 2, 4, ... up to max_wait, 75-100% each); a request the server
+    answered with an error is retried after the first wait every time, so a broken run costs
+    seconds, not the minutes an outage is given."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    policy = RetryPolicy(attempts=6, initial_wait=1.0, max_wait=30.0)
+    runner = Runner(Slots(), DownOrAnswered(), concurrency=1, policy=policy, sleep=sleep)
+
+    def failing(resource: Any) -> None:
+        raise error("no")
+
+    with pytest.raises(GaveUp):
+        anyio.run(lambda: runner.call(failing, what="failing"))
+    nominal = [1.0, 2.0, 4.0, 8.0, 16.0] if doubling else [1.0] * 5
+    assert len(waits) == 5
+    assert all(0.75 * n <= w <= n for w, n in zip(waits, nominal)), waits
+
+
 def test_runner_does_not_retry_a_fatal_error() -> None:
     runner = Runner(Slots(), Failures(), concurrency=2, policy=QUICK)
     calls: list[int] = []

@@ -19,7 +19,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -70,11 +70,13 @@ Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
 class RetryPolicy:
     """How hard to try one call, and how long the whole export may take.
 
-    The defaults ride out a server that is gone for five minutes: while no call succeeds, a
-    call's waits double from 1 s up to 30 s, each between 75% and 100% of its nominal length, so
-    20 retries wait at least 0.75 * (1 + 2 + 4 + 8 + 16 + 15 * 30) = 360 s (see
-    `min_total_wait`). While other calls succeed, a failure is a passing fault (or a broken run)
-    and is retried after the first wait: 20 retries then cost seconds, not minutes."""
+    The defaults ride out a server that is gone for five minutes: while it looks down (no
+    answer, or a gateway's 502/503/504) and no call succeeds, a call's waits double from 1 s up
+    to 30 s, each between 75% and 100% of its nominal length, so 20 retries wait at least
+    0.75 * (1 + 2 + 4 + 8 + 16 + 15 * 30) = 360 s (see `min_total_wait`). While other calls
+    succeed, a failure is a passing fault, and an error the server answered for this request
+    (a 500) says the server works: both are retried after the first wait, so 20 retries of a
+    broken run cost seconds, not minutes."""
 
     attempts: int = DEFAULT_RETRIES + 1  # per call, the first included (`--retries` + 1)
     initial_wait: float = 1.0
@@ -154,6 +156,10 @@ class Failures(Protocol):
     def describe(self, exc: BaseException) -> str:
         """A one-line message, scrubbed of secrets."""
 
+    # Optional: `looks_down(exc) -> bool`, whether a retried failure looks like the server being
+    # unavailable (waits then double) rather than one request failing (retried after a second).
+    # Without it every failure counts as the server being down.
+
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
     out: list[BaseException] = []
@@ -189,7 +195,9 @@ class Runner:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
+        # `sleep` waits between retries (an argument so that tests can see the waits)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.resources = resources
@@ -197,6 +205,7 @@ class Runner:
         self.concurrency = concurrency
         self.policy = policy or RetryPolicy()
         self.stats = FetchStats()
+        self._retry_sleep = sleep
         deadline = self.policy.export_deadline
         self.deadline_at = None if deadline is None else time.monotonic() + deadline
         self._last_success = -float("inf")  # when a call last succeeded
@@ -262,10 +271,14 @@ class Runner:
         began = first  # when its latest attempt began
 
         def wait(state: RetryCallState) -> float:
-            """Doubling only while the server answers no one: a failure amid successes is a
-            passing fault, retried after the first wait; an outage backs off to `max_wait`."""
+            """Doubling only while the server looks down and answers no one: a failure amid
+            successes is a passing fault, and an error the server answered itself (a 500 for
+            this request) says the server works: both are retried after the first wait. An
+            outage backs off to `max_wait`."""
             nonlocal level
-            level = 1 if self._last_success > began else level + 1
+            exc = state.outcome.exception() if state.outcome else None
+            down = exc is not None and self._looks_down(exc)
+            level = level + 1 if down and self._last_success <= began else 1
             return policy.nominal_wait(level) * random.uniform(JITTER_LOW, 1.0)
 
         retrying = AsyncRetrying(
@@ -295,6 +308,12 @@ class Runner:
             raise GaveUp(f"{text} (gave up after {made} attempt(s) in {took:.0f} s)", made) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _looks_down(self, exc: BaseException) -> bool:
+        """Whether a failure looks like the server being unavailable (no answer, a gateway's
+        502/503/504, a 429) rather than this request failing on a server that works."""
+        check = getattr(self.failures, "looks_down", None)
+        return True if check is None else bool(check(exc))
+
     async def _sleep(self, seconds: float) -> None:
         """A retry's wait, cut short (and the call failed) by the export's deadline."""
         self.stats.waiting += 1
@@ -302,7 +321,7 @@ class Runner:
             if self.deadline_at is not None and time.monotonic() + seconds >= self.deadline_at:
                 await anyio.sleep(max(0.0, self.deadline_at - time.monotonic()))
                 self._check_deadline()
-            await anyio.sleep(seconds)
+            await self._retry_sleep(seconds)
         finally:
             self.stats.waiting -= 1
 

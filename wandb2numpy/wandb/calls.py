@@ -32,6 +32,9 @@ class Failures:
     def classify(self, exc: BaseException) -> Verdict:
         return client.classify(exc)
 
+    def looks_down(self, exc: BaseException) -> bool:
+        return client.looks_down(exc)
+
     def describe(self, exc: BaseException) -> str:
         if isinstance(exc, (GaveUp, DeadlinePassed)):  # worded, and scrubbed, by the runner
             return client.scrub(str(exc), self._api_key)

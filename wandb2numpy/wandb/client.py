@@ -196,6 +196,19 @@ def classify(exc: BaseException) -> Verdict:
     return "fatal"
 
 
+# Answers that mean the server (or the gateway before it) is unavailable, not that this request
+# failed on a working server.
+_DOWN_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def looks_down(exc: BaseException) -> bool:
+    """Whether a retried failure looks like the server being unavailable: no HTTP answer at all
+    (refused, reset, timed out) or a gateway's 502/503/504 (and 429). A 500 is the server itself
+    answering that this request failed: it works, and retrying this request slowly helps no one."""
+    status = exc.status if isinstance(exc, ParquetFileError) else http_status(exc)
+    return status is None or status in _DOWN_STATUSES
+
+
 def describe(exc: BaseException, api_key: str | None = None) -> str:
     """A one-line message for logs and summaries, scrubbed of the API key."""
     problem = network_problem(exc)
