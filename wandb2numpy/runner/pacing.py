@@ -31,9 +31,10 @@ class RateGate:
     refusal switches the gate to paced mode: calls then start at a request rate, first what got
     through so far per second (at most one second counted).
 
-    From then on only refusals lower the rate: a 429 we see (after which everyone also pauses for
-    `pause` seconds) or one reported from the log, each burst of them by `BACKOFF` at most once
-    per `CUT_EVERY_S`. Nothing else does: a slow answer, a 5xx or a reset says nothing about a
+    From then on only refusals lower the rate: a 429 we see or one reported from the log, each
+    burst of them by `BACKOFF` at most once per `CUT_EVERY_S` (the shared pause of `pause`
+    seconds is for the first 429 only: once paced, a pause would leave a second of the limit
+    unused each time the rate probes it). Nothing else does: a slow answer, a 5xx or a reset says nothing about a
     limit (reading them as hidden 429s, and capping the rate at what was delivered while a fifth
     of the answers failed, ratcheted the rate down to a twentieth of the limit and held it there).
     After `CALM_S` without a refusal the rate climbs again: by `PROBE_FIRST` per second before
@@ -47,7 +48,7 @@ class RateGate:
     """
 
     WINDOW_S = 3.0  # seconds of successes the delivery rate is measured over
-    PROBE_FIRST = 0.5  # paced mode: raise the rate by this fraction per calm second until a cut ...
+    PROBE_FIRST = 1.0  # paced mode: raise the rate by this fraction per calm second until a cut ...
     PROBE = 0.25  # ... this one after a cut, once the calm has lasted `NEAR_S` ...
     PROBE_NEAR = 0.05  # ... or by this one in the first seconds of calm after a cut ...
     NEAR_S = 6.0  # ... (this many), when a cut after pacing began has shown where the limit is ...
@@ -193,6 +194,11 @@ class RateGate:
 
     def rate_limited(self) -> None:
         now = self._clock()
+        if self.rate is not None and now >= self.resume_at:
+            # Paced: the cut (once per burst) is the answer; a pause on top would leave a second
+            # of the limit unused each time the rate probes it.
+            self._refusal(now, "429")
+            return
         if now < self.resume_at:
             return  # one decision per pause window, not one per refused request
         self.resume_at = now + self.pause
