@@ -323,10 +323,11 @@ def test_a_progress_line_while_retries_run_and_none_while_all_is_well() -> None:
     assert progress.line() is None  # nothing retried: nothing to say
     stats.retries = 4
     stats.waiting = 2
+    stats.last_retry = "history of run r (loss): HTTP 503"
     progress.advance("a", _run(), 10, failed=False)
     line = progress.line()
     assert line is not None and "1 of 5 run(s) done" in line and "4 request(s) retried" in line
-    assert "2 waiting" in line
+    assert "2 waiting" in line and "latest: history of run r (loss): HTTP 503" in line
     stats.waiting = 0
     assert progress.line() is None  # no retry since the last line
 

@@ -305,7 +305,9 @@ class LineProgress:
         known = [t for t in self._totals.values() if t is not None]
         total = f" of {sum(known)}" if known and len(known) == len(self._totals) else ""
         failed = f", {self._failed} failed" if self._failed else ""
+        latest = stats.last_retry[:200] if stats is not None and stats.last_retry else ""
         return (
             f"wandb2numpy: still working: {self._done}{total} run(s) done{failed}; "
             f"{new} request(s) retried in the last {self.every:g} s, {waiting} waiting to retry"
+            + (f"; latest: {latest}" if latest else "")
         )

@@ -135,6 +135,7 @@ class FetchStats:
     transient_errors: int = 0
     rows: int = 0
     waiting: int = 0  # calls sleeping before a retry now (for the progress lines off a terminal)
+    last_retry: str = ""  # what the latest retry was of, and why (idem)
     deadline_passed: bool = False
 
 
@@ -257,6 +258,7 @@ class Runner:
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
+            self.stats.last_retry = f"{what}: {failures.describe(exc) if exc else '?'}"
             # INFO, counted in the summary: a retry that works is routine, and one that does not
             # ends in a single warning for the run (or an error for the export) further up.
             log.info(
