@@ -46,6 +46,9 @@ class Scenario:
     target: float  # share of the limit to reach
     faults: tuple[str, ...] = ()
     latency_ms: float = 50.0
+    metrics: int = 1
+    eval_every: int = 1
+    fields: tuple[str, ...] = ("train/return",)
 
 
 def scenarios(scale: float) -> list[Scenario]:
@@ -69,7 +72,7 @@ def _get(url: str) -> Any:
 def run(sc: Scenario, workdir: Path) -> dict[str, Any]:
     server = subprocess.Popen(
         [sys.executable, "-m", "wandb2numpy.testing.server", "--runs", str(sc.runs), "--steps", str(sc.steps),
-         "--metrics", "1", "--eval-every", "1", "--all-finished", "--latency-ms", str(sc.latency_ms),
+         "--metrics", str(sc.metrics), "--eval-every", str(sc.eval_every), "--all-finished", "--latency-ms", str(sc.latency_ms),
          "--rate-limit", str(sc.limit), "--seed", "1", *sc.faults],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
@@ -82,7 +85,7 @@ def run(sc: Scenario, workdir: Path) -> dict[str, Any]:
         summary = workdir / "summary.json"
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "wandb2numpy.cli", "export", "demo/synthetic", "--fields", "train/return",
+            [sys.executable, "-m", "wandb2numpy.cli", "export", "demo/synthetic", "--fields", *sc.fields,
              "--samples", "all", "-O", str(out), "-o", *([] if LOG_FILE else ["-q"]), "--base-url", url, "--concurrency", str(sc.concurrency),
              "--json-summary", str(summary), *(["-v", "--log-file", LOG_FILE] if LOG_FILE else [])],
             capture_output=True, text=True, env=env,
