@@ -260,6 +260,23 @@ def test_deadline_writes_finished_runs_and_fails_the_rest(server: LocalServer, t
     assert took < 40  # the deadline (6 s) plus start-up; with the default 20 retries, 6 minutes
 
 
+@pytest.mark.slow
+def test_deadline_does_not_wait_for_requests_in_flight(server: LocalServer, tmp_path: Path) -> None:
+    """Every history request answers after 30 s: at the deadline they are abandoned, and the
+    process ends without joining the threads that wait for them."""
+    server.set_faults(latency_ms=30_000, fault_ops="RunsSampledHistory,RunSampledHistory,SampledHistoryPage")
+    try:
+        out = tmp_path / "out"
+        cfg = _write_config(tmp_path, {"sampled": {**two_experiments(out)["DEFAULT"], "fields": ["train/return"]}})
+        proc = _cli(str(cfg), "--base-url", server.base_url, "--deadline", "4s", "-q")
+        _, err, took = _finish(proc, timeout=120)
+    finally:
+        server.reset_faults()
+    assert proc.returncode == 3, err
+    _clean(err)
+    assert took < 20  # 4 s and the start-up; before the abandoned requests' 30 s held the exit
+
+
 # ------------------------------------------------------------------------- outages
 
 

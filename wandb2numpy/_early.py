@@ -15,9 +15,14 @@ import sys
 from types import FrameType
 
 
-def _is_command() -> bool:
+def is_command() -> bool:
+    """Whether this process is the `wandb2numpy` command (the installed script, `python -m
+    wandb2numpy[.cli]`, or a checkout's `python cli.py`) rather than a program importing us."""
     argv = list(getattr(sys, "orig_argv", sys.argv))
-    if os.path.basename(sys.argv[0]) in ("wandb2numpy", "wandb2numpy.exe"):
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) in ("wandb2numpy", "wandb2numpy.exe"):
+        return True
+    if os.path.basename(script) == "cli.py" and os.path.isdir(os.path.join(os.path.dirname(script), "wandb2numpy")):
         return True
     return any(a == "-m" and b in ("wandb2numpy", "wandb2numpy.cli") for a, b in zip(argv, argv[1:]))
 
@@ -33,7 +38,7 @@ def _exit_now(signum: int, frame: FrameType | None) -> None:
 
 def install() -> None:
     """The early handlers, in the command's own process only (a library user's signals are theirs)."""
-    if not _is_command() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if not is_command() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
     try:
         signal.signal(signal.SIGINT, _exit_now)

@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import TextIO
 
+from .._early import is_command
 from ..errors import Wandb2NumpyError
 from ..wandb.client import ClientSettings
 from .common import configs, fail, policy, setup_logging
@@ -20,7 +21,7 @@ from .report import (
     exit_code,
     print_summary,
 )
-from .stop import Stopper, Terminated
+from .stop import Stopper, Terminated, end
 
 log = logging.getLogger("wandb2numpy")
 
@@ -44,6 +45,11 @@ def command(args: argparse.Namespace) -> int:
             stopper.restore()
     summary.write()
     log.info("exit code %d", code)
+    if is_command():
+        # The command's own process ends here, as after an interrupt, without the interpreter's
+        # shutdown: it would join worker threads still blocked in requests the deadline
+        # abandoned (each up to --timeout) and run wandb's teardown, which waits for wandb-core.
+        end(code)
     return code
 
 

@@ -81,15 +81,24 @@ class Stopper:
             self.summary.fail(code, f"{word} ({'SIGINT' if sigint else 'SIGTERM'})")
             self.summary.write()
             log.info("exit code %d", code)
-            stop_wandb_core()
-            logging.shutdown()
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
         finally:
-            self._exit(code)
+            end(code, self._exit)
+
+
+def end(code: int, exit_fn: Callable[[int], Any] = os._exit) -> None:
+    """End the process now: logs and streams flushed, wandb-core stopped, and no wait for
+    worker threads still blocked in requests nobody awaits (an interrupt, or the export's
+    deadline, abandoned them; the interpreter's shutdown would join each until its timeout)."""
+    try:
+        stop_wandb_core()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    finally:
+        exit_fn(code)
 
 
 def stop_wandb_core() -> None:
