@@ -153,24 +153,24 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 # ------------------------------------------------------------------------------------ markers
 
 SERVER_FIXTURES = frozenset({"server", "srv", "wandb_server", "wandb_server_reset", "wandb_api"})
-# A test that starts its own server (or the CLI's `serve`) instead of taking a fixture.
-_STARTS_A_SERVER = ("LocalServer(", "local_server(", "testing.server")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark server-backed tests `server`, so `pytest -m "not server"` runs the pure unit tests in
-    seconds. A test is server-backed if it takes a server fixture or starts a server itself."""
-    import inspect
-
+    """A test that takes a server fixture is a `server` test by that declaration; one that starts
+    a server itself says so with `@pytest.mark.server` (or its module's `pytestmark`), which
+    `_servers_are_declared` enforces. So `pytest -m "not server"` runs the unit tests alone."""
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if fixtures & SERVER_FIXTURES:
+        if set(getattr(item, "fixturenames", ())) & SERVER_FIXTURES:
             item.add_marker(pytest.mark.server)
-            continue
-        function = getattr(item, "function", None)
-        try:
-            source = inspect.getsource(function) if function is not None else ""
-        except (OSError, TypeError):
-            source = ""
-        if any(s in source for s in _STARTS_A_SERVER):
-            item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(autouse=True)
+def _servers_are_declared(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked `server` that starts a local server fails, naming the missing mark."""
+    if request.node.get_closest_marker("server") is not None:
+        return
+
+    def undeclared(self: LocalServer, *args: Any, **kwargs: Any) -> LocalServer:
+        raise AssertionError(f"{request.node.nodeid} starts a local server: mark it @pytest.mark.server")
+
+    monkeypatch.setattr(LocalServer, "start", undeclared)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.server  # the benchmark starts its own local server
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_export.py"
 KEYS = {"scenario", "tool", "concurrency", "wall_s", "requests", "max_in_flight", "peak_rss_mb",
         "speedup", "efficiency"}

@@ -105,8 +105,11 @@ def test_dry_run_ignores_existing_output_and_names_no_match(
     cfg = write_config(tmp_path, groups=["nope"])
     (tmp_path / "out" / "curves").mkdir(parents=True)
     (tmp_path / "out" / "curves" / "runs.csv").write_text("old")
-    assert cli(srv, str(cfg), "-e", "curves", "--dry-run") == 0  # no -o needed: nothing is written
-    out = capsys.readouterr().out
+    # no -o needed: nothing is written; exit 4, as the export would give for a filter matching nothing
+    assert cli(srv, str(cfg), "-e", "curves", "--dry-run") == 4
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "no run matched group=nope in demo/synthetic" in captured.err
     assert "curves: 0 run(s) of demo/synthetic match group=nope" in out
     assert "planned: 0 history request(s)" in out
     assert (tmp_path / "out" / "curves" / "runs.csv").read_text() == "old"

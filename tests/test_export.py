@@ -232,6 +232,7 @@ def test_small_runs_share_history_requests(srv: LocalServer, tmp_path: Path, sam
     assert len(result.experiments["exp"].result.runs) == len(RUNS)
 
 
+@pytest.mark.server
 def test_a_server_refusing_batches_gets_per_run_requests_and_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -277,6 +278,7 @@ def test_retries_through_429_and_5xx(srv: LocalServer, tmp_path: Path) -> None:
             np.testing.assert_array_equal(got.steps, arrays.steps)
 
 
+@pytest.mark.server
 def test_concurrency_reaches_the_server(tmp_path: Path) -> None:
     data = project_data()
     runs = data["projects"][0]["runs"]
@@ -377,6 +379,7 @@ def test_full_history_asks_one_page_query_per_page_and_nothing_else(srv: LocalSe
         np.testing.assert_array_equal(got, np.array(want, dtype=float))
 
 
+@pytest.mark.server
 def test_start_window_holds_back_the_first_requests(tmp_path: Path) -> None:
     """`RetryPolicy(start_window=2)`: the runs listing's success widens the window to three, so
     three history requests go out, and the fourth only after one of them has been answered; the
@@ -395,6 +398,7 @@ def test_start_window_holds_back_the_first_requests(tmp_path: Path) -> None:
             np.testing.assert_array_equal(slow.experiments["exp"].result.fields[field].values, arrays.values)
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> None:
     """32 workers, a server allowing 20 requests/s (burst 20), about 70 one-page calls: the start
@@ -418,6 +422,7 @@ def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.server
 def test_history_kept_only_in_exported_files_is_read_again_with_wandbs_scan(tmp_path: Path) -> None:
     """Should a service answer page queries only for live steps, an exported run's pages come back
     short of the count its listing gave; those keys are then read with wandb's own scan, which

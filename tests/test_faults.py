@@ -116,6 +116,7 @@ def test_fault_matrix_output_identical(
     assert files == reference
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_server_gone_and_back_within_the_retry_budget(
     reference: dict[str, bytes], tmp_path: Path
@@ -235,6 +236,7 @@ def _manifest(folder: Path) -> None:
     (folder / MANIFEST_FILE).write_text(json.dumps(doc))
 
 
+@pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_export_leaves_previous_export_intact(
@@ -298,6 +300,7 @@ def long_server() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_ends_a_long_full_history_export_within_about_one_request(

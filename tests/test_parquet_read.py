@@ -27,6 +27,8 @@ from wandb2numpy.series import (  # noqa: E402
 from wandb2numpy.testing import FAST_RETRIES, LocalServer  # noqa: E402
 from wandb2numpy.testing.parquet import history_parquet  # noqa: E402
 
+pytestmark = pytest.mark.server  # every test here talks to a local server it starts
+
 PAGE = 40  # runs of 100+ rows are then several pages, so not batched
 FIELDS = ["loss", "flag", "eval", "big", "note"]
 FINISHED = ["f1", "f2", "f3", "f4"]

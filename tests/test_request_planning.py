@@ -93,6 +93,7 @@ def test_strided_steps_without_shared_requests(strided: LocalServer, tmp_path: P
     _check_exact(result, STRIDED)
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("samples", [12000, "all"])
 def test_strided_steps_from_parquet_exports(tmp_path: Path, samples: Any) -> None:
     """The same runs served as exports. Full history: a request for the export's names and one
@@ -116,6 +117,7 @@ UNEVEN = [
 ]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("samples", ["all", 12000])
 def test_uneven_logging_is_exact(tmp_path: Path, samples: Any) -> None:
     runs = [_run(f"u{i}", i, _rows(steps, i)) for i, steps in enumerate(UNEVEN)]
@@ -128,6 +130,7 @@ def test_uneven_logging_is_exact(tmp_path: Path, samples: Any) -> None:
     assert stats["history_requests"] <= 2 * rows / 500 + 20  # splits of overfilled windows only
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_many_small_runs_share_requests(tmp_path: Path) -> None:
     """2,000 runs x 50 rows, sampled: one request per run and key group would be 2,000."""
@@ -141,6 +144,7 @@ def test_many_small_runs_share_requests(tmp_path: Path) -> None:
     _check_exact(result, [steps] * 2000)
 
 
+@pytest.mark.server
 def test_a_failing_run_in_a_shared_request_fails_alone(tmp_path: Path) -> None:
     steps = np.arange(20)
     runs = [_run(f"f{i}", i, _rows(steps, i)) for i in range(6)]

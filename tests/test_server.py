@@ -18,6 +18,8 @@ import wandb2numpy.testing as testing
 from wandb2numpy.testing import DEFAULT_API_KEY, LocalServer, local_server
 from wandb2numpy.testing.pytest_plugin import make_api
 
+pytestmark = pytest.mark.server  # every test here talks to a local server it starts
+
 pytest_plugins = ["wandb2numpy.testing.pytest_plugin"]
 
 FIXTURE = Path(__file__).parent / "data" / "server" / "fixture_project.json"

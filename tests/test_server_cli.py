@@ -19,6 +19,8 @@ import wandb
 from wandb2numpy.testing import DEFAULT_API_KEY
 from wandb2numpy.testing.server import build_parser
 
+pytestmark = pytest.mark.server  # every test here talks to a local server it starts
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "data" / "server" / "fixture_project.json"
 # Every option the issue asks for; the help text must document each.

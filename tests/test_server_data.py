@@ -13,6 +13,8 @@ from wandb2numpy.testing import LocalServer, synthetic_project
 from wandb2numpy.testing.history import History, sample_indices
 from wandb2numpy.testing.synthetic import metric_names
 
+pytestmark = pytest.mark.server  # every test here talks to a local server it starts
+
 
 def test_synthetic_schema_exactly() -> None:
     runs = synthetic_project()["projects"][0]["runs"]

@@ -24,6 +24,8 @@ from wandb2numpy.testing import FaultSettings, LocalServer, local_server, synthe
 from wandb2numpy.testing.faults import FaultInjector, TokenBucket
 from wandb2numpy.testing.pytest_plugin import make_api
 
+pytestmark = pytest.mark.server  # every test here talks to a local server it starts
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -15,6 +15,8 @@ from wandb2numpy.testing import LocalServer, synthetic_project  # noqa: E402
 from wandb2numpy.testing.parquet import byte_range_reply  # noqa: E402
 from wandb2numpy.testing.pytest_plugin import make_api  # noqa: E402
 
+pytestmark = pytest.mark.server  # every test here talks to a local server it starts
+
 FIXTURE = Path(__file__).parent / "data" / "server" / "fixture_project.json"
 
 

@@ -65,6 +65,7 @@ def _check(result: Any) -> None:
     assert report.runs_without_x == 1
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("samples", [12000, "all"])
 @pytest.mark.parametrize("parquet", [False, True, "only"])
 def test_x_axis_holds_the_keys_value_of_the_same_row(tmp_path: Path, samples: Any, parquet: Any) -> None:
@@ -78,6 +79,7 @@ def test_x_axis_holds_the_keys_value_of_the_same_row(tmp_path: Path, samples: An
     np.testing.assert_array_equal(steps[0], 1000.0 * np.arange(N))
 
 
+@pytest.mark.server
 def test_sampled_runs_longer_than_the_sample_are_joined_then_thinned(tmp_path: Path) -> None:
     with LocalServer(project()) as srv:
         result = _export(srv, tmp_path, x_axis="global_step", history_samples=5)
@@ -90,6 +92,7 @@ def test_sampled_runs_longer_than_the_sample_are_joined_then_thinned(tmp_path: P
     assert ret.values[1, 0] == 0 and ret.values[1, -1] == 38
 
 
+@pytest.mark.server
 def test_an_x_axis_no_run_logged_exits_4_with_the_nearest_key(tmp_path: Path, capsys: Any) -> None:
     with LocalServer(project()) as srv:
         result = _export(srv, tmp_path, x_axis="global_stp")
@@ -99,6 +102,7 @@ def test_an_x_axis_no_run_logged_exits_4_with_the_nearest_key(tmp_path: Path, ca
     assert not (tmp_path / "out" / "exp").exists()
 
 
+@pytest.mark.server
 def test_summary_counts_rows_without_the_x_axis(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     cfg = tmp_path / "c.yaml"
     with LocalServer(project()) as srv:
@@ -111,6 +115,7 @@ def test_summary_counts_rows_without_the_x_axis(tmp_path: Path, capsys: Any, mon
     assert f"x_axis global_step: {N // 2 + N} row(s) without it dropped (ret {N // 2 + N}); 1 run(s) never logged it" in out
 
 
+@pytest.mark.server
 def test_grid_on_the_x_axis_with_runs_that_start_late_and_end_early(tmp_path: Path) -> None:
     # a: x = 0..39000 (y = x/1000); b: x = 500..38500 every 2000 (y = (x-500)/1000)
     with LocalServer(project()) as srv:
@@ -136,6 +141,7 @@ def test_grid_on_the_x_axis_with_runs_that_start_late_and_end_early(tmp_path: Pa
         np.testing.assert_array_equal(res.fields["ret"].values, [[0, 0.5, 39, np.nan], [np.nan, 0, np.nan, np.nan]])
 
 
+@pytest.mark.server
 def test_grid_on_step_and_csv(tmp_path: Path) -> None:
     with LocalServer(project()) as srv:
         result = _export(srv, tmp_path, grid={"every": 10}, output_data_type="csv")
@@ -149,6 +155,7 @@ def test_grid_on_step_and_csv(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.fields["ret"].values, res.fields["ret"].values)  # type: ignore[union-attr]
 
 
+@pytest.mark.server
 def test_incremental_export_on_an_x_axis_matches_a_fresh_one(tmp_path: Path) -> None:
     with LocalServer(project()) as srv:
         st = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
@@ -162,6 +169,7 @@ def test_incremental_export_on_an_x_axis_matches_a_fresh_one(tmp_path: Path) -> 
     _check(again)
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("data_type", ["npz", "parquet", "csv"])
 def test_x_axis_and_grid_in_every_format_read_back_like_numpy(tmp_path: Path, data_type: str) -> None:
     from wandb2numpy.output import formats
@@ -180,6 +188,7 @@ def test_x_axis_and_grid_in_every_format_read_back_like_numpy(tmp_path: Path, da
     np.testing.assert_array_equal(got.fields["ret"].values, want.fields["ret"].values)
 
 
+@pytest.mark.server
 def test_incremental_sampled_export_that_reads_some_runs_in_full(tmp_path: Path) -> None:
     """Runs sampling would thin are read in full, the others sampled, both through the cache."""
     with LocalServer(project()) as srv:
@@ -198,6 +207,7 @@ def test_incremental_sampled_export_that_reads_some_runs_in_full(tmp_path: Path)
                                   again.experiments["exp"].result.fields["ret"].values)
 
 
+@pytest.mark.server
 def test_sampled_runs_whose_key_is_co_logged_are_read_sampled_and_a_wrong_guess_in_full(
     tmp_path: Path, caplog: Any
 ) -> None:
@@ -209,7 +219,7 @@ def test_sampled_runs_whose_key_is_co_logged_are_read_sampled_and_a_wrong_guess_
     data = {"projects": [{"entity": "acme", "name": "xa", "runs": [_run("e", 0, e), _run("d", 1, d)]}]}
     with LocalServer(data) as srv:
         srv.reset_stats()
-        with caplog.at_level("INFO", logger="wandb2numpy.pipeline"):
+        with caplog.at_level("INFO", logger="wandb2numpy"):
             result = _export(srv, tmp_path, x_axis="global_step", history_samples=5)
         by_run = srv.stats()["history_requests_by_run"]
     report = result.experiments["exp"]
@@ -222,6 +232,7 @@ def test_sampled_runs_whose_key_is_co_logged_are_read_sampled_and_a_wrong_guess_
     assert "did not log global_step in the rows of every field; reading them in full" in caplog.text
 
 
+@pytest.mark.server
 def test_a_non_numeric_field_leaves_the_x_axis_as_configured(tmp_path: Path) -> None:
     rows = [{"_step": k, "ret": float(k), "note": f"text {k}", "global_step": 1000 * k} for k in range(N)]
     data = {"projects": [{"entity": "acme", "name": "xa", "runs": [_run("a", 0, rows)]}]}

@@ -1,4 +1,5 @@
-"""One tree of exceptions, so callers can catch a whole kind and the CLI can map each to an exit code.
+"""One tree of exceptions, so callers can catch a whole kind; the CLI maps each to an exit code
+(cli/errors.py, the one table).
 
     Wandb2NumpyError                 exit 1
     +-- ConfigError                  exit 2  (file, experiment, key: what was expected, what was found)
@@ -19,13 +20,9 @@ from pathlib import Path
 class Wandb2NumpyError(Exception):
     """Base class: every error this package raises on purpose."""
 
-    exit_code: int = 1
-
 
 class ConfigError(Wandb2NumpyError):
     """A config that cannot be exported; raised before any request or write."""
-
-    exit_code = 2
 
     def __init__(
         self,
@@ -63,13 +60,16 @@ class OutputError(Wandb2NumpyError):
 
 
 class OutputExistsError(OutputError):
+    """Files an earlier export wrote are in the way and overwrite was not asked for. Only those
+    are listed: files a person added are kept by an overwrite, so they are not in the way."""
+
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = list(paths)
         shown = ", ".join(str(p) for p in self.paths[:5])
         more = f" and {len(self.paths) - 5} more" if len(self.paths) > 5 else ""
         super().__init__(
-            f"{len(self.paths)} output file(s) already exist: {shown}{more}; "
-            "pass -o/--overwrite to replace them"
+            f"{len(self.paths)} file(s) of an earlier export already exist: {shown}{more}; "
+            "pass -o/--overwrite to replace them (files wandb2numpy did not write are kept)"
         )
 
 
@@ -94,10 +94,11 @@ class ForeignFilesError(OutputError):
                     f"where this export writes its own: {shown}{more}")
         else:
             what = (f"{folder} was not written by wandb2numpy (no manifest of an earlier "
-                    f"export) and holds {len(self.paths)} file(s) an overwrite would delete: "
-                    f"{shown}{more}")
+                    f"export) and holds {len(self.paths)} file(s): {shown}{more}")
+        self.what = what
+        never = "" if clash else "; -o/--overwrite never replaces such a folder"
         super().__init__(
-            f"{what}; move them away or choose another output_path or experiment name, or pass "
+            f"{what}{never}; move them away or choose another output_path or experiment name, or pass "
             "--delete-foreign-files (Python: delete_foreign_files=True) to replace the folder "
-            "as a whole"
+            "as a whole, deleting them"
         )

@@ -1,4 +1,4 @@
-"""Plain data passed between the pipeline stages (client -> fetch -> assemble -> writers).
+"""Plain data passed between the pipeline stages (listing -> plan -> sources -> assemble -> output).
 
 Kept free of wandb and numpy imports so every stage can depend on it without dragging the
 others in.

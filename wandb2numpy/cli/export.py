@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import signal
 import sys
 from typing import TextIO
 
 from .._early import is_command
-from ..errors import Wandb2NumpyError
+from ..errors import ConfigError, Wandb2NumpyError
 from ..wandb.client import ClientSettings
-from .common import configs, fail, policy, setup_logging
-from .report import (
-    EXIT_OK,
-    STDOUT,
-    LineProgress,
-    Summary,
-    TqdmProgress,
-    exit_code,
-    print_summary,
-)
+from .common import check_file_option, configs, fail, policy, setup_logging
+from .errors import EXIT_EMPTY, EXIT_OK, exit_code_of
+from .report import STDOUT, LineProgress, Summary, TqdmProgress, exit_code, print_summary
 from .stop import Stopper, Terminated, end
 
 log = logging.getLogger("wandb2numpy")
 
 
 def command(args: argparse.Namespace) -> int:
-    setup_logging(args.verbose, args.quiet, args.log_file)
+    try:  # before anything else: a bad path is a usage error, not a failure after the export
+        check_file_option(args.log_file, "--log-file")
+        check_file_option(None if args.dry_run else args.json_summary, "--json-summary")
+        setup_logging(args.verbose, args.quiet, args.log_file)
+    except ConfigError as exc:
+        print(f"wandb2numpy: error: {exc}", file=sys.stderr)
+        return exit_code_of(exc)
+    from .. import __version__
+
+    # the log file's first line: which version ran on what (stderr shows INFO only with -v)
+    log.info("wandb2numpy %s: %s %s", __version__, "dry run of" if args.dry_run else "export of",
+             args.config or "the project of WANDB_ENTITY/WANDB_PROJECT")
     summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
     # SIGINT and SIGTERM end the process within two seconds in every state (see `stop`): the
     # interrupt paths below never return.
@@ -66,8 +71,10 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
         None if args.quiet else TqdmProgress() if sys.stderr.isatty() else LineProgress()
     )
     try:
+        chosen = configs(args)
+        log.info("experiments: %s", ", ".join(f"{c.name} -> {c.output_path}" for c in chosen) or "none")
         result = export(
-            configs(args),
+            chosen,
             overwrite=args.overwrite or args.incremental,
             concurrency=args.concurrency,
             settings=settings,
@@ -82,12 +89,16 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
         else:  # to the log file only: stderr gets the one-line message below, not a second copy
             log.error("%s", exc, extra={"console": False})
         print(f"wandb2numpy: error: {exc}", file=sys.stderr)
-        return summary.fail(exc.exit_code, str(exc))
+        return summary.fail(exit_code_of(exc), str(exc))
     finally:
         if progress is not None:
             progress.close()
+    text = io.StringIO()
+    print_summary(result, text)
     if not args.quiet:
-        print_summary(result, out)
+        out.write(text.getvalue())
+    for line in text.getvalue().splitlines():  # the log file gets the summary too
+        log.info("%s", line, extra={"console": False})
     for problem in result.problems:  # shown under -q too: an empty export must not pass unseen
         if args.allow_empty:
             log.warning("%s", problem)
@@ -100,18 +111,24 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
 
 
 def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
-    """`export --dry-run`: list and plan, fetch no history, write nothing."""
-    from .look import dry_run_lines, preview
+    """`export --dry-run`: the export's own plans, printed; no history fetched, nothing written.
+    The exit code is the one the export would give for what the listing shows (4 for an empty
+    or mistyped experiment, unless --allow-empty)."""
+    from ..pipeline import plan_export
+    from .look import dry_run_lines
 
     out = out or sys.stdout
     try:
-        previews = preview(
-            configs(args), settings=ClientSettings(base_url=args.base_url, timeout=args.timeout), concurrency=args.concurrency,
-            **policy(args),
-        )
+        plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url, timeout=args.timeout),
+                            concurrency=args.concurrency, **policy(args))
     except Wandb2NumpyError as exc:
         return fail(args, exc, summary)
-    for line in dry_run_lines(previews, all_runs=args.verbose):
+    for line in dry_run_lines(plans, all_runs=args.verbose):
         print(line, file=out)
-    return EXIT_OK
-
+    problems = [problem for p in plans for problem in p.problems]
+    for problem in problems:
+        if args.allow_empty:
+            log.warning("%s", problem)
+        else:
+            print(f"wandb2numpy: error: {problem}", file=sys.stderr)
+    return EXIT_EMPTY if problems and not args.allow_empty else EXIT_OK

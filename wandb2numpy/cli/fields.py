@@ -8,21 +8,22 @@ import sys
 from ..errors import Wandb2NumpyError
 from ..wandb.client import ClientSettings
 from .common import configs, fail, setup_logging
-from .report import EXIT_OK, EXIT_SIGINT
+from .errors import EXIT_OK, EXIT_SIGINT
 
 
 def command(args: argparse.Namespace) -> int:
-    from .look import fields_lines, preview
+    from ..pipeline import plan_export
+    from .look import fields_lines
 
     setup_logging(args.verbose, False)
     try:
-        previews = preview(configs(args), settings=ClientSettings(base_url=args.base_url))
+        plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url))
     except Wandb2NumpyError as exc:
         return fail(args, exc)
     except KeyboardInterrupt:
         print("wandb2numpy: interrupted", file=sys.stderr)
         return EXIT_SIGINT
-    for line in fields_lines(previews):
+    for line in fields_lines(plans):
         print(line)
     return EXIT_OK
 

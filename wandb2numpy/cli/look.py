@@ -9,31 +9,20 @@ nothing is written.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import anyio
-
-from ..config import ExperimentConfig
 from ..config.defaults import DEFAULT_X_AXIS
 from ..config.filters import describe_filters
-from ..config.names import field_problem
 from ..models import RunInfo
-from ..plan.reads import ReadPlan, all_numeric_fields, plan_reads
-from ..runner import DEFAULT_CONCURRENCY, RetryPolicy, task_group
-from ..sources.service import WandbSource
-from ..wandb.client import ClientSettings
+from ..plan import ExperimentPlan
 
 __all__ = [
-    "ExperimentPreview",
     "KeyStats",
     "dry_run_lines",
     "fields_lines",
     "key_stats",
-    "preview",
 ]
 
 RUNS_SHOWN = 50  # runs listed per experiment by --dry-run unless asked for all
@@ -47,63 +36,6 @@ class KeyStats:
     types: tuple[str, ...]  # every type any run logged it as
     runs: int  # runs that logged it
     rows: int  # rows holding it, over all those runs
-
-
-@dataclass(frozen=True)
-class ExperimentPreview:
-    config: ExperimentConfig
-    runs: list[RunInfo]
-    fields: list[str]  # the requested fields, or what `fields: all` would take
-    plan: ReadPlan
-
-
-def preview(
-    configs: Sequence[ExperimentConfig],
-    *,
-    settings: ClientSettings | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    policy: RetryPolicy | None = None,
-) -> list[ExperimentPreview]:
-    """List the runs of every experiment (one listing each, side by side) and plan their reads."""
-    return anyio.run(
-        functools.partial(_preview, configs, settings=settings, concurrency=concurrency, policy=policy)
-    )
-
-
-async def _preview(
-    configs: Sequence[ExperimentConfig],
-    *,
-    settings: ClientSettings | None,
-    concurrency: int,
-    policy: RetryPolicy | None,
-) -> list[ExperimentPreview]:
-    settings = settings or ClientSettings()
-    if settings.entity is None and configs:  # as the export does: saves a GetDefaultEntity
-        settings = dataclasses.replace(settings, entity=configs[0].entity)
-    source = WandbSource(settings, concurrency=concurrency, policy=policy)
-    listed: dict[str, list[RunInfo]] = {}
-
-    async def one(exp: ExperimentConfig) -> None:
-        listed[exp.name] = await source.list_runs(exp)
-
-    try:
-        async with task_group() as tg:
-            for exp in configs:
-                tg.start_soon(one, exp)
-    finally:
-        source.close()
-    out = []
-    for exp in configs:
-        runs = listed[exp.name]
-        fields = list(exp.fields) if exp.fields is not None else [
-            f for f in all_numeric_fields(runs) if field_problem(f) is None
-        ]
-        plan = plan_reads(
-            runs, fields, samples=exp.history_samples, workers=source.concurrency,
-            page_size=settings.page_size, batch=settings.batch_small_runs,
-        )
-        out.append(ExperimentPreview(config=exp, runs=runs, fields=fields, plan=plan))
-    return out
 
 
 def key_stats(runs: Sequence[RunInfo]) -> list[KeyStats]:
@@ -124,30 +56,44 @@ def key_stats(runs: Sequence[RunInfo]) -> list[KeyStats]:
 # --------------------------------------------------------------------------- text
 
 
+_MAX_COLUMN = 60  # a longer cell (a 300-character key) stands on its own line above its row
+
+
+def _printable(text: str) -> str:
+    """A cell on one line: newlines, tabs and other control characters as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    cells = [[_printable(str(c)) for c in row] for row in (header, *rows)]
+    widths = [max((len(c) for c in col if len(c) <= _MAX_COLUMN), default=0) for col in zip(*cells)]
 
-    def line(cells: Sequence[str]) -> str:
-        return "  " + "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
+    def line(row: Sequence[str]) -> list[str]:
+        first = [row[0]] if len(row[0]) > widths[0] else []
+        row = ["", *row[1:]] if first else list(row)
+        return [f"  {c}" for c in first] + ["  " + "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()]
 
-    return [line(header), *(line(r) for r in rows)]
+    return [text for row in cells for text in line(row)]
 
 
 def _counts(values: Sequence[str]) -> str:
     return ", ".join(f"{v} {n}" for v, n in Counter(values).most_common())
 
 
-def _matched(p: ExperimentPreview) -> str:
+def _matched(p: ExperimentPlan) -> str:
     exp = p.config
     return f"{exp.name}: {len(p.runs)} run(s) of {exp.entity}/{exp.project} match {describe_filters(exp)}"
 
 
-def dry_run_lines(previews: Sequence[ExperimentPreview], *, all_runs: bool = False) -> list[str]:
-    """What `--dry-run` prints: per experiment the matching runs and the planned requests."""
+def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) -> list[str]:
+    """What `--dry-run` prints: per experiment its plan (the runs, fields, files and requests), and the
+    problems that make the export exit 4."""
     lines: list[str] = []
-    for p in previews:
+    for p in plans:
         lines.append(_matched(p))
         if p.runs:
             lines.append(f"  groups: {_counts([r.group or '(none)' for r in p.runs])}")
@@ -160,11 +106,15 @@ def dry_run_lines(previews: Sequence[ExperimentPreview], *, all_runs: bool = Fal
             )
             if len(shown) < len(p.runs):
                 lines.append(f"  ... and {len(p.runs) - len(shown)} more run(s) (-v lists them all)")
-        plan = p.plan
+        plan = p.reads
         samples = "full history" if p.config.history_samples is None else f"{p.config.history_samples} samples"
         fields = ", ".join(p.fields) if p.fields else "(none)"
         lines.append(f"  fields ({samples}): {fields}")
+        for name, why in p.left_out.items():
+            lines.append(f"  left out: {name!r}: {why}")
         lines += _axis_lines(p)
+        if p.files and not p.blocked:
+            lines.append(f"  files (at most): {_shorten(p.files)}")
         rows = f"about {plan.rows} row(s)"
         if plan.unknown_runs:
             rows += f", plus {plan.unknown_runs} run(s) the listing gave no counts for"
@@ -172,17 +122,24 @@ def dry_run_lines(previews: Sequence[ExperimentPreview], *, all_runs: bool = Fal
             f"  planned: {plan.requests} history request(s) for {rows}: "
             f"{plan.batched_runs} run(s) in {plan.batch_requests} shared request(s), "
             f"{plan.single_runs} run(s) on their own in {plan.single_requests} request(s); "
-            f"{plan.empty_runs} run(s) hold none of the fields"
+            + (f"{plan.parquet_runs} run(s) from parquet exports in {2 * plan.parquet_runs} request(s) "
+               "(one more per further file or live tail); " if plan.parquet_runs else "")
+            + f"{plan.empty_runs} run(s) hold none of the fields"
         )
-    total = sum(p.plan.requests for p in previews)
+    total = sum(p.reads.requests for p in plans)
     lines.append(
-        f"dry run: {sum(len(p.runs) for p in previews)} run(s) matched, {total} history request(s) "
+        f"dry run: {sum(len(p.runs) for p in plans)} run(s) matched, {total} history request(s) "
         "planned; no history fetched, nothing written"
     )
     return lines
 
 
-def _axis_lines(p: ExperimentPreview) -> list[str]:
+def _shorten(files: Sequence[str], shown: int = 8) -> str:
+    more = f", ... ({len(files) - shown} more)" if len(files) > shown else ""
+    return ", ".join(files[:shown]) + more
+
+
+def _axis_lines(p: ExperimentPlan) -> list[str]:
     """The x axis and grid, when the config sets them, with how many runs logged the key."""
     exp = p.config
     out = []
@@ -199,10 +156,10 @@ def _axis_lines(p: ExperimentPreview) -> list[str]:
     return out
 
 
-def fields_lines(previews: Sequence[ExperimentPreview]) -> list[str]:
+def fields_lines(plans: Sequence[ExperimentPlan]) -> list[str]:
     """What `wandb2numpy fields` prints: per experiment the history keys of the matching runs."""
     lines: list[str] = []
-    for p in previews:
+    for p in plans:
         lines.append(_matched(p))
         stats = key_stats(p.runs)
         if not stats:

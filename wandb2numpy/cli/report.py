@@ -16,15 +16,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..errors import Wandb2NumpyError
+from .errors import EXIT_EMPTY, EXIT_OK, EXIT_PARTIAL
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
     from ..models import RunInfo
-    from ..pipeline import ExportResult
+    from ..result import ExportResult
     from ..runner import FetchStats
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_EMPTY = 0, 1, 2, 3, 4
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 def exit_code(result: ExportResult, *, allow_empty: bool = False) -> int:
@@ -74,6 +75,7 @@ class Summary:
                 "x_axis": res.x_axis,
                 "rows_without_x": dict(report.x_dropped),
                 "grid_points": None if res.grid is None else len(res.grid),
+                "grid": None if res.grid_range is None else res.grid_range.as_json(),
                 "files": [str(p) for p in report.files],
                 "bytes_written": size,
             }
@@ -108,12 +110,23 @@ class Summary:
                 return
             from ..output.folder import atomic_write_bytes
 
-            atomic_write_bytes(self.path, text.encode("utf-8"))
-        except OSError as exc:
-            print(f"wandb2numpy: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
+            atomic_write_bytes(self.path, text.encode("utf-8"), make_parents=False)
+        except (OSError, Wandb2NumpyError) as exc:
+            # Reported, but the exit code stays the export's: the data files are what it is about,
+            # and a monitor that finds no summary file knows already that something is off.
+            print(f"wandb2numpy: error: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
+
+
+_SPANS = {
+    "common": "span common: the range every run covers",
+    "all": "span all: every run's whole range, NaN where a run has no data",
+    "values": "the configured values",
+}
 
 
 def print_summary(result: ExportResult, out: TextIO) -> None:
+    from ..grid import format_x
+
     for name, report in result.experiments.items():
         res = report.result
         print(
@@ -132,7 +145,12 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             print("  no run matched the experiment's filters", file=out)
             continue
         if res.grid is not None:
-            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}, shared by every field", file=out)
+            span = res.grid_range
+            where = "" if span is None else (f" from {format_x(span.lo)} to {format_x(span.hi)} "
+                                             f"({_SPANS.get(span.span, span.span)})")
+            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}{where}, shared by every field", file=out)
+            if span is not None and span.outliers:
+                print(f"  grid: short runs: {span.short_runs()}", file=out)
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
         if report.x_dropped or report.runs_without_x:
@@ -192,7 +210,7 @@ class TqdmProgress:
             self._new_bar(name, None)
         self._overall = tqdm(
             total=None, desc="overall", unit="run", position=len(self._order), leave=True,
-            bar_format="{desc}: {n_fmt} run(s) {postfix}",
+            bar_format="{desc}: {n_fmt} run(s){postfix}",  # tqdm puts ", " before a postfix
         )
         self._refresh_overall()
 

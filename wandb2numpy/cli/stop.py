@@ -23,7 +23,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from .report import EXIT_SIGINT, EXIT_SIGTERM, Summary
+from .errors import EXIT_SIGINT, EXIT_SIGTERM
+from .report import Summary
 
 log = logging.getLogger("wandb2numpy")
 

@@ -10,6 +10,7 @@ nesting) is rejected with a message that says how to fix it.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS
+from .defaults import DEFAULT_GRID_SPAN, DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS
 from .names import experiment_name_problem
 from .schema import (
     _EXPERIMENT_KEYS,
@@ -36,6 +37,8 @@ from .schema import (
     _translate,
 )
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_HISTORY_SAMPLES",
     "ExperimentConfig",
@@ -43,22 +46,30 @@ __all__ = [
     "ValueFilter",
     "load_config",
     "parse_config",
+    "resolve_configs",
+    "ConfigSource",
 ]
 
 DEFAULT_KEY = "DEFAULT"
 
 
 Method = Literal["linear", "previous"]
+Span = Literal["common", "all"]
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """One of `points`, `every` or `values` (the config checks that exactly one is set)."""
+    """One of `points`, `every` or `values` (the config checks that exactly one is set).
+
+    `span` is the x range `points` and `every` cover: ``common``, where every run has data, or
+    ``all``, from the earliest start to the latest end (NaN where a run has none).
+    """
 
     points: int | None = None
     every: float | None = None
     values: tuple[float, ...] | None = None
     method: Method = "linear"
+    span: Span = DEFAULT_GRID_SPAN
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,6 +286,13 @@ def _validate(name: str, merged: dict[Any, Any], *, partial: bool,
 
 
 def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -> ExperimentConfig:
+    listed = merged.get("fields")
+    if isinstance(listed, list) and model.fields is not None and len(model.fields) < len(listed):
+        # Exported once, as configs of the original tool expect; but said, since a repeat is often
+        # a typo for another field.
+        twice = sorted({f for f in listed if listed.count(f) > 1}, key=listed.index)
+        log.warning("%s, experiment '%s', key 'fields': %s listed more than once; exported once",
+                    source, name, ", ".join(repr(f) for f in twice))
     def per_group(value: Any, i: int) -> _Names:
         return value[i] if value is not None else None
 
@@ -306,7 +324,30 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         grid=None if model.grid is None else GridSpec(
             points=model.grid.points, every=model.grid.every, values=model.grid.values,
             method="previous" if model.grid.method == "previous" else "linear",
+            span="all" if model.grid.span == "all" else "common",
         ),
         source=source,
         raw=MappingProxyType(copy.deepcopy(merged)),
     )
+
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Sequence[ExperimentConfig]
+
+
+def resolve_configs(config: ConfigSource, experiments: Sequence[str] | None) -> list[ExperimentConfig]:
+    """A YAML path, a parsed mapping or ready `ExperimentConfig`s, as the selected experiments."""
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config, experiments)
+    if isinstance(config, Mapping):
+        return parse_config(config, experiments=experiments)
+    configs = list(config)
+    if experiments is not None:
+        unknown = sorted(set(experiments) - {c.name for c in configs})
+        if unknown:  # the same rule as for a config file
+            raise ConfigError(
+                f"experiment(s) not in the config: {', '.join(unknown)}; "
+                f"available: {', '.join(c.name for c in configs)}"
+            )
+        wanted = set(experiments)
+        configs = [c for c in configs if c.name in wanted]
+    return configs

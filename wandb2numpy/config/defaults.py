@@ -3,6 +3,8 @@ the runner read them from here, so `--help`, the README and the behaviour cannot
 
 from __future__ import annotations
 
+from typing import Final
+
 DEFAULT_HISTORY_SAMPLES = 12000  # the original tool's default: rows per run and field, sampled by the server
 DEFAULT_X_AXIS = "_step"  # W&B's own step counter, logged with every row
 DEFAULT_CONCURRENCY = 16  # history requests in flight: wandb-core allows 10 per Api, we hold one Api per 10 slots
@@ -14,4 +16,6 @@ DEFAULT_RETRIES = 20
 RETRY_MAX_WAIT_S = 30.0
 DEFAULT_PAGE_SIZE = 1000  # rows per page of a full-history read, as wandb's own scan_history
 DEFAULT_OUTPUT_DATA_TYPE = "numpy"
+GRID_SPANS = ("common", "all")  # grid.span: the x range every run covers, or from the earliest start to the latest end
+DEFAULT_GRID_SPAN: Final = "common"  # no run seems to have data it did not log, and every x averages every run
 OUTPUT_DATA_TYPES = ("numpy", "csv", "npz", "parquet")  # output/formats registers one format per name, in this order

@@ -29,8 +29,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError
-from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, OUTPUT_DATA_TYPES
-from .names import field_problem
+from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, GRID_SPANS, OUTPUT_DATA_TYPES
+from .names import field_problem, output_path_problem
 
 # W&B sends `samples` as a GraphQL Int (32-bit).
 _MAX_HISTORY_SAMPLES = 2**31 - 1
@@ -162,8 +162,9 @@ def _check_output_path(value: Any) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         _fail(f"expected a folder path (a string); found {_found_text(value)}")
-    if "\x00" in value:
-        _fail("the output path contains a NUL character")
+    problem = output_path_problem(value)
+    if problem:
+        _fail(problem)
     return value
 
 
@@ -283,6 +284,16 @@ def _check_grid_method(value: Any) -> str:
     return str(value)
 
 
+def _check_grid_span(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in GRID_SPANS or not isinstance(value, str):
+        choices = " or ".join(repr(s) for s in GRID_SPANS)
+        _fail(f"expected {choices} (the range every run covers, or from the earliest start to the latest end); "
+              f"found {_found(value)}{_suggest(value, GRID_SPANS)}")
+    return str(value)
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -293,6 +304,7 @@ class _GridSpec(BaseModel):
     every: Annotated[float | None, BeforeValidator(_check_grid_every)] = None
     values: Annotated[tuple[float, ...] | None, BeforeValidator(_check_grid_values)] = None
     method: Annotated[str, BeforeValidator(_check_grid_method)] = "linear"
+    span: Annotated[str | None, BeforeValidator(_check_grid_span)] = None  # None: DEFAULT_GRID_SPAN
 
     @model_validator(mode="after")
     def _one_kind(self) -> _GridSpec:
@@ -300,6 +312,9 @@ class _GridSpec(BaseModel):
         if len(given) != 1:
             found = f"found {' and '.join(given)}" if given else "found none"
             _fail(f"a grid needs exactly one of 'points', 'every' or 'values', e.g. grid: {{points: 200}}; {found}")
+        if self.values is not None and self.span is not None:
+            _fail("'span' chooses the range of 'points' or 'every'; with 'values' the x values are as given, "
+                  "so leave 'span' out", "span")
         return self
 
 

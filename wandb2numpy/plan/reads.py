@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Literal
 
 from ..models import RunInfo
 
 __all__ = [
     "BATCH_ROWS",
+    "GroupRead",
+    "batch_groups",
+    "parquet_eligible",
+    "read_in_full",
+    "thinned",
+    "group_read",
+    "spare_workers",
     "ReadPlan",
     "fits_batch",
     "plan_reads",
@@ -202,24 +210,137 @@ def fits_batch(run: RunInfo, keys: Sequence[str], samples: int | None, page_size
     return samples is not None or all(run.history_keys[k].count < page_size for k in keys)
 
 
-def group_requests(
-    run: RunInfo, keys: Sequence[str], samples: int | None, spare: int, page_size: int
-) -> int:
-    """History requests one co-logged key group of a run is planned to take on its own: one
-    sampled request, or one per row window, or (no counts) one per page of steps. Full answers
-    split later are not foreseen."""
-    if run.last_step < 0:
-        return len(step_ranges(run, spare, page_size))
-    rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
-    sampled = samples is not None and (rows is None or rows >= samples)
+def parquet_eligible(run: RunInfo, wanted: Sequence[str], samples: int | None, page_size: int) -> bool:
+    """Whether to read the run from its parquet export: finished (only those are exported),
+    too large for a batched request, with counts from the listing to check the files
+    against, and read in full (sampled mode only when the server's sampling would return
+    every row anyway: otherwise its sampling decides which rows come back; and only when
+    the keys need two or more sampled requests, since the files cost two requests, the
+    export's names and the file, and sampled mode sends no more than one per key group)."""
+    if run.state != "finished" or not run.history_keys or run.last_step < 0:
+        return False
+    if not wanted or any(k not in run.history_keys for k in wanted):
+        return False
+    if samples is not None and (
+        not sampling_keeps_all(run, wanted, samples) or len(co_logged_groups(run, wanted)) < 2
+    ):
+        return False
+    return not fits_batch(run, wanted, samples, page_size)
+
+
+def thinned(run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
+    """Whether the server's sampling could thin this run's rows of `keys` (without history-key
+    counts in the listing, assume it could)."""
+    if samples is None:
+        return False
+    if not run.history_keys:
+        return True
+    return any((info := run.history_keys.get(k)) is not None and info.count > samples for k in keys)
+
+
+def read_in_full(run: RunInfo, key: str, fields: Sequence[str], samples: int | None) -> bool:
+    """With an x axis other than `_step`: whether to read this run in full and thin it after the join.
+
+    Not when sampling keeps every row, and not when KEY has the same row count as every field
+    (``global_step`` logged with every metric, the usual case): the sources ask for keys with
+    equal counts in one request, which the server samples as one, so field and KEY come from the
+    same rows. Should that guess be wrong, the join drops rows and the run is read again in full.
+    """
+    if not thinned(run, [key, *fields], samples):
+        return False
+    info = run.history_keys.get(key)
+    if info is None:
+        return True
+    return any((f_info := run.history_keys.get(f)) is not None and f_info.count != info.count for f in fields)
+
+
+def spare_workers(workers: int, runs: int) -> int:
+    """Workers each run may use beyond its own: few runs are split further to keep all busy."""
+    return max(1, math.ceil(workers / max(1, runs)))
+
+
+def batch_groups(
+    runs: Sequence[RunInfo],
+    keys: Sequence[Sequence[str]],
+    samples: int | None,
+    *,
+    workers: int,
+    page_size: int,
+    starts: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """Which runs share a batched request (indices into `runs`): small runs with counts from the
+    listing, read from their first step. The one decision the source executes and the plan shows."""
+    first = list(starts) if starts is not None else [0] * len(runs)
+    small = [i for i, run in enumerate(runs) if keys[i] and not first[i] and fits_batch(run, keys[i], samples, page_size)]
+    if len(small) < 2:
+        return []
+    groups = batches([run_rows(runs[i], keys[i], samples) or 0 for i in small], workers, page_size)
+    return [[small[j] for j in g] for g in groups]
+
+
+ReadKind = Literal["sampled", "windows", "pages", "scan"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupRead:
+    """How one co-logged key group of one run is read, request by request: decided from the
+    listing, executed as it stands by the source (answers that come back full are split then,
+    which no listing can foresee).
+
+    `ranges` holds one (first step, end step, samples cap) per request; a sampled request has
+    one range (0, 0, samples). `rows` is what the listing says the reads return (None: unknown).
+    """
+
+    keys: tuple[str, ...]
+    kind: ReadKind
+    ranges: tuple[tuple[int, int, int], ...]
+    rows: int | None
+
+    @property
+    def requests(self) -> int:
+        return len(self.ranges)
+
+
+def group_read(
+    run: RunInfo,
+    keys: Sequence[str],
+    samples: int | None,
+    spare: int,
+    page_size: int,
+    *,
+    start: int = 0,
+    tail: tuple[int, int] | None = None,
+    core: bool = False,
+) -> GroupRead:
+    """The requests for `keys` of `run`: one sampled request, row-sized step windows, one window
+    per page of steps (no counts), or wandb's own scan in step ranges (`core`, or no last step).
+    `start`: an incremental tail, the steps from there on. `tail`: the live rows after a parquet
+    export, (first step, rows of each key)."""
+    keys = tuple(keys)
+    rows: int | None
+    if tail is not None:
+        start, rows = tail
+        sampled = False
+    else:
+        rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
+        if start and rows is not None:  # an incremental tail: its share of the steps, for planning only
+            rows = max(1, round(rows * (run.last_step + 1 - start) / max(1, run.last_step + 1)))
+        sampled = samples is not None and (rows is None or rows >= samples)
+    if tail is None and (core or run.last_step < 0):
+        ranges = tuple((lo, hi, page_size) for lo, hi in step_ranges(run, spare, page_size))
+        return GroupRead(keys=keys, kind="scan", ranges=ranges, rows=rows)
     windows: list[tuple[int, int]] = []
     if not sampled and rows is not None:
-        windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None)
-    if samples is not None and (sampled or len(windows) <= 1):
-        return 1
-    if rows is None:
-        return max(1, math.ceil((run.last_step + 1) / page_size))
-    return len(windows)
+        windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None, start=start)
+    if tail is None and not start and samples is not None and (sampled or len(windows) <= 1):
+        return GroupRead(keys=keys, kind="sampled", ranges=((0, 0, samples),), rows=rows)
+    if rows is None:  # no counts from the listing: one window per page of steps, as wandb scans
+        end = run.last_step + 1
+        pages = tuple((lo, min(lo + page_size, end), min(lo + page_size, end) - lo)
+                      for lo in range(start, end, page_size))
+        return GroupRead(keys=keys, kind="pages", ranges=pages, rows=rows)
+    cap = window_samples(rows, len(windows))
+    return GroupRead(keys=keys, kind="windows", ranges=tuple((lo, hi, cap) for lo, hi in windows), rows=rows)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,10 +356,17 @@ class ReadPlan:
     batch_requests: int
     single_runs: int  # runs read on their own
     single_requests: int
+    # finished runs read from their parquet export: two requests each (the export's file names,
+    # then its file) when the export is one file with no live rows after it; the names say more
+    parquet_runs: int = 0
 
     @property
     def requests(self) -> int:
-        return self.batch_requests + self.single_requests
+        return self.batch_requests + self.single_requests + 2 * self.parquet_runs
+
+    def __add__(self, other: ReadPlan) -> ReadPlan:
+        """Two reads of one experiment side by side (an x axis reads some runs in full)."""
+        return ReadPlan(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 def plan_reads(
@@ -249,18 +377,16 @@ def plan_reads(
     workers: int,
     page_size: int,
     batch: bool = True,
+    parquet: bool = False,
 ) -> ReadPlan:
-    """The requests `WandbSource.read_runs` plans for these runs, without sending any: small runs
-    grouped into shared requests (`batches`), every other run one request per co-logged key group
-    or row window. Splits of answers that come back full or short are not foreseen."""
+    """The requests `WandbSource.read_runs` sends for these runs, from the same decisions it
+    executes (`plan_keys`, `batch_groups`, `co_logged_groups`, `group_read`), without sending
+    any. Splits of answers that come back full or short are not foreseen."""
     plans = [plan_keys(run, fields, {}) for run in runs]
-    spare = max(1, math.ceil(workers / max(1, len(runs))))
-    small = [i for i, run in enumerate(runs) if plans[i] and fits_batch(run, plans[i], samples, page_size)]
-    groups: list[list[int]] = []
-    if batch and len(small) > 1:
-        groups = batches([run_rows(runs[i], plans[i], samples) or 0 for i in small], workers, page_size)
-    batched = {small[j] for g in groups for j in g}
-    single_runs = single_requests = rows = unknown = 0
+    spare = spare_workers(workers, len(runs))
+    groups = batch_groups(runs, plans, samples, workers=workers, page_size=page_size) if batch else []
+    batched = {i for g in groups for i in g}
+    single_runs = single_requests = rows = unknown = parquet_runs = 0
     for i, run in enumerate(runs):
         if not plans[i]:
             continue
@@ -271,9 +397,12 @@ def plan_reads(
             rows += n
         if i in batched:
             continue
+        if parquet and parquet_eligible(run, plans[i], samples, page_size):
+            parquet_runs += 1
+            continue
         single_runs += 1
         single_requests += sum(
-            group_requests(run, keys, samples, spare, page_size) for keys in co_logged_groups(run, plans[i])
+            group_read(run, keys, samples, spare, page_size).requests for keys in co_logged_groups(run, plans[i])
         )
     return ReadPlan(
         runs=len(runs),
@@ -284,4 +413,5 @@ def plan_reads(
         batch_requests=len(groups),
         single_runs=single_runs,
         single_requests=single_requests,
+        parquet_runs=parquet_runs,
     )

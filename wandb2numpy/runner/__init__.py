@@ -359,7 +359,7 @@ class Runner:
                 resource = self.resources.existing(slot)
                 if resource is None:
                     resource = await anyio.to_thread.run_sync(
-                        self.resources.for_slot, slot, limiter=self._thread_limiter, abandon_on_cancel=True
+                        self.resources.for_slot, slot, limiter=self._thread_limiter
                     )
                 self.stats.calls += 1
                 self.stats.requests += int(cost)

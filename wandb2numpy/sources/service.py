@@ -10,7 +10,6 @@ in requests for the rate gate. The concurrency itself is the generic `fetch.Runn
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,17 +21,15 @@ from ..config.filters import build_filters
 from ..errors import AuthError, FetchError
 from ..models import RunInfo
 from ..plan.reads import (
-    batches,
+    batch_groups,
     co_logged_groups,
     expected_rows,
     fits_batch,
+    group_read,
+    parquet_eligible,
     plan_keys,
     range_cost,
-    row_windows,
-    run_rows,
-    sampling_keeps_all,
-    step_ranges,
-    window_samples,
+    spare_workers,
 )
 from ..runner import DEFAULT_CONCURRENCY, DeadlinePassed, FetchStats, GaveUp, RetryPolicy, Runner, task_group
 from ..series import ParquetColumns, Series, merge_series
@@ -153,7 +150,7 @@ class WandbSource:
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
         first = list(starts) if starts is not None else [0] * len(runs)
-        spare = max(1, math.ceil(self.concurrency / max(1, len(runs))))
+        spare = spare_workers(self.concurrency, len(runs))
         plans: list[list[str]] = [plan_keys(run, fields, outcomes[i].non_numeric) for i, run in enumerate(runs)]
 
         def report(i: int) -> None:
@@ -205,16 +202,14 @@ class WandbSource:
                     else:
                         report(i)
 
-        small = [
-            i for i in range(len(runs))
-            if plans[i] and not first[i] and runs[i].id not in self._failed and self._small(runs[i], plans[i], samples)
-        ]
-        groups = batches([run_rows(runs[i], plans[i], samples) or 0 for i in small], self.concurrency,
-                         self.settings.page_size) if self._batch_ok and len(small) > 1 else []
-        batched = {small[j] for g in groups for j in g}
+        groups = batch_groups(runs, plans, samples, workers=self.concurrency, page_size=self.settings.page_size,
+                              starts=first) if self._batch_ok else []
+        # runs that failed for another experiment of this export are recorded without a request
+        groups = [kept for g in groups if (kept := [i for i in g if runs[i].id not in self._failed])]
+        batched = {i for g in groups for i in g}
         async with task_group() as tg:
             for g in groups:
-                tg.start_soon(batch, [small[j] for j in g])
+                tg.start_soon(batch, g)
             for i in range(len(runs)):
                 if i not in batched:
                     tg.start_soon(one, i)
@@ -321,21 +316,7 @@ class WandbSource:
                 tg.start_soon(read_group, keys)
 
     def _parquet_eligible(self, run: RunInfo, wanted: Sequence[str], samples: int | None) -> bool:
-        """Whether to read the run from its parquet export: finished (only those are exported),
-        too large for a batched request, with counts from the listing to check the files
-        against, and read in full (sampled mode only when the server's sampling would return
-        every row anyway: otherwise its sampling decides which rows come back; and only when
-        the keys need two or more sampled requests, since the files cost two requests, the
-        export's names and the file, and sampled mode sends no more than one per key group)."""
-        if not self._parquet_ok or run.state != "finished" or not run.history_keys or run.last_step < 0:
-            return False
-        if not wanted or any(k not in run.history_keys for k in wanted):
-            return False
-        if samples is not None and (
-            not sampling_keeps_all(run, wanted, samples) or len(co_logged_groups(run, wanted)) < 2
-        ):
-            return False
-        return not self._small(run, wanted, samples)
+        return self._parquet_ok and parquet_eligible(run, wanted, samples, self.settings.page_size)
 
     async def _read_parquet(self, run: RunInfo, wanted: Sequence[str], spare: int, outcome: RunOutcome) -> bool:
         """Read the run from its exported files (a request each) and its live tail (row-sized
@@ -344,7 +325,7 @@ class WandbSource:
         label = f"parquet history of run {run.id}"
         plan: client.ParquetPlan | None = None
         try:
-            plan = await self.runner.call(calls.parquet_plan, run, self._parquet_switch, what=label, kind="calls.parquet_plan")
+            plan = await self.runner.call(calls.parquet_plan, run, self._parquet_switch, what=label, kind="parquet_plan")
             if plan is None:  # switched off while the call waited for a slot: nothing was sent
                 self.stats.requests -= 1
                 return False
@@ -356,7 +337,7 @@ class WandbSource:
 
             async def one_file(url: str) -> None:
                 files.append(await self.runner.call(
-                    calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="calls.parquet_file"
+                    calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="parquet_file"
                 ))
 
             async with task_group() as tg:
@@ -469,43 +450,26 @@ class WandbSource:
         label = f"history of run {run.id} ({', '.join(keys)})"
         page_size = self.settings.page_size
         parts: list[calls.Read] = []
-        rows: int | None
-        if tail is not None:
-            start, rows = tail
-            sampled = False
-        else:
-            rows = min((expected_rows(run, k, samples) or 0) for k in keys) if run.history_keys else None
-            if start and rows is not None:  # an incremental tail: its share of the steps, for planning only
-                rows = max(1, round(rows * (run.last_step + 1 - start) / max(1, run.last_step + 1)))
-            sampled = samples is not None and (rows is None or rows >= samples)
-        if tail is None and (core or run.last_step < 0):
-            ranges = step_ranges(run, spare, page_size)
-            scan = True
+        plan = group_read(run, keys, samples, spare, page_size, start=start, tail=tail, core=core)
+        if plan.kind == "scan":
 
             async def piece(lo: int, hi: int) -> None:
                 parts.append(await self.runner.call(
                     calls.scanned, run, keys, lo, hi, page_size,
-                    what=label, cost=range_cost(lo, hi, page_size, scan=scan), kind="calls.scanned",
+                    what=label, cost=range_cost(lo, hi, page_size, scan=True), kind="scanned",
                 ))
 
             async with task_group() as tg:
-                for lo, hi in ranges:
+                for lo, hi, _ in plan.ranges:
                     tg.start_soon(piece, lo, hi)
             return self._merge(keys, parts, outcome), False
-        windows: list[tuple[int, int]] = []
-        if not sampled and rows is not None:
-            windows = row_windows(run, rows, page_size, spare, split_for_size=samples is None, start=start)
-        if tail is None and not start and samples is not None and (sampled or len(windows) <= 1):
-            parts.append(await self.runner.call(calls.sampled, run, keys, samples, what=label))
+        if plan.kind == "sampled":
+            parts.append(await self.runner.call(calls.sampled, run, keys, samples, what=label, kind="sampled"))
             return self._merge(keys, parts, outcome), False
-        if rows is None:  # no counts from the listing: one window per page of steps, as wandb scans
-            end = run.last_step + 1
-            plan = [(lo, min(lo + page_size, end), min(lo + page_size, end) - lo) for lo in range(start, end, page_size)]
-        else:
-            plan = [(lo, hi, window_samples(rows, len(windows))) for lo, hi in windows]
+        rows = plan.rows
 
         async def window(lo: int, hi: int, cap: int) -> None:
-            read, count, mid = await self.runner.call(calls.window, run, keys, lo, hi, cap, what=label, kind="calls.window")
+            read, count, mid = await self.runner.call(calls.window, run, keys, lo, hi, cap, what=label, kind="window")
             if count >= cap and hi - lo > 1 and rows is not None:
                 # Full: the server may have thinned it. Ask for each half instead.
                 async with task_group() as tg:
@@ -515,7 +479,7 @@ class WandbSource:
             parts.append(read)
 
         async with task_group() as tg:
-            for lo, hi, cap in plan:
+            for lo, hi, cap in plan.ranges:
                 tg.start_soon(window, lo, hi, cap)
         return self._merge(keys, parts, outcome, count=tail is None), True
 

@@ -30,33 +30,7 @@ from .base import HistorySource, ProgressFn, RunOutcome
 __all__ = ["DEFAULT_X_AXIS", "XRead", "Realigned", "read_in_full", "read_runs", "realign", "thin", "thinned"]
 
 from ..config.defaults import DEFAULT_X_AXIS
-
-
-def thinned(run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
-    """Whether the server's sampling could thin this run's rows of `keys` (without history-key
-    counts in the listing, assume it could)."""
-    if samples is None:
-        return False
-    if not run.history_keys:
-        return True
-    return any((info := run.history_keys.get(k)) is not None and info.count > samples for k in keys)
-
-
-def read_in_full(run: RunInfo, key: str, fields: Sequence[str], samples: int | None) -> bool:
-    """Whether to read this run in full and thin it after the join.
-
-    Not when sampling keeps every row, and not when KEY has the same row count as every field
-    (``global_step`` logged with every metric, the usual case): the sources ask for keys with
-    equal counts in one request, which the server samples as one, so field and KEY come from the
-    same rows. Should that guess be wrong, the join drops rows and `read_runs` reads the run
-    again in full.
-    """
-    if not thinned(run, [key, *fields], samples):
-        return False
-    info = run.history_keys.get(key)
-    if info is None:
-        return True
-    return any((f_info := run.history_keys.get(f)) is not None and f_info.count != info.count for f in fields)
+from ..plan.reads import read_in_full, thinned
 
 
 @dataclass

@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
+# How long the start-up probe (`probe_server`) waits for each of connect and answer.
+PROBE_TIMEOUT_S = 5.0
+
 # wandb-core serves at most this many requests at once per `wandb.Api` object.
 REQUESTS_PER_API = 10
 
@@ -230,6 +233,128 @@ _PROBLEM_TEXT: dict[NetworkProblem, str] = {
 CREDENTIALS_HINT = "set WANDB_API_KEY or run `wandb login`"
 
 
+# --------------------------------------------------------------------------------------------
+# Start-up diagnosis: what a failed first request says about the address, not about the key.
+
+# wandb checks a key's shape before sending it and reports a bad one as an authentication error.
+_KEY_FORMAT_TEXT = ("api key must have", "invalid api key format", "api key is empty")
+# Go's words (wandb-core) and Python's for TLS spoken to a plain HTTP server.
+_TLS_TO_PLAIN_TEXT = (
+    "first record does not look like a tls handshake",
+    "server gave http response to https client",
+    "wrong version number",
+    "record layer failure",
+    "packet length too long",
+)
+_CERT_TEXT = ("x509:", "certificate verify failed", "certificate is not valid", "unknown authority")
+# A plain HTTP request to a TLS port: the server hangs up on it.
+_HUNG_UP_TEXT = ("connection reset", "reset by peer", "eof", "malformed http response", "unexpected end")
+_ADDRESS_HINT = "check --base-url or WANDB_BASE_URL; the public service is https://api.wandb.ai"
+
+
+_TIMEOUT_TEXT = ("timeout", "timed out", "deadline exceeded", "did not respond in time")
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A request that got no answer in time: probing would only wait as long again."""
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    return isinstance(exc, TimeoutError) or any(t in text for t in _TIMEOUT_TEXT)
+
+
+def key_format_problem(exc: BaseException) -> str | None:
+    """wandb's own words when the key's shape is wrong: checked on this machine, never sent."""
+    for cur in _chain(exc):
+        text = str(cur).strip()
+        if any(t in text.lower() for t in _KEY_FORMAT_TEXT):
+            detail = text.split(":", 1)[-1].strip() if ":" in text else text
+            return f"the W&B API key is not in a valid format ({detail.splitlines()[0][:200]}); it was not sent anywhere"
+    return None
+
+
+def transport_problem(exc: BaseException, url: str) -> str | None:
+    """TLS where the server speaks plain HTTP, or a certificate this machine does not trust,
+    read from the error text (no request)."""
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    scheme = urlsplit(url).scheme
+    if any(t in text for t in _TLS_TO_PLAIN_TEXT) and scheme == "https":
+        plain = "http://" + url.split("://", 1)[1]
+        return f"{url} speaks plain HTTP, not HTTPS: use {plain} ({_ADDRESS_HINT})"
+    if any(t in text for t in _CERT_TEXT):
+        return f"{url}: the server's TLS certificate is not trusted on this machine ({_ADDRESS_HINT})"
+    return None
+
+
+def probe_server(url: str, timeout: float, exc: BaseException | None = None) -> str | None:
+    """One plain request to `url`'s GraphQL endpoint, without the API key, to tell an address that
+    is not a W&B API (a web server, a proxy, a login portal, a TLS port spoken to in plain HTTP)
+    from a server that refused the key. None: it answers like a GraphQL API (or cannot be told).
+
+    Kept apart from the wandb client on purpose: it runs only after a failed first request, and
+    each of its outcomes has one line to say."""
+    import requests
+
+    endpoint = url.rstrip("/") + "/graphql"
+    try:
+        response = requests.post(
+            endpoint,
+            json={"query": "query Probe { viewer { id } }"},
+            timeout=(timeout, timeout),
+            allow_redirects=False,
+            headers={"User-Agent": "wandb2numpy-probe"},
+        )
+    except requests.exceptions.SSLError as err:
+        probe_exc: BaseException = err
+        return transport_problem(probe_exc, url) or f"{url}: TLS failed ({type(err).__name__}); {_ADDRESS_HINT}"
+    except requests.RequestException as err:
+        text = " ".join(str(e) for e in _chain(err)).lower() + " " + (str(exc).lower() if exc else "")
+        if urlsplit(url).scheme == "http" and any(t in text for t in _HUNG_UP_TEXT) and _speaks_tls(url, timeout):
+            secure = "https://" + url.split("://", 1)[1]
+            return f"{url} speaks HTTPS, not plain HTTP: use {secure} ({_ADDRESS_HINT})"
+        return None
+    status = response.status_code
+    if status >= 500 or status in (408, 425, 429):
+        return None  # a proxy's error page for a server that is down says nothing about the address
+    body = response.content[:4096]
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if 300 <= status < 400:
+        where = response.headers.get("Location", "?")
+        return (f"{url} redirects the W&B API to {where} (a login page or a proxy?), not a W&B server "
+                f"({_ADDRESS_HINT})")
+    looks_html = kind in ("text/html", "application/xhtml+xml") or body.lstrip()[:1] == b"<"
+    if looks_html:
+        return f"{url} answered HTTP {status} with an HTML page, not the W&B API ({_ADDRESS_HINT})"
+    if not body.strip():
+        if status in (401, 403):
+            return None  # a refusal without a word: the key check says it
+        return f"{url} answered HTTP {status} with an empty body, not the W&B API ({_ADDRESS_HINT})"
+    try:
+        json.loads(body if len(response.content) <= 4096 else response.content)
+    except ValueError:
+        return f"{url} answered HTTP {status} with something other than JSON, not the W&B API ({_ADDRESS_HINT})"
+    return None
+
+
+def _speaks_tls(url: str, timeout: float) -> bool:
+    """Whether the host and port of an http:// URL complete a TLS handshake (certificate not
+    checked: this only tells which protocol to use)."""
+    import socket
+    import ssl
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or 80
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(
+            sock, server_hostname=host
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def scrub(text: str, api_key: str | None) -> str:
     if api_key and api_key in text:
         text = text.replace(api_key, "***")
@@ -335,9 +460,13 @@ class ApiPool:
             )
         except UsageError as exc:
             # wandb found no key at all (environment, netrc, settings): nothing was sent
-            raise AuthError(f"no W&B API key found: {CREDENTIALS_HINT}") from exc
+            where = base_url or "https://api.wandb.ai"
+            raise AuthError(f"no W&B API key found for {where}: {CREDENTIALS_HINT}") from exc
         except AuthenticationError as exc:
             url = base_url or "https://api.wandb.ai"
+            key_problem = key_format_problem(exc)
+            if key_problem is not None:
+                raise AuthError(f"{key_problem}: {CREDENTIALS_HINT} with a key for {url}") from None
             diagnosis = self._startup_diagnosis(exc, url)
             if diagnosis is not None:
                 error = FetchError(diagnosis)
@@ -362,6 +491,9 @@ class ApiPool:
             )
         if self._reached:
             return None
+        transport = transport_problem(exc, url)
+        if transport is not None:
+            return transport
         problem = network_problem(exc)
         if problem == "refused":
             return (
@@ -371,7 +503,9 @@ class ApiPool:
         if problem == "no_host":
             host = urlsplit(url).hostname or url
             return f"cannot resolve host {host!r} of {url} (check --base-url or WANDB_BASE_URL)"
-        return None
+        if (status is not None and (status >= 500 or status in (408, 425, 429))) or _timed_out(exc):
+            return None  # unavailable or slow, not a wrong address: the retry policy's business
+        return probe_server(url, min(PROBE_TIMEOUT_S, self.settings.timeout), exc)
 
 
 # A first `Viewer` query unanswered after this many seconds starts the silent-server probe ...
