@@ -133,7 +133,7 @@ def test_base_url_that_is_not_a_url_is_a_usage_error(
         main([str(write_config(tmp_path)), "--base-url", url])
     assert info.value.code == 2
     assert "--base-url" in capsys.readouterr().err
-    assert srv.stats()["requests"] == 0
+    assert srv.stats()["requests"] == 0, (srv.request_log(), srv.stats())
 
 
 @pytest.mark.parametrize("under", [False, True])

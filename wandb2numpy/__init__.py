@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0.dev0"
 
+from . import _early  # noqa: F401, I001 - first: in the command's own process, Ctrl-C while the imports below load exits cleanly
+
 from .assemble import ExperimentResult, FieldArrays
 from .config import ExperimentConfig, load_config, parse_config
 from .errors import (

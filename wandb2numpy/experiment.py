@@ -65,6 +65,7 @@ async def export_experiment(
     report.x_dropped, report.runs_without_x = read.x_dropped, read.runs_without_x
     if cache is not None:
         report.unchanged_runs, report.grown_runs, report.incremental = cache.unchanged, cache.grown, True
+        report.gone_runs = list(cache.gone)
     if write and not result.runs and not result.failed_runs:
         # nothing to write: an earlier export of this experiment, if any, is left as it was
         log.info("%s: no run exported; nothing written", exp.name)

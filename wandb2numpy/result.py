@@ -37,6 +37,9 @@ class ExperimentReport:
     # run holds a requested field, or a field it names was logged by no matched run (exit 4).
     problems: list[str] = field(default_factory=list)
     grown_runs: int = 0  # incremental mode: fetched runs that read only their new steps
+    # incremental mode: runs the last export cached that the listing no longer shows (deleted on
+    # the server, or no longer matching the filters), by id
+    gone_runs: list[str] = field(default_factory=list)
     incremental: bool = False
     # x_axis other than _step: rows dropped for want of an x value, per field, and how many
     # runs never logged the x_axis key at all

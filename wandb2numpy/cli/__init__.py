@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args: argparse.Namespace = build_parser().parse_args(argv)
         verbose = bool(getattr(args, "verbose", False))
+        if args.handler != "export":  # the export's own handling replaces the early exit (see `stop`)
+            from .. import _early
+
+            _early.uninstall()
         module = importlib.import_module(f"{__name__}.{args.handler}")
         code: int = module.command(args)
         sys.stdout.flush()

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, TypedDict
 
 from ..config import ExperimentConfig, load_config, parse_config
+from ..config.defaults import DEFAULT_RETRIES
 from ..config.names import experiment_name_problem, output_path_problem
 from ..errors import ConfigError, Wandb2NumpyError
 from ..runner import RetryPolicy
@@ -29,9 +30,13 @@ class _PolicyArg(TypedDict, total=False):
 def policy(args: argparse.Namespace) -> _PolicyArg:
     """`policy=` only when an option asks for one, so a caller's default policy stays in force
     (tests/conftest.py hands `export` a short retry policy that way)."""
-    if not (args.max_rate or args.start_window):
+    retries = getattr(args, "retries", DEFAULT_RETRIES)
+    deadline = getattr(args, "deadline", None)
+    if not (args.max_rate or args.start_window or retries != DEFAULT_RETRIES or deadline):
         return {}
-    return {"policy": RetryPolicy(max_rate=args.max_rate, start_window=args.start_window)}
+    return {"policy": RetryPolicy(
+        max_rate=args.max_rate, start_window=args.start_window, attempts=retries + 1, export_deadline=deadline
+    )}
 
 
 PROJECT_OUTPUT_DIR = "wandb_data"  # where `export ENTITY/PROJECT` writes without -O, as the demo

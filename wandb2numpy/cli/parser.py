@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..config.defaults import DEFAULT_CONCURRENCY, DEFAULT_HISTORY_SAMPLES
+from ..config.defaults import DEFAULT_CONCURRENCY, DEFAULT_HISTORY_SAMPLES, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 from ..plot import (  # plot imports matplotlib only to draw
     DEFAULT_CI,
     DEFAULT_POINTS,
@@ -181,6 +181,30 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         help="begin with N requests in flight, one more per success up to --concurrency, instead of "
         "the default ramp (8 requests, doubling every 0.1 s until a 429): slower, and cautious where "
         "wandb-core's log cannot be read",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"how long one request may wait for the server's answer (default {DEFAULT_TIMEOUT_S}); "
+        "connecting gets at most 10 s of it",
+    )
+    p.add_argument(
+        "--retries",
+        type=_count,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help=f"retries of one failed request, waits doubling from 1 s to 30 s (default {DEFAULT_RETRIES}: "
+        "at least 6 minutes of waiting, so a 5-minute outage of the server loses no run); a run "
+        "whose request still fails is listed as failed (exit 3)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=_duration,
+        metavar="DURATION",
+        help="time the whole export may take, such as 90s, 20m or 2h (default: none); when it "
+        "passes, the runs finished are written, the rest listed as failed, and the exit code is 3",
     )
     p.add_argument(
         "--incremental",
@@ -355,6 +379,34 @@ def _url(text: str) -> str:
             f"expected an http(s) URL such as https://api.wandb.ai or http://127.0.0.1:8080, found {text!r}"
         )
     return text
+
+
+def _count(text: str) -> int:
+    """A whole number of zero or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, found {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, found {text}")
+    return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `20m`, `1.5h`: above zero."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:])
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 20m or 2h, found {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a duration above zero, found {text!r}")
+    return value
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:

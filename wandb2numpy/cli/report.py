@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -45,6 +46,10 @@ class Summary:
         self.started = time.time()
         self.data: dict[str, Any] = {"config": str(config), "exit_code": None, "error": None}
 
+    def budget(self, *, retries: int, deadline: float | None, timeout: float) -> None:
+        """The limits the operator set (or the defaults), so a monitor reads them beside the outcome."""
+        self.data.update(retries_per_request=retries, deadline_s=deadline, timeout_s=timeout)
+
     def fail(self, code: int, message: str) -> int:
         self.data.update(exit_code=code, error=message)
         return code
@@ -61,6 +66,7 @@ class Summary:
                 "runs_exported": len(res.runs),
                 "runs_unchanged": report.unchanged_runs,
                 "runs_grown": report.grown_runs,
+                "runs_gone": list(report.gone_runs),
                 "runs_failed": len(res.failed_runs),
                 "runs_skipped": report.skipped_runs,
                 "failed_runs": dict(res.failed_runs),
@@ -88,6 +94,7 @@ class Summary:
             retries=stats.retries,
             rate_limited=stats.rate_limited,
             rate_limited_in_core=stats.rate_limited_in_core,
+            deadline_passed=stats.deadline_passed,
             bytes_written=bytes_written,
         )
 
@@ -130,6 +137,10 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
         if report.incremental:
             grown = f" ({report.grown_runs} only their new steps)" if report.grown_runs else ""
             print(f"  incremental: {report.fetched_runs} fetched{grown}, {report.unchanged_runs} unchanged", file=out)
+            if report.gone_runs:
+                shown = ", ".join(report.gone_runs[:20]) + (", ..." if len(report.gone_runs) > 20 else "")
+                print(f"  incremental: {len(report.gone_runs)} run(s) of the last export no longer listed "
+                      f"(deleted on the server, or no longer matching the filters): {shown}", file=out)
         if not report.listed_runs:  # every field would read "absent": say why once instead
             print("  no run matched the experiment's filters", file=out)
             continue
@@ -253,3 +264,68 @@ class TqdmProgress:
         if self._overall is not None:
             self._refresh_overall()
             self._overall.close()
+
+
+HEARTBEAT_S = 30.0  # off a terminal: a line at least this often while retries or waits run
+
+
+class LineProgress:
+    """Progress off a terminal (cron, CI, a pipe), where no bar is drawn: every `every` seconds
+    one line, when requests were retried or are waiting to be since the last one, saying what
+    and how far the export got, so a log never falls silent for minutes while an outage is
+    ridden out. Quiet while everything works: a clean export prints nothing extra."""
+
+    def __init__(self, every: float = HEARTBEAT_S, out: TextIO | None = None) -> None:
+        self.every = every
+        self.out = out
+        self._stats: FetchStats | None = None
+        self._totals: dict[str, int | None] = {}
+        self._done = 0
+        self._failed = 0
+        self._retries_seen = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, experiments: Sequence[str], stats: FetchStats | None = None) -> None:
+        self._stats = stats
+        self._totals = {name: None for name in experiments}
+        self._thread = threading.Thread(target=self._loop, name="wandb2numpy-progress", daemon=True)
+        self._thread.start()
+
+    def start(self, experiment: str, total_runs: int) -> None:
+        self._totals[experiment] = total_runs
+
+    def advance(self, experiment: str, run: RunInfo, rows: int, failed: bool) -> None:
+        self._done += 1
+        self._failed += failed
+
+    def finish(self, experiment: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            line = self.line()
+            if line is not None:
+                print(line, file=self.out or sys.stderr, flush=True)
+
+    def line(self) -> str | None:
+        """The progress line, or None when nothing was retried or waited for since the last one."""
+        stats = self._stats
+        retries = stats.retries if stats is not None else 0
+        waiting = stats.waiting if stats is not None else 0
+        if retries == self._retries_seen and not waiting:
+            return None
+        new = retries - self._retries_seen
+        self._retries_seen = retries
+        known = [t for t in self._totals.values() if t is not None]
+        total = f" of {sum(known)}" if known and len(known) == len(self._totals) else ""
+        failed = f", {self._failed} failed" if self._failed else ""
+        latest = stats.last_retry[:200] if stats is not None and stats.last_retry else ""
+        return (
+            f"wandb2numpy: still working: {self._done}{total} run(s) done{failed}; "
+            f"{new} request(s) retried in the last {self.every:g} s, {waiting} waiting to retry"
+            + (f"; latest: {latest}" if latest else "")
+        )

@@ -13,7 +13,7 @@ import wandb
 
 from ..models import RunInfo
 from ..plan.reads import OPEN_END
-from ..runner import Runner, Verdict
+from ..runner import DeadlinePassed, GaveUp, Runner, Verdict
 from ..series import NonNumericValue, ParquetColumns, Series, series_from_rows
 from . import client
 from .client import ApiPool, ClientSettings
@@ -32,7 +32,12 @@ class Failures:
     def classify(self, exc: BaseException) -> Verdict:
         return client.classify(exc)
 
+    def looks_down(self, exc: BaseException) -> bool:
+        return client.looks_down(exc)
+
     def describe(self, exc: BaseException) -> str:
+        if isinstance(exc, (GaveUp, DeadlinePassed)):  # worded, and scrubbed, by the runner
+            return client.scrub(str(exc), self._api_key)
         return client.describe(exc, self._api_key)
 
 

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -47,6 +48,10 @@ _CORE_RETRY_ENV = {
 }
 
 Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
+
+# Seconds to open a TCP connection (our own requests: parquet files, the start-up probe); a read
+# waits up to the request timeout (`--timeout`).
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,6 +197,19 @@ def classify(exc: BaseException) -> Verdict:
     if any(t in text for t in _TRANSIENT_TEXT):
         return "transient"
     return "fatal"
+
+
+# Answers that mean the server (or the gateway before it) is unavailable, not that this request
+# failed on a working server.
+_DOWN_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def looks_down(exc: BaseException) -> bool:
+    """Whether a retried failure looks like the server being unavailable: no HTTP answer at all
+    (refused, reset, timed out) or a gateway's 502/503/504 (and 429). A 500 is the server itself
+    answering that this request failed: it works, and retrying this request slowly helps no one."""
+    status = exc.status if isinstance(exc, ParquetFileError) else http_status(exc)
+    return status is None or status in _DOWN_STATUSES
 
 
 def describe(exc: BaseException, api_key: str | None = None) -> str:
@@ -383,7 +401,7 @@ class ApiPool:
             if api is None:
                 if self._startup_error is not None:
                     raise self._startup_error
-                api = self._new_api()
+                api = self._new_api() if self._reached else self._first_api()
                 self._apis[index] = api
                 self._reached = True
         return api
@@ -391,6 +409,38 @@ class ApiPool:
     @property
     def created(self) -> int:
         return len(self._apis)
+
+    def _first_api(self) -> wandb.Api:
+        """The first `Api`, watched: its `Viewer` query is the first word with the server, and a
+        server that accepts the connection but never answers would hold it for the whole timeout
+        and wandb-core's retry (minutes, with the message "service process is busy"). Past
+        `SILENT_PROBE_AFTER_S` without an answer, a probe of our own tells a silent server
+        (named at once, see `silent_server`) from a slow one (waited for)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def make() -> None:
+            try:
+                box["api"] = self._new_api()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        started = time.monotonic()
+        threading.Thread(target=make, name="wandb2numpy-first-api", daemon=True).start()
+        if not done.wait(SILENT_PROBE_AFTER_S):
+            url = self.settings.resolved_base_url() or "https://api.wandb.ai"
+            wait = max(1.0, started + SILENT_ANSWER_S - time.monotonic())
+            diagnosis = silent_server(url, wait, total=SILENT_ANSWER_S)
+            if diagnosis is not None:
+                self._startup_error = FetchError(diagnosis)
+                raise self._startup_error
+            done.wait()
+        if "error" in box:
+            raise box["error"]
+        api: wandb.Api = box["api"]
+        return api
 
     def _new_api(self) -> wandb.Api:
         import wandb
@@ -456,6 +506,61 @@ class ApiPool:
         if (status is not None and (status >= 500 or status in (408, 425, 429))) or _timed_out(exc):
             return None  # unavailable or slow, not a wrong address: the retry policy's business
         return probe_server(url, min(PROBE_TIMEOUT_S, self.settings.timeout), exc)
+
+
+# A first `Viewer` query unanswered after this many seconds starts the silent-server probe ...
+SILENT_PROBE_AFTER_S = 2.0
+# ... which names the server silent once nothing answered this many seconds after the start.
+SILENT_ANSWER_S = 10.0
+
+
+def silent_server(url: str, wait: float, *, total: float | None = None) -> str | None:
+    """One line if the server at `url` accepts a TCP connection but sends nothing within `wait`
+    seconds (`total`: the seconds to name, counted from the first request); None if it answers
+    anything at all, or cannot be connected to (the retry policy and the other start-up
+    diagnoses handle those). A plain `GET` of the base path: any byte back means alive."""
+    import socket
+    import ssl
+
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    where = f"{host}:{port}"
+    shown = total if total is not None else wait
+    deadline = time.monotonic() + wait
+    try:
+        sock = socket.create_connection((host, port), timeout=min(wait, CONNECT_TIMEOUT_S))
+    except OSError:
+        return None
+    try:
+        if tls:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            except TimeoutError:
+                return _silent_text(where, shown)
+            except (OSError, ssl.SSLError):
+                return None  # answered, if only with a failed handshake: not silent
+        path = parts.path or "/"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            sock.recv(1)
+        except TimeoutError:
+            return _silent_text(where, shown)
+        except OSError:
+            return None
+        return None
+    finally:
+        sock.close()
+
+
+def _silent_text(where: str, seconds: float) -> str:
+    return (
+        f"connected to {where}, no answer in {seconds:g} s: something accepts connections there but "
+        "does not respond (a hung server or a proxy; check --base-url or WANDB_BASE_URL)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -763,7 +868,7 @@ def read_parquet_columns(url: str, keys: Sequence[str], timeout: float) -> Parqu
     try:
         # stream=True and one read of the raw body: `.content` would gather it 10 KB at a time
         # through Python (about half of the client CPU of a parquet export, measured).
-        with _session().get(url, timeout=timeout, stream=True) as response:
+        with _session().get(url, timeout=(min(CONNECT_TIMEOUT_S, timeout), timeout), stream=True) as response:
             if response.status_code != 200:
                 status = int(response.status_code)
                 raise ParquetFileError(f"GET {_where(url)} answered HTTP {status}", status)
@@ -875,3 +980,37 @@ def scan_history(
             use_cache=False,
         )
     return list(scan)
+
+
+# --------------------------------------------------------------------------------------------
+# Ending wandb-core
+
+
+def stop_core(wait: float = 0.5) -> None:
+    """Stop the wandb-core process wandb started for this process, if it started one: SIGTERM,
+    then SIGKILL after `wait` seconds. Used on the way out after an interrupt, when wandb's own
+    teardown (a message to wandb-core, then waiting for it) could block on a request in flight.
+    Reads wandb's private singleton: a client without it simply leaves wandb-core to notice our
+    exit by itself."""
+    import sys
+
+    if "wandb" not in sys.modules:
+        return
+    try:
+        from wandb.sdk import wandb_setup
+
+        setup = getattr(wandb_setup, "_singleton", None)
+        connection = getattr(setup, "_connection", None)
+        proc = getattr(getattr(connection, "_proc", None), "_process", None)
+    except Exception:  # noqa: BLE001 - an unknown client layout: nothing to stop
+        return
+    if proc is None or not hasattr(proc, "terminate") or proc.poll() is not None:
+        return
+    try:
+        proc.terminate()
+        try:
+            proc.wait(timeout=wait)
+        except Exception:  # noqa: BLE001 - still running: kill it
+            proc.kill()
+    except OSError:
+        pass
