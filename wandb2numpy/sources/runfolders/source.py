@@ -33,7 +33,7 @@ from ...models import RunInfo
 from ...plan.reads import plan_keys
 from ...runner import FetchStats
 from ...series import Series
-from ..base import ProgressFn, RunEvent, RunOutcome
+from ..base import OutcomeFn, ProgressFn, RunEvent, RunOutcome
 from ..cache import STATE_DIR
 from . import remember
 from .decode import KeyRows, ParsedFile, parse_job
@@ -214,6 +214,7 @@ class RunFolderSource:
         samples: int | None,
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> list[RunOutcome]:
         first = list(starts) if starts is not None else [0] * len(runs)
         need = set(fields)
@@ -226,6 +227,8 @@ class RunFolderSource:
             outcomes.append(outcome)
             if samples is None:  # a full read is the last one of a run's rows (see xaxis)
                 self._rows.pop(run.id, None)
+            if on_outcome is not None:  # the incremental cache saves each run as it completes
+                on_outcome(run, outcome)
             if progress is not None:
                 event: RunEvent = "run_failed" if outcome.error else "run_done"
                 progress(event, run, outcome.rows)
