@@ -24,7 +24,7 @@ import anyio
 from . import _memory
 from .config import ConfigSource, ExperimentConfig, resolve_configs
 from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
-from .config.filters import describe_filters
+from .config.filters import build_filters, describe_filters
 from .experiment import export_experiment
 from .models import RunInfo
 from .output import folder as writers
@@ -119,7 +119,9 @@ async def _run_all(
     return {c.name: reports[c.name] for c in configs}
 
 
-async def plan_experiments(configs: Sequence[ExperimentConfig], sources: Sources) -> list[ExperimentPlan]:
+async def plan_experiments(
+    configs: Sequence[ExperimentConfig], sources: Sources, *, incremental: bool = False
+) -> list[ExperimentPlan]:
     """List every experiment's runs (side by side) and decide each plan from the listings.
 
     The one planning step the export and `--dry-run` share. Filter values are compared with the
@@ -135,7 +137,16 @@ async def plan_experiments(configs: Sequence[ExperimentConfig], sources: Sources
             tg.start_soon(one, exp)
     known = known_values([(c, listed[c.name]) for c in configs])
     shape = _read_shape(sources.primary)
-    return [build_plan(c, listed[c.name], known=known[(c.entity, c.project)], **shape) for c in configs]
+    plans = [build_plan(c, listed[c.name], known=known[(c.entity, c.project)], **shape) for c in configs]
+    if not incremental:
+        return plans
+    out = []
+    for plan in plans:  # what each cache would serve, as `--dry-run --incremental` shows it
+        c = plan.config
+        cached = await anyio.to_thread.run_sync(
+            incremental_cache.planned_split, c, build_filters(c), plan.runs, plan.fields)
+        out.append(build_plan(c, plan.runs, known=known[(c.entity, c.project)], cached=cached, **shape))
+    return out
 
 
 def _read_shape(source: HistorySource) -> dict[str, Any]:
@@ -158,9 +169,11 @@ def plan_export(
     settings: ClientSettings | None = None,
     policy: RetryPolicy | None = None,
     source: HistorySource | None = None,
+    incremental: bool = False,
 ) -> list[ExperimentPlan]:
     """The plans `export` would execute, from the run listings alone: what `--dry-run` prints.
-    No history is fetched and nothing is written."""
+    No history is fetched and nothing is written. `incremental`: count what the experiments'
+    caches would serve as served (read, never written)."""
     configs = resolve_configs(config, experiments)
 
     async def run() -> list[ExperimentPlan]:
@@ -170,7 +183,7 @@ def plan_export(
             given=source,
         )
         try:
-            return await plan_experiments(configs, sources)
+            return await plan_experiments(configs, sources, incremental=incremental)
         finally:
             sources.close()
 

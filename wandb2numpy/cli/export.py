@@ -120,7 +120,7 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
     out = out or sys.stdout
     try:
         plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url, timeout=args.timeout),
-                            concurrency=args.concurrency, **policy(args))
+                            concurrency=args.concurrency, incremental=args.incremental, **policy(args))
     except Wandb2NumpyError as exc:
         return fail(args, exc, summary)
     for line in dry_run_lines(plans, all_runs=args.verbose):

@@ -127,6 +127,7 @@ def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) ->
             f"{plan.single_runs} run(s) on their own in {plan.single_requests} request(s); "
             + (f"{plan.parquet_runs} run(s) from parquet exports in {2 * plan.parquet_runs} request(s) "
                "(one more per further file or live tail); " if plan.parquet_runs else "")
+            + (f"{plan.cached_runs} run(s) from the incremental cache; " if plan.cached_runs else "")
             + f"{plan.empty_runs} run(s) hold none of the fields"
         )
     total = sum(p.reads.requests for p in plans if p.config.run_folders is None)

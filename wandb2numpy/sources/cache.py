@@ -612,3 +612,20 @@ def open_cache(exp: ExperimentConfig, filters: Mapping[str, Any], *, write: bool
     # at the end only, from the outcome that was written.
     cache.journal = exp.x_axis == DEFAULT_X_AXIS
     return cache
+
+
+def planned_split(
+    exp: ExperimentConfig, filters: Mapping[str, Any], runs: Sequence[RunInfo], fields: Sequence[str]
+) -> tuple[list[int], dict[int, int]] | None:
+    """For `--dry-run --incremental`: which listed runs an incremental export would fetch whole,
+    and which only from a step on (their new rows), by the same `RunCache.split` the export
+    uses. None when the experiment has no cache yet (everything is fetched). Reads the cache,
+    writes nothing."""
+    folder = Path(exp.output_path) / STATE_DIR / exp.name
+    if not folder.is_dir():
+        return None
+    cache = RunCache(folder, exp.name, fingerprint(exp, filters))
+    cache.read_state()
+    cache.read_journal()
+    _, to_fetch, grown = cache.split(runs, fields, exp.history_samples)
+    return to_fetch, {i: start for i, (start, _) in grown.items()}
