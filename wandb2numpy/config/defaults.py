@@ -19,3 +19,4 @@ DEFAULT_OUTPUT_DATA_TYPE = "numpy"
 GRID_SPANS = ("common", "all")  # grid.span: the x range every run covers, or from the earliest start to the latest end
 DEFAULT_GRID_SPAN: Final = "common"  # no run seems to have data it did not log, and every x averages every run
 OUTPUT_DATA_TYPES = ("numpy", "csv", "npz", "parquet")  # output/formats registers one format per name, in this order
+CONNECT_TIMEOUT_S = 10.0  # our own TCP connects (parquet files, start-up probes); reads wait up to --timeout

@@ -18,7 +18,7 @@ import anyio
 
 from ..config import ExperimentConfig
 from ..config.filters import build_filters
-from ..errors import AuthError, FetchError
+from ..errors import AuthError
 from ..models import RunInfo
 from ..plan.reads import (
     batch_groups,
@@ -31,7 +31,7 @@ from ..plan.reads import (
     range_cost,
     spare_workers,
 )
-from ..runner import DEFAULT_CONCURRENCY, DeadlinePassed, FetchStats, GaveUp, RetryPolicy, Runner, task_group
+from ..runner import DEFAULT_CONCURRENCY, DeadlinePassed, FetchStats, RetryPolicy, Runner, task_group
 from ..series import ParquetColumns, Series, merge_series
 from ..wandb import calls, client
 from ..wandb.client import ClientSettings
@@ -129,14 +129,11 @@ class WandbSource:
             )
         except (AuthError, DeadlinePassed):
             raise
-        except GaveUp as exc:
-            raise FetchError(f"listing runs of {entity}/{project} failed: {exc}") from exc
-        except FetchError:
-            raise
         except Exception as exc:
-            raise FetchError(
-                f"listing runs of {entity}/{project} failed: " + self._failures.describe(exc)
-            ) from exc
+            error = self._failures.to_error(exc, f"listing runs of {entity}/{project}")
+            if error is exc:
+                raise
+            raise error from exc
 
     async def read_runs(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 
 import wandb
 
+from ..errors import FetchError, Wandb2NumpyError
 from ..models import RunInfo
 from ..plan.reads import OPEN_END
 from ..runner import DeadlinePassed, GaveUp, Runner, Verdict
@@ -39,6 +40,12 @@ class Failures:
         if isinstance(exc, (GaveUp, DeadlinePassed)):  # worded, and scrubbed, by the runner
             return client.scrub(str(exc), self._api_key)
         return client.describe(exc, self._api_key)
+
+    def to_error(self, exc: BaseException, what: str) -> Wandb2NumpyError:
+        """Ours, for a failure that ends a call (the one reading of wandb's exceptions: `errors`)."""
+        if isinstance(exc, GaveUp):  # the runner's count of attempts, named after what failed
+            return FetchError(f"{what} failed: {self.describe(exc)}")
+        return client.to_error(exc, what, self._api_key)
 
 
 class Apis:
