@@ -22,6 +22,7 @@ from wandb2numpy.assemble import (
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError, OutputError
 from wandb2numpy.output import formats
+from wandb2numpy.output.checks import check_fields
 from wandb2numpy.output.folder import write_experiment
 from wandb2numpy.output.formats import RUN_COLUMNS, StoredExperiment, StoredFile
 
@@ -151,7 +152,7 @@ field_names = st.lists(name_parts, min_size=1, max_size=4).map("".join) | st.lis
 def test_config_accepts_exactly_what_the_writers_write(fields: list[str], data_type: str) -> None:
     """Refused at load means refused before any request; accepted means the write cannot refuse it."""
     try:
-        parse_config({"DEFAULT": BASE, "e": {"fields": fields, "output_data_type": data_type}})
+        check_fields(parse_config({"DEFAULT": BASE, "e": {"fields": fields, "output_data_type": data_type}}))
         accepted = True
     except ConfigError:
         accepted = False

@@ -20,6 +20,7 @@ from wandb2numpy.assemble import ExperimentResult, FieldArrays, Series, assemble
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError, OutputError
 from wandb2numpy.output import formats
+from wandb2numpy.output.checks import check_fields
 from wandb2numpy.output.folder import write_experiment
 from wandb2numpy.output.formats import StoredExperiment
 from wandb2numpy.testing import FAST_RETRIES, LocalServer
@@ -243,7 +244,7 @@ BASE = {"entity": "demo", "project": "synthetic", "output_path": "out"}
 
 def config_problem(fields: list[str], data_type: str) -> str | None:
     try:
-        parse_config({"DEFAULT": BASE, "e": {"fields": fields, "output_data_type": data_type}})
+        check_fields(parse_config({"DEFAULT": BASE, "e": {"fields": fields, "output_data_type": data_type}}))
     except ConfigError as exc:
         return str(exc)
     return None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wandb2numpy.assemble import ExperimentResult, FieldArrays
+from wandb2numpy.assemble import ExperimentResult, FieldArrays, apply_grid
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError
-from wandb2numpy.grid import GridSpec, apply_grid, grid_range, make_grid, resample, run_ranges
+from wandb2numpy.grid import GridSpec, grid_range, make_grid, resample, run_ranges
 from wandb2numpy.models import RunInfo
+from wandb2numpy.output.checks import check_fields
 from wandb2numpy.series import Series
 from wandb2numpy.sources.xaxis import read_in_full, realign, thin
 
@@ -160,9 +161,10 @@ def test_bad_grids_name_the_key(grid: object, key: str, words: str) -> None:
 
 
 def test_a_field_named_x_collides_with_the_grid_axis() -> None:
-    with pytest.raises(ConfigError, match="x.npy"):
-        parse_config({"E": {**BASE, "fields": ["x", "ret"], "grid": {"points": 3}}})
-    parse_config({"E": {**BASE, "fields": ["x", "ret"]}})  # without a grid "x" is a field like any
+    with pytest.raises(ConfigError, match="x.npy") as err:
+        check_fields(parse_config({"E": {**BASE, "fields": ["x", "ret"], "grid": {"points": 3}}}))
+    assert err.value.key == "fields" and err.value.experiment == "E"
+    check_fields(parse_config({"E": {**BASE, "fields": ["x", "ret"]}}))  # without a grid "x" is a field like any
 
 
 def test_x_axis_must_be_a_name() -> None:

@@ -298,3 +298,16 @@ def test_an_incremental_dry_run_plans_the_tails_the_export_sends(tmp_path: Path)
         report = result.experiments["e"]
         assert result.exit_code == 0 and report.unchanged_runs == 1 and report.grown_runs == 1
         assert srv.stats()["history_requests"] == planned.reads.requests > 0
+
+
+@pytest.mark.server
+def test_explicit_clashing_fields_are_a_config_error_before_any_request(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _config(tmp_path, {"fields": ["a", "a.steps"]})
+    for extra in (["--dry-run"], []):
+        srv.reset_stats()
+        assert cli(srv, str(cfg), *extra) == 2
+        err = capsys.readouterr().err
+        assert "experiment 'e', key 'fields'" in err and "rename a field" in err, err
+        assert srv.stats()["requests"] == 0

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping, MutableSequence, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .config import GridSpec
 from .config.defaults import DEFAULT_X_AXIS
+from .grid import GridRange, grid_range, make_grid, resample, run_label, run_ranges
 from .models import RunInfo
-
-if TYPE_CHECKING:
-    from .plan import ExperimentPlan
 from .series import Series
-
-if TYPE_CHECKING:
-    from .grid import GridRange
 
 __all__ = [
     "ABSENT_REASON",
@@ -157,15 +152,21 @@ def assemble_experiment(
     )
 
 
-def history_problems(plan: ExperimentPlan, result: ExperimentResult) -> list[str]:
-    """What only the history could tell, for exit code 4: no run held a value of any field, or a
-    named field holds no value in any matched run. Runs that failed are exit 3's."""
-    exp = plan.config
-    if result.failed_runs:
-        return []
-    if not result.runs:
-        return [] if plan.problems else [f"{exp.name}: none of the {len(plan.runs)} matched run(s) holds a requested field"]
-    if exp.fields is None:
-        return []
-    return [f"{exp.name}: field '{name}' holds no value in any matched run"
-            for name, reason in result.skipped_fields.items() if reason == ABSENT_REASON and name not in plan.unlogged]
+def apply_grid(result: ExperimentResult, spec: GridSpec) -> ExperimentResult:
+    """`result` with every field resampled on one grid built from all its runs and fields.
+
+    When some runs cover much less than the median run, a warning names them (they cut a
+    ``common`` range short, or thin out an ``all`` range); the range goes with the result.
+    """
+    starts, ends = run_ranges(result.fields.values())
+    span = grid_range(spec, starts, ends, [run_label(r.name, r.id) for r in result.runs])
+    message = span.warning(result.name, result.x_axis)
+    if message:
+        log.warning("%s", message)
+    x = make_grid(spec, starts, ends, span)
+    fields = {}
+    for name, arrays in result.fields.items():
+        gridded = resample(arrays.values, arrays.steps, x, spec.method)
+        steps = np.broadcast_to(x, gridded.shape)
+        fields[name] = FieldArrays(values=gridded, steps=steps)
+    return replace(result, fields=fields, grid=x, grid_range=span)

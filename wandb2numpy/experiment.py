@@ -12,9 +12,8 @@ from pathlib import Path
 
 import anyio
 
-from .assemble import ExperimentResult, assemble_experiment, history_problems
+from .assemble import ABSENT_REASON, ExperimentResult, apply_grid, assemble_experiment
 from .config.filters import build_filters
-from .grid import apply_grid
 from .output import folder as writers
 from .plan import ExperimentPlan
 from .result import ExperimentReport, Progress
@@ -110,3 +109,17 @@ def _assemble(plan: ExperimentPlan, read: PlanRead, *, consume: bool) -> Experim
     if exp.grid is not None and result.fields:
         result = apply_grid(result, exp.grid)
     return result
+
+
+def history_problems(plan: ExperimentPlan, result: ExperimentResult) -> list[str]:
+    """What only the history could tell, for exit code 4: no run held a value of any field, or a
+    named field holds no value in any matched run. Runs that failed are exit 3's."""
+    exp = plan.config
+    if result.failed_runs:
+        return []
+    if not result.runs:
+        return [] if plan.problems else [f"{exp.name}: none of the {len(plan.runs)} matched run(s) holds a requested field"]
+    if exp.fields is None:
+        return []
+    return [f"{exp.name}: field '{name}' holds no value in any matched run"
+            for name, reason in result.skipped_fields.items() if reason == ABSENT_REASON and name not in plan.unlogged]

@@ -22,19 +22,17 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from .assemble import ExperimentResult, FieldArrays
 from .config import GridSpec, Method
 
 __all__ = [
     "GridRange",
     "GridSpec",
     "Outlier",
-    "apply_grid",
     "common_range",
     "format_x",
     "grid_range",
@@ -49,7 +47,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def run_ranges(fields: Iterable[FieldArrays]) -> tuple[np.ndarray, np.ndarray]:
+class _Arrays(Protocol):
+    """A field's arrays: what `assemble.FieldArrays` and the exported files both provide."""
+
+    @property
+    def values(self) -> np.ndarray: ...
+
+    @property
+    def steps(self) -> np.ndarray: ...
+
+
+def run_ranges(fields: Iterable[_Arrays]) -> tuple[np.ndarray, np.ndarray]:
     """Each run's first and last x over all fields (NaN for a run with no point at all).
 
     A field's padding is NaN steps; a logged NaN value still has its step, but it is no data
@@ -240,23 +248,3 @@ def resample(values: np.ndarray, steps: np.ndarray, x: np.ndarray, method: Metho
 def run_label(name: str, run_id: str) -> str:
     """How a warning names a run: its display name, and its id when that differs."""
     return run_id if not name or name == run_id else f"{name} [{run_id}]"
-
-
-def apply_grid(result: ExperimentResult, spec: GridSpec) -> ExperimentResult:
-    """`result` with every field resampled on one grid built from all its runs and fields.
-
-    When some runs cover much less than the median run, a warning names them (they cut a
-    ``common`` range short, or thin out an ``all`` range); the range goes with the result.
-    """
-    starts, ends = run_ranges(result.fields.values())
-    span = grid_range(spec, starts, ends, [run_label(r.name, r.id) for r in result.runs])
-    message = span.warning(result.name, result.x_axis)
-    if message:
-        log.warning("%s", message)
-    x = make_grid(spec, starts, ends, span)
-    fields = {}
-    for name, arrays in result.fields.items():
-        gridded = resample(arrays.values, arrays.steps, x, spec.method)
-        steps = np.broadcast_to(x, gridded.shape)
-        fields[name] = FieldArrays(values=gridded, steps=steps)
-    return replace(result, fields=fields, grid=x, grid_range=span)

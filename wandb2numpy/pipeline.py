@@ -28,7 +28,7 @@ from .config.filters import build_filters, describe_filters
 from .experiment import export_experiment
 from .models import RunInfo
 from .output import folder as writers
-from .output.checks import check_output_paths, check_outputs
+from .output.checks import check_fields, check_output_paths, check_outputs
 from .output.lock import output_locks
 from .plan import ExperimentPlan, build_plan, known_values
 from .result import ExperimentReport, ExportResult, Progress
@@ -65,6 +65,7 @@ async def export_async(
     started = time.perf_counter()
     overwrite = overwrite or incremental  # the cache rebuilds the folder from what it kept
     configs = resolve_configs(config, experiments)
+    check_fields(configs)  # a config error, as the schema's, before any request
     if incremental:
         for exp in configs:
             incremental_cache.check_incremental(exp, write=write)
@@ -175,6 +176,7 @@ def plan_export(
     No history is fetched and nothing is written. `incremental`: count what the experiments'
     caches would serve as served (read, never written)."""
     configs = resolve_configs(config, experiments)
+    check_fields(configs)  # a config error, as the schema's, before any request
 
     async def run() -> list[ExperimentPlan]:
         sources = Sources(

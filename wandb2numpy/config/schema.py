@@ -389,18 +389,6 @@ class _Experiment(BaseModel):
                     _fail(f"expected a non-empty {key} name (a string); found null", key)
         return self
 
-    @model_validator(mode="after")
-    def _fields_fit_format(self) -> _Experiment:
-        # The collisions the writers would refuse after the fetch ("runs" in CSV, "a" next to
-        # "a.steps", "x" next to a grid's x), refused before the first request instead.
-        if self.fields is not None:
-            from ..output import formats  # at call time: the formats import the assembled types, which import config
-
-            problem = formats.get(self.output_data_type).fields_problem(self.fields, grid=self.grid is not None)
-            if problem:
-                _fail(problem, "fields")
-        return self
-
     @field_validator(*_SELECTION_KEYS, mode="before")
     @classmethod
     def _selection(cls, value: Any, info: ValidationInfo) -> Any:

@@ -1,5 +1,6 @@
-"""What the output side refuses before the first request: an output path that cannot be a folder,
-and (without -o) files of an earlier export in the way, or (with -o) files no export wrote."""
+"""What the output side refuses before the first request: field names that would collide in the
+format, an output path that cannot be a folder, and (without -o) files of an earlier export in the
+way, or (with -o) files no export wrote."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ from pathlib import Path
 from ..config import ExperimentConfig
 from ..config.names import output_path_problem
 from ..errors import ConfigError, OutputExistsError
-from . import folder
+from . import folder, formats
+
+
+def check_fields(configs: Sequence[ExperimentConfig]) -> None:
+    """Field names that would collide in the output format ("runs" in CSV, "a" next to "a.steps",
+    "x" next to a grid's x, names inside one data.npz): a config error, before any request. The
+    output stage owns the naming rules, so config validation does not reach up for them."""
+    for exp in configs:
+        if exp.fields is None:
+            continue  # fields: all: the plan leaves such keys out, one warning each
+        problem = formats.get(exp.output_data_type).fields_problem(exp.fields, grid=exp.grid is not None)
+        if problem:
+            raise ConfigError(problem, source=exp.source, experiment=exp.name, key="fields")
 
 
 def check_outputs(
