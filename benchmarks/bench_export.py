@@ -23,6 +23,13 @@ is too slow to run in full, it runs on the first runs of the same project and is
 for T-f (one request per 1,000-step window), runs on one run without latency and its wall time is
 the latency model's total for its requests and rows; such rows say `est.` and carry a note. P and
 MEM run without the latency model: they measure CPU and memory.
+
+The peers (`peers.py`: `threads`, a bare `ThreadPoolExecutor(16)` script on one `wandb.Api`;
+`thr`, the same with one `Api` per thread; `sdk`, wandb's own readers) run at 16 threads on the
+same server, medians of `--repeats`, arrays checked against the baseline's as ours are. A third
+table puts ours at concurrency 16 beside them and beside the latency model's floor (rows x per-row
+latency / 16 + one request's latency): the best peer per scenario, ours / best peer, and wall /
+floor for every tool. A peer slower than `--peer-timeout` is stopped and shown as `> T`.
 """
 
 from __future__ import annotations
@@ -193,20 +200,22 @@ class Server:
 
 def measure(
     server: Server, sc: Scenario, tool: str, concurrency: int, workdir: Path, tag: str,
-    profile: str | None = None,
+    profile: str | None = None, timeout: float | None = None, page_size: int = 1000,
 ) -> dict[str, Any]:
+    """One fresh worker process; past `timeout` (peers only) raises `subprocess.TimeoutExpired`."""
     server.reset()
     out = workdir / f"{tag}.npz"
     spec = {
         "tool": tool, "base_url": server.url, "entity": ENTITY, "project": PROJECT,
         "fields": baseline.field_names(sc.metrics), "samples": sc.samples,
         "concurrency": concurrency, "out": str(out), "workdir": str(workdir / tag), "save": sc.save,
+        "page_size": page_size,
     }
     cmd = [sys.executable, str(HERE / "worker.py"), json.dumps(spec)]
     if profile:
         # py-spy samples every thread (the work runs in worker threads), native frames included
         cmd = ["py-spy", "record", "-f", "raw", "-r", "200", "-o", profile, "--", *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{tag} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     # the worker's record is its last JSON line (py-spy adds lines of its own after it)
@@ -369,8 +378,50 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
             records.append(rec)
             log(f"ours c={c}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), "
                 f"x{rec['speedup'] or 0:.1f}, eff {rec['efficiency']:.2f}, {why}")
+        if args.peers:
+            records.extend(run_peers(sc, args, workdir, server, base, latency_ms, per_row_us, log))
     finally:
         server.stop()
+    return records
+
+
+PEER_NAMES = {"threads": "threads", "thr": "threads/thr", "sdk": "sdk"}
+PEER_THREADS = 16
+
+
+def run_peers(sc: Scenario, args: argparse.Namespace, workdir: Path, server: Server,
+              base: dict[str, Any] | None, latency_ms: float, per_row_us: float,
+              log: Any) -> list[dict[str, Any]]:
+    """Each peer (see peers.py) at 16 threads, the median of `--repeats`; a peer past
+    `--peer-timeout` is stopped and recorded as timed out (its wall time only a lower bound)."""
+    records = []
+    for peer in args.peers:
+        runs, timed_out = [], False
+        for r in range(args.repeats):
+            try:
+                runs.append(measure(server, sc, peer, PEER_THREADS, workdir, f"{sc.name}-{peer}-r{r}",
+                                    timeout=args.peer_timeout, page_size=args.peer_page_size))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                break
+        if timed_out:
+            log(f"{PEER_NAMES[peer]}: stopped after {args.peer_timeout:g} s")
+            records.append({"scenario": sc.name, "tool": peer, "concurrency": PEER_THREADS, "timed_out": True,
+                            "wall_s": None, "timeout_s": args.peer_timeout, "failed_runs": 0,
+                            "matches_baseline": True, "match_note": f"stopped after {args.peer_timeout:g} s"})
+            continue
+        walls = [x["wall_s"] for x in runs]
+        med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
+        med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=None)
+        med["ideal_s"] = ideal_wall(med, latency_ms, per_row_us, sc.rate_limit, None)
+        if base is not None and sc.save:
+            ok, why = compare(med["npz"], base["npz"], subset=bool(base.get("estimated")))
+        else:
+            ok, why = True, "no baseline run" if base is None else "arrays not kept (memory scenario)"
+        med["matches_baseline"], med["match_note"] = ok, why
+        rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
+        records.append(rec)
+        log(f"{PEER_NAMES[peer]}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), {why}")
     return records
 
 
@@ -406,7 +457,7 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argp
         "cpu_s": round(m.get("cpu_s", 0.0), 2),
         "core_cpu_s": round(m.get("core_cpu_s", 0.0), 2),
         "failed_runs": m["failed_runs"],
-        "speedup": (round(base_wall / wall, 2) if base_wall else None) if m["tool"] == "ours" else 1.0,
+        "speedup": (round(base_wall / wall, 2) if base_wall else None) if m["tool"] != "baseline" else 1.0,
         "ideal_s": round(m["ideal_s"], 3),
         "floor_s": round(m["floor_s"], 3) if m.get("floor_s") is not None else None,
         "efficiency": round(m["ideal_s"] / wall, 3) if wall else 0.0,
@@ -463,6 +514,63 @@ def table9(records: list[dict[str, Any]]) -> str:
             f"{'-' if r['cpu_us_per_row'] is None else format(r['cpu_us_per_row'], '.2f')} | "
             f"{r['export_peak_rss_mb']:.0f} | {r['core_peak_rss_mb']:.0f} | {r['array_mb']:.1f} | "
             f"{'-' if r['speedup'] is None else format(r['speedup'], ',.1f') + 'x'} | {r['efficiency']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def model_floor(records: list[dict[str, Any]], scenario: str) -> float | None:
+    """Rows x per-row latency / 16 + one request's latency: no client with 16 in flight can do
+    better under the latency model (None for scenarios run without it)."""
+    rs = [r for r in records if r["scenario"] == scenario and r.get("wall_s") is not None and r.get("rows_out")]
+    if not rs or not rs[0]["latency_model"]:
+        return None
+    ours = [r for r in rs if r["tool"] == "ours" and r["concurrency"] == 16 and not r.get("estimated")]
+    rows = (ours or [r for r in rs if not r.get("estimated")] or rs)[0]["rows_out"]
+    return float(rows * rs[0]["per_row_us"] / 1e6 / PEER_THREADS + rs[0]["latency_ms"] / 1e3)
+
+
+def _wall_text(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    if r.get("timed_out"):
+        return f"> {r['timeout_s']:g}"
+    return f"{r['wall_s']:.2f}"
+
+
+def peers_table(records: list[dict[str, Any]]) -> str:
+    """Ours at 16 against each peer (16 threads) and against the latency model's floor."""
+    head = ("| scenario | ours s | threads s | threads/thr s | sdk s | best peer | ours / best peer | floor s | "
+            "ours / floor | threads / floor | threads/thr / floor | sdk / floor |")
+    lines = [head, "|" + " --- |" * 12]
+    for name in dict.fromkeys(r["scenario"] for r in records):
+        rs = [r for r in records if r["scenario"] == name]
+        ours = next((r for r in rs if r["tool"] == "ours" and r["concurrency"] == PEER_THREADS), None)
+        peer = {p: next((r for r in rs if r["tool"] == p), None) for p in PEER_NAMES}
+        if ours is None or not any(peer.values()):
+            continue
+        done = [(r["wall_s"], PEER_NAMES[p]) for p, r in peer.items() if r is not None and not r.get("timed_out")]
+        floor = model_floor(records, name)
+
+        def per_floor(r: dict[str, Any] | None, floor: float | None = floor) -> str:
+            if r is None or floor is None:
+                return "-"
+            if r.get("timed_out"):
+                return f"> {r['timeout_s'] / floor:.1f}"
+            return f"{r['wall_s'] / floor:.2f}"
+
+        if done:
+            best_wall, best = min(done)
+            ratio = best_wall / ours["wall_s"]
+            vs = f"{ratio:.2f}x faster" if ratio >= 1 else f"**{ratio:.2f} (slower)**"
+            best_text = f"{best} {best_wall:.2f} s"
+        else:
+            timeouts = [r["timeout_s"] for r in peer.values() if r is not None]
+            best_text = f"all peers > {max(timeouts):g} s"
+            vs = f"> {max(timeouts) / ours['wall_s']:.0f}x faster"
+        lines.append(
+            f"| {name} | {ours['wall_s']:.2f} | {_wall_text(peer['threads'])} | {_wall_text(peer['thr'])} | "
+            f"{_wall_text(peer['sdk'])} | {best_text} | {vs} | {'-' if floor is None else format(floor, '.2f')} | "
+            f"{per_floor(ours)} | {per_floor(peer['threads'])} | {per_floor(peer['thr'])} | {per_floor(peer['sdk'])} |"
         )
     return "\n".join(lines)
 
@@ -546,7 +654,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-floor", action="store_true", help="skip the zero-latency CPU floor runs")
     p.add_argument("--profile", metavar="DIR", help="py-spy profile (collapsed stacks) of ours' first repeat")
+    p.add_argument("--peers", default="threads,thr,sdk",
+                   help="peers measured at 16 threads beside ours (see peers.py): comma-separated subset of "
+                        "threads,thr,sdk, or 'none'")
+    p.add_argument("--peer-timeout", type=float, default=120.0,
+                   help="seconds after which a peer is stopped and recorded as slower than that")
+    p.add_argument("--peer-page-size", type=int, default=1000, help="the peers' scan_history page_size")
     args = p.parse_args(argv)
+    args.peers = [] if args.peers in ("", "none") else args.peers.split(",")
+    unknown = set(args.peers) - set(PEER_NAMES)
+    if unknown:
+        p.error(f"unknown peers: {sorted(unknown)}")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
@@ -563,13 +681,17 @@ def main(argv: list[str] | None = None) -> int:
             if sc.baseline_from and sc.baseline_from not in baselines:
                 sc = Scenario(**{**sc.__dict__, "baseline_from": None})
             records.extend(run_scenario(sc, args, Path(tmp), baselines))
-    print(table([r for r in records if r["scenario"] not in ISSUE9]))
-    if any(r["scenario"] in ISSUE9 for r in records):
+    own = [r for r in records if r["tool"] in ("baseline", "ours")]
+    print(table([r for r in own if r["scenario"] not in ISSUE9]))
+    if any(r["scenario"] in ISSUE9 for r in own):
         print()
-        print(table9([r for r in records if r["scenario"] in ISSUE9]))
-        print(targets(records))
-    print(doubling(records))
-    print(rate_limited(records))
+        print(table9([r for r in own if r["scenario"] in ISSUE9]))
+        print(targets(own))
+    if args.peers:
+        print()
+        print(peers_table(records))
+    print(doubling(own))
+    print(rate_limited(own))
     print(f"\n{args.latency_ms:g} ms per request + {args.per_row_us:g} us per row; "
           f"{os.cpu_count()} CPUs; total {time.perf_counter() - started:.0f} s")
     if args.json:
