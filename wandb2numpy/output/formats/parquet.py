@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..._fs import sync_file
 from ...assemble import ExperimentResult, FieldArrays
 from ._single import DataFile, SingleFileFormat
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported where a file is written or read, not with the module: the format registry
+# loads every format, and an export to numpy should not pay pyarrow's import.
 
 POINT_COLUMNS = ("field", "step", "value")  # after "id", before the other run columns
 META_KEY = b"wandb2numpy"
@@ -45,6 +49,8 @@ class ParquetFormat(SingleFileFormat):
     description = "data.parquet: one row per point (id, field, step, value and the runs.csv columns)"
 
     def write_data(self, path: Path, result: ExperimentResult, header: list[str], rows: list[list[str]]) -> None:
+        import pyarrow.parquet as pq
+
         table = _long_table(result, header, rows)
         strings = [c for c in table.column_names if c not in ("step", "value")]
         with open(path, "xb") as f:
@@ -53,6 +59,8 @@ class ParquetFormat(SingleFileFormat):
             sync_file(f)
 
     def read_data(self, path: Path) -> DataFile:
+        import pyarrow.parquet as pq
+
         table = pq.read_table(path)
         metadata = table.schema.metadata or {}
         meta = json.loads(metadata[META_KEY])
@@ -89,6 +97,8 @@ class ParquetFormat(SingleFileFormat):
 
 
 def _long_table(result: ExperimentResult, header: list[str], rows: list[list[str]]) -> pa.Table:
+    import pyarrow as pa
+
     grid = result.grid
     run_parts: list[np.ndarray] = []
     field_parts: list[np.ndarray] = []
@@ -137,6 +147,8 @@ def _concat(parts: list[np.ndarray], dtype: type[Any]) -> np.ndarray:
 
 def _repeat(per_run: list[str], run_index: pa.Array) -> pa.DictionaryArray:
     """A run column on every row of its run: each distinct text stored once."""
+    import pyarrow as pa
+
     encoded = pa.array(per_run, type=pa.string()).dictionary_encode()
     indices = pa.array(np.asarray(encoded.indices, dtype=np.int32)[run_index.to_numpy()], type=pa.int32())
     return pa.DictionaryArray.from_arrays(indices, encoded.dictionary)
@@ -144,6 +156,8 @@ def _repeat(per_run: list[str], run_index: pa.Array) -> pa.DictionaryArray:
 
 def _codes(column: pa.ChunkedArray, names: list[str]) -> np.ndarray:
     """Each row's position in `names`, read chunk by chunk without turning rows into str."""
+    import pyarrow as pa
+
     lookup = {name: i for i, name in enumerate(names)}
     parts = []
     for chunk in column.chunks:
