@@ -34,6 +34,7 @@ from ..plan.reads import (
 from ..runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, task_group
 from ..series import ParquetColumns, Series, merge_series
 from ..wandb import calls, client
+from ..wandb import files as wfiles
 from ..wandb.client import ClientSettings
 from .base import ProgressFn, RunEvent, RunOutcome
 
@@ -305,9 +306,16 @@ class WandbSource:
             files: list[ParquetColumns] = []
 
             async def one_file(url: str) -> None:
-                files.append(await self.runner.call(
-                    calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="parquet_file"
-                ))
+                try:
+                    got = await self.runner.call(
+                        calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="parquet_file"
+                    )
+                except client.ParquetFileError as exc:
+                    if not exc.timed_out:
+                        raise
+                    log.info("%s: %s; reading its columns by ranges", label, exc)
+                    got = await self._read_parquet_ranges(url, wanted, exc.received, label)
+                files.append(got)
 
             async with task_group() as tg:
                 for url in plan.urls:
@@ -359,6 +367,39 @@ class WandbSource:
             outcome.series[key] = merged
             self.stats.rows += len(merged)
         return True
+
+    async def _read_parquet_ranges(
+        self, url: str, wanted: Sequence[str], received: int, label: str
+    ) -> ParquetColumns:
+        """A file whose GET timed out, read again in smaller, different requests (a request
+        that timed out is never sent again as it was): the footer, then the needed columns'
+        byte ranges, each sized to arrive in half the timeout at the rate the timed-out GET
+        showed; a range that still times out is split in two, down to `files.MIN_RANGE`."""
+        timeout = self.settings.timeout
+        tail = await self.runner.call(calls.parquet_footer, url, timeout, what=label, kind="parquet_range")
+        if tail.start == 0:  # the host answered the whole file
+            return await anyio.to_thread.run_sync(wfiles.decode, tail, {}, tuple(wanted))
+        max_range = int(received / 2) if received else tail.size // 4
+        ranges = wfiles.column_ranges(tail, wanted, max(wfiles.MIN_RANGE, max_range))
+        pieces: dict[int, bytes] = {}
+
+        async def fetch(lo: int, hi: int) -> None:
+            try:
+                pieces[lo] = await self.runner.call(
+                    calls.parquet_range, url, lo, hi, timeout, what=label, kind="parquet_range"
+                )
+            except client.ParquetFileError as exc:
+                if not exc.timed_out or hi - lo <= wfiles.MIN_RANGE:
+                    raise
+                mid = (lo + hi) // 2
+                async with task_group() as tg:
+                    tg.start_soon(fetch, lo, mid)
+                    tg.start_soon(fetch, mid, hi)
+
+        async with task_group() as tg:
+            for lo, hi in ranges:
+                tg.start_soon(fetch, lo, hi)
+        return await anyio.to_thread.run_sync(wfiles.decode, tail, pieces, tuple(wanted))
 
     def _parquet_seen(self, found: bool) -> None:
         """Count a run's export answer; no export among the first `PARQUET_MISSES` runs asked

@@ -39,7 +39,11 @@ class FaultSettings:
     """What to break. Rates are fractions in [0, 1]; `fault_ops=None` targets every operation."""
 
     latency_ms: float = 0.0  # the whole answer time, building the answer included ...
-    per_row_us: float = 0.0  # ... plus this per history row returned
+    per_row_us: float = 0.0  # ... plus this per history row returned (GraphQL answers only)
+    # Parquet file GETs are answered as storage answers them: the headers after `latency_ms`
+    # (spikes included), then the body at this many MB/s per response (0: as fast as the socket
+    # takes it). Ranges are honoured, so a ranged read takes its own bytes' time, not the file's.
+    file_mb_per_s: float = 0.0
     rate_limit: float | None = None  # requests per second, burst = max(1, rate)
     error_rate: float = 0.0
     reset_rate: float = 0.0
