@@ -79,9 +79,10 @@ class Scenario:
     baseline_runs: int | None = None
     baseline_model: bool = False
     save: bool = True  # False: no arrays kept for comparison (the memory scenario)
+    storage: bool = False  # files streamed at --file-mb-per-s after the base latency (as storage)
 
 
-DEFAULT_SCENARIOS = "S,F,L,R,D,T-s,T-f,M,P,MEM"
+DEFAULT_SCENARIOS = "S,F,L,R,D,T-s,T-f,M,P,P-lat,MEM"
 
 
 def _export_cpu(m: dict[str, Any]) -> float:
@@ -129,6 +130,11 @@ def scenarios(quick: bool, scale: float) -> list[Scenario]:
             description="finished runs served as parquet exports, full history, no latency: client CPU per row",
         ),
         Scenario(
+            "P-lat", n(16, 2), n(100_000, 5000), 4, None, parquet=True, all_finished=True,
+            concurrency=(16,), baseline_runs=1, storage=True,
+            description="P with the latency model: files after the base latency, then --file-mb-per-s per response",
+        ),
+        Scenario(
             "MEM", n(64, 4), n(100_000, 5000), 2, None, no_latency=True, concurrency=(16,), no_baseline=True,
             save=False, description="full history, 2 fields, no latency: peak RSS against the array bytes",
         ),
@@ -141,7 +147,7 @@ def scenarios(quick: bool, scale: float) -> list[Scenario]:
 
 class Server:
     def __init__(self, sc: Scenario, latency_ms: float, per_row_us: float, seed: int,
-                 runs: int | None = None) -> None:
+                 runs: int | None = None, file_mb_per_s: float = 0.0) -> None:
         if sc.no_latency:
             latency_ms = per_row_us = 0.0
         cmd = [
@@ -159,7 +165,11 @@ class Server:
             cmd += ["--parquet"]
         if sc.all_finished:
             cmd += ["--all-finished"]
-        self.faults = {"latency_ms": latency_ms, "per_row_us": per_row_us, "rate_limit": sc.rate_limit}
+        mb = file_mb_per_s if sc.storage and not sc.no_latency else 0.0
+        if mb:
+            cmd += ["--file-mb-per-s", str(mb)]
+        self.faults = {"latency_ms": latency_ms, "per_row_us": per_row_us, "rate_limit": sc.rate_limit,
+                       "file_mb_per_s": mb}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -283,8 +293,10 @@ def compare(ours_npz: str, base_npz: str, subset: bool = False) -> tuple[bool, s
 def baseline_run(sc: Scenario, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """The original algorithm, measured in full, or on the first runs and scaled (see Scenario)."""
     latency_ms, per_row_us = (0.0, 0.0) if sc.no_latency else (args.latency_ms, args.per_row_us)
+    if sc.storage:
+        per_row_us = 0.0  # files cost bytes at the storage bandwidth, not rows
     if sc.baseline_runs is None or sc.baseline_runs >= sc.runs:
-        server = Server(sc, args.latency_ms, args.per_row_us, args.seed)
+        server = Server(sc, args.latency_ms, args.per_row_us, args.seed, file_mb_per_s=args.file_mb_per_s)
         try:
             base = measure(server, sc, "baseline", 1, workdir, f"{sc.name}-baseline")
         finally:
@@ -293,10 +305,10 @@ def baseline_run(sc: Scenario, args: argparse.Namespace, workdir: Path) -> dict[
         return base
     k = sc.baseline_runs
     factor = sc.runs / k
-    server = Server(sc, args.latency_ms, args.per_row_us, args.seed, runs=k)
+    server = Server(sc, args.latency_ms, args.per_row_us, args.seed, runs=k, file_mb_per_s=args.file_mb_per_s)
     try:
         if sc.baseline_model:
-            server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0)
+            server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0, file_mb_per_s=0)
         base = measure(server, sc, "baseline", 1, workdir, f"{sc.name}-baseline")
     finally:
         server.stop()
@@ -345,12 +357,14 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
         records.append(_record(sc, base, base["wall_s"], args))
         log(f"baseline {base['wall_s']:.1f} s" + (f" ({base['note']})" if base.get("estimated") else ""))
     latency_ms, per_row_us = (0.0, 0.0) if sc.no_latency else (args.latency_ms, args.per_row_us)
-    server = Server(sc, args.latency_ms, args.per_row_us, args.seed)
+    if sc.storage:
+        per_row_us = 0.0  # files cost bytes at the storage bandwidth, not rows
+    server = Server(sc, args.latency_ms, args.per_row_us, args.seed, file_mb_per_s=args.file_mb_per_s)
     try:
         for c in sc.concurrency or args.concurrency:
             floor_s = None
             if not args.no_floor and not sc.no_latency:
-                server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0)
+                server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0, file_mb_per_s=0)
                 fl = measure(server, sc, "ours", c, workdir, f"{sc.name}-floor-c{c}")
                 floor_s = fl["wall_s"]
                 server.set_faults(**{k: (v or 0) for k, v in server.faults.items()})
@@ -475,6 +489,7 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argp
         "samples": sc.samples,
         "parquet": sc.parquet,
         "latency_model": not sc.no_latency,
+        "storage": sc.storage,
         "estimated": bool(m.get("estimated")),
         "history_requests": sum(v for op, v in m["ops"].items() if op not in ("Viewer", "Runs")),
     }
@@ -496,7 +511,7 @@ def table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-ISSUE9 = ("T-s", "T-f", "M", "P", "MEM")
+ISSUE9 = ("T-s", "T-f", "M", "P", "P-lat", "MEM")
 
 
 def table9(records: list[dict[str, Any]]) -> str:
@@ -522,8 +537,8 @@ def model_floor(records: list[dict[str, Any]], scenario: str) -> float | None:
     """Rows x per-row latency / 16 + one request's latency: no client with 16 in flight can do
     better under the latency model (None for scenarios run without it)."""
     rs = [r for r in records if r["scenario"] == scenario and r.get("wall_s") is not None and r.get("rows_out")]
-    if not rs or not rs[0]["latency_model"]:
-        return None
+    if not rs or not rs[0]["latency_model"] or rs[0].get("storage"):
+        return None  # without latency, or files paced by bytes: no row-latency floor
     ours = [r for r in rs if r["tool"] == "ours" and r["concurrency"] == 16 and not r.get("estimated")]
     rows = (ours or [r for r in rs if not r.get("estimated")] or rs)[0]["rows_out"]
     return float(rows * rs[0]["per_row_us"] / 1e6 / PEER_THREADS + rs[0]["latency_ms"] / 1e3)
@@ -650,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="runs of ours at concurrency 1, as slow as the baseline (default 1)")
     p.add_argument("--latency-ms", type=float, default=100.0, help="server latency per request")
     p.add_argument("--per-row-us", type=float, default=1000.0, help="server latency per history row returned")
+    p.add_argument("--file-mb-per-s", type=float, default=10.0,
+                   help="storage bandwidth per file response in the storage scenarios (P-lat)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply runs and steps (for tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-floor", action="store_true", help="skip the zero-latency CPU floor runs")
