@@ -306,6 +306,9 @@ class WandbSource:
             files: list[ParquetColumns] = []
 
             async def one_file(url: str) -> None:
+                if wfiles.ranges_pay(run.history_keys, wanted):
+                    files.append(await self._read_parquet_ranges(url, wanted, label))
+                    return
                 try:
                     got = await self.runner.call(
                         calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="parquet_file"
@@ -314,7 +317,7 @@ class WandbSource:
                     if not exc.timed_out:
                         raise
                     log.info("%s: %s; reading its columns by ranges", label, exc)
-                    got = await self._read_parquet_ranges(url, wanted, exc.received, label)
+                    got = await self._read_parquet_ranges(url, wanted, label, timed_out=exc.received)
                 files.append(got)
 
             async with task_group() as tg:
@@ -369,18 +372,24 @@ class WandbSource:
         return True
 
     async def _read_parquet_ranges(
-        self, url: str, wanted: Sequence[str], received: int, label: str
+        self, url: str, wanted: Sequence[str], label: str, timed_out: int | None = None
     ) -> ParquetColumns:
-        """A file whose GET timed out, read again in smaller, different requests (a request
-        that timed out is never sent again as it was): the footer, then the needed columns'
-        byte ranges, each sized to arrive in half the timeout at the rate the timed-out GET
-        showed; a range that still times out is split in two, down to `files.MIN_RANGE`."""
+        """The file's footer, then only the needed columns' byte ranges (see `wandb/files.py`).
+
+        `timed_out`: the file's whole GET timed out after that many bytes. It is never sent
+        again as it was: the footer read is smaller, and each range is sized to arrive in half
+        the timeout at the rate the GET showed. In both cases a range that times out is split
+        in two, down to `files.MIN_RANGE`."""
         timeout = self.settings.timeout
-        tail = await self.runner.call(calls.parquet_footer, url, timeout, what=label, kind="parquet_range")
-        if tail.start == 0:  # the host answered the whole file
+        first = wfiles.FOOTER_READ if timed_out is None else wfiles.SLOW_FOOTER_READ
+        tail = await self.runner.call(calls.parquet_footer, url, timeout, first, what=label, kind="parquet_range")
+        if tail.start == 0:  # a small file, or a host that answered the whole file
             return await anyio.to_thread.run_sync(wfiles.decode, tail, {}, tuple(wanted))
-        max_range = int(received / 2) if received else tail.size // 4
-        ranges = wfiles.column_ranges(tail, wanted, max(wfiles.MIN_RANGE, max_range))
+        if timed_out is None:
+            ranges = wfiles.column_ranges(tail, wanted)
+        else:
+            max_range = timed_out // 2 if timed_out else tail.size // 4
+            ranges = wfiles.column_ranges(tail, wanted, max(wfiles.MIN_RANGE, max_range), wfiles.SLOW_MERGE_GAP)
         pieces: dict[int, bytes] = {}
 
         async def fetch(lo: int, hi: int) -> None:

@@ -267,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
             reset = decision is not None and decision.reset
             nbytes = len(reply.body)
             status = 0 if reset else reply.status
-            owner.counters.end(status, rows=reply.rows, nbytes=nbytes, decision=decision)
+            owner.counters.end(status, rows=reply.rows, nbytes=nbytes, decision=decision, op=op)
             accounted = True
             if reset:
                 self._reset(reply, owner.faults.settings.reset_mode)

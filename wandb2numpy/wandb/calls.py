@@ -126,9 +126,9 @@ def parquet_file(api: wandb.Api, url: str, keys: Sequence[str], timeout: float) 
     return client.read_parquet_columns(url, keys, timeout)
 
 
-def parquet_footer(api: wandb.Api, url: str, timeout: float) -> files.FileTail:
+def parquet_footer(api: wandb.Api, url: str, timeout: float, size: int) -> files.FileTail:
     """The end of an exported file, its footer among it: one ranged GET."""
-    return files.read_footer(url, timeout)
+    return files.read_footer(url, timeout, size)
 
 
 def parquet_range(api: wandb.Api, url: str, start: int, end: int, timeout: float) -> bytes:

@@ -1,11 +1,17 @@
 """Parquet files read by byte ranges: the footer first, then the byte ranges of the needed columns.
 
-A GET of a whole exported file that times out would time out again if sent again. Storage
-honours `Range` (W&B's own reader asks for ranges), so the file is read in smaller, different
-requests: its footer (`read_footer`, one request for the last 64 KiB), then the column chunks of
-`_step` and the requested keys (`column_ranges`, from the footer's metadata), each range small
-enough to arrive in time, and decoded from those bytes alone (`decode`). Each function sends at
-most one request, so the runner schedules, counts and retries them as it does every call.
+Storage honours `Range` (W&B's own reader asks for ranges), so a file can be read as its footer
+(`read_footer`: one request for its last bytes, the whole of a small file), then the column
+chunks of `_step` and the requested keys (`column_ranges`, from the footer's metadata), decoded
+from those bytes alone (`decode`). Two uses:
+
+- a wide file of which few columns are wanted (`ranges_pay`): the other columns' bytes are
+  never sent, at the price of one more round trip (the footer) before them;
+- a file whose whole GET timed out: a request that timed out would time out again if sent
+  again, so the file is read in smaller, different requests, each sized to arrive in time.
+
+Each function sends at most one request, so the runner schedules, counts and retries them as it
+does every call.
 """
 
 from __future__ import annotations
@@ -15,13 +21,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..models import KeyInfo
 from ..series import ParquetColumns, series_from_table
 from .client import ParquetFileError, _where, fetch_file
 
-FOOTER_READ = 64 * 1024  # the first ranged read: the file's last bytes, the footer among them
+# The first ranged read: the file's last bytes, its footer among them; a file no larger comes
+# whole in that one request. Smaller after a timeout, so that it arrives in time.
+FOOTER_READ = 256 * 1024
+SLOW_FOOTER_READ = 64 * 1024
+# Column chunks this close are read as one range, the gap's bytes unused: a round trip costs
+# about what 1 MiB of transfer does (50-100 ms at 10-20 MB/s); after a timeout, bytes cost more.
+MERGE_GAP = 1024 * 1024
+SLOW_MERGE_GAP = 64 * 1024
+MAX_RANGE = 32 * 1024 * 1024  # as Arrow's own range coalescing caps a read
 MIN_RANGE = 64 * 1024  # a range that times out is split in two, down to this size
-MERGE_GAP = 64 * 1024  # column chunks this close are read as one range (the gap's bytes unused)
 _MAGIC = b"PAR1"
+
+
+def ranges_pay(history_keys: Mapping[str, KeyInfo], wanted: Sequence[str]) -> bool:
+    """Whether to read only the wanted columns: when they (and `_step`) hold less than half of
+    the values the run logged, by the listing's counts (an exported file has a column per key).
+    Otherwise one GET of the whole file costs less than the footer's round trip saves."""
+    total = sum(max(0, info.count) for info in history_keys.values())
+    want = sum(max(0, history_keys[k].count) for k in {*wanted, "_step"} if k in history_keys)
+    return total > 0 and 2 * want < total
 
 
 @dataclass(frozen=True)
@@ -40,23 +63,23 @@ def _content_range_size(headers: Mapping[str, str]) -> int | None:
     return int(total) if total.isdigit() else None
 
 
-def read_footer(url: str, timeout: float) -> FileTail:
-    """The file's last `FOOTER_READ` bytes (one request; a second one only for a footer larger
-    than that). A host that ignores ranges answers the whole file, which is then all there is."""
-    status, headers, data = fetch_file(url, timeout, f"bytes=-{FOOTER_READ}")
+def read_footer(url: str, timeout: float, size: int = FOOTER_READ) -> FileTail:
+    """The file's last `size` bytes (one request; a second one only for a footer larger than
+    that). A host that ignores ranges answers the whole file, which is then all there is."""
+    status, headers, data = fetch_file(url, timeout, f"bytes=-{size}")
     if status == 200:
         return FileTail(url, len(data), 0, data)
-    size = _content_range_size(headers)
-    if size is None or len(data) < 8 or data[-4:] != _MAGIC:
+    total = _content_range_size(headers)
+    if total is None or len(data) < 8 or data[-4:] != _MAGIC:
         raise ParquetFileError(f"{_where(url)}: the ranged read of its end is not a parquet footer")
     need = int.from_bytes(data[-8:-4], "little") + 8
-    start = size - len(data)
+    start = total - len(data)
     if need > len(data) and start > 0:
-        lo = max(0, size - need)
+        lo = max(0, total - need)
         status, _, more = fetch_file(url, timeout, f"bytes={lo}-{start - 1}")
         data = (more[lo:start] if status == 200 else more) + data
         start = lo
-    return FileTail(url, size, start, data)
+    return FileTail(url, total, start, data)
 
 
 class _MissingBytes(Exception):
@@ -110,9 +133,11 @@ def _metadata(tail: FileTail) -> Any:
     return pq.ParquetFile(_Pieces(tail.size, {tail.start: tail.data})).metadata
 
 
-def column_ranges(tail: FileTail, keys: Sequence[str], max_range: int) -> list[tuple[int, int]]:
+def column_ranges(
+    tail: FileTail, keys: Sequence[str], max_range: int = MAX_RANGE, merge_gap: int = MERGE_GAP
+) -> list[tuple[int, int]]:
     """[start, end) byte ranges holding the column chunks of `_step` and `keys` in every row
-    group, less what the tail already holds: chunks `MERGE_GAP` apart or closer read as one
+    group, less what the tail already holds: chunks `merge_gap` apart or closer read as one
     range, ranges longer than `max_range` cut in equal parts."""
     try:
         meta = _metadata(tail)
@@ -137,7 +162,7 @@ def column_ranges(tail: FileTail, keys: Sequence[str], max_range: int) -> list[t
                 chunks.append((start, end))
     merged: list[tuple[int, int]] = []
     for start, end in sorted(chunks):
-        if merged and start - merged[-1][1] <= MERGE_GAP:
+        if merged and start - merged[-1][1] <= merge_gap:
             merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
             merged.append((start, end))
