@@ -111,6 +111,10 @@ def sdk(
     apis = _Apis(make)
     path = f"{entity}/{project}"
     if samples is not None:
+        # Imported here, once: wandb loads polars lazily on first use, and 16 threads doing that
+        # at once fail in polars' own import (RecursionError), as a user's script would not.
+        import polars  # noqa: F401
+
         ids = [run.id for run in api.runs(path, filters={})]
         slices = [ids[i::THREADS] for i in range(THREADS) if ids[i::THREADS]]
 
