@@ -6,8 +6,10 @@ checks every peer's arrays against the original algorithm's.
 - `threads`: one `wandb.Api()`, a `ThreadPoolExecutor(16)` over the listed runs (submitted as the
   listing yields them), `run.history(keys, samples)` when sampled, `run.scan_history(keys,
   page_size)` for full history. wandb-core lets one `Api` have at most 10 requests in flight.
-- `thr` (threads/thr): the same with one `Api` per thread, each run fetched again through its
-  thread's `Api` (`api.run(path)`, one request) so that 16 requests are in flight.
+- `thr` (threads/thr): the same with one `Api` per thread, each listed run rebound to its
+  thread's `Api` (a `Run` built from the listed run's attributes on that `Api`'s service, as
+  `Runs` builds them: no request) so that 16 requests are in flight. `api.run(path)` would do
+  the same at one more request per run.
 - `sdk`: wandb 0.31's own readers on the same pool of per-thread `Api`s. Sampled: the listed runs
   split into one slice per thread, each read with `Runs.histories(format="polars")` (sequential
   inside) on a `name $in` listing of its slice. Full: `run.download_history_exports()` read with
@@ -95,7 +97,9 @@ def threads(
 
     def work(run: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if per_thread_api:
-            run = apis.get().run(f"{entity}/{project}/{run.id}")
+            from wandb.apis.public import Run
+
+            run = Run(apis.get()._service_api, entity, project, run.id, dict(run._attrs))
         if samples is not None:
             return _columns(run.history(keys=fields, samples=samples, pandas=False), fields)
         return _columns(run.scan_history(keys=fields, page_size=page_size), fields)
