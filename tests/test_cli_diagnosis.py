@@ -108,7 +108,8 @@ def test_missing_key_names_the_cli_remedies(
     code, took, log_text = run_cli([str(cfg), "--base-url", srv.base_url], tmp_path)
     assert code == 1
     lines = error_lines(capsys.readouterr().err)
-    assert lines == ["wandb2numpy: error: no W&B API key found: set WANDB_API_KEY or run `wandb login`"]
+    assert lines == [f"wandb2numpy: error: no W&B API key found for {srv.base_url}: set WANDB_API_KEY or run "
+                     "`wandb login`"]
     assert "retrying" not in log_text and took < BOUND_S
     assert srv.stats()["requests"] == 0
 
@@ -132,7 +133,7 @@ def test_base_url_that_is_not_a_url_is_a_usage_error(
         main([str(write_config(tmp_path)), "--base-url", url])
     assert info.value.code == 2
     assert "--base-url" in capsys.readouterr().err
-    assert srv.stats()["requests"] == 0
+    assert srv.stats()["requests"] == 0, (srv.request_log(), srv.stats())
 
 
 @pytest.mark.parametrize("under", [False, True])

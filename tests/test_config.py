@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -707,3 +708,11 @@ def test_backslash_field_refused_at_load(tmp_path: Path) -> None:
     err = info.value
     assert (err.source, err.experiment, err.key) == (str(path), "exp", "fields[1]")
     assert "backslash" in str(err) and "eval\\\\reward" in str(err)
+
+
+def test_a_field_listed_twice_is_exported_once_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="wandb2numpy"):
+        (exp,) = parse_config({"e": {"entity": "x", "project": "p", "fields": ["b", "a", "c", "b"], "output_path": "o"}},
+                              source="c.yaml")
+    assert exp.fields == ("b", "a", "c")
+    assert "c.yaml, experiment 'e', key 'fields': 'b' listed more than once; exported once" in caplog.text

@@ -180,7 +180,7 @@ def _synthetic_docs() -> list[dict[str, Any]]:
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES_DIR.glob("*.yaml")))
 def test_example_experiments_match_synthetic_runs(name: str) -> None:
     """Each example experiment finds runs in the demo project (12 runs: the smallest the server serves by default)."""
-    from wandb2numpy.testing.filters import matches
+    from wandb2numpy.config.match import matches
 
     docs = _synthetic_docs()
     for e in load_config(EXAMPLES_DIR / name):
@@ -189,7 +189,7 @@ def test_example_experiments_match_synthetic_runs(name: str) -> None:
 
 
 def test_groups_and_filters_example_selects_what_its_comments_say() -> None:
-    from wandb2numpy.testing.filters import matches
+    from wandb2numpy.config.match import matches
 
     docs = _synthetic_docs()
     found = {

@@ -158,9 +158,12 @@ def test_npz_loads_without_pickle(tmp_path: Path) -> None:
         assert list(data["fields"]) == ["loss", "eval/acc"]  # "never" is skipped: absent everywhere
         assert str(data["x_axis"]) == "_step"
         assert list(data["runs.id"]) == ["r1", 'we,ird"id', "r4", "r5"]
-        assert list(data["runs.config.lr"]) == ["0.1", "", "0.2", ""]
+        assert data["runs.config.lr"].dtype == np.float64  # numbers: typed, a run without one NaN
+        np.testing.assert_array_equal(data["runs.config.lr"], [0.1, np.nan, 0.2, np.nan])
+        assert data["runs.history_line_count"].dtype == np.int64
         assert data["runs.name"][1] == "a\nb\\ud800"  # escaped as runs.csv escapes it
-        assert all(data[k].dtype.kind == "U" for k in data.files if k.startswith("runs."))
+        assert data["runs.config.opt.name"].tolist() == ["adam", "", "", ""]
+        assert all(data[k].dtype.kind == "U" for k in ("runs.id", "runs.name", "runs.tags", "runs.config.opt.name"))
         assert same(data["eval/acc"], result.fields["eval/acc"].values)
         assert same(data["eval/acc.steps"], result.fields["eval/acc"].steps)
         assert "x" not in data.files
@@ -195,8 +198,9 @@ def test_parquet_is_a_long_table(tmp_path: Path) -> None:
         assert got[:3] == want[:3] and (got[3] == want[3] or (np.isnan(got[3]) and np.isnan(want[3])))
     assert np.signbit(points[1][3])  # -0.0 kept
     by_id = {r["id"]: r for r in rows}
-    assert by_id["r1"]["config.lr"] == "0.1" and by_id["r1"]["config.opt.name"] == "adam"
-    assert by_id["r1"]["summary.loss"] == "0.5" and by_id["r1"]["tags"] == '["a"]'
+    assert by_id["r1"]["config.lr"] == 0.1 and by_id["r1"]["config.opt.name"] == "adam"
+    assert by_id["r1"]["summary.loss"] == 0.5 and by_id["r1"]["tags"] == '["a"]'
+    assert by_id["r4"]["config.lr"] == 0.2 and by_id["r4"]["summary.loss"] is None  # null, not ""
     assert by_id['we,ird"id']["name"] == "a\nb\\ud800" and by_id['we,ird"id']["group"] == "g"
 
 

@@ -8,7 +8,7 @@ import pytest
 from wandb2numpy.assemble import ExperimentResult, FieldArrays
 from wandb2numpy.config import parse_config
 from wandb2numpy.errors import ConfigError
-from wandb2numpy.grid import GridSpec, apply_grid, make_grid, resample, run_ranges
+from wandb2numpy.grid import GridSpec, apply_grid, grid_range, make_grid, resample, run_ranges
 from wandb2numpy.models import RunInfo
 from wandb2numpy.series import Series
 from wandb2numpy.sources.xaxis import read_in_full, realign, thin
@@ -169,3 +169,71 @@ def test_x_axis_must_be_a_name() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"E": {**BASE, "x_axis": 5}})
     assert err.value.key == "x_axis"
+
+
+# --------------------------------------------------------------------------- span
+
+
+# Four runs from 0 to 100 and one that stops at 20, a fifth of the range.
+STARTS = np.array([0.0, 0.0, 0.0, 0.0, 0.0])
+ENDS = np.array([100.0, 100.0, 100.0, 100.0, 20.0])
+LABELS = ["a", "b", "c", "d", "short [r5]"]
+
+
+def test_span_common_is_where_every_run_has_data_and_all_is_the_whole_range() -> None:
+    assert make_grid(GridSpec(points=3), STARTS, ENDS).tolist() == [0, 10, 20]
+    assert make_grid(GridSpec(points=3, span="all"), STARTS, ENDS).tolist() == [0, 50, 100]
+    assert make_grid(GridSpec(every=40, span="all"), STARTS, ENDS).tolist() == [0, 40, 80]
+
+
+def test_a_short_run_is_named_with_its_last_x_and_the_other_span() -> None:
+    common = grid_range(GridSpec(points=3), STARTS, ENDS, LABELS)
+    assert (common.lo, common.hi, common.other) == (0.0, 20.0, (0.0, 100.0))
+    assert [(o.label, o.side, o.x) for o in common.outliers] == [("short [r5]", "ends", 20.0)]
+    message = common.warning("exp", "global_step")
+    assert message is not None
+    assert "global_step 0 to 20, the range every run covers" in message
+    assert "short [r5] (last x 20)" in message and "grid: {span: all}" in message and "(0 to 100)" in message
+    whole = grid_range(GridSpec(points=3, span="all"), STARTS, ENDS, LABELS)
+    message = whole.warning("exp", "_step")
+    assert message is not None and "short [r5] (last x 20)" in message and "grid: {span: common}" in message
+    assert whole.as_json() == {"span": "all", "from": 0.0, "to": 100.0, "short_runs": [{"run": "short [r5]", "ends": 20.0}]}
+
+
+def test_runs_of_similar_length_give_no_warning() -> None:
+    span = grid_range(GridSpec(points=3), STARTS, np.array([100.0, 90.0, 80.0, 100.0, 60.0]))
+    assert span.outliers == () and span.warning("exp", "_step") is None
+    late = grid_range(GridSpec(points=3), np.array([0.0, 0.0, 80.0]), np.array([100.0, 100.0, 100.0]), ["a", "b", "c"])
+    assert [(o.label, o.side, o.x) for o in late.outliers] == [("c", "starts", 80.0)]
+
+
+def test_apply_grid_warns_and_keeps_nan_where_a_run_has_no_data(caplog: pytest.LogCaptureFixture) -> None:
+    runs = [RunInfo(id=f"r{i}", name=f"n{i}", entity="e", project="p") for i in range(5)]
+    steps = np.tile(np.arange(0.0, 101.0, 10.0), (5, 1))
+    steps[4, 3:] = NAN  # run 4 logs 0, 10, 20 only
+    values = np.where(np.isnan(steps), NAN, steps * 2)
+    result = ExperimentResult("exp", runs, {"ret": FieldArrays(values, steps)})
+    with caplog.at_level("WARNING", logger="wandb2numpy"):
+        gridded = apply_grid(result, GridSpec(points=6, span="all"))
+    assert "n4 [r4] (last x 20)" in caplog.text
+    assert gridded.grid is not None and gridded.grid.tolist() == [0, 20, 40, 60, 80, 100]
+    np.testing.assert_array_equal(gridded.fields["ret"].values[4], [0, 40, NAN, NAN, NAN, NAN])
+    assert gridded.grid_range is not None and gridded.grid_range.span == "all"
+
+
+def test_config_span() -> None:
+    [exp] = parse_config({"E": {**BASE, "grid": {"points": 5, "span": "all"}}})
+    assert exp.grid == GridSpec(points=5, span="all")
+    [default] = parse_config({"E": {**BASE, "grid": {"points": 5}}})
+    assert default.grid is not None and default.grid.span == "common"
+    for grid, words in (({"points": 5, "span": "al"}, "did you mean 'all'"),
+                        ({"values": [1, 2], "span": "all"}, "leave 'span' out")):
+        with pytest.raises(ConfigError) as err:
+            parse_config({"E": {**BASE, "grid": grid}})
+        assert err.value.key == "grid.span" and words in str(err.value)
+
+
+def test_x_values_read_as_steps() -> None:
+    from wandb2numpy.grid import format_x
+
+    assert [format_x(v) for v in (243720.0, 0.0, -5.0, 0.125, 1e20)] == ["243,720", "0", "-5", "0.125", "1e+20"]

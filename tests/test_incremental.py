@@ -178,6 +178,7 @@ def test_deleted_run_leaves_the_arrays_and_the_cache(srv: LocalServer, tmp_path:
     assert history_requests(srv)[0] == 0
     ids = [r.id for r in result.experiments["exp"].result.runs]
     assert "r09" not in ids and len(ids) == N_RUNS - 1
+    assert result.experiments["exp"].gone_runs == ["r09"]  # named in the summary, not dropped silently
     assert not cache_file(out, "r09").exists()
     assert "r09" not in {r["id"] for r in state(out)["runs"]}
     assert_same_as_fresh(srv, out, tmp_path)

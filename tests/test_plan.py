@@ -213,10 +213,10 @@ def test_the_public_surface_is_pinned() -> None:
     import wandb2numpy
 
     assert sorted(wandb2numpy.__all__) == sorted([
-        "AuthError", "ClientSettings", "ConfigError", "DEFAULT_CONCURRENCY", "ExperimentConfig", "ExperimentPlan",
-        "ExperimentResult", "ExportResult", "FetchError", "FieldArrays", "ForeignFilesError", "OutputError",
-        "OutputExistsError", "RetryPolicy", "Wandb2NumpyError", "__version__", "export", "export_async",
-        "export_data", "load_config", "parse_config", "plan_export",
+        "AuthError", "ClientSettings", "ConfigError", "DEFAULT_CONCURRENCY", "Experiment", "ExperimentConfig",
+        "ExperimentPlan", "ExperimentResult", "ExportResult", "FetchError", "FieldArrays", "ForeignFilesError",
+        "OutputError", "OutputExistsError", "RetryPolicy", "Wandb2NumpyError", "__version__", "export",
+        "export_async", "export_data", "load", "load_config", "parse_config", "plan_export",
     ])
     for name in wandb2numpy.__all__:
         assert getattr(wandb2numpy, name) is not None, name
@@ -273,3 +273,28 @@ def test_the_planned_requests_are_the_requests_sent(mode: str, tmp_path: Path) -
         result = export(config, write=False, settings=settings, concurrency=4, policy=FAST)
         assert result.exit_code == 0 and len(result.experiments["e"].result.runs) == n_runs
         assert srv.stats()["history_requests"] == planned.reads.requests, (mode, planned.reads)
+
+
+@pytest.mark.server
+def test_an_incremental_dry_run_plans_the_tails_the_export_sends(tmp_path: Path) -> None:
+    """Full history, exported once; then one run grows and another is new: the dry run counts
+    the unchanged run as cached, the grown one as its tail, the new one whole, as the export sends."""
+    from wandb2numpy import ClientSettings, export, plan_export
+
+    config = {"e": {"entity": "acme", "project": "modes", "fields": ["train/return", "eval/score"],
+                    "history_samples": "all", "output_path": str(tmp_path / "out")}}
+    data = _mode_project(3, 2500, "running")
+    first = {"projects": [{**data["projects"][0], "runs": [
+        {**r, "history": r["history"][:2000]} if r["id"] == "m1" else r
+        for r in data["projects"][0]["runs"] if r["id"] != "m2"]}]}
+    with LocalServer(first) as srv:
+        settings = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
+        assert export(config, settings=settings, concurrency=4, policy=FAST, incremental=True).exit_code == 0
+        srv.load(data)  # m1 logged 500 more steps, m2 is new, m0 unchanged
+        (planned,) = plan_export(config, settings=settings, concurrency=4, incremental=True)
+        assert planned.reads.cached_runs == 1 and planned.reads.runs == 3
+        srv.reset_stats()
+        result = export(config, settings=settings, concurrency=4, policy=FAST, incremental=True)
+        report = result.experiments["e"]
+        assert result.exit_code == 0 and report.unchanged_runs == 1 and report.grown_runs == 1
+        assert srv.stats()["history_requests"] == planned.reads.requests > 0

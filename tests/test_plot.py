@@ -320,7 +320,8 @@ def test_without_matplotlib_exits_2_with_the_install_command(export_dir: Path, t
                      str(export_dir / "curves"), "--field", "train/return", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == f"wandb2numpy: error: {MISSING_MATPLOTLIB}\n"
-    assert MISSING_MATPLOTLIB == "matplotlib is not installed: pip install 'wandb2numpy[plot]'"
+    assert MISSING_MATPLOTLIB == ("matplotlib is not installed: pip install matplotlib "
+                                  "(the 'plot' extra; from a checkout: pip install '.[plot]')")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -357,7 +358,8 @@ def test_the_demo_says_how_to_get_matplotlib_when_it_is_missing(
     monkeypatch.chdir(tmp_path)
     assert run_demo(output="out", runs=4, steps=20, concurrency=2) == 0  # 4: a ppo run of each job type
     line = capsys.readouterr().out.splitlines()[-1]
-    assert line == ("plot one with: pip install 'wandb2numpy[plot]', then "
+    assert line == ("plot one with: pip install matplotlib (the 'plot' extra; from a checkout: "
+                    "pip install '.[plot]'), then "
                     "wandb2numpy plot out/demo-csv --field eval/success_rate --by group")
 
 
@@ -384,6 +386,114 @@ def test_a_grid_export_is_plotted_on_its_own_x(data_type: str, tmp_path: Path) -
     assert [c.label for c in result.curves] == ["a", "(none)"]
     for line in lines:
         np.testing.assert_array_equal(line.get_xdata(), x)
+    same = plot_experiment(tmp_path / "gridded", "eval/score", by="group", span="all", output=tmp_path / "g.png")
+    np.testing.assert_array_equal(same.curves[0].x, x)  # the export's grid, whatever the span asked
     np.testing.assert_allclose(lines[0].get_ydata(), (np.sin(x) + np.cos(x)) / 2)
     np.testing.assert_allclose(lines[1].get_ydata(), x)
     assert png_size((tmp_path / "g.png").read_bytes()) == (800, 500)
+
+
+# ------------------------------------------------------------------------------- figures for papers
+
+
+def _short_run_result() -> ExperimentResult:
+    """Four runs logging 0..100 and one stopping at 20, a fifth of the range; with tags and summary."""
+    runs = [RunInfo(entity="e", project="p", id=f"r{i}", name=f"seed{i}", group="a" if i % 2 else "b",
+                    tags=(("base",) if i < 2 else ("base", "long")) if i < 4 else (),
+                    summary={"best": float(i % 2)}) for i in range(5)]
+    steps = np.tile(np.arange(0.0, 101.0, 10.0), (5, 1))
+    steps[4, 3:] = nan
+    values = np.where(np.isnan(steps), nan, steps + np.arange(5.0)[:, None])
+    return ExperimentResult(name="short", runs=runs, fields={"ret": FieldArrays(values, steps)})
+
+
+@pytest.fixture
+def short_export(tmp_path: Path) -> Path:
+    write_experiment(_short_run_result(), tmp_path / "out", data_type="numpy", overwrite=False)
+    return tmp_path / "out" / "short"
+
+
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-"}
+
+
+@pytest.mark.parametrize("suffix", ["png", "pdf", "svg"])
+def test_the_format_follows_the_suffix_and_is_reproducible(short_export: Path, tmp_path: Path, suffix: str) -> None:
+    first, second = tmp_path / f"a.{suffix}", tmp_path / f"b.{suffix}"
+    for out in (first, second):
+        assert main(["plot", str(short_export), "--field", "ret", "-o", str(out)]) == 0
+    data = first.read_bytes()
+    if suffix == "svg":
+        assert data.startswith(b"<?xml") and b"<svg" in data[:2000]
+    else:
+        assert data.startswith(MAGIC[suffix])
+    assert data == second.read_bytes()  # no date, no version: the same files give the same bytes
+
+
+@pytest.mark.parametrize("name", ["fig.jpg", "fig", "fig.PDF.txt"])
+def test_an_unknown_suffix_is_a_usage_error(short_export: Path, tmp_path: Path, name: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", str(short_export), "--field", "ret", "-o", str(tmp_path / name)])
+    assert exc.value.code == 2 and ".png, .pdf or .svg" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"\.png, \.pdf or \.svg"):
+        plot_experiment(short_export, "ret", output=tmp_path / name)
+    assert list(tmp_path.glob("fig*")) == []
+
+
+def test_title_labels_size_dpi_log_y_and_legend(short_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.png"
+    assert main(["plot", str(short_export), "--field", "ret", "-o", str(out), "--title", "Returns",
+                 "--xlabel", "env steps", "--ylabel", "return", "--size", "4,3", "--dpi", "50", "--log-y",
+                 "--legend", "lower-right", "--span", "common"]) == 0
+    assert png_size(out.read_bytes()) == (200, 150)
+    result = plot_experiment(short_export, "ret", output=out, title="", legend="outside", figsize=(4, 3), log_y=True)
+    ax = result.figure.axes[0]
+    assert ax.get_title() == "" and ax.get_yscale() == "log" and ax.get_legend() is not None
+    none = plot_experiment(short_export, "ret", output=out, legend="none")
+    assert none.figure.axes[0].get_legend() is None
+    named = plot_experiment(short_export, "ret", output=out, title="T", xlabel="X", ylabel="Y")
+    ax = named.figure.axes[0]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("T", "X", "Y")
+
+
+@pytest.mark.parametrize("option", [["--size", "4"], ["--size", "0,3"], ["--legend", "top"], ["--dpi", "0"],
+                                    ["--span", "some"], ["--by", "config."], ["--by", "summary"]])
+def test_bad_figure_options_are_usage_errors(option: list[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", str(tmp_path), "--field", "x", *option])
+    assert exc.value.code == 2
+
+
+def test_span_common_warns_naming_the_short_run_and_all_draws_the_runs_per_x(
+    short_export: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="wandb2numpy"):
+        common = plot_experiment(short_export, "ret", points=11, output=tmp_path / "c.pdf")
+    assert "seed4 [r4] (last x 20)" in caplog.text and "--span all" in caplog.text
+    assert common.curves[0].x.tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert len(common.figure.axes) == 1  # every run at every x: no panel
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wandb2numpy"):
+        whole = plot_experiment(short_export, "ret", points=11, span="all", output=tmp_path / "a.pdf")
+    assert "seed4 [r4] (last x 20)" in caplog.text and "--span common" in caplog.text
+    [curve] = whole.curves
+    assert curve.x.tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert curve.counts is not None and curve.counts.tolist() == [5, 5, 5] + [4] * 8
+    np.testing.assert_allclose(curve.stats.center[:3], [2, 12, 22])  # mean of x + 0..4
+    np.testing.assert_allclose(curve.stats.center[3:], np.arange(30.0, 101.0, 10.0) + 1.5)  # x + 0..3
+    assert len(whole.figure.axes) == 2  # the runs-per-x panel
+    panel = whole.figure.axes[1]
+    assert panel.get_ylabel() == "runs" and panel.get_lines()[0].get_ydata().tolist() == curve.counts.tolist()
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF-")
+
+
+def test_by_name_tags_and_summary(short_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.svg"
+    by_name = plot_experiment(short_export, "ret", by="name", ci=0, output=out)
+    assert [c.label for c in by_name.curves] == ["seed0", "seed1", "seed2", "seed3", "seed4"]
+    by_tag = plot_experiment(short_export, "ret", by="tags", ci=0, output=out)
+    assert [(c.label, c.n_runs) for c in by_tag.curves] == [("base", 4), ("long", 2), ("(none)", 1)]
+    by_summary = plot_experiment(short_export, "ret", by="summary.best", ci=0, output=out)
+    assert [(c.label, c.n_runs) for c in by_summary.curves] == [("0.0", 3), ("1.0", 2)]
+    with pytest.raises(ConfigError, match="no column 'summary.worst'; its summary columns: summary.best"):
+        plot_experiment(short_export, "ret", by="summary.worst", output=out)

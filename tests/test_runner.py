@@ -19,9 +19,10 @@ import pytest
 from wandb2numpy import AuthError, RetryPolicy, export
 from wandb2numpy.config import ExperimentConfig
 from wandb2numpy.models import KeyInfo, RunInfo
-from wandb2numpy.runner import FetchStats, Runner, Verdict, task_group
+from wandb2numpy.runner import FetchStats, GaveUp, Runner, Verdict, task_group
 from wandb2numpy.series import Series
 from wandb2numpy.sources import ProgressFn, RunOutcome
+from wandb2numpy.sources.base import OutcomeFn
 
 QUICK = RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.002, rate_limit_pause=0.001)
 
@@ -124,6 +125,7 @@ class MemorySource:
         samples: int | None,
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> list[RunOutcome]:
         assert starts is None or not any(starts)  # these runs never grow
         outcomes = [RunOutcome() for _ in runs]
@@ -135,6 +137,8 @@ class MemorySource:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed run is recorded, as in the real sources
                 outcomes[i] = RunOutcome(error=str(exc))
+            if on_outcome is not None:
+                on_outcome(run, outcomes[i])
             if progress is not None:
                 progress("run_failed" if outcomes[i].error else "run_done", run, outcomes[i].rows)
 
@@ -198,9 +202,48 @@ def test_runner_retries_transient_failures_then_gives_up() -> None:
     assert runner.stats.retries == 2 and runner.stats.transient_errors == 2
 
     attempts.clear()
-    with pytest.raises(Transient):
+    with pytest.raises(GaveUp) as info:
         anyio.run(lambda: runner.call(flaky, 99, what="hopeless"))
     assert len(attempts) == QUICK.attempts
+    # the message counts the attempts made, and keeps the last failure's text
+    assert isinstance(info.value.__cause__, Transient)
+    assert info.value.attempts == QUICK.attempts
+    assert f"gave up after {QUICK.attempts} attempt(s)" in str(info.value) and "try again" in str(info.value)
+
+
+class Answered(Exception):
+    """A failure the server answered itself (a 500): it works, this request does not."""
+
+
+class DownOrAnswered(Failures):
+    def classify(self, exc: BaseException) -> Verdict:
+        return "transient" if isinstance(exc, (Transient, Answered)) else super().classify(exc)
+
+    def looks_down(self, exc: BaseException) -> bool:
+        return not isinstance(exc, Answered)
+
+
+@pytest.mark.parametrize("error, doubling", [(Transient, True), (Answered, False)])
+def test_waits_double_only_while_the_server_looks_down(error: type[Exception], doubling: bool) -> None:
+    """An outage backs off (1, 2, 4, ... up to max_wait, 75-100% each); a request the server
+    answered with an error is retried after the first wait every time, so a broken run costs
+    seconds, not the minutes an outage is given."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    policy = RetryPolicy(attempts=6, initial_wait=1.0, max_wait=30.0)
+    runner = Runner(Slots(), DownOrAnswered(), concurrency=1, policy=policy, sleep=sleep)
+
+    def failing(resource: Any) -> None:
+        raise error("no")
+
+    with pytest.raises(GaveUp):
+        anyio.run(lambda: runner.call(failing, what="failing"))
+    nominal = [1.0, 2.0, 4.0, 8.0, 16.0] if doubling else [1.0] * 5
+    assert len(waits) == 5
+    assert all(0.75 * n <= w <= n for w, n in zip(waits, nominal)), waits
 
 
 def test_runner_does_not_retry_a_fatal_error() -> None:

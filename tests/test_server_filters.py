@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from wandb2numpy.config.match import FilterError, matches
 from wandb2numpy.testing import LocalServer
-from wandb2numpy.testing.filters import FilterError, matches
 from wandb2numpy.testing.pytest_plugin import make_api
 
 FIXTURE = Path(__file__).parent / "data" / "server" / "fixture_project.json"

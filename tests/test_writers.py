@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -348,8 +349,8 @@ def test_exists_error_leaves_files_untouched(tmp_path: Path) -> None:
     before = snapshot(tmp_path)
     with pytest.raises(OutputExistsError) as info:
         write_experiment(result(), tmp_path, data_type="csv", overwrite=False)
-    assert tmp_path / "exp" / "notes.txt" in info.value.paths
-    assert len(info.value.paths) == 6
+    assert tmp_path / "exp" / "notes.txt" not in info.value.paths  # an overwrite keeps it
+    assert len(info.value.paths) == 5
     assert snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
 
@@ -743,3 +744,30 @@ def test_no_hard_links_falls_back_to_a_copy(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(writers.os, "link", no_links)
     write_experiment(result(), tmp_path, data_type="numpy", overwrite=True)
     assert (tmp_path / "exp" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("data_type", ["numpy", "csv", "npz", "parquet"])
+def test_a_full_disk_reads_the_same_in_every_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_type: str
+) -> None:
+    """Every data file goes to /dev/full, which answers each write with ENOSPC: numpy's short-write
+    message ("N requested and M written") must read as the others do."""
+    import builtins
+
+    from wandb2numpy.output import formats
+    from wandb2numpy.output.folder import DISK_FULL
+
+    module = type(formats.get(data_type)).__module__
+    real_open = builtins.open
+
+    def to_dev_full(path, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if "x" in mode:
+            return real_open("/dev/full", mode.replace("x", "w"), *args, **kwargs)
+        return real_open(path, mode, *args, **kwargs)
+
+    for name in {module, "wandb2numpy.output.formats._base"}:
+        monkeypatch.setattr(sys.modules[name], "open", to_dev_full, raising=False)
+    with pytest.raises(OutputError) as caught:
+        write_experiment(result(), tmp_path, data_type=data_type, overwrite=False)  # type: ignore[arg-type]
+    assert str(caught.value).endswith(DISK_FULL), caught.value
+    assert list(tmp_path.iterdir()) == []

@@ -219,7 +219,7 @@ def test_sampled_runs_whose_key_is_co_logged_are_read_sampled_and_a_wrong_guess_
     data = {"projects": [{"entity": "acme", "name": "xa", "runs": [_run("e", 0, e), _run("d", 1, d)]}]}
     with LocalServer(data) as srv:
         srv.reset_stats()
-        with caplog.at_level("INFO", logger="wandb2numpy.pipeline"):
+        with caplog.at_level("INFO", logger="wandb2numpy"):
             result = _export(srv, tmp_path, x_axis="global_step", history_samples=5)
         by_run = srv.stats()["history_requests_by_run"]
     report = result.experiments["exp"]

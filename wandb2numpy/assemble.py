@@ -10,12 +10,19 @@ import logging
 from collections.abc import Mapping, MutableMapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config.defaults import DEFAULT_X_AXIS
 from .models import RunInfo
+
+if TYPE_CHECKING:
+    from .plan import ExperimentPlan
 from .series import Series
+
+if TYPE_CHECKING:
+    from .grid import GridRange
 
 __all__ = [
     "ABSENT_REASON",
@@ -69,7 +76,7 @@ class ExperimentResult:
     `x_axis` is the history key the steps arrays hold (``_step`` unless the config names
     another). With a `grid`, every field is sampled at the same x values: `grid` is that 1-D
     axis, each field's `steps` is a read-only broadcast of it, and formats write the axis once
-    (``x``) instead of a steps file per field.
+    (``x``) instead of a steps file per field; `grid_range` says which span it covers and why.
     """
 
     name: str
@@ -79,6 +86,7 @@ class ExperimentResult:
     failed_runs: dict[str, str] = dc_field(default_factory=dict)
     x_axis: str = DEFAULT_X_AXIS
     grid: np.ndarray | None = None
+    grid_range: GridRange | None = None
 
 
 ABSENT_REASON = "absent from every exported run"
@@ -147,3 +155,17 @@ def assemble_experiment(
         skipped_fields=skipped_fields,
         failed_runs=failed_runs,
     )
+
+
+def history_problems(plan: ExperimentPlan, result: ExperimentResult) -> list[str]:
+    """What only the history could tell, for exit code 4: no run held a value of any field, or a
+    named field holds no value in any matched run. Runs that failed are exit 3's."""
+    exp = plan.config
+    if result.failed_runs:
+        return []
+    if not result.runs:
+        return [] if plan.problems else [f"{exp.name}: none of the {len(plan.runs)} matched run(s) holds a requested field"]
+    if exp.fields is None:
+        return []
+    return [f"{exp.name}: field '{name}' holds no value in any matched run"
+            for name, reason in result.skipped_fields.items() if reason == ABSENT_REASON and name not in plan.unlogged]

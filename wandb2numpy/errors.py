@@ -5,6 +5,8 @@
     +-- ConfigError                  exit 2  (file, experiment, key: what was expected, what was found)
     +-- FetchError                   exit 1  (talking to the W&B server failed)
     |   +-- AuthError                        (bad or missing API key; never retried)
+    +-- RunFileError                 exit 1  (a run folder source that cannot be read: no run file,
+    |                                          a file that is not a run file)
     +-- OutputError                  exit 1  (writing results failed or would clobber files)
         +-- OutputExistsError                (files exist and overwrite was not asked for)
         +-- OutputLockedError                (another export holds the output folder)
@@ -55,18 +57,26 @@ class AuthError(FetchError):
     """The server refused the API key. The key itself is never part of the message."""
 
 
+class RunFileError(Wandb2NumpyError):
+    """Run files on disk that cannot be read at all (damage inside a run file is only warned
+    about: what can be read is read)."""
+
+
 class OutputError(Wandb2NumpyError):
     """Results could not be written safely."""
 
 
 class OutputExistsError(OutputError):
+    """Files an earlier export wrote are in the way and overwrite was not asked for. Only those
+    are listed: files a person added are kept by an overwrite, so they are not in the way."""
+
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = list(paths)
         shown = ", ".join(str(p) for p in self.paths[:5])
         more = f" and {len(self.paths) - 5} more" if len(self.paths) > 5 else ""
         super().__init__(
-            f"{len(self.paths)} output file(s) already exist: {shown}{more}; "
-            "pass -o/--overwrite to replace them"
+            f"{len(self.paths)} file(s) of an earlier export already exist: {shown}{more}; "
+            "pass -o/--overwrite to replace them (files wandb2numpy did not write are kept)"
         )
 
 
@@ -91,10 +101,11 @@ class ForeignFilesError(OutputError):
                     f"where this export writes its own: {shown}{more}")
         else:
             what = (f"{folder} was not written by wandb2numpy (no manifest of an earlier "
-                    f"export) and holds {len(self.paths)} file(s) an overwrite would delete: "
-                    f"{shown}{more}")
+                    f"export) and holds {len(self.paths)} file(s): {shown}{more}")
+        self.what = what
+        never = "" if clash else "; -o/--overwrite never replaces such a folder"
         super().__init__(
-            f"{what}; move them away or choose another output_path or experiment name, or pass "
+            f"{what}{never}; move them away or choose another output_path or experiment name, or pass "
             "--delete-foreign-files (Python: delete_foreign_files=True) to replace the folder "
-            "as a whole"
+            "as a whole, deleting them"
         )

@@ -1,4 +1,4 @@
-"""Plain data passed between the pipeline stages (client -> fetch -> assemble -> writers).
+"""Plain data passed between the pipeline stages (listing -> plan -> sources -> assemble -> output).
 
 Kept free of wandb and numpy imports so every stage can depend on it without dragging the
 others in.
@@ -48,3 +48,20 @@ class RunInfo:
     @property
     def path(self) -> str:
         return f"{self.entity}/{self.project}/{self.id}"
+
+
+def type_name(value: Any) -> str:
+    """The `historyKeys` type the service reports for one logged value: what a reader of logged
+    values (the run-folder source) and the local server call a key's type, so both agree."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        t = value.get("_type")
+        return str(t) if t else "map"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return "unknown"

@@ -1,17 +1,23 @@
 """`wandb2numpy plot`: one curve per group of runs, with a bootstrap confidence band, from exported files.
 
-It reads an experiment folder back through its output format (the manifest names it), so it
+It reads an experiment folder back through `wandb2numpy.load` (any output format), so it
 needs no network and no wandb: plotting a thousand runs again with another grouping costs a
 second, not an export. The statistics are pure numpy functions (`curve_stats`), tested on
 their own; matplotlib is an optional extra, imported only when a figure is drawn.
 
 Runs are put on one x axis first, since they log at their own steps: the export's grid when it
-has one, otherwise `grid.make_grid` over the runs' common range with linear interpolation.
+has one, otherwise `grid.make_grid` with linear interpolation, over the range every run covers
+(``span="common"``) or every run's whole range (``"all"``). Wherever the number of runs behind
+a curve changes along x, a panel under the plot shows it, so a tail averaged over 2 of 8 seeds
+is seen as such. The format follows the output's suffix: PNG, PDF or SVG, the same bytes for
+the same files.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -23,10 +29,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .errors import ConfigError, OutputError
-from .grid import GridSpec, make_grid, resample, run_ranges
-from .output import formats
-from .output.folder import atomic_write_bytes, read_manifest
-from .output.formats import RUNS_FILE, StoredExperiment
+from .grid import GridSpec, grid_range, make_grid, resample, run_label, run_ranges
+from .output.folder import atomic_write_bytes
+from .output.formats import RUNS_FILE
+from .output.load import Experiment, load
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,14 +46,17 @@ __all__ = [
     "CurveStats",
     "PlotResult",
     "curve_stats",
+    "FORMATS",
+    "LEGENDS",
     "draw",
+    "figure_bytes",
     "group_rows",
     "build_curves",
     "field_on_grid",
-    "png_bytes",
-    "load_experiment",
     "plot_experiment",
 ]
+
+log = logging.getLogger(__name__)
 
 Stat = Literal["mean", "median", "iqm"]
 STATS: tuple[Stat, ...] = ("mean", "median", "iqm")
@@ -59,7 +68,15 @@ NO_GROUP = "(none)"
 ALL_RUNS = "all runs"
 FIGSIZE = (8.0, 5.0)  # inches; at DPI, an 800 x 500 PNG
 DPI = 100
-MISSING_MATPLOTLIB = "matplotlib is not installed: pip install 'wandb2numpy[plot]'"
+FORMATS = ("png", "pdf", "svg")  # by the output's suffix
+Span = Literal["common", "all"]
+# matplotlib's legend locations, "outside" (right of the plot) and "none"
+LEGENDS = ("best", "upper right", "upper left", "lower left", "lower right", "right", "center left",
+           "center right", "lower center", "upper center", "center", "outside", "none")
+# The `plot` extra is matplotlib alone. Not "pip install 'wandb2numpy[plot]'": run from a checkout,
+# that installs whatever package of that name a package index holds.
+PLOT_INSTALL_HINT = "pip install matplotlib (the 'plot' extra; from a checkout: pip install '.[plot]')"
+MISSING_MATPLOTLIB = f"matplotlib is not installed: {PLOT_INSTALL_HINT}"
 _CHUNK_ELEMENTS = 1 << 22  # bootstrap resamples are drawn in chunks of about 32 MB
 
 
@@ -149,70 +166,30 @@ def curve_stats(
     return CurveStats(center, low, high)
 
 
-# --------------------------------------------------------------------------- reading and grouping
+# --------------------------------------------------------------------------- grouping
 
 
-def load_experiment(folder: str | os.PathLike[str]) -> tuple[StoredExperiment, dict[str, Any]]:
-    """An experiment folder read back through its format, and its manifest (empty without one).
-
-    The manifest names the format; a folder written before manifests existed is read by the
-    first registered format whose steps (or grid axis) files it holds.
-    """
-    path = Path(folder)
-    if not path.is_dir():
-        what = "is not a folder" if path.exists() else "does not exist"
-        raise ConfigError(f"{str(path)!r} {what}; expected an experiment folder of an export "
-                          "(EXPORT_DIR/EXPERIMENT, holding runs.csv)")
-    manifest = read_manifest(path) or {}
-    if not (path / RUNS_FILE).is_file():
-        inside = sorted(p.parent.name for p in path.glob(f"*/{RUNS_FILE}"))
-        hint = f"; the experiment folders in it: {', '.join(inside)}" if inside else ""
-        raise ConfigError(f"{str(path)!r} holds no {RUNS_FILE}, so it is no experiment folder of an "
-                          f"export{hint}")
-    data_type = manifest.get("data_type")
-    if not isinstance(data_type, str):
-        data_type = _guess_format(path)
-    try:
-        fmt = formats.get(data_type)
-    except ValueError as exc:
-        raise ConfigError(f"{path} was written as {data_type!r}, which this version cannot read "
-                          f"({exc})") from None
-    try:
-        stored = fmt.read(path)
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"could not read {path} as {data_type}: {exc}") from exc
-    if not isinstance(stored, StoredExperiment):  # a folder always reads as a whole experiment
-        raise OutputError(f"{path} did not read back as an experiment folder")
-    return stored, manifest
-
-
-def _guess_format(path: Path) -> str:
-    for name in formats.names():
-        fmt = formats.get(name)
-        if isinstance(fmt, formats.SingleFileFormat):
-            if (path / fmt.file_name).is_file():
-                return name
-        elif isinstance(fmt, formats.PerFieldFormat) and (
-            (path / (formats.AXIS_NAME + fmt.values_suffix)).is_file() or any(path.rglob("*" + fmt.steps_suffix))
-        ):
-            return name
-    raise ConfigError(f"{str(path)!r} holds no field files of a known format ({formats.expected()})")
+GROUP_COLUMNS = ("group", "job_type", "name", "tags")  # and config.KEY, summary.KEY
 
 
 def group_rows(runs: Sequence[dict[str, str]], by: str | None) -> dict[str, list[int]]:
-    """Row indices of `runs` by the text of column `by` (``group``, ``job_type``,
-    ``config.KEY``); runs with an empty cell go to ``(none)``. Groups come sorted (as numbers
-    when every label is one, so learning rates read in order), ``(none)`` last."""
+    """Row indices of `runs` by the text of column `by` (``group``, ``job_type``, ``name``,
+    ``config.KEY``, ``summary.KEY``), or by each of a run's ``tags`` (a run with two tags is in
+    two curves). Runs with an empty cell (or no tag) go to ``(none)``. Groups come sorted (as
+    numbers when every label is one, so learning rates read in order), ``(none)`` last."""
     if by is None:
         return {ALL_RUNS: list(range(len(runs)))} if runs else {}
     columns = list(runs[0]) if runs else []
     if runs and by not in columns:
-        config = [c for c in columns if c.startswith("config.")]
-        listed = ", ".join(config) if config else "none"
-        raise ConfigError(f"--by {by}: runs.csv has no column {by!r}; its config columns: {listed}")
+        prefix = "summary." if by.startswith("summary.") else "config."
+        listed = ", ".join(c for c in columns if c.startswith(prefix)) or "none"
+        raise ConfigError(f"--by {by}: runs.csv has no column {by!r}; its {prefix[:-1]} columns: {listed}")
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(runs):
-        groups.setdefault(row.get(by, "") or NO_GROUP, []).append(i)
+        cell = row.get(by, "")
+        labels = _tags(cell) if by == "tags" else [cell]
+        for label in labels or [""]:
+            groups.setdefault(label or NO_GROUP, []).append(i)
     labels = [label for label in groups if label != NO_GROUP]
     try:
         labels.sort(key=float)
@@ -223,14 +200,34 @@ def group_rows(runs: Sequence[dict[str, str]], by: str | None) -> dict[str, list
     return {label: groups[label] for label in labels}
 
 
-def field_on_grid(stored: StoredExperiment, field: str, points: int = DEFAULT_POINTS) -> tuple[np.ndarray, np.ndarray]:
+def _tags(cell: str) -> list[str]:
+    """The tags of a ``runs.csv`` cell (a JSON list)."""
+    try:
+        tags = json.loads(cell) if cell else []
+    except ValueError:
+        return [cell]
+    return [str(t) for t in tags] if isinstance(tags, list) else [cell]
+
+
+def field_on_grid(exp: Experiment, field: str, points: int = DEFAULT_POINTS,
+                  span: Span | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The x values and the (runs, len(x)) values of `field`: the export's own grid when it
-    has one, otherwise `points` x values over the runs' common range, linearly interpolated."""
-    arrays = stored.fields[field]
-    if stored.x is not None:
-        return stored.x, arrays.values
+    has one, otherwise `points` x values over the runs' `span` (default ``common``), linearly
+    interpolated. Runs much shorter than the median run are warned about, as the export does."""
+    arrays = exp.fields[field]
+    if exp.x is not None:
+        if span is not None:
+            log.warning("%s was exported on a grid of its own: it is plotted on that grid, and the span "
+                        "asked for (%s) is not used", exp.folder.name, span)
+        return exp.x, arrays.values
     starts, ends = run_ranges([arrays])
-    x = make_grid(GridSpec(points=points), starts, ends)
+    spec = GridSpec(points=points, span=span or "common")
+    labels = [run_label(row.get("name", ""), run_id) for row, run_id in zip(exp.run_rows, exp.ids)]
+    rng = grid_range(spec, starts, ends, labels if len(labels) == len(starts) else None)
+    message = rng.warning(f"{exp.folder.name}: {field}", exp.x_axis)
+    if message:
+        log.warning("%s", message)
+    x = make_grid(spec, starts, ends, rng)
     return x, resample(arrays.values, arrays.steps, x, "linear")
 
 
@@ -245,12 +242,22 @@ def _missing_field(field: str, folder: Path, available: Sequence[str]) -> Config
 
 @dataclass(frozen=True)
 class Curve:
-    """One group's line: its label, how many runs hold the field, and its statistics."""
+    """One group's line: its label, how many runs hold the field, its statistics, and how many
+    runs have a value at each x."""
 
     label: str
     n_runs: int
     x: np.ndarray
     stats: CurveStats
+    counts: np.ndarray | None = None
+
+    @property
+    def uneven(self) -> bool:
+        """Whether the runs behind the line change along x (where it has any)."""
+        if self.counts is None:
+            return False
+        drawn = self.counts[self.counts > 0]
+        return bool(len(drawn)) and bool(drawn.min() != drawn.max())
 
 
 def build_curves(
@@ -270,7 +277,8 @@ def build_curves(
         group = values[rows]
         group = group[~np.all(np.isnan(group), axis=1)]
         if len(group):
-            curves.append(Curve(label, len(group), x, curve_stats(group, stat, ci, rng)))
+            counts = np.sum(~np.isnan(group), axis=0)
+            curves.append(Curve(label, len(group), x, curve_stats(group, stat, ci, rng), counts))
     return curves
 
 
@@ -282,8 +290,20 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-def draw(curves: Sequence[Curve], *, title: str, xlabel: str, ylabel: str) -> Figure:
-    """A figure with one line per curve and its band shaded in the line's colour.
+def draw(
+    curves: Sequence[Curve],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    figsize: tuple[float, float] = FIGSIZE,
+    dpi: float = DPI,
+    log_y: bool = False,
+    legend: str = "best",
+    counts: bool | None = None,
+) -> Figure:
+    """A figure with one line per curve and its band shaded in the line's colour; below it, a
+    panel of the runs per x when `counts` (by default: when that number changes along a curve).
 
     Built as a bare `Figure` with no pyplot: no global figure list, no GUI backend chosen, so it
     works headless and in a process that has its own pyplot state.
@@ -291,27 +311,66 @@ def draw(curves: Sequence[Curve], *, title: str, xlabel: str, ylabel: str) -> Fi
     _matplotlib()
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    show_counts = any(c.uneven for c in curves) if counts is None else counts
+    if show_counts:
+        ax, below = fig.subplots(2, 1, sharex=True, height_ratios=(4, 1))
+    else:
+        ax, below = fig.add_subplot(), None
     for curve in curves:
         (line,) = ax.plot(curve.x, curve.stats.center, label=f"{curve.label} (n={curve.n_runs})", linewidth=1.5)
         if curve.stats.low is not None and curve.stats.high is not None:
             ax.fill_between(curve.x, curve.stats.low, curve.stats.high, color=line.get_color(),
                             alpha=0.2, linewidth=0)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
+        if below is not None and curve.counts is not None:
+            below.step(curve.x, curve.counts, where="mid", color=line.get_color(), linewidth=1.0)
+    if title:
+        ax.set_title(title)
     ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
-    if curves:
-        ax.legend()
+    if below is not None:
+        below.set_ylabel("runs")
+        below.set_ylim(bottom=0)
+        below.yaxis.get_major_locator().set_params(integer=True)
+        below.grid(True, alpha=0.3)
+        below.set_xlabel(xlabel)
+    else:
+        ax.set_xlabel(xlabel)
+    if curves and legend != "none":
+        if legend == "outside":
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+        else:
+            ax.legend(loc=legend)
     return fig
 
 
-def png_bytes(fig: Figure) -> bytes:
-    """The PNG of `fig`, with no timestamp or software tag, so the same data give the same bytes."""
+# Metadata left out so that the same files give the same bytes: no dates, no version strings.
+_METADATA: dict[str, dict[str, Any]] = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+    "svg": {"Creator": None, "Date": None},
+}
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: float | None = None) -> bytes:
+    """`fig` as PNG, PDF or SVG bytes, with no timestamp or software tag."""
+    import matplotlib
+
     buf = BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    with matplotlib.rc_context({"svg.hashsalt": "wandb2numpy", "pdf.compression": 6}):
+        fig.savefig(buf, format=fmt, dpi=dpi if dpi is not None else fig.dpi, metadata=_METADATA[fmt])
     return buf.getvalue()
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The figure format of `path` by its suffix; ConfigError for any other."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        found = f"'.{suffix}'" if suffix else "no suffix"
+        raise ConfigError(f"the figure's format comes from its suffix: .png, .pdf or .svg; {os.fspath(path)!r} has {found}")
+    return suffix
 
 
 # --------------------------------------------------------------------------- the command
@@ -322,6 +381,7 @@ class PlotResult:
     path: Path
     curves: list[Curve]
     figure: Figure
+    format: str = "png"
 
 
 def default_output(folder: Path, field: str) -> Path:
@@ -337,26 +397,43 @@ def plot_experiment(
     stat: Stat = "mean",
     ci: float = DEFAULT_CI,
     points: int = DEFAULT_POINTS,
+    span: Span | None = None,
     output: str | os.PathLike[str] | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    figsize: tuple[float, float] = FIGSIZE,
+    dpi: float = DPI,
+    log_y: bool = False,
+    legend: str = "best",
 ) -> PlotResult:
-    """Read `folder`, draw `field` by `by`, write the PNG atomically; ConfigError (exit 2) for a
-    missing folder, field or column, or matplotlib not installed."""
+    """Read `folder`, draw `field` by `by`, write the figure atomically in the format of the
+    output's suffix; ConfigError (exit 2) for a missing folder, field or column, an output
+    that is not .png, .pdf or .svg, or matplotlib not installed. A title, x label or y label
+    of None is the default one; ``""`` leaves it out."""
+    target = Path(output) if output is not None else default_output(Path(folder), field)
+    fmt = output_format(target)
+    if legend not in LEGENDS:
+        raise ConfigError(f"legend position {legend!r}: expected one of {', '.join(LEGENDS)}")
     _matplotlib()  # before reading: without it nothing can come of this
     path = Path(folder)
-    stored, manifest = load_experiment(path)
-    if field not in stored.fields:
-        raise _missing_field(field, path, sorted(stored.fields))
-    groups = group_rows(stored.runs, by)
-    x, values = field_on_grid(stored, field, points)
-    if values.shape[0] != len(stored.runs):
-        raise OutputError(f"{path}: {RUNS_FILE} lists {len(stored.runs)} run(s) but {field!r} has "
+    exp = load(path)
+    if field not in exp.fields:
+        raise _missing_field(field, path, sorted(exp.fields))
+    groups = group_rows(exp.run_rows, by)
+    x, values = field_on_grid(exp, field, points, span)
+    if values.shape[0] != len(exp.run_rows):
+        raise OutputError(f"{path}: {RUNS_FILE} lists {len(exp.run_rows)} run(s) but {field!r} has "
                           f"{values.shape[0]} row(s)")
     curves = build_curves(x, values, groups, stat=stat, ci=ci)
-    axis = manifest.get("x_axis")
-    xlabel = "step" if not isinstance(axis, str) or axis == "_step" else axis
     band = f", {ci:g}% CI" if ci else ""
     name = path.resolve().name
-    fig = draw(curves, title=f"{name}: {field} ({stat}{band})", xlabel=xlabel, ylabel=field)
-    target = Path(output) if output is not None else default_output(path, field)
-    atomic_write_bytes(target, png_bytes(fig))
-    return PlotResult(target, curves, fig)
+    fig = draw(
+        curves,
+        title=f"{name}: {field} ({stat}{band})" if title is None else title,
+        xlabel=("step" if exp.x_axis == "_step" else exp.x_axis) if xlabel is None else xlabel,
+        ylabel=field if ylabel is None else ylabel,
+        figsize=figsize, dpi=dpi, log_y=log_y, legend=legend,
+    )
+    atomic_write_bytes(target, figure_bytes(fig, fmt))
+    return PlotResult(target, curves, fig, fmt)

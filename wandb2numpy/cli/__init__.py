@@ -42,11 +42,35 @@ __all__ = [
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, then import and run the one command asked for (its module has a `command(args)`)."""
+    import sys
+
+    from .common import PipeSafe
     from .parser import build_parser
 
-    args: argparse.Namespace = build_parser().parse_args(argv)
-    module = importlib.import_module(f"{__name__}.{args.handler}")
-    code: int = module.command(args)
+    stdout = sys.stdout
+    sys.stdout = PipeSafe(stdout)
+    verbose = False
+    try:
+        args: argparse.Namespace = build_parser().parse_args(argv)
+        verbose = bool(getattr(args, "verbose", False))
+        if args.handler != "export":  # the export's own handling replaces the early exit (see `stop`)
+            from .. import _early
+
+            _early.uninstall()
+        module = importlib.import_module(f"{__name__}.{args.handler}")
+        code: int = module.command(args)
+        sys.stdout.flush()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, see below
+        # Every error the tool expects is one line already (Wandb2NumpyError); this is a bug. Say it
+        # in one line too, and keep the traceback for -v, where it is wanted.
+        if verbose:
+            raise
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(f"wandb2numpy: error: unexpected {type(exc).__name__}: {text} (a bug: run again with -v "
+              "for the details, and report it)", file=sys.stderr)
+        code = EXIT_FAILED
+    finally:
+        sys.stdout = stdout
     return code
 
 

@@ -53,16 +53,21 @@ def run_demo(
 ) -> int:
     """Serve, export, print; the exit code as for `wandb2numpy export`."""
     from ..config import parse_config
-    from ..errors import Wandb2NumpyError
+    from ..errors import ConfigError, ForeignFilesError, Wandb2NumpyError
     from ..pipeline import export
+    from ..plot import PLOT_INSTALL_HINT
     from ..testing import local_server
     from ..wandb.client import ClientSettings
-    from .errors import EXIT_FAILED
+    from .errors import EXIT_FAILED, exit_code_of
     from .report import print_summary
 
     raw = yaml.safe_load(DEMO_CONFIG)
     raw["DEFAULT"]["output_path"] = output
-    configs = parse_config(raw, source="<demo config>")
+    try:
+        configs = parse_config(raw, source="<demo config>")
+    except ConfigError as exc:  # only --output can be wrong in the demo's own config
+        print(f"wandb2numpy demo: error: --output: {exc.detail}", file=sys.stderr)
+        return exit_code_of(exc)
     with local_server(runs=runs, steps=steps, metrics=5, seed=0) as server:
         print(f"local W&B-compatible server at {server.base_url} ({runs} synthetic runs)")
         try:
@@ -72,9 +77,14 @@ def run_demo(
                 concurrency=concurrency,
                 settings=ClientSettings(base_url=server.base_url, api_key=server.api_key),
             )
-        except Wandb2NumpyError as exc:
-            print(f"wandb2numpy demo: error: {exc}", file=sys.stderr)
+        except ForeignFilesError as exc:  # the export's remedies are options demo does not take
+            print(f"wandb2numpy demo: error: {exc.what}; the demo replaces only folders it wrote: "
+                  "move them away or give another --output folder", file=sys.stderr)
             return EXIT_FAILED
+        except Wandb2NumpyError as exc:
+            text = f"--output: {exc.detail}" if isinstance(exc, ConfigError) and exc.key == "output_path" else str(exc)
+            print(f"wandb2numpy demo: error: {text}", file=sys.stderr)
+            return exit_code_of(exc)
         stats = server.stats()
     from ..output import formats
 
@@ -89,7 +99,7 @@ def run_demo(
     print(f"server: {stats.get('requests')} requests, max {stats.get('max_in_flight')} in flight")
     print(f"load them with: numpy.load('{Path(output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")
     # matplotlib is an optional extra: say how to get it rather than print a command that fails
-    needs = "" if importlib.util.find_spec("matplotlib") else "pip install 'wandb2numpy[plot]', then "
+    needs = "" if importlib.util.find_spec("matplotlib") else f"{PLOT_INSTALL_HINT}, then "
     print(f"plot one with: {needs}wandb2numpy plot {shlex.quote(str(Path(output) / 'demo-csv'))} "
           "--field eval/success_rate --by group")
     return result.exit_code

@@ -3,45 +3,59 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import signal
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
-from ..errors import Wandb2NumpyError
+from .._early import is_command
+from ..errors import ConfigError, Wandb2NumpyError
 from ..wandb.client import ClientSettings
-from .common import configs, fail, policy, setup_logging
-from .errors import EXIT_EMPTY, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_of
-from .report import STDOUT, Summary, TqdmProgress, exit_code, print_summary
+from .common import check_file_option, configs, fail, policy, setup_logging
+from .errors import EXIT_EMPTY, EXIT_OK, exit_code_of
+from .report import STDOUT, LineProgress, Summary, TqdmProgress, exit_code, print_summary
+from .stop import Stopper, Terminated, end
 
 log = logging.getLogger("wandb2numpy")
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so cleanup runs as it does for Ctrl-C."""
-
-
 def command(args: argparse.Namespace) -> int:
-    setup_logging(args.verbose, args.quiet, args.log_file)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:  # before anything else: a bad path is a usage error, not a failure after the export
+        check_file_option(args.log_file, "--log-file")
+        check_file_option(None if args.dry_run else args.json_summary, "--json-summary")
+        setup_logging(args.verbose, args.quiet, args.log_file)
+    except ConfigError as exc:
+        print(f"wandb2numpy: error: {exc}", file=sys.stderr)
+        return exit_code_of(exc)
+    from .. import __version__
+
+    # the log file's first line: which version ran on what (stderr shows INFO only with -v)
+    log.info("wandb2numpy %s: %s %s", __version__, "dry run of" if args.dry_run else "export of",
+             args.config or "the project of WANDB_ENTITY/WANDB_PROJECT")
     summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
+    # SIGINT and SIGTERM end the process within two seconds in every state (see `stop`): the
+    # interrupt paths below never return.
+    stopper = Stopper(summary).install()
     try:
         code = dry_run(args, summary) if args.dry_run else run(args, summary)
     except KeyboardInterrupt:
-        print("wandb2numpy: interrupted; files of earlier exports are untouched", file=sys.stderr)
-        code = summary.fail(EXIT_SIGINT, "interrupted (SIGINT)")
-    except _Terminated:
-        print("wandb2numpy: terminated; files of earlier exports are untouched", file=sys.stderr)
-        code = summary.fail(EXIT_SIGTERM, "terminated (SIGTERM)")
+        stopper.finish(stopper.signum or signal.SIGINT)
+        raise
+    except Terminated:
+        stopper.finish(signal.SIGTERM)
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if stopper.signum is None:
+            stopper.restore()
     summary.write()
     log.info("exit code %d", code)
+    if is_command():
+        # The command's own process ends here, as after an interrupt, without the interpreter's
+        # shutdown: it would join worker threads still blocked in requests the deadline
+        # abandoned (each up to --timeout) and run wandb's teardown, which waits for wandb-core.
+        end(code)
     return code
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
 
 
 def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
@@ -51,11 +65,16 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
 
     if out is None:
         out = sys.stderr if args.json_summary == STDOUT else sys.stdout
-    settings = ClientSettings(base_url=args.base_url)
-    progress = None if args.quiet or not sys.stderr.isatty() else TqdmProgress()
+    settings = ClientSettings(base_url=args.base_url, timeout=args.timeout)
+    summary.budget(retries=args.retries, deadline=args.deadline, timeout=args.timeout)
+    progress: TqdmProgress | LineProgress | None = (
+        None if args.quiet else TqdmProgress() if sys.stderr.isatty() else LineProgress()
+    )
     try:
+        chosen = configs(args)
+        log.info("experiments: %s", ", ".join(f"{c.name} -> {c.output_path}" for c in chosen) or "none")
         result = export(
-            configs(args),
+            chosen,
             overwrite=args.overwrite or args.incremental,
             concurrency=args.concurrency,
             settings=settings,
@@ -74,8 +93,12 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     finally:
         if progress is not None:
             progress.close()
+    text = io.StringIO()
+    print_summary(result, text)
     if not args.quiet:
-        print_summary(result, out)
+        out.write(text.getvalue())
+    for line in text.getvalue().splitlines():  # the log file gets the summary too
+        log.info("%s", line, extra={"console": False})
     for problem in result.problems:  # shown under -q too: an empty export must not pass unseen
         if args.allow_empty:
             log.warning("%s", problem)
@@ -96,8 +119,8 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
 
     out = out or sys.stdout
     try:
-        plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url), concurrency=args.concurrency,
-                     **policy(args))
+        plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url, timeout=args.timeout),
+                            concurrency=args.concurrency, incremental=args.incremental, **policy(args))
     except Wandb2NumpyError as exc:
         return fail(args, exc, summary)
     for line in dry_run_lines(plans, all_runs=args.verbose):

@@ -56,15 +56,28 @@ def key_stats(runs: Sequence[RunInfo]) -> list[KeyStats]:
 # --------------------------------------------------------------------------- text
 
 
+_MAX_COLUMN = 60  # a longer cell (a 300-character key) stands on its own line above its row
+
+
+def _printable(text: str) -> str:
+    """A cell on one line: newlines, tabs and other control characters as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    cells = [[_printable(str(c)) for c in row] for row in (header, *rows)]
+    widths = [max((len(c) for c in col if len(c) <= _MAX_COLUMN), default=0) for col in zip(*cells)]
 
-    def line(cells: Sequence[str]) -> str:
-        return "  " + "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
+    def line(row: Sequence[str]) -> list[str]:
+        first = [row[0]] if len(row[0]) > widths[0] else []
+        row = ["", *row[1:]] if first else list(row)
+        return [f"  {c}" for c in first] + ["  " + "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()]
 
-    return [line(header), *(line(r) for r in rows)]
+    return [text for row in cells for text in line(row)]
 
 
 def _counts(values: Sequence[str]) -> str:
@@ -73,7 +86,7 @@ def _counts(values: Sequence[str]) -> str:
 
 def _matched(p: ExperimentPlan) -> str:
     exp = p.config
-    return f"{exp.name}: {len(p.runs)} run(s) of {exp.entity}/{exp.project} match {describe_filters(exp)}"
+    return f"{exp.name}: {len(p.runs)} run(s) of {exp.location} match {describe_filters(exp)}"
 
 
 def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) -> list[str]:
@@ -105,15 +118,19 @@ def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) ->
         rows = f"about {plan.rows} row(s)"
         if plan.unknown_runs:
             rows += f", plus {plan.unknown_runs} run(s) the listing gave no counts for"
+        if p.config.run_folders is not None:
+            lines.append(f"  planned: {rows} read from run files on disk, no request")
+            continue
         lines.append(
             f"  planned: {plan.requests} history request(s) for {rows}: "
             f"{plan.batched_runs} run(s) in {plan.batch_requests} shared request(s), "
             f"{plan.single_runs} run(s) on their own in {plan.single_requests} request(s); "
             + (f"{plan.parquet_runs} run(s) from parquet exports in {2 * plan.parquet_runs} request(s) "
                "(one more per further file or live tail); " if plan.parquet_runs else "")
+            + (f"{plan.cached_runs} run(s) from the incremental cache; " if plan.cached_runs else "")
             + f"{plan.empty_runs} run(s) hold none of the fields"
         )
-    total = sum(p.reads.requests for p in plans)
+    total = sum(p.reads.requests for p in plans if p.config.run_folders is None)
     lines.append(
         f"dry run: {sum(len(p.runs) for p in plans)} run(s) matched, {total} history request(s) "
         "planned; no history fetched, nothing written"

@@ -13,8 +13,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..config.defaults import DEFAULT_CONCURRENCY, DEFAULT_HISTORY_SAMPLES
-from ..plot import DEFAULT_CI, DEFAULT_POINTS, STATS  # plot imports matplotlib only to draw
+from ..config.defaults import DEFAULT_CONCURRENCY, DEFAULT_HISTORY_SAMPLES, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
+from ..plot import (  # plot imports matplotlib only to draw
+    DEFAULT_CI,
+    DEFAULT_POINTS,
+    DPI,
+    FIGSIZE,
+    FORMATS,
+    GROUP_COLUMNS,
+    LEGENDS,
+    PLOT_INSTALL_HINT,
+    STATS,
+)
 from .common import PROJECT_OUTPUT_DIR
 
 COMMANDS = ("export", "fields", "demo", "plot")
@@ -42,7 +52,10 @@ class _Parser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         argv = list(sys.argv[1:] if args is None else args)
-        if not argv or argv[0] not in (*COMMANDS, *_TOP_LEVEL_OPTIONS):
+        if not argv:  # nothing asked: the commands, not the export's usage
+            self.print_help(sys.stderr)
+            self.exit(2)
+        if argv[0] not in (*COMMANDS, *_TOP_LEVEL_OPTIONS):
             argv.insert(0, "export")
         ns, extra = super().parse_known_args(argv, namespace)
         command = getattr(ns, "command", None)
@@ -54,8 +67,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="wandb2numpy",
-        description="Export W&B run histories to NumPy arrays or CSV, as described in a YAML config. "
-        "'wandb2numpy CONFIG.yaml' is short for 'wandb2numpy export CONFIG.yaml'.",
+        description="Export W&B run histories to NumPy, CSV, npz or parquet files, as described in a YAML "
+        "config. 'wandb2numpy CONFIG.yaml' is short for 'wandb2numpy export CONFIG.yaml'.",
         epilog=EXIT_CODES_EPILOG,
     )
     p.add_argument("--version", action="version", version=f"wandb2numpy {__version__}")
@@ -76,7 +89,8 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "export",
         help="export the experiments of a YAML config (the default command)",
-        description="Export W&B run histories to NumPy arrays or CSV, as described in a YAML config.",
+        description="Export W&B run histories to NumPy, CSV, npz or parquet files, as described in a YAML "
+        "config.",
         epilog=EXIT_CODES_EPILOG,
     )
     p.set_defaults(handler="export")
@@ -84,7 +98,8 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         "config",
         nargs="?",
         help="YAML config file; with --fields, ENTITY/PROJECT instead (or PROJECT with WANDB_ENTITY "
-        "set, or nothing with WANDB_ENTITY and WANDB_PROJECT set)",
+        "set, or nothing with WANDB_ENTITY and WANDB_PROJECT set); or run folders on disk: a folder "
+        "such as ./wandb, one run folder, a .wandb file or a glob (no server needed)",
     )
     p.add_argument(
         "-o",
@@ -168,6 +183,30 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         "wandb-core's log cannot be read",
     )
     p.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"how long one request may wait for the server's answer (default {DEFAULT_TIMEOUT_S}); "
+        "connecting gets at most 10 s of it",
+    )
+    p.add_argument(
+        "--retries",
+        type=_count,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help=f"retries of one failed request, waits doubling from 1 s to 30 s (default {DEFAULT_RETRIES}: "
+        "at least 6 minutes of waiting, so a 5-minute outage of the server loses no run); a run "
+        "whose request still fails is listed as failed (exit 3)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=_duration,
+        metavar="DURATION",
+        help="time the whole export may take, such as 90s, 20m or 2h (default: none); when it "
+        "passes, the runs finished are written, the rest listed as failed, and the exit code is 3",
+    )
+    p.add_argument(
         "--incremental",
         action="store_true",
         help="fetch only runs that are new or changed since the last export into the same "
@@ -199,9 +238,9 @@ def _add_fields(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "config",
         nargs="?",
-        metavar="CONFIG|ENTITY/PROJECT",
+        metavar="CONFIG|ENTITY/PROJECT|FOLDER",
         help="YAML config file, or ENTITY/PROJECT (PROJECT with WANDB_ENTITY set; nothing with "
-        "WANDB_ENTITY and WANDB_PROJECT set)",
+        "WANDB_ENTITY and WANDB_PROJECT set), or run folders on disk such as ./wandb",
     )
     p.add_argument(
         "-e", "--experiments", action="append", nargs="+", metavar="EXP",
@@ -218,30 +257,32 @@ def _add_demo(sub: Any) -> argparse.ArgumentParser:
         "demo",
         help="export a synthetic project from the bundled local server (no account, no network)",
         description=DEMO_HELP,
-            )
+    )
     p.set_defaults(handler="demo")
     p.add_argument("--output", default="wandb_data", metavar="DIR", help="output folder (default ./wandb_data)")
     p.add_argument("--runs", type=_positive(int), default=24, metavar="N", help="synthetic runs (default 24)")
     p.add_argument("--steps", type=_positive(int), default=500, metavar="M", help="steps per run (default 500)")
-    p.add_argument("--concurrency", type=_positive(int), default=16, metavar="N")
+    p.add_argument("--concurrency", type=_positive(int), default=16, metavar="N",
+                   help="requests in flight at once (default 16)")
     return p
 
 
 def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "plot",
-        help="plot one field of an exported experiment: a curve per group with a bootstrap band",
+        help="plot one field of an exported experiment: a curve per group with a bootstrap band (PNG, PDF, SVG)",
         description="Draw field F of an exported experiment as one curve per group of runs (mean, "
         "median or interquartile mean across runs at each x) with a percentile bootstrap "
         "confidence band over runs, from the exported files alone (no network). Needs matplotlib: "
-        "pip install 'wandb2numpy[plot]'.",
+        f"{PLOT_INSTALL_HINT}.",
     )
     p.set_defaults(handler="plot")
     p.add_argument("experiment", metavar="EXPORT_DIR/EXPERIMENT", help="an experiment folder of an export")
     p.add_argument("--field", required=True, metavar="F", help="the field to plot, e.g. train/return")
     p.add_argument(
-        "--by", type=_group_column, metavar="group|job_type|config.KEY",
-        help="one curve per value of this runs.csv column (default: one curve of all runs)",
+        "--by", type=_group_column, metavar="COLUMN",
+        help="one curve per value of this runs.csv column: group, job_type, name, config.KEY, summary.KEY, or "
+        "tags (a curve per tag; a run with two tags is in both); default: one curve of all runs",
     )
     p.add_argument("--stat", choices=STATS, default="mean",
                    help="statistic across runs at each x (default mean; iqm: interquartile mean)")
@@ -250,16 +291,57 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--points", type=_positive(int), default=DEFAULT_POINTS, metavar="N",
                    help="x values of the grid the runs are resampled on, when the export has no grid "
                    f"of its own (default {DEFAULT_POINTS})")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="PNG to write (default ./<EXPERIMENT>-<field, / as ->.png)")
+    p.add_argument("--span", choices=("common", "all"),
+                   help="x range of that grid: common (default), where every run has data; all, every run's "
+                   "whole range. Wherever the runs behind a curve change along x, a panel below shows how many")
+    p.add_argument("-o", "--output", type=_figure_file, metavar="FILE",
+                   help="figure to write, PNG, PDF or SVG by its suffix (default ./<EXPERIMENT>-<field, / as ->.png)")
+    look = p.add_argument_group("figure")
+    look.add_argument("--title", help="title (default '<EXPERIMENT>: <field> (<stat>, <ci>%% CI)'; '' for none)")
+    look.add_argument("--xlabel", help="x-axis label (default: the x axis of the export, 'step' for _step)")
+    look.add_argument("--ylabel", help="y-axis label (default: the field)")
+    look.add_argument("--size", type=_figure_size, default=FIGSIZE, metavar="W,H",
+                      help=f"figure size in inches (default {FIGSIZE[0]:g},{FIGSIZE[1]:g}; 3.4,2.4 fits a paper's column)")
+    look.add_argument("--dpi", type=_positive(float), default=DPI,
+                      help=f"dots per inch: the PNG's pixels per inch, and the PDF/SVG's band raster (default {DPI})")
+    look.add_argument("--log-y", action="store_true", help="logarithmic y axis")
+    look.add_argument("--legend", type=_legend, default="best", metavar="POSITION",
+                      help="legend position: best (default), upper-left, lower-right, ... (matplotlib's loc, - or "
+                      "space), outside (right of the plot) or none")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     return p
 
 
 def _group_column(text: str) -> str:
-    if text in ("group", "job_type") or (text.startswith("config.") and len(text) > len("config.")):
+    if text in GROUP_COLUMNS or (text.startswith(("config.", "summary.")) and text.split(".", 1)[1]):
         return text
-    raise argparse.ArgumentTypeError(f"expected group, job_type or config.KEY; found {text!r}")
+    raise argparse.ArgumentTypeError(f"expected group, job_type, name, tags, config.KEY or summary.KEY; found {text!r}")
+
+
+def _figure_file(text: str) -> str:
+    suffix = text.rsplit(".", 1)[1].lower() if "." in text.rsplit("/", 1)[-1] else ""
+    if suffix not in FORMATS:
+        raise argparse.ArgumentTypeError(f"the format comes from the suffix: .png, .pdf or .svg; found {text!r}")
+    return text
+
+
+def _figure_size(text: str) -> tuple[float, float]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        width, height = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTH,HEIGHT in inches, e.g. 6,4; found {text!r}") from None
+    if not (0 < width <= 100 and 0 < height <= 100):
+        raise argparse.ArgumentTypeError(f"expected WIDTH,HEIGHT in inches, each above 0 and at most 100; found {text!r}")
+    return width, height
+
+
+def _legend(text: str) -> str:
+    position = text.replace("-", " ").lower()
+    if position not in LEGENDS:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(p.replace(' ', '-') for p in LEGENDS)}; found {text!r}")
+    return position
 
 
 def _confidence(text: str) -> float:
@@ -297,6 +379,34 @@ def _url(text: str) -> str:
             f"expected an http(s) URL such as https://api.wandb.ai or http://127.0.0.1:8080, found {text!r}"
         )
     return text
+
+
+def _count(text: str) -> int:
+    """A whole number of zero or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, found {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, found {text}")
+    return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `20m`, `1.5h`: above zero."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:])
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 20m or 2h, found {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a duration above zero, found {text!r}")
+    return value
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:

@@ -16,7 +16,8 @@ def command(args: argparse.Namespace) -> int:
     try:
         result = plot_experiment(
             args.experiment, args.field, by=args.by, stat=args.stat, ci=args.ci, points=args.points,
-            output=args.output,
+            span=args.span, output=args.output, title=args.title, xlabel=args.xlabel, ylabel=args.ylabel,
+            figsize=args.size, dpi=args.dpi, log_y=args.log_y, legend=args.legend,
         )
     except Wandb2NumpyError as exc:
         return fail(args, exc)

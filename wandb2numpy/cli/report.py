@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..errors import Wandb2NumpyError
 from .errors import EXIT_EMPTY, EXIT_OK, EXIT_PARTIAL
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
     from ..models import RunInfo
-    from ..pipeline import ExportResult
+    from ..result import ExportResult
     from ..runner import FetchStats
 
 
@@ -44,6 +46,10 @@ class Summary:
         self.started = time.time()
         self.data: dict[str, Any] = {"config": str(config), "exit_code": None, "error": None}
 
+    def budget(self, *, retries: int, deadline: float | None, timeout: float) -> None:
+        """The limits the operator set (or the defaults), so a monitor reads them beside the outcome."""
+        self.data.update(retries_per_request=retries, deadline_s=deadline, timeout_s=timeout)
+
     def fail(self, code: int, message: str) -> int:
         self.data.update(exit_code=code, error=message)
         return code
@@ -60,6 +66,7 @@ class Summary:
                 "runs_exported": len(res.runs),
                 "runs_unchanged": report.unchanged_runs,
                 "runs_grown": report.grown_runs,
+                "runs_gone": list(report.gone_runs),
                 "runs_failed": len(res.failed_runs),
                 "runs_skipped": report.skipped_runs,
                 "failed_runs": dict(res.failed_runs),
@@ -68,6 +75,7 @@ class Summary:
                 "x_axis": res.x_axis,
                 "rows_without_x": dict(report.x_dropped),
                 "grid_points": None if res.grid is None else len(res.grid),
+                "grid": None if res.grid_range is None else res.grid_range.as_json(),
                 "files": [str(p) for p in report.files],
                 "bytes_written": size,
             }
@@ -86,6 +94,7 @@ class Summary:
             retries=stats.retries,
             rate_limited=stats.rate_limited,
             rate_limited_in_core=stats.rate_limited_in_core,
+            deadline_passed=stats.deadline_passed,
             bytes_written=bytes_written,
         )
 
@@ -101,12 +110,23 @@ class Summary:
                 return
             from ..output.folder import atomic_write_bytes
 
-            atomic_write_bytes(self.path, text.encode("utf-8"))
-        except OSError as exc:
-            print(f"wandb2numpy: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
+            atomic_write_bytes(self.path, text.encode("utf-8"), make_parents=False)
+        except (OSError, Wandb2NumpyError) as exc:
+            # Reported, but the exit code stays the export's: the data files are what it is about,
+            # and a monitor that finds no summary file knows already that something is off.
+            print(f"wandb2numpy: error: could not write the JSON summary {self.path}: {exc}", file=sys.stderr)
+
+
+_SPANS = {
+    "common": "span common: the range every run covers",
+    "all": "span all: every run's whole range, NaN where a run has no data",
+    "values": "the configured values",
+}
 
 
 def print_summary(result: ExportResult, out: TextIO) -> None:
+    from ..grid import format_x
+
     for name, report in result.experiments.items():
         res = report.result
         print(
@@ -117,11 +137,20 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
         if report.incremental:
             grown = f" ({report.grown_runs} only their new steps)" if report.grown_runs else ""
             print(f"  incremental: {report.fetched_runs} fetched{grown}, {report.unchanged_runs} unchanged", file=out)
+            if report.gone_runs:
+                shown = ", ".join(report.gone_runs[:20]) + (", ..." if len(report.gone_runs) > 20 else "")
+                print(f"  incremental: {len(report.gone_runs)} run(s) of the last export no longer listed "
+                      f"(deleted on the server, or no longer matching the filters): {shown}", file=out)
         if not report.listed_runs:  # every field would read "absent": say why once instead
             print("  no run matched the experiment's filters", file=out)
             continue
         if res.grid is not None:
-            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}, shared by every field", file=out)
+            span = res.grid_range
+            where = "" if span is None else (f" from {format_x(span.lo)} to {format_x(span.hi)} "
+                                             f"({_SPANS.get(span.span, span.span)})")
+            print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}{where}, shared by every field", file=out)
+            if span is not None and span.outliers:
+                print(f"  grid: short runs: {span.short_runs()}", file=out)
         for field, arrays in res.fields.items():
             print(f"  {field}: shape {arrays.values.shape}", file=out)
         if report.x_dropped or report.runs_without_x:
@@ -181,7 +210,7 @@ class TqdmProgress:
             self._new_bar(name, None)
         self._overall = tqdm(
             total=None, desc="overall", unit="run", position=len(self._order), leave=True,
-            bar_format="{desc}: {n_fmt} run(s) {postfix}",
+            bar_format="{desc}: {n_fmt} run(s){postfix}",  # tqdm puts ", " before a postfix
         )
         self._refresh_overall()
 
@@ -235,3 +264,68 @@ class TqdmProgress:
         if self._overall is not None:
             self._refresh_overall()
             self._overall.close()
+
+
+HEARTBEAT_S = 30.0  # off a terminal: a line at least this often while retries or waits run
+
+
+class LineProgress:
+    """Progress off a terminal (cron, CI, a pipe), where no bar is drawn: every `every` seconds
+    one line, when requests were retried or are waiting to be since the last one, saying what
+    and how far the export got, so a log never falls silent for minutes while an outage is
+    ridden out. Quiet while everything works: a clean export prints nothing extra."""
+
+    def __init__(self, every: float = HEARTBEAT_S, out: TextIO | None = None) -> None:
+        self.every = every
+        self.out = out
+        self._stats: FetchStats | None = None
+        self._totals: dict[str, int | None] = {}
+        self._done = 0
+        self._failed = 0
+        self._retries_seen = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, experiments: Sequence[str], stats: FetchStats | None = None) -> None:
+        self._stats = stats
+        self._totals = {name: None for name in experiments}
+        self._thread = threading.Thread(target=self._loop, name="wandb2numpy-progress", daemon=True)
+        self._thread.start()
+
+    def start(self, experiment: str, total_runs: int) -> None:
+        self._totals[experiment] = total_runs
+
+    def advance(self, experiment: str, run: RunInfo, rows: int, failed: bool) -> None:
+        self._done += 1
+        self._failed += failed
+
+    def finish(self, experiment: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            line = self.line()
+            if line is not None:
+                print(line, file=self.out or sys.stderr, flush=True)
+
+    def line(self) -> str | None:
+        """The progress line, or None when nothing was retried or waited for since the last one."""
+        stats = self._stats
+        retries = stats.retries if stats is not None else 0
+        waiting = stats.waiting if stats is not None else 0
+        if retries == self._retries_seen and not waiting:
+            return None
+        new = retries - self._retries_seen
+        self._retries_seen = retries
+        known = [t for t in self._totals.values() if t is not None]
+        total = f" of {sum(known)}" if known and len(known) == len(self._totals) else ""
+        failed = f", {self._failed} failed" if self._failed else ""
+        latest = stats.last_retry[:200] if stats is not None and stats.last_retry else ""
+        return (
+            f"wandb2numpy: still working: {self._done}{total} run(s) done{failed}; "
+            f"{new} request(s) retried in the last {self.every:g} s, {waiting} waiting to retry"
+            + (f"; latest: {latest}" if latest else "")
+        )

@@ -10,6 +10,7 @@ nesting) is rejected with a message that says how to fix it.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS
+from .defaults import DEFAULT_GRID_SPAN, DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS
 from .names import experiment_name_problem
 from .schema import (
     _EXPERIMENT_KEYS,
@@ -34,7 +35,10 @@ from .schema import (
     _Problem,
     _raise,
     _translate,
+    with_source_defaults,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_HISTORY_SAMPLES",
@@ -43,22 +47,30 @@ __all__ = [
     "ValueFilter",
     "load_config",
     "parse_config",
+    "resolve_configs",
+    "ConfigSource",
 ]
 
 DEFAULT_KEY = "DEFAULT"
 
 
 Method = Literal["linear", "previous"]
+Span = Literal["common", "all"]
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """One of `points`, `every` or `values` (the config checks that exactly one is set)."""
+    """One of `points`, `every` or `values` (the config checks that exactly one is set).
+
+    `span` is the x range `points` and `every` cover: ``common``, where every run has data, or
+    ``all``, from the earliest start to the latest end (NaN where a run has none).
+    """
 
     points: int | None = None
     every: float | None = None
     values: tuple[float, ...] | None = None
     method: Method = "linear"
+    span: Span = DEFAULT_GRID_SPAN
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,8 +108,16 @@ class ExperimentConfig:
     history_samples: int | None = DEFAULT_HISTORY_SAMPLES  # None = full history
     x_axis: str = DEFAULT_X_AXIS  # the history key the steps arrays hold
     grid: GridSpec | None = None  # resample every field on shared x values
-    source: str = "<config>"
+    source: str = "<config>"  # the config file this came from, for messages
     raw: Mapping[str, Any] = field(hash=False)  # the merged dict as the user wrote it
+    # The config key `source`: run folders to read instead of the W&B server (entity and project
+    # are then optional, "" when not given, and only leave out runs recorded under others).
+    run_folders: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the runs come from, for messages: ENTITY/PROJECT, or the run folders."""
+        return self.run_folders if self.run_folders is not None else f"{self.entity}/{self.project}"
 
 
 # --------------------------------------------------------------------------- YAML
@@ -269,12 +289,19 @@ def _deep_merge(base: Mapping[Any, Any], override: Mapping[Any, Any]) -> dict[An
 def _validate(name: str, merged: dict[Any, Any], *, partial: bool,
               body: Mapping[str, Any] | None = None) -> tuple[_Experiment | None, list[_Problem]]:
     try:
-        return _Experiment.model_validate(merged, context={"partial": partial}), []
+        return _Experiment.model_validate(with_source_defaults(merged), context={"partial": partial}), []
     except ValidationError as exc:
         return None, _translate(exc, name, body if body is not None else merged, partial)
 
 
 def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -> ExperimentConfig:
+    listed = merged.get("fields")
+    if isinstance(listed, list) and model.fields is not None and len(model.fields) < len(listed):
+        # Exported once, as configs of the original tool expect; but said, since a repeat is often
+        # a typo for another field.
+        twice = sorted({f for f in listed if listed.count(f) > 1}, key=listed.index)
+        log.warning("%s, experiment '%s', key 'fields': %s listed more than once; exported once",
+                    source, name, ", ".join(repr(f) for f in twice))
     def per_group(value: Any, i: int) -> _Names:
         return value[i] if value is not None else None
 
@@ -293,8 +320,8 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
 
     return ExperimentConfig(
         name=name,
-        entity=model.entity,
-        project=model.project,
+        entity=model.entity or "",
+        project=model.project or "",
         fields=model.fields,
         output_path=Path(model.output_path),
         selections=selections,
@@ -306,7 +333,31 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         grid=None if model.grid is None else GridSpec(
             points=model.grid.points, every=model.grid.every, values=model.grid.values,
             method="previous" if model.grid.method == "previous" else "linear",
+            span="all" if model.grid.span == "all" else "common",
         ),
         source=source,
         raw=MappingProxyType(copy.deepcopy(merged)),
+        run_folders=model.source,
     )
+
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Sequence[ExperimentConfig]
+
+
+def resolve_configs(config: ConfigSource, experiments: Sequence[str] | None) -> list[ExperimentConfig]:
+    """A YAML path, a parsed mapping or ready `ExperimentConfig`s, as the selected experiments."""
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config, experiments)
+    if isinstance(config, Mapping):
+        return parse_config(config, experiments=experiments)
+    configs = list(config)
+    if experiments is not None:
+        unknown = sorted(set(experiments) - {c.name for c in configs})
+        if unknown:  # the same rule as for a config file
+            raise ConfigError(
+                f"experiment(s) not in the config: {', '.join(unknown)}; "
+                f"available: {', '.join(c.name for c in configs)}"
+            )
+        wanted = set(experiments)
+        configs = [c for c in configs if c.name in wanted]
+    return configs

@@ -25,7 +25,9 @@ __all__ = [
     "experiment_name_problem",
     "experiment_path_problem",
     "field_problem",
+    "output_path_problem",
     "path_problem",
+    "reserved_name_problem",
 ]
 
 MAX_NAME_CHARS = 200
@@ -79,9 +81,50 @@ def field_problem(name: Any) -> str | None:
     return path_problem(name, "field name", inside="the experiment folder", reserve=SUFFIX_ROOM)
 
 
+# What the tool itself keeps under output_path (the lock, the incremental state folder) and in an
+# experiment folder (the manifest), and the staging and set-aside folders of the atomic swap. An
+# experiment of one of these names would replace the tool's own file (`--delete-foreign-files`
+# once turned the lock into a folder) or be taken for a crash leftover and deleted; so such names
+# are refused, case-insensitively, since macOS and Windows file systems are.
+RESERVED_PREFIX = ".wandb2numpy"
+_SWAP_RE = re.compile(r"\..+\.(tmp|old)-[0-9a-f-]+", re.IGNORECASE)
+
+
+def reserved_name_problem(name: str, what: str = "experiment name") -> str | None:
+    """Why `name` cannot be used beside the tool's own files, or None."""
+    first = name.split("/", 1)[0]
+    if first.lower().startswith(RESERVED_PREFIX):
+        return (f"{what} {_short.repr(name)} starts with '{RESERVED_PREFIX}', which names the tool's own files "
+                "(the output lock, the manifest, the incremental state); choose another name")
+    if _SWAP_RE.fullmatch(first):
+        return (f"{what} {_short.repr(name)} looks like a folder of an interrupted write ('.NAME.tmp-...' or "
+                "'.NAME.old-...'), which a later export would delete; choose another name")
+    return None
+
+
 def experiment_path_problem(name: Any) -> str | None:
     """The writers' rule for an experiment: a folder, or ``group/experiment`` from the Python API."""
-    return path_problem(name, "experiment name", inside="the output folder", reserve=STAGING_ROOM)
+    problem = path_problem(name, "experiment name", inside="the output folder", reserve=STAGING_ROOM)
+    return problem or reserved_name_problem(name)
+
+
+def output_path_problem(path: Any) -> str | None:
+    """Why a folder path cannot be opened at all: a NUL, or a part longer than file systems allow
+    (the OS would answer "File name too long" only at the first look, as a traceback)."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if not isinstance(text, str) or not text.strip():
+        return "expected a folder path; found an empty string"
+    if "\x00" in text:
+        return "the output path contains a NUL character"
+    try:
+        encoded = [part.encode("utf-8", "surrogateescape") for part in text.split(os.sep)]
+    except UnicodeEncodeError:
+        return f"the output path {_short.repr(text)} is not valid unicode"
+    for part in encoded:
+        if len(part) > _NAME_MAX:
+            return (f"the output path {_short.repr(text)} has a part of {len(part)} bytes; "
+                    f"file systems allow at most {_NAME_MAX}")
+    return None
 
 
 def experiment_name_problem(name: str) -> str | None:

@@ -29,8 +29,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError
-from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, OUTPUT_DATA_TYPES
-from .names import field_problem
+from .defaults import DEFAULT_HISTORY_SAMPLES, DEFAULT_OUTPUT_DATA_TYPE, DEFAULT_X_AXIS, GRID_SPANS, OUTPUT_DATA_TYPES
+from .names import field_problem, output_path_problem
 
 # W&B sends `samples` as a GraphQL Int (32-bit).
 _MAX_HISTORY_SAMPLES = 2**31 - 1
@@ -133,8 +133,10 @@ def _strings(value: Any, what: str, *, allow_all: bool = True, dedupe: bool = Tr
     return tuple(dict.fromkeys(value)) if dedupe else tuple(value)
 
 
-def _plain_name(what: str) -> Any:
-    def check(value: Any) -> str:
+def _plain_name(what: str, *, optional: bool = False) -> Any:
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
         if not isinstance(value, str) or not value.strip():
             _fail(f"expected a non-empty {what} name (a string); found {_found_text(value)}")
         if "/" in value or "\x00" in value:
@@ -162,8 +164,26 @@ def _check_output_path(value: Any) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         _fail(f"expected a folder path (a string); found {_found_text(value)}")
+    problem = output_path_problem(value)
+    if problem:
+        _fail(problem)
+    return value
+
+
+def _check_source(value: Any) -> str | None:
+    """Run folders to read instead of the W&B server: a folder of run folders (./wandb), one run
+    folder, one .wandb file, or a glob of these. A path that is no glob must exist."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        _fail(f"expected the path of run folders, e.g. source: ./wandb; found {_found_text(value)}")
     if "\x00" in value:
-        _fail("the output path contains a NUL character")
+        _fail("the source path contains a NUL character")
+    if not any(c in value for c in "*?[") and not os.path.exists(os.path.expanduser(value)):
+        _fail(f"no run folders at {value!r}: expected a folder such as ./wandb (holding run-* and "
+              "offline-run-* folders), one run folder, one .wandb file, or a glob of these")
     return value
 
 
@@ -283,6 +303,16 @@ def _check_grid_method(value: Any) -> str:
     return str(value)
 
 
+def _check_grid_span(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in GRID_SPANS or not isinstance(value, str):
+        choices = " or ".join(repr(s) for s in GRID_SPANS)
+        _fail(f"expected {choices} (the range every run covers, or from the earliest start to the latest end); "
+              f"found {_found(value)}{_suggest(value, GRID_SPANS)}")
+    return str(value)
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -293,6 +323,7 @@ class _GridSpec(BaseModel):
     every: Annotated[float | None, BeforeValidator(_check_grid_every)] = None
     values: Annotated[tuple[float, ...] | None, BeforeValidator(_check_grid_values)] = None
     method: Annotated[str, BeforeValidator(_check_grid_method)] = "linear"
+    span: Annotated[str | None, BeforeValidator(_check_grid_span)] = None  # None: DEFAULT_GRID_SPAN
 
     @model_validator(mode="after")
     def _one_kind(self) -> _GridSpec:
@@ -300,6 +331,9 @@ class _GridSpec(BaseModel):
         if len(given) != 1:
             found = f"found {' and '.join(given)}" if given else "found none"
             _fail(f"a grid needs exactly one of 'points', 'every' or 'values', e.g. grid: {{points: 200}}; {found}")
+        if self.values is not None and self.span is not None:
+            _fail("'span' chooses the range of 'points' or 'every'; with 'values' the x values are as given, "
+                  "so leave 'span' out", "span")
         return self
 
 
@@ -329,10 +363,13 @@ class _Experiment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    entity: Annotated[str, _plain_name("entity")]
-    project: Annotated[str, _plain_name("project")]
+    # Required unless `source` names run folders: there they only leave out runs recorded under
+    # another entity or project, and `with_source_defaults` gives them None when left out.
+    entity: Annotated[str | None, _plain_name("entity", optional=True)]
+    project: Annotated[str | None, _plain_name("project", optional=True)]
     fields: Annotated[_Names, BeforeValidator(_check_fields)]
     output_path: Annotated[str, BeforeValidator(_check_output_path)]
+    source: Annotated[str | None, BeforeValidator(_check_source)] = None
     groups: Annotated[_Names, BeforeValidator(_check_groups)] = None
     job_types: Any = None
     runs: Any = None
@@ -343,6 +380,14 @@ class _Experiment(BaseModel):
     output_data_type: Annotated[str, BeforeValidator(_check_data_type)] = DEFAULT_OUTPUT_DATA_TYPE
     x_axis: Annotated[str, BeforeValidator(_check_x_axis)] = DEFAULT_X_AXIS
     grid: _GridSpec | None = None
+
+    @model_validator(mode="after")
+    def _named_project(self) -> _Experiment:
+        if self.source is None:
+            for key in ("entity", "project"):
+                if getattr(self, key) is None:
+                    _fail(f"expected a non-empty {key} name (a string); found null", key)
+        return self
 
     @model_validator(mode="after")
     def _fields_fit_format(self) -> _Experiment:
@@ -407,6 +452,13 @@ def _show_groups(groups: Sequence[str]) -> str:
 
 
 _EXPERIMENT_KEYS = tuple(_Experiment.model_fields)
+
+
+def with_source_defaults(merged: dict[Any, Any]) -> dict[Any, Any]:
+    """An experiment reading run folders (`source`) may leave entity and project out."""
+    if merged.get("source") is None:
+        return merged
+    return {"entity": None, "project": None, **merged}
 _FILTER_KEYS = tuple(_FilterSpec.model_fields)
 _GRID_KEYS = tuple(_GridSpec.model_fields)
 

@@ -31,6 +31,7 @@ One writer per experiment folder at a time is assumed; the caller holds the outp
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,18 @@ __all__ = [
     "RUNS_FILE",
     "RUN_COLUMNS",
     "DataType",
+    "ExportWrite",
+    "Staged",
     "atomic_write_bytes",
     "check_name_safe",
     "check_overwrite",
+    "discard",
     "existing_outputs",
+    "outputs_in_the_way",
     "planned_files",
     "read_manifest",
+    "stage_experiment",
+    "swap_in_all",
     "write_experiment",
 ]
 
@@ -113,17 +120,38 @@ def _check_inside(path: Path, folder: Path, what: str) -> None:
 
 # --------------------------------------------------------------------------- files
 
+# numpy's words for a short write (`ndarray.tofile`): the disk filled up under it, but it says so
+# with byte counts and no errno, where every other format says "No space left on device".
+_SHORT_WRITE_RE = re.compile(r"\d+ requested and \d+ written")
+DISK_FULL = "No space left on device (the disk or its quota is full)"
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+
+def os_error_text(exc: BaseException) -> str:
+    """An OSError as one phrase, the same words for a full disk whichever writer hit it."""
+    if isinstance(exc, OSError) and (
+        exc.errno in (errno.ENOSPC, errno.EDQUOT) or _SHORT_WRITE_RE.search(str(exc))
+    ):
+        return DISK_FULL
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, make_parents: bool = True
+) -> None:
     """Replace one file so readers and crashes see the old or the new content, never a part.
 
     The temporary file sits in the same folder because a rename is only atomic within one
-    file system.
+    file system. `make_parents=False` for a path the user named: a missing folder is their typo.
     """
     target = Path(path)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if make_parents:
+            target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
             f.write(data)
             sync_file(f)
@@ -134,7 +162,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise OutputError(f"could not write {target}: {exc}") from exc
+            raise OutputError(f"could not write {target}: {os_error_text(exc)}") from exc
         raise
     sync_dir(target.parent)
 
@@ -419,23 +447,172 @@ def existing_outputs(output_path: str | os.PathLike[str], experiment: str) -> li
         raise OutputError(f"could not inspect {final}: {exc}") from exc
 
 
-def _swap_in(staging: Path, final: Path) -> None:
-    old: Path | None = None
-    if os.path.lexists(final):
-        old = final.parent / f".{final.name}.old-{secrets.token_hex(8)}"
-        os.rename(final, old)
+def outputs_in_the_way(output_path: str | os.PathLike[str], experiment: str) -> list[Path]:
+    """What stops an export without overwrite: the files an earlier export wrote (its manifest,
+    or the run tables and values/steps pairs of one from before manifests). Files a person added
+    are not listed, since an overwrite keeps them; a folder no export wrote that holds files
+    raises ForeignFilesError, since an overwrite would not help there."""
+    names.check_experiment(experiment)
+    base = Path(output_path)
+    final = base / experiment
+    _check_inside(final, base, "experiment")
     try:
-        os.rename(staging, final)
-    except BaseException:
-        if old is not None:
-            try:
-                os.rename(old, final)
-            except OSError as exc:  # left for _recover on the next write
-                log.error("could not put %s back in place: %s", final, exc)
+        _recover(final)
+        if final.is_symlink() or final.is_file():
+            return [final]
+        contents = _contents(final)
+    except OSError as exc:
+        raise OutputError(f"could not inspect {final}: {os_error_text(exc)}") from exc
+    if not contents.known:
+        if contents.files:
+            raise ForeignFilesError(final, [final / rel for rel in contents.files])
+        return []
+    theirs = set(contents.files)
+    return [p for p in _files_under(final) if p != final / MANIFEST_FILE
+            and p.relative_to(final).as_posix() not in theirs]
+
+
+@dataclass
+class Staged:
+    """One experiment written in full next to its folder, not yet swapped in."""
+
+    final: Path
+    staging: Path
+    written: list[Path]  # in the staging folder, in ``planned_files`` order
+    kept: int  # entries not written by wandb2numpy, carried over
+
+    @property
+    def files(self) -> list[Path]:
+        """Where the written files are once swapped in."""
+        return [self.final / path.relative_to(self.staging) for path in self.written]
+
+
+def stage_experiment(
+    result: ExperimentResult,
+    output_path: str | os.PathLike[str],
+    *,
+    data_type: DataType,
+    overwrite: bool,
+    delete_foreign_files: bool = False,
+) -> Staged:
+    """Write one experiment into a staging folder next to its final place, touching nothing else.
+
+    Every check `write_experiment` documents happens here, so an export that stages every
+    experiment first learns of any problem before any folder is replaced. The caller either
+    swaps it in (`swap_in_all`) or discards it (`discard`)."""
+    names.check_experiment(result.name)
+    fmt = formats.get(data_type)
+    plan = fmt.layout(result)
+    base = Path(output_path)
+    final = base / result.name
+    _check_inside(final, base, "experiment")
+
+    existing_outputs(base, result.name)  # recovers an interrupted write first
+    existing = [] if overwrite else outputs_in_the_way(base, result.name)
+    if existing:
+        raise OutputExistsError(existing)
+    _refuse_symlink(final)
+    keep = [] if delete_foreign_files else _refuse_foreign(final, plan).theirs
+
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _check_inside(final, base, "experiment")  # again: the parents now exist and resolve
+        staging = final.parent / f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
+        staging.mkdir()
+    except OSError as exc:
+        raise OutputError(f"could not create a staging folder for {final}: {os_error_text(exc)}") from exc
+
+    with _active_lock:
+        _active_staging.add(staging.name)
+    try:
+        for rel in plan:
+            _check_inside(staging / rel, staging, "output file")
+        written = fmt.write(result, staging)
+        kept = [_carry(final, staging, rel) for rel in keep]
+        with open(staging / MANIFEST_FILE, "xb") as f:
+            f.write(_manifest_bytes(staging, written, data_type, result.x_axis))
+            sync_file(f)
+        folders = {p for path in [*written, *kept] for p in path.parents if staging in p.parents}
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            sync_dir(folder)
+        sync_dir(staging)
+    except BaseException as exc:
+        discard(Staged(final, staging, [], 0))
+        if isinstance(exc, FileExistsError):
+            raise OutputError(
+                f"two outputs of {final} map to the same file '{exc.filename}' "
+                "(field names differing only in case on a case-insensitive file system?)"
+            ) from exc
+        if isinstance(exc, OSError):
+            raise OutputError(f"could not write {final}: {os_error_text(exc)}") from exc
         raise
-    sync_dir(final.parent)
-    if old is not None:
-        _remove(old)  # the new export is in place; a leftover is cleaned next time
+    return Staged(final, staging, written, len(kept))
+
+
+def discard(staged: Staged) -> None:
+    """Delete a staging folder that will not be swapped in."""
+    _remove(staged.staging)
+    with _active_lock:
+        _active_staging.discard(staged.staging.name)
+
+
+def swap_in_all(staged: Sequence[Staged]) -> None:
+    """Put staged experiments in place: all of them, or, if a rename fails, none.
+
+    Each experiment's old folder is renamed aside and the staged one into place; the old folders
+    are deleted only once every experiment is in place, and a failed rename puts back the ones
+    already swapped. (A crash, as opposed to an error, in the milliseconds of renames can leave
+    some experiments new and some old; each folder is whole either way, see `_recover`.)
+    On return or on error no staging folder is left."""
+    done: list[tuple[Staged, Path | None]] = []
+    try:
+        for item in staged:
+            old: Path | None = None
+            if os.path.lexists(item.final):
+                old = item.final.parent / f".{item.final.name}.old-{secrets.token_hex(8)}"
+                os.rename(item.final, old)
+            try:
+                os.rename(item.staging, item.final)
+            except BaseException:
+                if old is not None:
+                    _rename_back(old, item.final)
+                raise
+            done.append((item, old))
+    except BaseException as exc:
+        for item, old in reversed(done):  # put the earlier experiments back as they were
+            try:
+                os.rename(item.final, item.staging)
+            except OSError as undo:
+                log.error("could not set %s aside again: %s", item.final, undo)
+                continue
+            if old is not None:
+                _rename_back(old, item.final)
+        for item in staged:
+            discard(item)
+        if isinstance(exc, OSError):
+            raise OutputError(f"could not put the new export in place ({os_error_text(exc)}); "
+                              "every experiment folder is as it was") from exc
+        raise
+    for parent in dict.fromkeys(item.final.parent for item in staged):
+        sync_dir(parent)
+    for item, old in done:
+        with _active_lock:
+            _active_staging.discard(item.staging.name)
+        if old is not None:
+            _remove(old)  # the new export is in place; a leftover is cleaned next time
+        total = len(item.written)
+        if item.kept:
+            log.info("wrote %d file(s) to %s, kept %d of its entries not written by wandb2numpy",
+                     total, item.final, item.kept)
+        else:
+            log.info("wrote %d file(s) to %s", total, item.final)
+
+
+def _rename_back(old: Path, final: Path) -> None:
+    try:
+        os.rename(old, final)
+    except OSError as exc:  # left for _recover on the next write
+        log.error("could not put %s back in place: %s", final, exc)
 
 
 def write_experiment(
@@ -454,58 +631,65 @@ def write_experiment(
     export wrote. ``delete_foreign_files`` replaces the whole folder instead. The manifest is
     written too but not returned.
     """
-    names.check_experiment(result.name)
-    fmt = formats.get(data_type)
-    plan = fmt.layout(result)
-    base = Path(output_path)
-    final = base / result.name
-    _check_inside(final, base, "experiment")
+    staged = stage_experiment(
+        result, output_path, data_type=data_type, overwrite=overwrite, delete_foreign_files=delete_foreign_files
+    )
+    swap_in_all([staged])
+    return staged.files
 
-    existing = existing_outputs(base, result.name)
-    if existing and not overwrite:
-        raise OutputExistsError(existing)
-    _refuse_symlink(final)
-    keep = [] if delete_foreign_files else _refuse_foreign(final, plan).theirs
 
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _check_inside(final, base, "experiment")  # again: the parents now exist and resolve
-        staging = final.parent / f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
-        staging.mkdir()
-    except OSError as exc:
-        raise OutputError(f"could not create a staging folder for {final}: {exc}") from exc
+class ExportWrite:
+    """The write phase of one export: every experiment is staged as its results come in, and all
+    are swapped in together by `commit` once every experiment has succeeded; leaving the block
+    without a commit (an error, an interrupt) discards them. So an export that fails leaves every
+    experiment folder as it was, not only the one that failed.
 
-    with _active_lock:
-        _active_staging.add(staging.name)
-    try:
-        for rel in plan:
-            _check_inside(staging / rel, staging, "output file")
-        written = fmt.write(result, staging)
-        kept = [_carry(final, staging, rel) for rel in keep]
-        with open(staging / MANIFEST_FILE, "xb") as f:
-            f.write(_manifest_bytes(staging, written, data_type, result.x_axis))
-            sync_file(f)
-        folders = {p for path in [*written, *kept] for p in path.parents if staging in p.parents}
-        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            sync_dir(folder)
-        sync_dir(staging)
-        _swap_in(staging, final)
-    except BaseException as exc:
-        _remove(staging)
-        if isinstance(exc, FileExistsError):
-            raise OutputError(
-                f"two outputs of {final} map to the same file '{exc.filename}' "
-                "(field names differing only in case on a case-insensitive file system?)"
-            ) from exc
-        if isinstance(exc, OSError):
-            raise OutputError(f"could not write {final}: {exc}") from exc
-        raise
-    finally:
-        with _active_lock:
-            _active_staging.discard(staging.name)
-    if kept:
-        log.info("wrote %d file(s) to %s, kept %d of its entries not written by wandb2numpy",
-                 len(plan), final, len(kept))
-    else:
-        log.info("wrote %d file(s) to %s", len(plan), final)
-    return [final / path.relative_to(staging) for path in written]
+    `then` of `stage`: work that must follow the swap (the incremental cache's state, which may
+    never run ahead of the files), run by `commit` in staging order."""
+
+    def __init__(self) -> None:
+        self._staged: list[Staged] = []
+        self._then: list[Callable[[], object]] = []
+        self._guard = threading.Lock()
+        self._committed = False
+
+    def stage(
+        self,
+        result: ExperimentResult,
+        output_path: str | os.PathLike[str],
+        *,
+        data_type: DataType,
+        overwrite: bool,
+        delete_foreign_files: bool = False,
+        then: Callable[[], object] | None = None,
+    ) -> list[Path]:
+        """Stage one experiment (thread-safe); the paths its files will have once committed."""
+        staged = stage_experiment(
+            result, output_path, data_type=data_type, overwrite=overwrite, delete_foreign_files=delete_foreign_files
+        )
+        with self._guard:
+            self._staged.append(staged)
+            if then is not None:
+                self._then.append(then)
+        return staged.files
+
+    def commit(self) -> None:
+        with self._guard:
+            staged, then = list(self._staged), list(self._then)
+            self._staged.clear()
+            self._then.clear()
+        self._committed = True
+        swap_in_all(staged)
+        for step in then:
+            step()
+
+    def __enter__(self) -> ExportWrite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            leftover = list(self._staged)
+            self._staged.clear()
+            self._then.clear()
+        for staged in leftover:
+            discard(staged)

@@ -10,6 +10,7 @@ Pure functions over `RunInfo`s: tests build plans from hand-made listings, no se
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ def build_plan(
     batch: bool = True,
     parquet: bool = False,
     known: KnownValues | None = None,
+    cached: tuple[Sequence[int], Mapping[int, int]] | None = None,
 ) -> ExperimentPlan:
     """The experiment's plan from its listing; `known` holds the filter values other listings of
     the same project showed (`known_values`), for "did you mean" hints."""
@@ -101,8 +103,11 @@ def build_plan(
         if not blocked and not problems and not _any_field_logged(runs, fields):
             problems.append(f"{exp.name}: none of the {len(runs)} matched run(s) holds a requested field")
             blocked = True
-    reads = _reads([] if blocked else runs, fields, exp, workers=workers, page_size=page_size, batch=batch,
-                   parquet=parquet)
+    shape = {"workers": workers, "page_size": page_size, "batch": batch, "parquet": parquet}
+    if cached is not None and not blocked and exp.x_axis == DEFAULT_X_AXIS:
+        reads = _incremental_reads(runs, fields, exp, cached, **shape)
+    else:
+        reads = _reads([] if blocked else runs, fields, exp, **shape)
     return ExperimentPlan(
         config=exp, runs=tuple(runs), fields=tuple(fields), left_out=left_out, unlogged=unlogged,
         problems=tuple(problems),
@@ -127,6 +132,21 @@ def _reads(
     full = [r for r, f in zip(runs, in_full) if f]
     rest = [r for r, f in zip(runs, in_full) if not f]
     return plan_reads(rest, read_fields, samples=samples, **shape) + plan_reads(full, read_fields, samples=None, **shape)
+
+
+def _incremental_reads(
+    runs: Sequence[RunInfo], fields: Sequence[str], exp: ExperimentConfig,
+    cached: tuple[Sequence[int], Mapping[int, int]], **shape: Any,
+) -> ReadPlan:
+    """An incremental export's reads (`sources.cache`): the runs to fetch whole, and beside them
+    the grown runs from their last cached step; the rest come from the cache."""
+    to_fetch, grown = cached
+    whole = plan_reads([runs[i] for i in to_fetch], fields, samples=exp.history_samples, **shape)
+    order = list(grown)
+    tails = plan_reads([runs[i] for i in order], fields, samples=exp.history_samples,
+                       starts=[grown[i] for i in order], **shape)
+    served = len(runs) - len(to_fetch) - len(grown)
+    return dataclasses.replace(whole + tails, runs=len(runs), cached_runs=served)
 
 
 def not_logged(names: Sequence[str], runs: Sequence[RunInfo]) -> dict[str, str]:
@@ -186,7 +206,7 @@ def _filter_problems(exp: ExperimentConfig, runs: Sequence[RunInfo], known: Know
     """A filter value (group, job type, run name, tag) that none of the listed runs carries: a
     comparison of ppo with 'sca' must not quietly become ppo alone."""
     if not runs:
-        line = f"{exp.name}: no run matched {describe_filters(exp)} in {exp.entity}/{exp.project}"
+        line = f"{exp.name}: no run matched {describe_filters(exp)} in {exp.location}"
         hints = [_value_hint(key, value, known) for key, value in _configured_values(exp)]
         shown = [h.removeprefix("; ") for h in hints if h]
         return [line + (" (" + "; ".join(shown) + ")" if shown else "")]

@@ -359,6 +359,7 @@ class ReadPlan:
     # finished runs read from their parquet export: two requests each (the export's file names,
     # then its file) when the export is one file with no live rows after it; the names say more
     parquet_runs: int = 0
+    cached_runs: int = 0  # incremental: runs served from the cache, no request
 
     @property
     def requests(self) -> int:
@@ -378,13 +379,15 @@ def plan_reads(
     page_size: int,
     batch: bool = True,
     parquet: bool = False,
+    starts: Sequence[int] | None = None,
 ) -> ReadPlan:
     """The requests `WandbSource.read_runs` sends for these runs, from the same decisions it
     executes (`plan_keys`, `batch_groups`, `co_logged_groups`, `group_read`), without sending
     any. Splits of answers that come back full or short are not foreseen."""
     plans = [plan_keys(run, fields, {}) for run in runs]
     spare = spare_workers(workers, len(runs))
-    groups = batch_groups(runs, plans, samples, workers=workers, page_size=page_size) if batch else []
+    first = list(starts) if starts is not None else [0] * len(runs)
+    groups = batch_groups(runs, plans, samples, workers=workers, page_size=page_size, starts=first) if batch else []
     batched = {i for g in groups for i in g}
     single_runs = single_requests = rows = unknown = parquet_runs = 0
     for i, run in enumerate(runs):
@@ -397,12 +400,13 @@ def plan_reads(
             rows += n
         if i in batched:
             continue
-        if parquet and parquet_eligible(run, plans[i], samples, page_size):
+        if parquet and not first[i] and parquet_eligible(run, plans[i], samples, page_size):
             parquet_runs += 1
             continue
         single_runs += 1
         single_requests += sum(
-            group_read(run, keys, samples, spare, page_size).requests for keys in co_logged_groups(run, plans[i])
+            group_read(run, keys, samples, spare, page_size, start=first[i]).requests
+            for keys in co_logged_groups(run, plans[i])
         )
     return ReadPlan(
         runs=len(runs),

@@ -15,9 +15,11 @@ import contextlib
 import functools
 import heapq
 import logging
+import random
+import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -29,11 +31,10 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_random_exponential,
 )
 
-from ..config.defaults import DEFAULT_CONCURRENCY
-from ..errors import AuthError
+from ..config.defaults import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, RETRY_MAX_WAIT_S
+from ..errors import AuthError, FetchError
 from .pacing import RateGate
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport there
@@ -41,6 +42,8 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio installs the backport
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "DeadlinePassed",
+    "GaveUp",
     "FetchStats",
     "Failures",
     "RetryPolicy",
@@ -52,6 +55,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# wandb-core's count of its own inner attempts, which reads as ours in a message ("giving up
+# after 2 attempt(s)" after ten of our attempts): left out, ours is added.
+_WANDB_COUNT = re.compile(r"\s*giving up after \d+ attempt\(s\)")
+
 T = TypeVar("T")
 R = TypeVar("R", covariant=True)
 
@@ -61,12 +68,23 @@ Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    """How hard to try one call. The defaults ride out a server that is gone for a few minutes."""
+    """How hard to try one call, and how long the whole export may take.
 
-    attempts: int = 10
+    The defaults ride out a server that is gone for five minutes: while it looks down (no
+    answer, or a gateway's 502/503/504) and no call succeeds, a call's waits double from 1 s up
+    to 30 s, each between 75% and 100% of its nominal length, so 20 retries wait at least
+    0.75 * (1 + 2 + 4 + 8 + 16 + 15 * 30) = 360 s (see `min_total_wait`). While other calls
+    succeed, a failure is a passing fault, and an error the server answered for this request
+    (a 500) says the server works: both are retried after the first wait, so 20 retries of a
+    broken run cost seconds, not minutes."""
+
+    attempts: int = DEFAULT_RETRIES + 1  # per call, the first included (`--retries` + 1)
     initial_wait: float = 1.0
-    max_wait: float = 30.0
-    deadline: float = 600.0  # seconds, waits included
+    max_wait: float = RETRY_MAX_WAIT_S
+    deadline: float = 1800.0  # seconds per call, waits included: a backstop, the attempts decide
+    # Seconds the whole export may take (`--deadline`), counted from the runner's creation; past
+    # it no call starts or waits, calls in flight are abandoned, and their runs fail. None: no limit.
+    export_deadline: float | None = None
     rate_limit_pause: float = 1.0  # first shared pause after a 429; doubles while 429s continue
     # Requests per second the server allows, if known: calls are then paced from the start. None:
     # learned from the first 429 on (see `pacing.RateGate`).
@@ -76,6 +94,32 @@ class RetryPolicy:
     # wandb-core's log to hear of a refusal at once; where that log is not found, a small window
     # is the cautious choice against a server with an unknown limit.
     start_window: int | None = None
+
+
+    def nominal_wait(self, retry: int) -> float:
+        """The wait before retry number `retry` (1-based), before jitter."""
+        return float(min(self.max_wait, self.initial_wait * 2 ** (retry - 1)))
+
+    def min_total_wait(self) -> float:
+        """The shortest time all retries of one call can spend waiting: the outage it survives
+        (attempts against a server that is down fail fast, so the waits are most of it)."""
+        return sum(JITTER_LOW * self.nominal_wait(n) for n in range(1, self.attempts))
+
+
+JITTER_LOW = 0.75  # a retry waits between this share and all of its nominal wait
+
+
+class GaveUp(FetchError):
+    """A call that failed on every attempt its budget allowed; the message counts our attempts
+    (wandb-core's own text counts only its inner ones: "giving up after 2 attempt(s)")."""
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class DeadlinePassed(FetchError):
+    """The export's deadline passed before the call succeeded."""
 
 
 @dataclass
@@ -90,6 +134,9 @@ class FetchStats:
     rate_limited_in_core: int = 0
     transient_errors: int = 0
     rows: int = 0
+    waiting: int = 0  # calls sleeping before a retry now (for the progress lines off a terminal)
+    last_retry: str = ""  # what the latest retry was of, and why (idem)
+    deadline_passed: bool = False
 
 
 class SlotResources(Protocol[R]):
@@ -109,6 +156,10 @@ class Failures(Protocol):
 
     def describe(self, exc: BaseException) -> str:
         """A one-line message, scrubbed of secrets."""
+
+    # Optional: `looks_down(exc) -> bool`, whether a retried failure looks like the server being
+    # unavailable (waits then double) rather than one request failing (retried after a second).
+    # Without it every failure counts as the server being down.
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
@@ -145,7 +196,9 @@ class Runner:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
+        # `sleep` waits between retries (an argument so that tests can see the waits)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.resources = resources
@@ -153,6 +206,10 @@ class Runner:
         self.concurrency = concurrency
         self.policy = policy or RetryPolicy()
         self.stats = FetchStats()
+        self._retry_sleep = sleep
+        deadline = self.policy.export_deadline
+        self.deadline_at = None if deadline is None else time.monotonic() + deadline
+        self._last_success = -float("inf")  # when a call last succeeded
         self._slots_limiter = anyio.CapacityLimiter(concurrency)
         self._thread_limiter = anyio.CapacityLimiter(concurrency)
         self._free_slots = list(range(concurrency))
@@ -179,15 +236,21 @@ class Runner:
         what: str,
         cost: float = 1.0,
         kind: str | None = None,
+        attempts: int | None = None,
     ) -> T:
         """Run `fn(resource, *args)` in a worker thread, retried under the policy.
 
         `cost` is the number of HTTP requests the call sends (it should be one, so that an
         interrupt never waits for more than one request); `kind` groups calls whose durations are
         comparable, for the gate's detection of hidden rate limiting (default: the function name).
+        `attempts`: fewer than the policy's, for a call with a cheaper way out (a batch of runs,
+        read one by one when it fails). A call that fails on every attempt raises `GaveUp`; one
+        the export's deadline stops raises `DeadlinePassed`.
         """
         policy = self.policy
         failures = self.failures
+        first = time.monotonic()
+        attempts = attempts or policy.attempts
 
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, Exception) and failures.classify(exc) in ("rate_limit", "transient")
@@ -195,27 +258,94 @@ class Runner:
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
+            self.stats.last_retry = f"{what}: {failures.describe(exc) if exc else '?'}"
             # INFO, counted in the summary: a retry that works is routine, and one that does not
             # ends in a single warning for the run (or an error for the export) further up.
             log.info(
-                "retrying %s (attempt %d): %s",
+                "retrying %s (attempt %d of %d failed): %s",
                 what,
                 state.attempt_number,
+                attempts,
                 failures.describe(exc) if exc else "?",
             )
 
+        level = 0  # how far this call's waits have doubled
+        began = first  # when its latest attempt began
+
+        def wait(state: RetryCallState) -> float:
+            """Doubling only while the server looks down and answers no one: a failure amid
+            successes is a passing fault, and an error the server answered itself (a 500 for
+            this request) says the server works: both are retried after the first wait. An
+            outage backs off to `max_wait`."""
+            nonlocal level
+            exc = state.outcome.exception() if state.outcome else None
+            down = exc is not None and self._looks_down(exc)
+            level = level + 1 if down and self._last_success <= began else 1
+            return policy.nominal_wait(level) * random.uniform(JITTER_LOW, 1.0)
+
         retrying = AsyncRetrying(
             retry=retry_if_exception(retryable),
-            wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
+            wait=wait,
+            stop=stop_after_attempt(attempts) | stop_after_delay(policy.deadline),
             before_sleep=before_sleep,
             reraise=True,
-            sleep=anyio.sleep,
+            sleep=self._sleep,
         )
         label = (kind or str(getattr(fn, "__name__", fn)), cost)
-        async for attempt in retrying:
-            with attempt:
-                return await self._attempt(fn, args, cost, label)
+        made = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    self._check_deadline()
+                    made += 1
+                    began = time.monotonic()
+                    return await self._bounded_attempt(fn, args, cost, label)
+        except (AuthError, DeadlinePassed):
+            raise
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            took = time.monotonic() - first
+            text = _WANDB_COUNT.sub("", failures.describe(exc))
+            raise GaveUp(f"{text} (gave up after {made} attempt(s) in {took:.0f} s)", made) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _looks_down(self, exc: BaseException) -> bool:
+        """Whether a failure looks like the server being unavailable (no answer, a gateway's
+        502/503/504, a 429) rather than this request failing on a server that works."""
+        check = getattr(self.failures, "looks_down", None)
+        return True if check is None else bool(check(exc))
+
+    async def _sleep(self, seconds: float) -> None:
+        """A retry's wait, cut short (and the call failed) by the export's deadline."""
+        self.stats.waiting += 1
+        try:
+            if self.deadline_at is not None and time.monotonic() + seconds >= self.deadline_at:
+                await anyio.sleep(max(0.0, self.deadline_at - time.monotonic()))
+                self._check_deadline()
+            await self._retry_sleep(seconds)
+        finally:
+            self.stats.waiting -= 1
+
+    def _check_deadline(self) -> None:
+        if self.deadline_at is not None and time.monotonic() >= self.deadline_at:
+            if not self.stats.deadline_passed:
+                self.stats.deadline_passed = True
+                log.warning("the export's deadline (%g s) passed: the runs finished are written, "
+                            "the rest listed as failed", self.policy.export_deadline)
+            raise DeadlinePassed(f"not finished by the export's deadline ({self.policy.export_deadline:g} s)")
+
+    async def _bounded_attempt(
+        self, fn: Callable[..., T], args: tuple[Any, ...], cost: float, label: tuple[str, float]
+    ) -> T:
+        """One attempt, abandoned when the export's deadline passes (its thread is left to end
+        on its own: the request has its own timeout)."""
+        if self.deadline_at is None:
+            return await self._attempt(fn, args, cost, label)
+        with anyio.move_on_after(max(0.0, self.deadline_at - time.monotonic())):
+            return await self._attempt(fn, args, cost, label)
+        self.deadline_at = min(self.deadline_at, time.monotonic())
+        self._check_deadline()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
@@ -257,5 +387,6 @@ class Runner:
             finally:
                 heapq.heappush(self._free_slots, slot)
                 self.gate.left(cost)
+            self._last_success = time.monotonic()
             self.gate.succeeded(label, cost, started, rate)
             return result

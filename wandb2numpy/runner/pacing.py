@@ -29,25 +29,34 @@ class RateGate:
     through `refusal_source`): wandb-core retries a 429 once by itself after `Retry-After` and says
     so in its log at once, while Python hears of it only if the retry was refused too. The first
     refusal switches the gate to paced mode: calls then start at a request rate, first what got
-    through so far per second (at most one second counted), from then on adjusted: lowered on every
-    refusal reported from the log (at most every `LOG_CUT_EVERY_S`), on a 429 we see (after which
-    everyone also pauses for `pause` seconds) and on a call about a second slower than the quickest
-    of its kind (a refusal the log did not report); never above what the server was measured to
-    deliver after a refusal; raised a little each quiet second. Each refused request is sent again
-    by wandb-core, so it also takes a paced call's place. A window (`start_window`: calls in flight,
-    one more per success) replaces the ramp when asked for; a known `max_rate` paces from the first
-    call and caps what is learned. Rates count HTTP requests, as each call declares them (`fetch.Runner.call`).
+    through so far per second (at most one second counted).
+
+    From then on only refusals lower the rate: a 429 we see or one reported from the log, each
+    burst of them by `BACKOFF` at most once per `CUT_EVERY_S` (the shared pause of `pause`
+    seconds is for the first 429 only: once paced, a pause would leave a second of the limit
+    unused each time the rate probes it). Nothing else does: a slow answer, a 5xx or a reset says nothing about a
+    limit (reading them as hidden 429s, and capping the rate at what was delivered while a fifth
+    of the answers failed, ratcheted the rate down to a twentieth of the limit and held it there).
+    After `CALM_S` without a refusal the rate climbs again: by `PROBE_FIRST` per second before
+    the first cut after pacing began (the first guess is rough), then by `PROBE_NEAR` per second
+    in the first `NEAR_S` seconds of calm after a cut (the limit is near), by `PROBE` once the calm
+    lasts longer (the limit is well above, or the server allows more now). The rate so settles just under the limit and comes back when the server allows it. Each refused request is
+    sent again by wandb-core, so it also takes a paced call's place. A window (`start_window`:
+    calls in flight, one more per success) replaces the ramp when asked for; a known `max_rate`
+    paces from the first call and caps what is learned. Rates count HTTP requests, as each call
+    declares them (`Runner.call`).
     """
 
     WINDOW_S = 3.0  # seconds of successes the delivery rate is measured over
-    SLOW_S = 0.8  # a call this much slower than its kind's quickest probably met a hidden 429
-    PROBE = 0.5  # paced mode: raise the rate by this fraction per second ...
-    PROBE_NEAR = 0.02  # ... or by this one once a refusal after the first has shown the limit
-    BACKOFF_HIDDEN = 0.95  # ... lower it to this share of the rate the slow call started at
-    BACKOFF_VISIBLE = 0.85  # ... or to this share of the rate after a 429 we saw
+    PROBE_FIRST = 1.0  # paced mode: raise the rate by this fraction per calm second until a cut ...
+    PROBE = 0.25  # ... this one after a cut, once the calm has lasted `NEAR_S` ...
+    PROBE_NEAR = 0.05  # ... or by this one in the first seconds of calm after a cut ...
+    NEAR_S = 6.0  # ... (this many), when a cut after pacing began has shown where the limit is ...
+    CALM_S = 2.0  # ... once this long has passed without a refusal
+    BACKOFF = 0.85  # a refusal lowers the rate to this share ...
+    CUT_EVERY_S = 0.5  # ... at most once per this many seconds (one decision per burst)
     FIRST_GUESS = 0.25  # first 429, nothing delivered yet: this share of what was sent per second
-    BACKOFF_LOG = 0.85  # a refusal reported from wandb-core's log: lower the rate to this share ...
-    LOG_CUT_EVERY_S = 0.5  # ... at most once per this many seconds (one decision per burst)
+    MIN_RATE = 0.5  # requests per second: the rate never goes below
     RAMP_FIRST = 8  # requests the start may send at once ...
     RAMP_PERIOD_S = 0.1  # ... doubling after each such period that used them all
 
@@ -77,15 +86,15 @@ class RateGate:
         self._next = 0.0  # earliest start of the next paced call
         self._lock: anyio.Lock | None = None
         self._done: deque[tuple[float, float]] = deque()  # (finished, cost) of recent successes
-        self._quickest: dict[Any, float] = {}  # call kind -> shortest successful duration
         self._first = 0.0  # when the first call started
         self._probed = 0.0  # when the rate was last raised or lowered
-        self._cut_until = 0.0  # calls started before this were sent at a rate since lowered
+        self._refused = -math.inf  # when the last refusal was heard of
+        self._cut = -math.inf  # when a refusal last lowered the rate
         self._in_flight = 0.0  # cost of the calls started and not finished
-        self._found = False  # whether a slow call has shown the limit since pacing began
+        self._found = False  # whether a cut after pacing began has shown the limit
+        self._held = -math.inf  # when the rate last held a call back
         self.refusal_source: Callable[[], list[float]] | None = None  # drains log-reported 429s
         self.log_refusals = 0  # 429s reported from wandb-core's log
-        self._log_cut = -math.inf  # when a log-reported refusal last lowered the rate
         self._ramp_on = start_window is None and max_rate is None
         self._ramp_limit = self.RAMP_FIRST
         self._period_start = -math.inf
@@ -111,6 +120,8 @@ class RateGate:
                     at = max(at, self._ramp_at(now))
                 if at <= now:
                     break
+                if self.rate and at == self._next:
+                    self._held = now  # the rate held a call back: raising it would matter
                 await self._sleep(min(at - now, 0.02 if self._ramping else 0.25))
             if self.rate:
                 self._next = max(self._next, now) + cost / self.rate
@@ -151,13 +162,20 @@ class RateGate:
             # The first word of a limit: stop ramping and pace at what got through so far.
             span = max(1.0, now - self._first)
             self._pace(max(1.0, self._started - len(events)) / span, now)
+            self._refused = self._cut = now
             log.debug("429 in wandb-core's log: pacing at %.2f requests/s", self.rate)
-            self._log_cut = now
-        elif now - self._log_cut >= self.LOG_CUT_EVERY_S:
-            self._set_rate(self._capped(self.rate * self.BACKOFF_LOG, now), now, cut=True)
-            self._log_cut, self._found = now, True
-            log.debug("429 in wandb-core's log: pacing at %.2f requests/s", self.rate)
+        else:
+            self._refusal(now, "429 in wandb-core's log")
         self._reserve(len(events), now)
+
+    def _refusal(self, now: float, what: str) -> None:
+        """A refusal while pacing: lower the rate, once per burst."""
+        self._refused = now
+        if self.rate is None or now - self._cut < self.CUT_EVERY_S:
+            return
+        self._set_rate(max(self.MIN_RATE, self.rate * self.BACKOFF), now)
+        self._cut, self._found = now, True
+        log.debug("%s: pacing at %.2f requests/s", what, self.rate)
 
     def _reserve(self, requests: int, now: float) -> None:
         """wandb-core sends each refused request again after `Retry-After`: keep room for it."""
@@ -176,62 +194,57 @@ class RateGate:
 
     def rate_limited(self) -> None:
         now = self._clock()
+        if self.rate is not None and now >= self.resume_at:
+            # Paced: the cut (once per burst) is the answer; a pause on top would leave a second
+            # of the limit unused each time the rate probes it.
+            self._refusal(now, "429")
+            return
         if now < self.resume_at:
             return  # one decision per pause window, not one per refused request
         self.resume_at = now + self.pause
         self.pause = min(self.pause * 2, 30.0)
         if self.rate is None:
-            # Nothing measured yet: what was sent since the first call, halved, until the first
-            # delivery samples say better.
+            # Nothing measured yet: what was sent since the first call, a quarter of it, or what
+            # was delivered, until the calm seconds say better.
             span = max(1.0, now - self._first)
             sent = self._in_flight + sum(c for _, c in self._done)
-            new = max(self.delivered(now), self.FIRST_GUESS * sent / span)
+            self._pace(max(self.delivered(now), self.FIRST_GUESS * sent / span), now)
+            self._refused = self._cut = now
         else:
-            new = self._capped(self.rate * self.BACKOFF_VISIBLE, now)
-        self._pace(new, now)
+            self._refusal(now, "429")
         log.debug("429: pausing %.1f s, pacing at %.2f requests/s", self.resume_at - now, self.rate)
 
     def succeeded(self, kind: Any, cost: float, started: float, started_rate: float) -> None:
+        """A call that worked. However long it took says nothing of a limit: only the calm
+        since the last refusal counts, and raises the rate."""
         now = self._clock()
         self.pause = self.base_pause
-        took = now - started
-        quickest = self._quickest.get(kind)
-        self._quickest[kind] = took if quickest is None else min(quickest, took)
         self._done.append((now, cost))
         if self.rate is None:  # slow start
             total = self.limiter.total_tokens
             if total < self.ceiling:
                 self.limiter.total_tokens = total + 1
             return
-        if quickest is not None and took > quickest + self.SLOW_S:
-            if started >= self._cut_until:
-                # Probably a hidden 429: the rate this call started at was too high.
-                self._set_rate(self._capped(min(self.rate, started_rate) * self.BACKOFF_HIDDEN, now), now, cut=True)
-                self._found = True
-                log.debug("slow %s (%.2f s, quickest %.2f): pacing at %.2f requests/s",
-                          kind, took, quickest, self.rate)
-            return
-        if now - self._probed >= 1.0:
-            self._set_rate(self.rate * (1 + (self.PROBE_NEAR if self._found else self.PROBE)), now)
+        self._climb(now)
+
+    def _climb(self, now: float) -> None:
+        """Raise the rate after a calm period, if it is what holds calls back (a rate nobody
+        reaches would grow without bound, and then let a burst through)."""
+        calm = now - self._refused
+        if calm >= self.CALM_S and now - self._probed >= 1.0 and now - self._held <= 1.0:
+            near = self._found and calm < self.NEAR_S
+            step = self.PROBE_NEAR if near else self.PROBE if self._found else self.PROBE_FIRST
+            self._set_rate(self.rate * (1 + step) if self.rate else 0.0, now)
+            self._probed = now
+            log.debug("calm for %.1f s: pacing at %.2f requests/s", now - self._refused, self.rate)
 
     def _pace(self, rate: float, now: float) -> None:
         """Pace at `rate` from now on; the rate is the limit now, not the window or the ramp."""
-        self._set_rate(max(rate, 0.5), now, cut=True)
+        self._set_rate(max(rate, self.MIN_RATE), now)
         self.limiter.total_tokens = self.ceiling
 
-    def _capped(self, rate: float, now: float) -> float:
-        """A refused server delivers exactly its limit: once a full window of deliveries has been
-        measured, never pace above it after a refusal."""
-        if now - self._first >= self.WINDOW_S:
-            delivered = self.delivered(now)
-            if delivered > 0:
-                return min(rate, delivered)
-        return rate
-
-    def _set_rate(self, rate: float, now: float, cut: bool = False) -> None:
+    def _set_rate(self, rate: float, now: float) -> None:
         if self.max_rate is not None:
             rate = min(rate, self.max_rate)
-        if cut:
-            self._cut_until = now
         self.rate = rate
         self._probed = now

@@ -17,10 +17,13 @@ from ..models import RunInfo
 from ..runner import FetchStats
 from ..series import Series
 
-__all__ = ["HistorySource", "ProgressFn", "RunEvent", "RunOutcome"]
+__all__ = ["HistorySource", "OutcomeFn", "ProgressFn", "RunEvent", "RunOutcome"]
 
 RunEvent = Literal["run_done", "run_failed"]
 ProgressFn = Callable[[RunEvent, RunInfo, int], None]  # (event, run, rows)
+# Each run's outcome as soon as it is complete (the incremental cache saves it then, so an
+# interrupted export keeps what it read).
+OutcomeFn = Callable[[RunInfo, "RunOutcome"], None]
 
 
 @dataclass
@@ -58,12 +61,14 @@ class HistorySource(Protocol):
         samples: int | None,
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> list[RunOutcome]:
         """History of `fields` for every run, in the order of `runs`; a run that fails gets an
         outcome with `error` set instead of failing the others. `samples`: None for every row,
         otherwise at most that many rows per field, sampled as the source's server samples.
         `starts`: per run, the first step to read (the incremental cache holds the steps before);
-        the caller then checks completeness, as the listing's counts cover the whole run."""
+        the caller then checks completeness, as the listing's counts cover the whole run.
+        `on_outcome`: called with each run's outcome as soon as that run is complete."""
 
     def close(self) -> None:
         """Release what the source holds (threads watching logs, sessions)."""

@@ -6,7 +6,7 @@ Beside the output, per experiment::
     <output_path>/.wandb2numpy/<experiment>/runs/<run>.npz     that run's fetched series
 
 `state.json` holds a format version, a fingerprint of everything that decides the data (entity,
-project, run filter, the configured field list or "all", history_samples) and, per cached run, its
+project or run folders, run filter, the configured field list or "all", history_samples) and, per cached run, its
 id, state, history line count, last step, heartbeat time and the field list it was fetched for.
 A changed fingerprint drops the whole cache. Each `.npz` repeats its run's metadata, so a cache
 file that does not match its state entry (or does not load) is simply fetched again.
@@ -18,10 +18,17 @@ still reused when the listing's history keys show it holds none of the new field
 (the same `plan_keys` decision a source makes, so the result equals a fresh fetch); otherwise
 it is fetched again.
 
-Order of writes: the experiment's arrays first, then the cache files of freshly fetched runs, then
-`state.json`, then cache files no run in the new state uses are deleted (runs deleted on the
-server, filtered out, failed or still running). A crash at any point leaves a state that points
-only at data that is on disk and self-checking. Failed and running runs are never cached.
+Each run is saved as soon as it is read: its `.npz`, then one line in `journal.jsonl` (a header
+line with the fingerprint, then one entry per line), so an export interrupted half-way leaves
+the runs it finished cached, and the next one fetches only the rest. At the end, after the
+experiment's arrays are written, `state.json` takes every entry, the journal is removed, and cache
+files no run in the new state uses are deleted (runs deleted on the server, filtered out or
+failed); runs the last state held that the listing no longer shows are named (`gone`). A crash
+at any point leaves a state and a journal that point only at data that is on disk and
+self-checking (a torn last journal line is skipped). Failed runs are never cached. Running runs
+are cached only with full history (`history_samples: all`), where their next export fetches
+only the steps logged since; a sample of a running run changes as it grows, so sampled configs
+fetch running runs whole every time and never cache them.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import anyio
 import numpy as np
 
 from ..config import ExperimentConfig
+from ..config.defaults import DEFAULT_X_AXIS
 from ..config.names import check_experiment
 from ..errors import ConfigError, OutputError
 from ..models import RunInfo
@@ -50,7 +58,7 @@ from ..output.folder import atomic_write_bytes
 from ..plan.reads import plan_keys
 from ..runner import FetchStats
 from ..series import Series, merge_series
-from .base import HistorySource, ProgressFn, RunOutcome
+from .base import HistorySource, OutcomeFn, ProgressFn, RunOutcome
 
 __all__ = ["STATE_DIR", "CachedSource", "RunCache", "fingerprint", "open_cache"]
 
@@ -59,6 +67,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 STATE_DIR = ".wandb2numpy"
 STATE_FILE = "state.json"
+JOURNAL_FILE = "journal.jsonl"
 RUNS_DIR = "runs"
 ACTIVE_STATES = frozenset({"running", "pending"})  # may still log: always fetched, never cached
 _SAFE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")  # lower case only: case-insensitive file systems
@@ -73,6 +82,8 @@ def fingerprint(exp: ExperimentConfig, filters: Mapping[str, Any]) -> dict[str, 
         "fields": list(exp.fields) if exp.fields is not None else "all",
         "history_samples": exp.history_samples,
     }
+    if exp.run_folders is not None:  # only then: fingerprints of W&B exports stay as they were
+        raw["source"] = exp.run_folders
     normalised: dict[str, Any] = json.loads(json.dumps(raw, sort_keys=True, default=str))
     return normalised
 
@@ -127,6 +138,13 @@ class RunCache:
         self._kept: dict[str, _Entry] = {}  # reused entries, by run id
         self._fields: tuple[str, ...] = ()
         self._fetched: set[str] = set()  # ids of the runs fetched (whole or their new steps)
+        # Whether each run is saved as it is read (see the module doc); off where one run's
+        # outcome may still be replaced after it is reported (an x_axis other than _step).
+        self.journal = True
+        self._saved: dict[str, _Entry] = {}  # runs saved as they were read, this export
+        self._journal_started = False
+        self._full = fp.get("history_samples") is None  # full history: running runs may be cached
+        self.gone: list[str] = []  # runs of the last state the listing no longer shows
 
     # ---------------------------------------------------------------------------- reading
 
@@ -172,12 +190,53 @@ class RunCache:
             return
         self._entries = entries
 
+    def read_journal(self) -> None:
+        """Add the runs an interrupted export saved after the last `state.json` (see the module
+        doc); each is checked against its file when used, like any entry."""
+        path = self.folder / JOURNAL_FILE
+        try:
+            lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("%s: cannot read %s (%s); its runs are fetched again", self.experiment, path, exc)
+            return
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except ValueError:
+            header = {}
+        if header.get("format") != FORMAT_VERSION or header.get("fingerprint") != self.fingerprint:
+            return  # another configuration's: the first save of this export replaces it
+        found = 0
+        for line in lines[1:]:
+            try:
+                e = json.loads(line)
+                entry = _Entry(
+                    id=str(e["id"]),
+                    state=str(e["state"]),
+                    history_line_count=int(e["history_line_count"]),
+                    last_step=int(e["last_step"]),
+                    heartbeat_at=e["heartbeat_at"],
+                    fields=tuple(str(f) for f in e["fields"]),
+                    file=str(e["file"]),
+                )
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by the interruption
+            if entry.file == _file_name(entry.id):
+                self._entries[entry.id] = entry
+                found += 1
+        self._journal_started = True  # appended to, not replaced: its runs stay cached
+        if found:
+            log.info("%s: %d run(s) saved by an interrupted export are cached", self.experiment, found)
+
     def split(
         self, runs: Sequence[RunInfo], fields: Sequence[str], samples: int | None = None
     ) -> tuple[dict[int, RunOutcome], list[int], dict[int, tuple[int, RunOutcome]]]:
         """Outcomes served from the cache by listing index, the indices that must be fetched, and
         the runs that only grew: listing index -> (first step to fetch, what the cache holds)."""
         self._fields = tuple(fields)
+        listed = {run.id for run in runs}
+        self.gone = sorted(set(self.gone) | {i for i in self._entries if i not in listed})
         cached: dict[int, RunOutcome] = {}
         to_fetch: list[int] = []
         grown: dict[int, tuple[int, RunOutcome]] = {}
@@ -199,7 +258,7 @@ class RunCache:
 
     def _reuse(self, run: RunInfo, fields: Sequence[str]) -> RunOutcome | None:
         entry = self._entries.get(run.id)
-        if entry is None or run.state in ACTIVE_STATES or entry.signature() != _signature(run):
+        if entry is None or (run.state in ACTIVE_STATES and not self._full) or entry.signature() != _signature(run):
             return None
         extra: dict[str, str] = {}
         missing = [f for f in fields if f not in entry.fields]
@@ -225,7 +284,6 @@ class RunCache:
         entry = self._entries.get(run.id)
         if (
             entry is None
-            or run.state in ACTIVE_STATES
             or entry.last_step < 0
             or run.last_step <= entry.last_step
             or run.history_line_count <= entry.history_line_count
@@ -305,9 +363,11 @@ class RunCache:
         merged = dict(cached)
         again: list[int] = []
 
+        save = self._save if self.journal else None
+
         async def fetch_all() -> None:
             fetched = await source.read_runs(
-                [runs[i] for i in to_fetch], fields, samples=samples, progress=progress
+                [runs[i] for i in to_fetch], fields, samples=samples, progress=progress, on_outcome=save
             )
             merged.update(zip(to_fetch, fetched))
 
@@ -323,6 +383,8 @@ class RunCache:
                     again.append(i)
                     continue
                 merged[i] = joined
+                if save is not None:
+                    save(runs[i], joined)
                 if progress is not None:
                     progress("run_done", runs[i], joined.rows)
 
@@ -334,7 +396,7 @@ class RunCache:
             log.info("%s: %d grown run(s) no longer extend their cached rows; fetching them whole",
                      self.experiment, len(again))
             refetched = await source.read_runs(
-                [runs[i] for i in again], fields, samples=samples, progress=progress
+                [runs[i] for i in again], fields, samples=samples, progress=progress, on_outcome=save
             )
             merged.update(zip(again, refetched))
         self.grown += len(grown) - len(again)
@@ -342,6 +404,33 @@ class RunCache:
         return [merged[i] for i in range(len(runs))]
 
     # ---------------------------------------------------------------------------- saving
+
+    def _cacheable(self, run: RunInfo, outcome: RunOutcome) -> bool:
+        return not outcome.error and (run.state not in ACTIVE_STATES or self._full)
+
+    def _save(self, run: RunInfo, outcome: RunOutcome) -> None:
+        """Save one run as soon as it is read: its file, then its journal line. A failure is
+        logged once and turns saving off for the export (the final commit still tries)."""
+        if not self.journal or not self._cacheable(run, outcome):
+            return
+        entry = _Entry(id=run.id, fields=self._fields, file=_file_name(run.id), **_signature(run))
+        try:
+            atomic_write_bytes(self.folder / RUNS_DIR / entry.file, _encode(run, entry, outcome))
+            path = self.folder / JOURNAL_FILE
+            mode = "a" if self._journal_started else "w"
+            with open(path, mode, encoding="utf-8") as journal:
+                if not self._journal_started:
+                    journal.write(json.dumps({"format": FORMAT_VERSION, "fingerprint": self.fingerprint}) + "\n")
+                    self._journal_started = True
+                row = asdict(entry)
+                row["fields"] = list(entry.fields)
+                journal.write(json.dumps(row) + "\n")
+        except (OSError, OutputError) as exc:
+            log.warning("%s: could not save run %s to the incremental cache as it was read (%s)",
+                        self.experiment, run.id, exc)
+            self.journal = False
+            return
+        self._saved[run.id] = entry
 
     def commit(self, runs: Sequence[RunInfo], outcomes: Sequence[RunOutcome]) -> None:
         """After the experiment was written: cache fresh runs, then state.json, then prune.
@@ -362,14 +451,15 @@ class RunCache:
         entries: list[_Entry] = []
         for run, outcome in zip(runs, outcomes):
             kept = self._kept.get(run.id)
-            fresh = run.id in self._fetched and not outcome.error and run.state not in ACTIVE_STATES
+            fresh = run.id in self._fetched and self._cacheable(run, outcome)
             if kept is not None and not fresh:  # (a run served from the cache, then read again, is fresh)
                 entries.append(kept)
                 continue
             if not fresh:
                 continue
             entry = _Entry(id=run.id, fields=self._fields, file=_file_name(run.id), **_signature(run))
-            atomic_write_bytes(self.folder / RUNS_DIR / entry.file, _encode(run, entry, outcome))
+            if self._saved.get(run.id) != entry:  # not saved as it was read (or saved otherwise)
+                atomic_write_bytes(self.folder / RUNS_DIR / entry.file, _encode(run, entry, outcome))
             entries.append(entry)
         field_sets: dict[tuple[str, ...], int] = {}
         rows = []
@@ -385,6 +475,9 @@ class RunCache:
             "runs": rows,
         }
         atomic_write_bytes(self.folder / STATE_FILE, json.dumps(state, indent=1).encode("utf-8"))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.folder / JOURNAL_FILE)  # state.json holds its runs now
+        self._journal_started = False
         self._entries = {e.id: e for e in entries}
         self._prune({e.file for e in entries})
 
@@ -481,9 +574,12 @@ class CachedSource:
         samples: int | None,
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> list[RunOutcome]:
         if starts is not None and any(starts):  # a tail read: nothing of it can be cached
-            return await self.inner.read_runs(runs, fields, samples=samples, progress=progress, starts=starts)
+            return await self.inner.read_runs(
+                runs, fields, samples=samples, progress=progress, starts=starts, on_outcome=on_outcome
+            )
         return await self.cache.read_runs(
             self.inner, runs, fields, samples=samples, progress=progress
         )
@@ -511,4 +607,25 @@ def open_cache(exp: ExperimentConfig, filters: Mapping[str, Any], *, write: bool
     check_incremental(exp, write=write)
     cache = RunCache(Path(exp.output_path) / STATE_DIR / exp.name, exp.name, fingerprint(exp, filters))
     cache.read_state()
+    cache.read_journal()
+    # With another x axis a run's outcome may be read again in full after it was reported: saved
+    # at the end only, from the outcome that was written.
+    cache.journal = exp.x_axis == DEFAULT_X_AXIS
     return cache
+
+
+def planned_split(
+    exp: ExperimentConfig, filters: Mapping[str, Any], runs: Sequence[RunInfo], fields: Sequence[str]
+) -> tuple[list[int], dict[int, int]] | None:
+    """For `--dry-run --incremental`: which listed runs an incremental export would fetch whole,
+    and which only from a step on (their new rows), by the same `RunCache.split` the export
+    uses. None when the experiment has no cache yet (everything is fetched). Reads the cache,
+    writes nothing."""
+    folder = Path(exp.output_path) / STATE_DIR / exp.name
+    if not folder.is_dir():
+        return None
+    cache = RunCache(folder, exp.name, fingerprint(exp, filters))
+    cache.read_state()
+    cache.read_journal()
+    _, to_fetch, grown = cache.split(runs, fields, exp.history_samples)
+    return to_fetch, {i: start for i, (start, _) in grown.items()}

@@ -18,7 +18,7 @@ import anyio
 
 from ..config import ExperimentConfig
 from ..config.filters import build_filters
-from ..errors import AuthError, FetchError
+from ..errors import AuthError
 from ..models import RunInfo
 from ..plan.reads import (
     batch_groups,
@@ -31,12 +31,12 @@ from ..plan.reads import (
     range_cost,
     spare_workers,
 )
-from ..runner import DEFAULT_CONCURRENCY, FetchStats, RetryPolicy, Runner, task_group
+from ..runner import DEFAULT_CONCURRENCY, DeadlinePassed, FetchStats, RetryPolicy, Runner, task_group
 from ..series import ParquetColumns, Series, merge_series
 from ..wandb import calls, client
 from ..wandb import files as wfiles
 from ..wandb.client import ClientSettings
-from .base import ProgressFn, RunEvent, RunOutcome
+from .base import OutcomeFn, ProgressFn, RunEvent, RunOutcome
 
 __all__ = ["WandbSource"]
 
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Finished runs asked for their export, all without files, after which the export stops asking.
 PARQUET_MISSES = 8
+# Tries of a batched request before its runs are read one by one: a run that always fails would
+# otherwise cost the whole per-request budget twice (in the batch, then on its own).
+BATCH_ATTEMPTS = 2
 
 class WandbSource:
     """The W&B server as a `HistorySource`, read over a bounded pool of worker slots."""
@@ -70,6 +73,10 @@ class WandbSource:
         self._parquet_switch = threading.Event()  # set: still asking (seen by calls in threads)
         if self._parquet_ok:
             self._parquet_switch.set()
+        # Runs that failed after their retries, by id, with the message: another experiment of
+        # the same export that reads them records the same failure without a request.
+        self._failed: dict[str, str] = {}
+        self._run_locks: dict[str, anyio.Lock] = {}
 
     @property
     def stats(self) -> FetchStats:
@@ -121,12 +128,13 @@ class WandbSource:
             return await self.runner.call(
                 client.list_runs, entity, project, filters, what=f"listing runs of {entity}/{project}"
             )
-        except (AuthError, FetchError):
+        except (AuthError, DeadlinePassed):
             raise
         except Exception as exc:
-            raise FetchError(
-                f"listing runs of {entity}/{project} failed: " + self._failures.describe(exc)
-            ) from exc
+            error = self._failures.to_error(exc, f"listing runs of {entity}/{project}")
+            if error is exc:
+                raise
+            raise error from exc
 
     async def read_runs(
         self,
@@ -136,6 +144,7 @@ class WandbSource:
         samples: int | None,
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
+        on_outcome: OutcomeFn | None = None,
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
         first = list(starts) if starts is not None else [0] * len(runs)
@@ -144,12 +153,24 @@ class WandbSource:
 
         def report(i: int) -> None:
             _drop_empty(outcomes[i])
+            if on_outcome is not None:
+                on_outcome(runs[i], outcomes[i])
             if progress is not None:
                 event: RunEvent = "run_failed" if outcomes[i].error else "run_done"
                 progress(event, runs[i], outcomes[i].rows)
 
         async def one(i: int) -> None:
             run = runs[i]
+            # One experiment at a time reads a run on its own, so a run that fails for one is
+            # known failed before another starts on it: recorded again, without a request.
+            async with self._run_lock(run.id):
+                await read_one(i, run)
+
+        async def read_one(i: int, run: RunInfo) -> None:
+            if run.id in self._failed:
+                outcomes[i] = RunOutcome(error=self._failed[run.id], non_numeric=outcomes[i].non_numeric)
+                report(i)
+                return
             try:
                 if plans[i]:
                     await self._read_run(run, plans[i], samples, spare, outcomes[i], first[i])
@@ -157,23 +178,21 @@ class WandbSource:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the others go on
                 message = self._failures.describe(exc)
-                # the one line per failed run: its retries were logged at INFO
-                log.warning("run %s (%s) failed: %s", run.id, run.name, message)
+                # the one line per failed run: its retries were logged at INFO (runs the deadline
+                # cut short share the runner's one warning)
+                log.log(logging.INFO if isinstance(exc, DeadlinePassed) else logging.WARNING,
+                        "run %s (%s) failed: %s", run.id, run.name, message)
                 outcomes[i] = RunOutcome(error=message, non_numeric=outcomes[i].non_numeric)
+                self._failed.setdefault(run.id, message)
             report(i)
 
         async def batch(members: list[int]) -> None:
             left = await self._read_batch([runs[i] for i in members], [plans[i] for i in members],
                                           samples, [outcomes[i] for i in members])
             async with task_group() as tg:
-                if left is None:  # the request failed: halves, down to runs on their own
-                    if len(members) > 1 and self._batch_ok:
-                        half = len(members) // 2
-                        tg.start_soon(batch, members[:half])
-                        tg.start_soon(batch, members[half:])
-                    else:
-                        for i in members:
-                            tg.start_soon(one, i)
+                if left is None:  # the request failed: each run on its own, at once, so a broken
+                    for i in members:  # run costs its own retry budget and no one else's
+                        tg.start_soon(one, i)
                     return
                 for j, i in enumerate(members):
                     if j in left:
@@ -183,6 +202,8 @@ class WandbSource:
 
         groups = batch_groups(runs, plans, samples, workers=self.concurrency, page_size=self.settings.page_size,
                               starts=first) if self._batch_ok else []
+        # runs that failed for another experiment of this export are recorded without a request
+        groups = [kept for g in groups if (kept := [i for i in g if runs[i].id not in self._failed])]
         batched = {i for g in groups for i in g}
         async with task_group() as tg:
             for g in groups:
@@ -191,6 +212,12 @@ class WandbSource:
                 if i not in batched:
                     tg.start_soon(one, i)
         return outcomes
+
+    def _run_lock(self, run_id: str) -> anyio.Lock:
+        lock = self._run_locks.get(run_id)
+        if lock is None:
+            lock = self._run_locks[run_id] = anyio.Lock()
+        return lock
 
     def _small(self, run: RunInfo, keys: Sequence[str], samples: int | None) -> bool:
         return fits_batch(run, keys, samples, self.settings.page_size)
@@ -216,7 +243,8 @@ class WandbSource:
         what = f"history of {len(runs)} small runs of {first.entity}/{first.project}"
         try:
             answer = await self.runner.call(
-                calls.batch, first.entity, first.project, [r.id for r in runs], specs, groups, what=what
+                calls.batch, first.entity, first.project, [r.id for r in runs], specs, groups, what=what,
+                attempts=BATCH_ATTEMPTS,
             )
         except AuthError:
             raise
@@ -227,7 +255,7 @@ class WandbSource:
                     log.warning("the server does not answer batched history queries; "
                                 "reading every run on its own")
             else:
-                log.info("%s failed (%s); asking for them in smaller groups", what, self._failures.describe(exc))
+                log.info("%s failed (%s); reading each on its own", what, self._failures.describe(exc))
             return None
         left: set[int] = set()
         for j, run in enumerate(runs):

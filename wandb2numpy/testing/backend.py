@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
 
-from .filters import matches, parse_date, sort_docs
+from ..config.match import matches, parse_date, sort_docs
 from .history import History, to_wire
 
 

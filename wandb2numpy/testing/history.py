@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..models import type_name
+
 NONFINITE_STRINGS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 RESERVED_KEYS = ("_step", "_runtime", "_timestamp")
 
@@ -38,22 +40,6 @@ def to_wire(value: Any) -> Any:
     if isinstance(value, np.generic):
         return to_wire(value.item())
     return value
-
-
-def type_name(value: Any) -> str:
-    """The `typeCounts` type the service reports for one logged value."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        t = value.get("_type")
-        return str(t) if t else "map"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    return "unknown"
 
 
 @dataclass(slots=True)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config.match import FilterError
 from .backend import Backend, ProjectRecord, RunRecord
-from .filters import FilterError
 from .history import sample_indices
 
 _OP_RE = re.compile(r"\b(query|mutation|subscription)\s+([A-Za-z_]\w*)")

@@ -11,9 +11,10 @@ from typing import Any
 
 import wandb
 
+from ..errors import FetchError, Wandb2NumpyError
 from ..models import RunInfo
 from ..plan.reads import OPEN_END
-from ..runner import Runner, Verdict
+from ..runner import DeadlinePassed, GaveUp, Runner, Verdict
 from ..series import NonNumericValue, ParquetColumns, Series, series_from_rows
 from . import client, files
 from .client import ApiPool, ClientSettings
@@ -32,8 +33,19 @@ class Failures:
     def classify(self, exc: BaseException) -> Verdict:
         return client.classify(exc)
 
+    def looks_down(self, exc: BaseException) -> bool:
+        return client.looks_down(exc)
+
     def describe(self, exc: BaseException) -> str:
+        if isinstance(exc, (GaveUp, DeadlinePassed)):  # worded, and scrubbed, by the runner
+            return client.scrub(str(exc), self._api_key)
         return client.describe(exc, self._api_key)
+
+    def to_error(self, exc: BaseException, what: str) -> Wandb2NumpyError:
+        """Ours, for a failure that ends a call (the one reading of wandb's exceptions: `errors`)."""
+        if isinstance(exc, GaveUp):  # the runner's count of attempts, named after what failed
+            return FetchError(f"{what} failed: {self.describe(exc)}")
+        return client.to_error(exc, what, self._api_key)
 
 
 class Apis:

@@ -1,9 +1,9 @@
-"""Everything that touches the `wandb` client: connecting, listing runs, reading history, and the
-one place that decides which failures are worth retrying.
+"""Everything that touches the `wandb` client: connecting, listing runs, reading history. Which
+failures are worth retrying, and what they mean, is `errors.py`'s (re-exported here).
 
 The wandb 0.31 public API is blocking and hands every request to the `wandb-core` sidecar, which
 retries on its own (20 times, up to a minute apart). We bound those inner retries through the
-environment knobs wandb-core reads when it starts, so that the tenacity policy in `fetch.py` is the
+environment knobs wandb-core reads when it starts, so that the retry policy in `runner` is the
 one in charge, and we read the HTTP status from the error text because that is the only place
 wandb puts it.
 """
@@ -14,23 +14,53 @@ import json
 import logging
 import math
 import os
-import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..config.defaults import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S
+from ..config.defaults import CONNECT_TIMEOUT_S, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S
 from ..errors import AuthError, FetchError
 from ..models import KeyInfo, RunInfo
 from ..series import ParquetColumns, series_from_table
+from .errors import (
+    CREDENTIALS_HINT,
+    SILENT_ANSWER_S,
+    SILENT_PROBE_AFTER_S,
+    ParquetFileError,
+    Verdict,
+    _chain,
+    _timed_out,
+    classify,
+    describe,
+    http_status,
+    key_format_problem,
+    looks_down,
+    network_problem,
+    probe_server,
+    scrub,
+    silent_server,
+    to_error,
+    transport_problem,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import wandb
 
+# Re-exported: callers reach the error reading through `client` as they always did.
+__all__ = [
+    "CREDENTIALS_HINT", "ApiPool", "ClientSettings", "ParquetFileError", "Verdict", "classify", "describe", "http_status",
+    "key_format_problem", "looks_down", "network_problem", "probe_server", "scrub", "silent_server", "to_error",
+    "transport_problem",
+]
+
 log = logging.getLogger(__name__)
 
+
+# How long the start-up probe (`probe_server`) waits for each of connect and answer.
+PROBE_TIMEOUT_S = 5.0
 
 # wandb-core serves at most this many requests at once per `wandb.Api` object.
 REQUESTS_PER_API = 10
@@ -43,7 +73,6 @@ _CORE_RETRY_ENV = {
     "WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS": "1",
 }
 
-Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,147 +104,6 @@ def prepare_environment(settings: ClientSettings) -> None:
     os.environ.setdefault("WANDB__GRAPHQL_TIMEOUT_SECONDS", str(max(1, math.ceil(settings.timeout))))
     os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
     os.environ.setdefault("WANDB_SILENT", "true")
-
-
-# --------------------------------------------------------------------------------------------
-# Error classification: the single place that reads wandb's exceptions.
-
-# "HTTP 503: ..." from wandb-core's retry loop; "returned error 404: ..." from its answer to a
-# request that was not retried.
-_STATUS_RE = re.compile(r"(?:HTTP|returned error) (\d{3})")
-_TRANSIENT_TEXT = (
-    "did not respond in time",
-    "timeout",
-    "timed out",
-    "connection",
-    "reset by peer",
-    "broken pipe",
-    "eof",
-    "refused",
-    "unexpected end",
-    "temporarily unavailable",
-    "giving up after",
-)
-
-
-# What the network said before any HTTP answer, in Go's words (wandb-core) and in Python's.
-_REFUSED_TEXT = ("connection refused", "errno 111", "actively refused")
-_NO_HOST_TEXT = (
-    "no such host",
-    "name or service not known",
-    "nodename nor servname",
-    "temporary failure in name resolution",
-    "getaddrinfo failed",
-    "name resolution",
-)
-
-NetworkProblem = Literal["refused", "no_host"]
-
-
-def network_problem(exc: BaseException) -> NetworkProblem | None:
-    """Whether a failure never reached a server: nothing listening, or a host name that does
-    not resolve. Mid-export both are worth retrying (a restart, a DNS blip); at start-up they
-    almost always mean a wrong address, so `ApiPool` reports them at once."""
-    if http_status(exc) is not None:
-        return None
-    text = " ".join(str(e) for e in _chain(exc)).lower()
-    if any(t in text for t in _NO_HOST_TEXT):
-        return "no_host"
-    if any(t in text for t in _REFUSED_TEXT):
-        return "refused"
-    return None
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """An error and what caused it, innermost last; wandb wraps the useful text several layers deep
-    and a cycle (an error raised while handling itself) must not loop forever."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ or cur.__context__
-
-
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status wandb buried in an error message, looking through the cause chain."""
-    for cur in _chain(exc):
-        match = _STATUS_RE.findall(str(cur))
-        if match:
-            return int(match[-1])
-    return None
-
-
-def classify(exc: BaseException) -> Verdict:
-    """Decide what a failure means for the retry policy.
-
-    Auth problems and requests the server understood and refused (400, 404, a null project) are
-    final; rate limits get the shared back-off; everything that smells of the network is retried.
-    """
-    from wandb.errors import AuthenticationError
-
-    status = http_status(exc)
-    if isinstance(exc, AuthenticationError):
-        # wandb reports any failure of the start-up `Viewer` query as an authentication error,
-        # a 503 or a dropped connection included: only a refusal of the key is final.
-        # Nor is a wandb-core too busy to answer in time, which wandb reports the same way.
-        text = " ".join(str(e) for e in _chain(exc)).lower()
-        if status in (401, 403) or (status is None and not any(t in text for t in _TRANSIENT_TEXT)):
-            return "auth"
-    elif isinstance(exc, AuthError):
-        return "auth"
-    elif isinstance(exc, ParquetFileError):
-        # A signed file URL is not our key: a 403 means expired or refused, never "bad API key".
-        if exc.status == 429:
-            return "rate_limit"
-        if exc.status is None:
-            return "transient" if exc.transient else "fatal"
-        return "transient" if exc.status >= 500 or exc.status in (408, 425) else "fatal"
-    elif isinstance(exc, FetchError):
-        return "fatal"
-    if status is not None:
-        if status == 429:
-            return "rate_limit"
-        if status in (401, 403):
-            return "auth"
-        if status >= 500 and status != 501:
-            return "transient"
-        if status in (408, 425):
-            return "transient"
-        return "fatal"
-    text = " ".join(str(e) for e in _chain(exc)).lower()
-    if isinstance(exc, (TimeoutError, ConnectionError, OSError)):
-        return "transient"
-    if any(t in text for t in _TRANSIENT_TEXT):
-        return "transient"
-    return "fatal"
-
-
-def describe(exc: BaseException, api_key: str | None = None) -> str:
-    """A one-line message for logs and summaries, scrubbed of the API key."""
-    problem = network_problem(exc)
-    if problem is not None:  # wandb repeats the Go error three times in one message
-        return f"{type(exc).__name__}: {_PROBLEM_TEXT[problem]}"
-    status = http_status(exc)
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    if status is not None and f"HTTP {status}" not in first:
-        first = f"HTTP {status}: {first}"
-    return scrub(f"{type(exc).__name__}: {first}"[:500], api_key)
-
-
-_PROBLEM_TEXT: dict[NetworkProblem, str] = {
-    "refused": "connection refused (nothing listening at that address)",
-    "no_host": "host name not found (DNS lookup failed)",
-}
-
-CREDENTIALS_HINT = "set WANDB_API_KEY or run `wandb login`"
-
-
-def scrub(text: str, api_key: str | None) -> str:
-    if api_key and api_key in text:
-        text = text.replace(api_key, "***")
-    return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +146,7 @@ class ApiPool:
             if api is None:
                 if self._startup_error is not None:
                     raise self._startup_error
-                api = self._new_api()
+                api = self._new_api() if self._reached else self._first_api()
                 self._apis[index] = api
                 self._reached = True
         return api
@@ -266,6 +154,38 @@ class ApiPool:
     @property
     def created(self) -> int:
         return len(self._apis)
+
+    def _first_api(self) -> wandb.Api:
+        """The first `Api`, watched: its `Viewer` query is the first word with the server, and a
+        server that accepts the connection but never answers would hold it for the whole timeout
+        and wandb-core's retry (minutes, with the message "service process is busy"). Past
+        `SILENT_PROBE_AFTER_S` without an answer, a probe of our own tells a silent server
+        (named at once, see `silent_server`) from a slow one (waited for)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def make() -> None:
+            try:
+                box["api"] = self._new_api()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        started = time.monotonic()
+        threading.Thread(target=make, name="wandb2numpy-first-api", daemon=True).start()
+        if not done.wait(SILENT_PROBE_AFTER_S):
+            url = self.settings.resolved_base_url() or "https://api.wandb.ai"
+            wait = max(1.0, started + SILENT_ANSWER_S - time.monotonic())
+            diagnosis = silent_server(url, wait, total=SILENT_ANSWER_S)
+            if diagnosis is not None:
+                self._startup_error = FetchError(diagnosis)
+                raise self._startup_error
+            done.wait()
+        if "error" in box:
+            raise box["error"]
+        api: wandb.Api = box["api"]
+        return api
 
     def _new_api(self) -> wandb.Api:
         import wandb
@@ -285,9 +205,13 @@ class ApiPool:
             )
         except UsageError as exc:
             # wandb found no key at all (environment, netrc, settings): nothing was sent
-            raise AuthError(f"no W&B API key found: {CREDENTIALS_HINT}") from exc
+            where = base_url or "https://api.wandb.ai"
+            raise AuthError(f"no W&B API key found for {where}: {CREDENTIALS_HINT}") from exc
         except AuthenticationError as exc:
             url = base_url or "https://api.wandb.ai"
+            key_problem = key_format_problem(exc)
+            if key_problem is not None:
+                raise AuthError(f"{key_problem}: {CREDENTIALS_HINT} with a key for {url}") from None
             diagnosis = self._startup_diagnosis(exc, url)
             if diagnosis is not None:
                 error = FetchError(diagnosis)
@@ -312,6 +236,9 @@ class ApiPool:
             )
         if self._reached:
             return None
+        transport = transport_problem(exc, url)
+        if transport is not None:
+            return transport
         problem = network_problem(exc)
         if problem == "refused":
             return (
@@ -321,7 +248,9 @@ class ApiPool:
         if problem == "no_host":
             host = urlsplit(url).hostname or url
             return f"cannot resolve host {host!r} of {url} (check --base-url or WANDB_BASE_URL)"
-        return None
+        if (status is not None and (status >= 500 or status in (408, 425, 429))) or _timed_out(exc):
+            return None  # unavailable or slow, not a wrong address: the retry policy's business
+        return probe_server(url, min(PROBE_TIMEOUT_S, self.settings.timeout), exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,28 +513,6 @@ def parquet_history(api: wandb.Api, info: RunInfo) -> ParquetPlan:
     return ParquetPlan(urls, live)
 
 
-class ParquetFileError(Exception):
-    """A parquet file that could not be read: the host's error status, a failed connection
-    (`transient`), a request that ran out of time (`timed_out`, with the bytes that had arrived:
-    not transient, since the same request would time out again; the caller asks for less), or a
-    file that is not what it should be."""
-
-    def __init__(
-        self,
-        message: str,
-        status: int | None = None,
-        *,
-        transient: bool = False,
-        timed_out: bool = False,
-        received: int = 0,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.transient = transient
-        self.timed_out = timed_out
-        self.received = received
-
-
 _sessions = threading.local()
 
 
@@ -636,7 +543,6 @@ def fetch_file(url: str, timeout: float, byte_range: str | None = None) -> tuple
     takes. A request past it raises `ParquetFileError(timed_out=True)` with the bytes that came.
     """
     import http.client
-    import time
 
     import requests
     import urllib3
@@ -647,7 +553,8 @@ def fetch_file(url: str, timeout: float, byte_range: str | None = None) -> tuple
     received = 0
     try:
         headers = {"Range": byte_range} if byte_range else None
-        with _session().get(url, timeout=timeout, stream=True, headers=headers) as response:
+        limits = (min(CONNECT_TIMEOUT_S, timeout), timeout)
+        with _session().get(url, timeout=limits, stream=True, headers=headers) as response:
             status = int(response.status_code)
             if status not in (200, 206):
                 raise ParquetFileError(f"{what} answered HTTP {status}", status)
@@ -792,3 +699,37 @@ def scan_history(
             use_cache=False,
         )
     return list(scan)
+
+
+# --------------------------------------------------------------------------------------------
+# Ending wandb-core
+
+
+def stop_core(wait: float = 0.5) -> None:
+    """Stop the wandb-core process wandb started for this process, if it started one: SIGTERM,
+    then SIGKILL after `wait` seconds. Used on the way out after an interrupt, when wandb's own
+    teardown (a message to wandb-core, then waiting for it) could block on a request in flight.
+    Reads wandb's private singleton: a client without it simply leaves wandb-core to notice our
+    exit by itself."""
+    import sys
+
+    if "wandb" not in sys.modules:
+        return
+    try:
+        from wandb.sdk import wandb_setup
+
+        setup = getattr(wandb_setup, "_singleton", None)
+        connection = getattr(setup, "_connection", None)
+        proc = getattr(getattr(connection, "_proc", None), "_process", None)
+    except Exception:  # noqa: BLE001 - an unknown client layout: nothing to stop
+        return
+    if proc is None or not hasattr(proc, "terminate") or proc.poll() is not None:
+        return
+    try:
+        proc.terminate()
+        try:
+            proc.wait(timeout=wait)
+        except Exception:  # noqa: BLE001 - still running: kill it
+            proc.kill()
+    except OSError:
+        pass

@@ -397,12 +397,13 @@ def _run_cells(run: RunInfo) -> list[str]:
     ]
 
 
-def run_table(runs: Sequence[RunInfo]) -> tuple[list[str], list[list[str]]]:
-    """``runs.csv``'s header and rows as text, for every format that holds the run table.
+_MISSING: Any = object()  # a run without the key: "" in runs.csv, null in the typed formats
 
-    Columns: `RUN_COLUMNS`, then ``config.<key>`` (nested config flattened) and
-    ``summary.<key>`` (scalar summary values), each sorted; a run without a key has ``""``.
-    """
+
+def run_values(runs: Sequence[RunInfo]) -> tuple[list[str], list[list[Any]]]:
+    """The run table's header and each run's cells as values: `RUN_COLUMNS` as text (the line
+    count as int), ``config.<key>`` and ``summary.<key>`` as logged, `_MISSING` where a run
+    lacks the key."""
     configs = [_flatten(run.config) for run in runs]
     keys = sorted(set().union(*configs))
     summaries = [_summary_scalars(run.summary) for run in runs]
@@ -411,12 +412,34 @@ def run_table(runs: Sequence[RunInfo]) -> tuple[list[str], list[list[str]]]:
     rows = [
         [
             *_run_cells(run),
-            *(_config_cell(config[k]) if k in config else "" for k in keys),
-            *(_config_cell(summary[k]) if k in summary else "" for k in summary_keys),
+            *(config.get(k, _MISSING) for k in keys),
+            *(summary.get(k, _MISSING) for k in summary_keys),
         ]
         for run, config, summary in zip(runs, configs, summaries)
     ]
+    count = RUN_COLUMNS.index("history_line_count")
+    for run, row in zip(runs, rows):
+        row[count] = run.history_line_count
     return header, rows
+
+
+def cell_text(value: Any) -> str:
+    """A run-table cell as ``runs.csv`` writes it."""
+    return "" if value is _MISSING else _config_cell(value)
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def run_table(runs: Sequence[RunInfo]) -> tuple[list[str], list[list[str]]]:
+    """``runs.csv``'s header and rows as text, for every format that holds the run table.
+
+    Columns: `RUN_COLUMNS`, then ``config.<key>`` (nested config flattened) and
+    ``summary.<key>`` (scalar summary values), each sorted; a run without a key has ``""``.
+    """
+    header, rows = run_values(runs)
+    return header, [[cell_text(v) for v in row] for row in rows]
 
 
 def _write_runs_csv(path: Path, runs: list[RunInfo]) -> None:

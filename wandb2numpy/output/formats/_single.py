@@ -19,15 +19,16 @@ from __future__ import annotations
 import functools
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...assemble import ExperimentResult, FieldArrays
 from ...errors import OutputError
-from . import _base
+from ...models import RunInfo
+from . import _base, _types
 from ._base import (
     FAILED_RUNS_FILE,
     RUNS_FILE,
@@ -41,14 +42,45 @@ from ._base import (
     read_table,
     run_tables_plan,
 )
+from ._types import Kind
+
+
+@dataclass(frozen=True)
+class RunTable:
+    """The run table as the typed formats store it: `header` and `rows` are ``runs.csv``'s text
+    (with text that UTF-8 cannot hold escaped as it escapes it); `kinds` and `values` give each
+    column's type by the rule of `_types` (``text`` for the columns it leaves as text) and its
+    Python values, None for null."""
+
+    header: list[str]
+    rows: list[list[str]]
+    kinds: list[Kind]
+    values: list[list[Any]]
+
+    def text(self, j: int) -> list[str]:
+        return [row[j] for row in self.rows]
+
+    @classmethod
+    def of(cls, runs: Sequence[RunInfo]) -> RunTable:
+        header, cells = _base.run_values(runs)
+        rows = [[_text(_base.cell_text(v)) for v in row] for row in cells]
+        kinds: list[Kind] = []
+        values: list[list[Any]] = []
+        for j, column in enumerate(header):
+            raw = [None if _base.is_missing(row[j]) else row[j] for row in cells]
+            kind = _types.kind_of(raw) if _types.typed(column) else "text"
+            kinds.append(kind)
+            values.append(raw if kind != "text" else [])
+        return cls([_text(c) for c in header], rows, kinds, values)
 
 
 @dataclass
 class DataFile:
     """What a data file holds, read back.
 
-    `runs` is the run table as the file keeps it (None when it keeps none); `run_ids` the
-    array row order.
+    `runs` is the run table as ``runs.csv`` text (typed cells turned back into it); `columns` the
+    typed columns as the file keeps them (Python values, None for null); `run_ids` the array
+    row order.
     """
 
     fields: dict[str, FieldArrays]
@@ -56,6 +88,7 @@ class DataFile:
     x: np.ndarray | None
     run_ids: list[str]
     runs: list[dict[str, str]]
+    columns: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class SingleFileFormat(Format):
@@ -66,16 +99,17 @@ class SingleFileFormat(Format):
     # ------------------------------------------------------------------ per format
 
     @abstractmethod
-    def write_data(self, path: Path, result: ExperimentResult, header: list[str], rows: list[list[str]]) -> None:
-        """Create `path` (it must not exist) holding every field and the run table, fsynced.
-
-        `header` and `rows` are ``runs.csv``'s, with text that UTF-8 cannot hold already
-        escaped as ``runs.csv`` escapes it.
-        """
+    def write_data(self, path: Path, result: ExperimentResult, table: RunTable) -> None:
+        """Create `path` (it must not exist) holding every field and the run table, fsynced;
+        ``config.*`` and ``summary.*`` columns typed by the rule of `_types`."""
 
     @abstractmethod
     def read_data(self, path: Path) -> DataFile:
         """What `write_data` wrote."""
+
+    def text_run_columns(self, path: Path) -> set[str]:
+        """The run-table columns the data file keeps as text, read without the points."""
+        return {c for c, values in self.read_data(path).columns.items() if any(isinstance(v, str) for v in values)}
 
     def key_problem(self, fields: Sequence[str], *, grid: bool) -> str | None:
         """Why two of these fields (or a field and the run table) would share a name inside the
@@ -100,8 +134,7 @@ class SingleFileFormat(Format):
         return plan
 
     def _write_data(self, path: Path, result: ExperimentResult) -> None:
-        header, rows = _base.run_table(result.runs)
-        self.write_data(path, result, [_text(c) for c in header], [[_text(c) for c in row] for row in rows])
+        self.write_data(path, result, RunTable.of(result.runs))
 
     # ------------------------------------------------------------------ reading back
 

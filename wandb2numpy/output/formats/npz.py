@@ -5,7 +5,9 @@ Arrays in the file::
 
     fields                the field names, in config order (1-D unicode)
     x_axis                the history key the steps hold, ``_step`` unless configured (0-d unicode)
-    runs.<column>         one per column of ``runs.csv``, a row per run (1-D unicode)
+    runs.<column>         one per column of ``runs.csv``, a row per run (1-D): ``config.*`` and
+                          ``summary.*`` bool, int64 or float64 where every value is one (the rule
+                          is in ``formats._types``), else unicode as ``runs.csv`` has it
     <field>               (runs, width) float64 values, NaN-padded at the end of each row
     <field>.steps         the step of each value, NaN where a run has fewer points
     x                     with a grid instead of the ``.steps`` arrays: the shared 1-D x values
@@ -19,13 +21,15 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..._fs import sync_file
 from ...assemble import ExperimentResult, FieldArrays
+from . import _types
 from ._base import AXIS_NAME, RUN_COLUMNS
-from ._single import DataFile, SingleFileFormat
+from ._single import DataFile, RunTable, SingleFileFormat
 
 FIELDS_KEY = "fields"
 X_AXIS_KEY = "x_axis"
@@ -69,17 +73,24 @@ class NpzFormat(SingleFileFormat):
                 seen.add(key)
         return None
 
-    def write_data(self, path: Path, result: ExperimentResult, header: list[str], rows: list[list[str]]) -> None:
+    def write_data(self, path: Path, result: ExperimentResult, table: RunTable) -> None:
         # "xb" as for every file of an export; the zip is written the way np.savez_compressed
         # writes it (np.lib.format.write_array into ZIP64 deflated members).
         with open(path, "xb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-                for key, array in _arrays(result, header, rows):
+                for key, array in _arrays(result, table):
                     info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE)
                     info.compress_type = zipfile.ZIP_DEFLATED
                     with zf.open(info, "w", force_zip64=True) as member:
                         np.lib.format.write_array(member, array, allow_pickle=False)
             sync_file(f)
+
+    def text_run_columns(self, path: Path) -> set[str]:
+        with np.load(path, allow_pickle=False) as data:
+            names = {str(n) for n in data[FIELDS_KEY]}
+            owned = names | {n + STEPS_SUFFIX for n in names}
+            return {k[len(RUNS_PREFIX):] for k in data.files
+                    if k.startswith(RUNS_PREFIX) and k not in owned and data[k].dtype.kind == "U"}
 
     def read_data(self, path: Path) -> DataFile:
         with np.load(path, allow_pickle=False) as data:
@@ -95,18 +106,30 @@ class NpzFormat(SingleFileFormat):
             # A field may be called "runs.count": run columns are the "runs." arrays no field owns.
             owned = set(names) | {n + STEPS_SUFFIX for n in names}
             header = [k[len(RUNS_PREFIX):] for k in data.files if k.startswith(RUNS_PREFIX) and k not in owned]
-            columns = [data[RUNS_PREFIX + c].tolist() for c in header]
-        runs = [dict(zip(header, row)) for row in zip(*columns)]
-        return DataFile(fields=fields, x_axis=x_axis, x=x, run_ids=[r["id"] for r in runs], runs=runs)
+            arrays = [data[RUNS_PREFIX + c] for c in header]
+        typed = {c: _values(a) for c, a in zip(header, arrays) if a.dtype.kind != "U"}
+        text = [[_types.to_text(v) for v in typed[c]] if c in typed else a.tolist() for c, a in zip(header, arrays)]
+        runs = [dict(zip(header, row)) for row in zip(*text)]
+        columns = {c: typed[c] if c in typed else a.tolist() for c, a in zip(header, arrays)}
+        return DataFile(fields=fields, x_axis=x_axis, x=x, run_ids=[r["id"] for r in runs], runs=runs,
+                        columns=columns)
 
 
-def _arrays(result: ExperimentResult, header: list[str], rows: list[list[str]]) -> Iterator[tuple[str, np.ndarray]]:
+def _values(array: np.ndarray) -> list[Any]:
+    """A typed run column as Python values; NaN is how npz keeps a null number."""
+    values: list[Any] = array.tolist()
+    if array.dtype.kind == "f":
+        return [None if v != v else v for v in values]
+    return values
+
+
+def _arrays(result: ExperimentResult, table: RunTable) -> Iterator[tuple[str, np.ndarray]]:
     yield FIELDS_KEY, np.array(list(result.fields), dtype=np.str_)
     yield X_AXIS_KEY, np.array(result.x_axis, dtype=np.str_)
     if result.grid is not None:
         yield AXIS_NAME, result.grid
-    for j, column in enumerate(header):
-        yield RUNS_PREFIX + column, np.array([row[j] for row in rows], dtype=np.str_)
+    for j, column in enumerate(table.header):
+        yield RUNS_PREFIX + column, _types.to_numpy(table.values[j], table.kinds[j], table.text(j))
     for name, arrays in result.fields.items():
         yield name, arrays.values
         if result.grid is None:

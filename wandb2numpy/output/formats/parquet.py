@@ -7,8 +7,10 @@ Columns::
     field                 the field name
     step                  the point's step (its x_axis value; with a grid, the grid's x)
     value                 float64; NaN where the run logged NaN
-    name, group, ...      the other columns of ``runs.csv``, config.<key> and summary.<key>
-                          included, as text, repeated on each of the run's rows
+    name, group, ...      the other columns of ``runs.csv``, repeated on each of the run's rows:
+                          config.<key> and summary.<key> as bool, int64 or float64 where every
+                          value is one (null where a run has none; the rule is in
+                          ``formats._types``), else text; history_line_count int64
 
 Every string column is dictionary-encoded (categorical in pandas), so the repeated run columns
 cost next to nothing. Rows go field by field, run by run, in step order; the NaN padding at the
@@ -29,7 +31,8 @@ import numpy as np
 
 from ..._fs import sync_file
 from ...assemble import ExperimentResult, FieldArrays
-from ._single import DataFile, SingleFileFormat
+from . import _types
+from ._single import DataFile, RunTable, SingleFileFormat
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,15 +51,23 @@ class ParquetFormat(SingleFileFormat):
     file_name = "data.parquet"
     description = "data.parquet: one row per point (id, field, step, value and the runs.csv columns)"
 
-    def write_data(self, path: Path, result: ExperimentResult, header: list[str], rows: list[list[str]]) -> None:
+    def write_data(self, path: Path, result: ExperimentResult, table: RunTable) -> None:
         import pyarrow.parquet as pq
 
-        table = _long_table(result, header, rows)
-        strings = [c for c in table.column_names if c not in ("step", "value")]
+        long = _long_table(result, table)
+        repeated = [c for c in long.column_names if c not in ("step", "value")]
         with open(path, "xb") as f:
-            # Dictionary pages only for text: floats stay PLAIN, every bit as written.
-            pq.write_table(table, f, use_dictionary=strings)
+            # Dictionary pages only for the run columns: the points stay PLAIN, every bit as written.
+            pq.write_table(long, f, use_dictionary=repeated)
             sync_file(f)
+
+    def text_run_columns(self, path: Path) -> set[str]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        return {f.name for f in schema if f.name not in POINT_COLUMNS
+                and (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type))}
 
     def read_data(self, path: Path) -> DataFile:
         import pyarrow.parquet as pq
@@ -90,15 +101,23 @@ class ParquetFormat(SingleFileFormat):
                 steps = np.full((n_runs, widths[name]), np.nan)
                 steps[r, c] = step[rows]
             fields[name] = FieldArrays(values=values, steps=steps)
+        runs, columns = _run_rows(table, ids, run)
         return DataFile(
             fields=fields, x_axis=metadata[X_AXIS_KEY].decode("utf-8"), x=x, run_ids=ids,
-            runs=_run_rows(table, ids, run),
+            runs=runs, columns=columns,
         )
 
 
-def _long_table(result: ExperimentResult, header: list[str], rows: list[list[str]]) -> pa.Table:
+def _arrow_type(kind: str) -> pa.DataType:
     import pyarrow as pa
 
+    return {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "null": pa.null()}[kind]
+
+
+def _long_table(result: ExperimentResult, runs: RunTable) -> pa.Table:
+    import pyarrow as pa
+
+    header, rows = runs.header, runs.rows
     grid = result.grid
     run_parts: list[np.ndarray] = []
     field_parts: list[np.ndarray] = []
@@ -130,7 +149,11 @@ def _long_table(result: ExperimentResult, header: list[str], rows: list[list[str
         "value": pa.array(_concat(value_parts, np.float64), type=pa.float64()),
     }
     for j, name in enumerate(header[1:], start=1):
-        columns[name] = _repeat([row[j] for row in rows], run_index)
+        kind = runs.kinds[j]
+        if kind == "text":
+            columns[name] = _repeat(runs.text(j), run_index)
+        else:
+            columns[name] = pa.array(runs.values[j], type=_arrow_type(kind)).take(run_index)
     meta = {
         "version": _META_VERSION,
         "runs": [row[0] for row in rows],
@@ -168,16 +191,18 @@ def _codes(column: pa.ChunkedArray, names: list[str]) -> np.ndarray:
     return _concat(parts, np.intp)
 
 
-def _run_rows(table: pa.Table, ids: list[str], run: np.ndarray) -> list[dict[str, str]]:
+def _run_rows(table: pa.Table, ids: list[str], run: np.ndarray) -> tuple[list[dict[str, str]], dict[str, list[Any]]]:
     """The run table as the rows keep it: a run's columns from its first row, only its id when
-    it has none (the ``runs.csv`` next to the file holds those runs in full)."""
+    it has none (the ``runs.csv`` next to the file holds those runs in full); as ``runs.csv``
+    text, and as the stored values column by column (None for null)."""
     columns = ["id", *(c for c in table.column_names[1:] if c not in POINT_COLUMNS)]
     present, first_row = np.unique(run, return_index=True)
     first = dict(zip(present.tolist(), first_row.tolist()))
-    out = []
-    for r, run_id in enumerate(ids):
-        if r in first:
-            out.append({c: table.column(c)[first[r]].as_py() for c in columns})
-        else:
-            out.append({c: run_id if c == "id" else "" for c in columns})
-    return out
+    values: dict[str, list[Any]] = {}
+    for c in columns:
+        column = table.column(c)
+        values[c] = [column[first[r]].as_py() if r in first else (run_id if c == "id" else None)
+                     for r, run_id in enumerate(ids)]
+    text = {c: [_types.to_text(v) for v in vs] for c, vs in values.items()}
+    rows = [{c: text[c][r] for c in columns} for r in range(len(ids))]
+    return rows, values

@@ -1,5 +1,9 @@
 """Mongo-style run filters and ordering, evaluated the way the W&B service does.
 
+The filter `config.filters.build_filters` sends to the service is evaluated here wherever no
+service does it: by the local test server, and by the run-folder source over runs on disk, so
+both agree with each other and with the service by construction.
+
 A run is seen as a document: top-level fields (`tags`, `group`, `state`, ...) under both their
 GraphQL and snake_case spellings, plus `config.*` and `summary_metrics.*` paths. Missing fields
 follow Mongo: `$ne`/`$nin` match them, comparisons and `$regex` never do, `{field: null}` does.

@@ -1,0 +1,449 @@
+"""History and metadata of one run file, decoded into arrays.
+
+The history records of each chunk are cut into fields in bulk (`tokens`); here the keys seen are
+mapped to codes once, the rows are grouped per key with numpy, and each key's value_json texts
+become floats in one Arrow cast. Every record must hold exactly one `_step`, or the chunk is read
+record by record. The summary comes from `summary`, the metadata records from `proto`.
+
+Names follow the W&B service: a logged dict is flattened with dots (`{"a": {"b": 1}}` is `a.b`),
+except a media object (a dict with `_type`), which is one non-numeric key of that type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...models import type_name
+from . import proto
+from .summary import Summary
+from .tokens import Token, key_parts, learn, slow_history, tokenize
+from .wire import CHUNK_BLOCKS, Damage, RunFileError, read_chunks
+
+__all__ = ["Column", "ParsedFile", "parse_file"]
+
+_NONFINITE = {b"NaN": math.nan, b"Infinity": math.inf, b"-Infinity": -math.inf}
+
+
+# --------------------------------------------------------------------------- columns
+
+
+@dataclass
+class Column:
+    """One history key of one file: its rows, numeric or not."""
+
+    steps: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)  # empty for a non-numeric key
+    types: dict[str, int] = field(default_factory=dict)  # the service's typeCounts
+    example: str | None = None  # a non-numeric value, described (None: numeric)
+    unread: bool = False  # numeric, but its values were not asked for (`values` is empty)
+
+    @property
+    def numeric(self) -> bool:
+        return self.example is None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        kind = value.get("_type")
+        return f"{kind} (media)" if isinstance(kind, str) else "a dict"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"an int of {value.bit_length()} bits (too large for float64)"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
+
+
+# From this many values on, texts are parsed by Arrow's cast (fast_float: correctly rounded, as
+# float() is, and five times faster); below it, importing pyarrow would cost more than it saves.
+_ARROW_FROM = 256
+
+
+def _parse_floats(vals: Sequence[bytes]) -> np.ndarray:
+    """float() of every text, rounding exactly as float() does; ValueError if one is no number."""
+    if len(vals) >= _ARROW_FROM:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            got = pc.cast(pa.array(vals, pa.binary()).cast(pa.string()), pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+            raise ValueError("not all numbers") from None
+        arr: np.ndarray = got.to_numpy(zero_copy_only=False)
+        return arr
+    return np.fromiter(map(float, vals), np.float64, len(vals))
+
+
+def _floats(vals: Sequence[bytes]) -> np.ndarray | None:
+    """value_json texts as float64 when all are JSON numbers or NaN/±Infinity, else None."""
+    try:
+        arr = _parse_floats(vals)
+    except ValueError:
+        return None
+    if not np.isfinite(arr).all():
+        # the parsers also read "inf", "nan" and digits past float64's range: keep only what
+        # wandb writes for non-finite values
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if any(vals[i] not in _NONFINITE for i in bad.tolist()):
+            return None
+    return arr
+
+
+def _slow_values(vals: Sequence[bytes], col: Column) -> tuple[np.ndarray, np.ndarray] | None:
+    """Parse each value: numbers and booleans become floats (mask of the rows kept: nulls are
+    not rows); the first other value marks the column non-numeric (None)."""
+    out = np.empty(len(vals), np.float64)
+    keep = np.ones(len(vals), bool)
+    for i, raw in enumerate(vals):
+        try:
+            v = json.loads(raw)
+        except ValueError:
+            v = raw.decode("utf-8", "replace")
+        if v is None:
+            keep[i] = False
+            continue
+        t = type_name(v)
+        col.types[t] = col.types.get(t, 0) + 1
+        if isinstance(v, (bool, int, float)):
+            try:
+                out[i] = float(v)
+                continue
+            except OverflowError:
+                pass
+        if col.example is None:
+            col.example = _describe(v)
+    if col.example is not None:
+        return None
+    return out, keep
+
+
+class _Names:
+    """How the keys of a file map to the service's names (shared by its chunks)."""
+
+    def __init__(self) -> None:
+        self.media: set[tuple[str, ...]] = set()  # prefixes logged with a `_type`
+
+    def learn(self, parts: Sequence[tuple[str, ...]]) -> None:
+        for p in parts:
+            if len(p) > 1 and p[-1] == "_type":
+                self.media.add(p[:-1])
+
+    def role(self, parts: tuple[str, ...]) -> tuple[str, str]:
+        """("value" | "media" | "part", name): a number or text, a media object's `_type` (the
+        object's one row), or another field of a media object (left out)."""
+        for n in range(1, len(parts)):
+            if parts[:n] in self.media:
+                if n == len(parts) - 1 and parts[-1] == "_type":
+                    return "media", ".".join(parts[:n])
+                return "part", ""
+        return "value", ".".join(parts)
+
+
+def _add_history(
+    keys: list[Token],
+    values: list[bytes | None],
+    names: _Names,
+    columns: dict[str, Column],
+    wanted: frozenset[str] | None,
+) -> set[Token] | None:
+    """Group one chunk's fields into `columns`: the values of the `wanted` keys (None: all),
+    and for the others the steps and kind only. Returns the distinct keys seen, or None if the
+    records are not one step each."""
+    seen = set(keys)
+    distinct = [t for t in seen if t is not None]
+    decoded: dict[Token, tuple[str, ...]] = {}
+    for t in distinct:
+        p = t if isinstance(t, tuple) else key_parts(t)
+        if p is None:
+            return None
+        decoded[t] = p
+    names.learn(list(decoded.values()))
+    code_of: dict[Token, int] = {None: 0}
+    for j, t in enumerate(distinct, 1):
+        code_of[t] = j
+    codes = np.fromiter(map(code_of.__getitem__, keys), np.intp, len(keys))
+    record = np.cumsum(codes == 0) - 1
+    n_records = int(record[-1])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(code_of)))])
+
+    def rows(tokens: list[Token]) -> np.ndarray:
+        idx = [order[bounds[code_of[t]] : bounds[code_of[t] + 1]] for t in tokens]
+        out = np.concatenate(idx) if len(idx) > 1 else idx[0]
+        return np.sort(out) if len(idx) > 1 else out
+
+    def texts(idx: np.ndarray) -> Sequence[bytes]:
+        if len(idx) == 1:
+            return [values[int(idx[0])]]  # type: ignore[list-item]
+        return operator.itemgetter(*idx.tolist())(values)  # type: ignore[no-any-return]
+
+    by_name: dict[tuple[str, str], list[Token]] = {}
+    for token, parts in decoded.items():
+        kind = names.role(parts)
+        if kind[0] != "part":
+            by_name.setdefault(kind, []).append(token)
+    step_tokens = by_name.pop(("value", "_step"), [])
+    if not step_tokens:
+        return seen if n_records == 0 else None
+    step_idx = rows(step_tokens)
+    if len(step_idx) != n_records or not np.array_equal(record[step_idx], np.arange(n_records)):
+        return None
+    step_texts = texts(step_idx)
+    record_steps = _floats(step_texts)
+    if record_steps is None or not np.array_equal(record_steps, np.floor(record_steps)):
+        return None
+    _put(columns, "_step", record_steps, record_steps, {"number": n_records})
+    for (role, name), tokens in by_name.items():
+        idx = rows(tokens)
+        steps = record_steps[record[idx]]
+        col = columns.setdefault(name, Column())
+        unasked = wanted is not None and name not in wanted
+        if unasked and col.numeric and name in _WANDB_NUMBERS:
+            _put(columns, name, steps, None, {"number": len(steps)})
+            continue
+        vals = texts(idx)
+        if role == "media":
+            kinds: dict[str, int] = {}
+            for raw, n in _counts(vals).items():
+                try:
+                    media = str(json.loads(raw))
+                except ValueError:
+                    media = "unknown"
+                kinds[media] = kinds.get(media, 0) + n
+            _mark_text(col, steps, kinds, f"{next(iter(kinds))} (media)")
+            continue
+        if col.numeric and unasked and _looks_numeric(vals):
+            _put(columns, name, steps, None, {"number": len(steps)})
+            continue
+        if col.numeric:
+            arr = _floats(vals)
+            if arr is not None:
+                _put(columns, name, steps, arr, {"number": len(arr)})
+                continue
+        scratch = Column()
+        got = _slow_values(vals, scratch)
+        if got is None or not col.numeric:
+            _mark_text(col, steps, scratch.types, scratch.example or col.example or "text")
+        else:
+            arr, keep = got
+            _put(columns, name, steps[keep], arr[keep], scratch.types)
+    return seen
+
+
+# Keys wandb itself writes into every row, always as numbers.
+_WANDB_NUMBERS = frozenset({"_runtime", "_timestamp"})
+
+
+def _looks_numeric(vals: Sequence[bytes]) -> bool:
+    """Whether every value is a number, NaN, ±Infinity or a bool, judged by its first byte: for
+    keys nobody asked for, whose kind is all the listing needs (a byte search, not a parse)."""
+    joined = b"\x00" + b"\x00".join(vals)
+    return not (b'\x00"' in joined or b"\x00{" in joined or b"\x00[" in joined or b"\x00n" in joined)
+
+
+def _counts(vals: Sequence[bytes]) -> dict[bytes, int]:
+    out: dict[bytes, int] = {}
+    for v in vals:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def _put(
+    columns: dict[str, Column], name: str, steps: np.ndarray, values: np.ndarray | None, types: dict[str, int]
+) -> None:
+    """Add rows to a numeric column (`values` None: rows not read, their count is what matters)."""
+    col = columns.setdefault(name, Column())
+    col.steps.append(steps)
+    if col.numeric:
+        if values is None:
+            col.unread = True
+        col.values.append(values if values is not None else np.empty(0))
+    for t, n in types.items():
+        col.types[t] = col.types.get(t, 0) + n
+
+
+def _mark_text(col: Column, steps: np.ndarray, types: dict[str, int], example: str) -> None:
+    """The key holds something other than numbers: keep its steps (for its count), drop values."""
+    if col.example is None:
+        col.example = example
+        col.values.clear()
+    col.steps.append(steps)
+    for t, n in types.items():
+        col.types[t] = col.types.get(t, 0) + n
+
+
+# --------------------------------------------------------------------------- summary
+
+
+# --------------------------------------------------------------------------- one file
+
+
+@dataclass
+class KeyRows:
+    """One history key of a file: its steps (sorted, one row per step) and values."""
+
+    steps: np.ndarray | None  # None: only counted (a listing remembered from an earlier export)
+    values: np.ndarray | None  # None: not numbers (see `example`), or not asked for
+    types: dict[str, int]  # the service's typeCounts: {"number": 12, ...}
+    example: str | None = None  # a non-numeric value, described
+    count: int = 0  # rows
+    last: float | None = None  # the last step
+
+    @property
+    def numeric(self) -> bool:
+        return self.example is None
+
+    @classmethod
+    def of(cls, steps: np.ndarray, values: np.ndarray | None, types: dict[str, int], example: str | None) -> KeyRows:
+        return cls(steps, values, types, example, len(steps), float(steps[-1]) if len(steps) else None)
+
+
+@dataclass
+class ParsedFile:
+    """Everything one run file says, decoded; what a worker process sends back."""
+
+    path: str
+    size: int
+    mtime: float
+    meta: proto.RunMeta
+    summary: dict[str, Any]
+    keys: dict[str, KeyRows]
+    damage: Damage
+    records: int = 0  # history records read
+    seconds: float = 0.0  # CPU time spent decoding
+    slow_chunks: tuple[int, int] = (0, 0)  # chunks of history, of summary records read one by one
+
+    @property
+    def finished(self) -> bool:
+        return self.meta.exit_code is not None
+
+
+def parse_file(
+    path: str | os.PathLike[str],
+    size: int | None = None,
+    wanted: frozenset[str] | None = None,
+    *,
+    bulk: bool = True,
+    chunk_blocks: int = CHUNK_BLOCKS,
+) -> ParsedFile:
+    """Decode one `.wandb` file, up to `size` bytes when given. `wanted`: the keys whose values
+    to read (None: all; every key is still listed, with its kind and rows). Raises
+    `RunFileError` for a file that is not a run file; damage is described, never raised.
+    `bulk=False` reads every record on its own (the reference the tests hold the bulk reader
+    to); `chunk_blocks`: how many 32 KiB blocks are framed and decoded at a time."""
+    started = time.process_time()
+    p = Path(path)
+    st = p.stat()
+    size = st.st_size if size is None else size
+    damage = Damage()
+    meta = proto.RunMeta()
+    summary = Summary()
+    names = _Names()
+    columns: dict[str, Column] = {}
+    known: set[bytes] = set()
+    learned = [False, False]
+    slow = [0, 0]
+    records = 0
+    for chunk in read_chunks(p, damage, size=size, chunk_blocks=chunk_blocks):
+        for body in chunk.other:
+            try:
+                number, buf = proto.record_oneof(body)
+                meta.add(number, buf)
+            except proto.WireError:
+                continue
+            if number == proto.RUN:
+                summary.apply(meta.summary_items)
+                meta.summary_items = []
+        if chunk.history:
+            records += len(chunk.history)
+            if not learned[0]:
+                learn(chunk.history, known)
+                learned[0] = True
+            got = tokenize(chunk.history, frozenset(known)) if bulk else None
+            seen = _add_history(got[0], got[1], names, columns, wanted) if got is not None else None
+            if seen is not None:
+                known.update(k for k in seen if isinstance(k, bytes))
+            else:
+                slow[0] += 1
+                keys, values = slow_history(chunk.history)
+                if _add_history(keys, values, names, columns, wanted) is None:
+                    damage.unreadable_records += len(chunk.history)
+        if chunk.summary:
+            if not learned[1]:
+                learn(chunk.summary, known)
+                learned[1] = True
+            if not bulk or not summary.add_bulk(chunk.summary, known):
+                slow[1] += 1
+                summary.add_slow(chunk.summary)
+    return ParsedFile(
+        path=str(p),
+        size=size,
+        mtime=st.st_mtime,
+        meta=meta,
+        summary=summary.result(),
+        keys=_share_steps({name: _finish(col) for name, col in columns.items()}),
+        damage=damage,
+        records=records,
+        seconds=time.process_time() - started,
+        slow_chunks=(slow[0], slow[1]),
+    )
+
+
+def parse_job(path: str, size: int, wanted: frozenset[str] | None) -> ParsedFile:
+    """`parse_file` for a worker: every failure comes back as a `RunFileError` naming the file."""
+    try:
+        return parse_file(path, size, wanted)
+    except RunFileError:
+        raise
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a bug must still name the file, in one line
+        raise RunFileError(f"{path}: could not be decoded ({type(exc).__name__}: {exc})") from None
+
+
+def last_wins(steps: np.ndarray, values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows sorted by step, one per step: of rows logged at the same step the later one wins."""
+    n = len(steps)
+    if n < 2 or bool(np.all(steps[1:] > steps[:-1])):
+        return steps, values
+    rev = steps[::-1]
+    order = np.argsort(rev, kind="stable")  # the last row of a step comes first
+    sorted_steps = rev[order]
+    keep = np.empty(n, bool)
+    keep[0] = True
+    np.not_equal(sorted_steps[1:], sorted_steps[:-1], out=keep[1:])
+    order = order[keep]
+    return sorted_steps[keep], None if values is None else values[::-1][order]
+
+
+def _share_steps(keys: dict[str, KeyRows]) -> dict[str, KeyRows]:
+    """Keys logged at every step share one steps array (held and sent once, not once per key)."""
+    ref = keys.get("_step")
+    if ref is None or ref.steps is None:
+        return keys
+    if ref.values is not None and np.array_equal(ref.values, ref.steps):
+        ref.values = ref.steps
+    for rows in keys.values():
+        if rows.steps is not None and rows.steps is not ref.steps and np.array_equal(rows.steps, ref.steps):
+            rows.steps = ref.steps
+    return keys
+
+
+def _finish(col: Column) -> KeyRows:
+    steps = np.concatenate(col.steps) if len(col.steps) != 1 else col.steps[0]
+    values: np.ndarray | None = None
+    if col.numeric and not col.unread:
+        values = np.concatenate(col.values) if len(col.values) != 1 else col.values[0]
+    steps, values = last_wins(steps, values)
+    return KeyRows.of(steps, values, col.types, col.example)
