@@ -23,6 +23,13 @@ is too slow to run in full, it runs on the first runs of the same project and is
 for T-f (one request per 1,000-step window), runs on one run without latency and its wall time is
 the latency model's total for its requests and rows; such rows say `est.` and carry a note. P and
 MEM run without the latency model: they measure CPU and memory.
+
+The peers (`peers.py`: `threads`, a bare `ThreadPoolExecutor(16)` script on one `wandb.Api`;
+`thr`, the same with one `Api` per thread; `sdk`, wandb's own readers) run at 16 threads on the
+same server, medians of `--repeats`, arrays checked against the baseline's as ours are. A third
+table puts ours at concurrency 16 beside them and beside the latency model's floor (rows x per-row
+latency / 16 + one request's latency): the best peer per scenario, ours / best peer, and wall /
+floor for every tool. A peer slower than `--peer-timeout` is stopped and shown as `> T`.
 """
 
 from __future__ import annotations
@@ -72,9 +79,10 @@ class Scenario:
     baseline_runs: int | None = None
     baseline_model: bool = False
     save: bool = True  # False: no arrays kept for comparison (the memory scenario)
+    storage: bool = False  # files streamed at --file-mb-per-s after the base latency (as storage)
 
 
-DEFAULT_SCENARIOS = "S,F,L,R,D,T-s,T-f,M,P,MEM"
+DEFAULT_SCENARIOS = "S,F,L,R,D,T-s,T-f,M,P,P-lat,MEM"
 
 
 def _export_cpu(m: dict[str, Any]) -> float:
@@ -122,6 +130,11 @@ def scenarios(quick: bool, scale: float) -> list[Scenario]:
             description="finished runs served as parquet exports, full history, no latency: client CPU per row",
         ),
         Scenario(
+            "P-lat", n(16, 2), n(100_000, 5000), 4, None, parquet=True, all_finished=True,
+            concurrency=(16,), baseline_runs=1, storage=True,
+            description="P with the latency model: files after the base latency, then --file-mb-per-s per response",
+        ),
+        Scenario(
             "MEM", n(64, 4), n(100_000, 5000), 2, None, no_latency=True, concurrency=(16,), no_baseline=True,
             save=False, description="full history, 2 fields, no latency: peak RSS against the array bytes",
         ),
@@ -134,7 +147,7 @@ def scenarios(quick: bool, scale: float) -> list[Scenario]:
 
 class Server:
     def __init__(self, sc: Scenario, latency_ms: float, per_row_us: float, seed: int,
-                 runs: int | None = None) -> None:
+                 runs: int | None = None, file_mb_per_s: float = 0.0) -> None:
         if sc.no_latency:
             latency_ms = per_row_us = 0.0
         cmd = [
@@ -152,7 +165,11 @@ class Server:
             cmd += ["--parquet"]
         if sc.all_finished:
             cmd += ["--all-finished"]
-        self.faults = {"latency_ms": latency_ms, "per_row_us": per_row_us, "rate_limit": sc.rate_limit}
+        mb = file_mb_per_s if sc.storage and not sc.no_latency else 0.0
+        if mb:
+            cmd += ["--file-mb-per-s", str(mb)]
+        self.faults = {"latency_ms": latency_ms, "per_row_us": per_row_us, "rate_limit": sc.rate_limit,
+                       "file_mb_per_s": mb}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -193,20 +210,22 @@ class Server:
 
 def measure(
     server: Server, sc: Scenario, tool: str, concurrency: int, workdir: Path, tag: str,
-    profile: str | None = None,
+    profile: str | None = None, timeout: float | None = None, page_size: int = 1000,
 ) -> dict[str, Any]:
+    """One fresh worker process; past `timeout` (peers only) raises `subprocess.TimeoutExpired`."""
     server.reset()
     out = workdir / f"{tag}.npz"
     spec = {
         "tool": tool, "base_url": server.url, "entity": ENTITY, "project": PROJECT,
         "fields": baseline.field_names(sc.metrics), "samples": sc.samples,
         "concurrency": concurrency, "out": str(out), "workdir": str(workdir / tag), "save": sc.save,
+        "page_size": page_size,
     }
     cmd = [sys.executable, str(HERE / "worker.py"), json.dumps(spec)]
     if profile:
         # py-spy samples every thread (the work runs in worker threads), native frames included
         cmd = ["py-spy", "record", "-f", "raw", "-r", "200", "-o", profile, "--", *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{tag} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     # the worker's record is its last JSON line (py-spy adds lines of its own after it)
@@ -274,8 +293,10 @@ def compare(ours_npz: str, base_npz: str, subset: bool = False) -> tuple[bool, s
 def baseline_run(sc: Scenario, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """The original algorithm, measured in full, or on the first runs and scaled (see Scenario)."""
     latency_ms, per_row_us = (0.0, 0.0) if sc.no_latency else (args.latency_ms, args.per_row_us)
+    if sc.storage:
+        per_row_us = 0.0  # files cost bytes at the storage bandwidth, not rows
     if sc.baseline_runs is None or sc.baseline_runs >= sc.runs:
-        server = Server(sc, args.latency_ms, args.per_row_us, args.seed)
+        server = Server(sc, args.latency_ms, args.per_row_us, args.seed, file_mb_per_s=args.file_mb_per_s)
         try:
             base = measure(server, sc, "baseline", 1, workdir, f"{sc.name}-baseline")
         finally:
@@ -284,10 +305,10 @@ def baseline_run(sc: Scenario, args: argparse.Namespace, workdir: Path) -> dict[
         return base
     k = sc.baseline_runs
     factor = sc.runs / k
-    server = Server(sc, args.latency_ms, args.per_row_us, args.seed, runs=k)
+    server = Server(sc, args.latency_ms, args.per_row_us, args.seed, runs=k, file_mb_per_s=args.file_mb_per_s)
     try:
         if sc.baseline_model:
-            server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0)
+            server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0, file_mb_per_s=0)
         base = measure(server, sc, "baseline", 1, workdir, f"{sc.name}-baseline")
     finally:
         server.stop()
@@ -336,12 +357,14 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
         records.append(_record(sc, base, base["wall_s"], args))
         log(f"baseline {base['wall_s']:.1f} s" + (f" ({base['note']})" if base.get("estimated") else ""))
     latency_ms, per_row_us = (0.0, 0.0) if sc.no_latency else (args.latency_ms, args.per_row_us)
-    server = Server(sc, args.latency_ms, args.per_row_us, args.seed)
+    if sc.storage:
+        per_row_us = 0.0  # files cost bytes at the storage bandwidth, not rows
+    server = Server(sc, args.latency_ms, args.per_row_us, args.seed, file_mb_per_s=args.file_mb_per_s)
     try:
         for c in sc.concurrency or args.concurrency:
             floor_s = None
             if not args.no_floor and not sc.no_latency:
-                server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0)
+                server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0, file_mb_per_s=0)
                 fl = measure(server, sc, "ours", c, workdir, f"{sc.name}-floor-c{c}")
                 floor_s = fl["wall_s"]
                 server.set_faults(**{k: (v or 0) for k, v in server.faults.items()})
@@ -369,8 +392,50 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
             records.append(rec)
             log(f"ours c={c}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), "
                 f"x{rec['speedup'] or 0:.1f}, eff {rec['efficiency']:.2f}, {why}")
+        if args.peers:
+            records.extend(run_peers(sc, args, workdir, server, base, latency_ms, per_row_us, log))
     finally:
         server.stop()
+    return records
+
+
+PEER_NAMES = {"threads": "threads", "thr": "threads/thr", "sdk": "sdk"}
+PEER_THREADS = 16
+
+
+def run_peers(sc: Scenario, args: argparse.Namespace, workdir: Path, server: Server,
+              base: dict[str, Any] | None, latency_ms: float, per_row_us: float,
+              log: Any) -> list[dict[str, Any]]:
+    """Each peer (see peers.py) at 16 threads, the median of `--repeats`; a peer past
+    `--peer-timeout` is stopped and recorded as timed out (its wall time only a lower bound)."""
+    records = []
+    for peer in args.peers:
+        runs, timed_out = [], False
+        for r in range(args.repeats):
+            try:
+                runs.append(measure(server, sc, peer, PEER_THREADS, workdir, f"{sc.name}-{peer}-r{r}",
+                                    timeout=args.peer_timeout, page_size=args.peer_page_size))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                break
+        if timed_out:
+            log(f"{PEER_NAMES[peer]}: stopped after {args.peer_timeout:g} s")
+            records.append({"scenario": sc.name, "tool": peer, "concurrency": PEER_THREADS, "timed_out": True,
+                            "wall_s": None, "timeout_s": args.peer_timeout, "failed_runs": 0,
+                            "matches_baseline": True, "match_note": f"stopped after {args.peer_timeout:g} s"})
+            continue
+        walls = [x["wall_s"] for x in runs]
+        med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
+        med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=None)
+        med["ideal_s"] = ideal_wall(med, latency_ms, per_row_us, sc.rate_limit, None)
+        if base is not None and sc.save:
+            ok, why = compare(med["npz"], base["npz"], subset=bool(base.get("estimated")))
+        else:
+            ok, why = True, "no baseline run" if base is None else "arrays not kept (memory scenario)"
+        med["matches_baseline"], med["match_note"] = ok, why
+        rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
+        records.append(rec)
+        log(f"{PEER_NAMES[peer]}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), {why}")
     return records
 
 
@@ -406,7 +471,7 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argp
         "cpu_s": round(m.get("cpu_s", 0.0), 2),
         "core_cpu_s": round(m.get("core_cpu_s", 0.0), 2),
         "failed_runs": m["failed_runs"],
-        "speedup": (round(base_wall / wall, 2) if base_wall else None) if m["tool"] == "ours" else 1.0,
+        "speedup": (round(base_wall / wall, 2) if base_wall else None) if m["tool"] != "baseline" else 1.0,
         "ideal_s": round(m["ideal_s"], 3),
         "floor_s": round(m["floor_s"], 3) if m.get("floor_s") is not None else None,
         "efficiency": round(m["ideal_s"] / wall, 3) if wall else 0.0,
@@ -424,6 +489,7 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argp
         "samples": sc.samples,
         "parquet": sc.parquet,
         "latency_model": not sc.no_latency,
+        "storage": sc.storage,
         "estimated": bool(m.get("estimated")),
         "history_requests": sum(v for op, v in m["ops"].items() if op not in ("Viewer", "Runs")),
     }
@@ -445,7 +511,7 @@ def table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-ISSUE9 = ("T-s", "T-f", "M", "P", "MEM")
+ISSUE9 = ("T-s", "T-f", "M", "P", "P-lat", "MEM")
 
 
 def table9(records: list[dict[str, Any]]) -> str:
@@ -463,6 +529,63 @@ def table9(records: list[dict[str, Any]]) -> str:
             f"{'-' if r['cpu_us_per_row'] is None else format(r['cpu_us_per_row'], '.2f')} | "
             f"{r['export_peak_rss_mb']:.0f} | {r['core_peak_rss_mb']:.0f} | {r['array_mb']:.1f} | "
             f"{'-' if r['speedup'] is None else format(r['speedup'], ',.1f') + 'x'} | {r['efficiency']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def model_floor(records: list[dict[str, Any]], scenario: str) -> float | None:
+    """Rows x per-row latency / 16 + one request's latency: no client with 16 in flight can do
+    better under the latency model (None for scenarios run without it)."""
+    rs = [r for r in records if r["scenario"] == scenario and r.get("wall_s") is not None and r.get("rows_out")]
+    if not rs or not rs[0]["latency_model"] or rs[0].get("storage"):
+        return None  # without latency, or files paced by bytes: no row-latency floor
+    ours = [r for r in rs if r["tool"] == "ours" and r["concurrency"] == 16 and not r.get("estimated")]
+    rows = (ours or [r for r in rs if not r.get("estimated")] or rs)[0]["rows_out"]
+    return float(rows * rs[0]["per_row_us"] / 1e6 / PEER_THREADS + rs[0]["latency_ms"] / 1e3)
+
+
+def _wall_text(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    if r.get("timed_out"):
+        return f"> {r['timeout_s']:g}"
+    return f"{r['wall_s']:.2f}"
+
+
+def peers_table(records: list[dict[str, Any]]) -> str:
+    """Ours at 16 against each peer (16 threads) and against the latency model's floor."""
+    head = ("| scenario | ours s | threads s | threads/thr s | sdk s | best peer | ours / best peer | floor s | "
+            "ours / floor | threads / floor | threads/thr / floor | sdk / floor |")
+    lines = [head, "|" + " --- |" * 12]
+    for name in dict.fromkeys(r["scenario"] for r in records):
+        rs = [r for r in records if r["scenario"] == name]
+        ours = next((r for r in rs if r["tool"] == "ours" and r["concurrency"] == PEER_THREADS), None)
+        peer = {p: next((r for r in rs if r["tool"] == p), None) for p in PEER_NAMES}
+        if ours is None or not any(peer.values()):
+            continue
+        done = [(r["wall_s"], PEER_NAMES[p]) for p, r in peer.items() if r is not None and not r.get("timed_out")]
+        floor = model_floor(records, name)
+
+        def per_floor(r: dict[str, Any] | None, floor: float | None = floor) -> str:
+            if r is None or floor is None:
+                return "-"
+            if r.get("timed_out"):
+                return f"> {r['timeout_s'] / floor:.1f}"
+            return f"{r['wall_s'] / floor:.2f}"
+
+        if done:
+            best_wall, best = min(done)
+            ratio = best_wall / ours["wall_s"]
+            vs = f"{ratio:.2f}x faster" if ratio >= 1 else f"**{ratio:.2f} (slower)**"
+            best_text = f"{best} {best_wall:.2f} s"
+        else:
+            timeouts = [r["timeout_s"] for r in peer.values() if r is not None]
+            best_text = f"all peers > {max(timeouts):g} s"
+            vs = f"> {max(timeouts) / ours['wall_s']:.0f}x faster"
+        lines.append(
+            f"| {name} | {ours['wall_s']:.2f} | {_wall_text(peer['threads'])} | {_wall_text(peer['thr'])} | "
+            f"{_wall_text(peer['sdk'])} | {best_text} | {vs} | {'-' if floor is None else format(floor, '.2f')} | "
+            f"{per_floor(ours)} | {per_floor(peer['threads'])} | {per_floor(peer['thr'])} | {per_floor(peer['sdk'])} |"
         )
     return "\n".join(lines)
 
@@ -542,11 +665,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="runs of ours at concurrency 1, as slow as the baseline (default 1)")
     p.add_argument("--latency-ms", type=float, default=100.0, help="server latency per request")
     p.add_argument("--per-row-us", type=float, default=1000.0, help="server latency per history row returned")
+    p.add_argument("--file-mb-per-s", type=float, default=10.0,
+                   help="storage bandwidth per file response in the storage scenarios (P-lat)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply runs and steps (for tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-floor", action="store_true", help="skip the zero-latency CPU floor runs")
     p.add_argument("--profile", metavar="DIR", help="py-spy profile (collapsed stacks) of ours' first repeat")
+    p.add_argument("--peers", default="threads,thr,sdk",
+                   help="peers measured at 16 threads beside ours (see peers.py): comma-separated subset of "
+                        "threads,thr,sdk, or 'none'")
+    p.add_argument("--peer-timeout", type=float, default=120.0,
+                   help="seconds after which a peer is stopped and recorded as slower than that")
+    p.add_argument("--peer-page-size", type=int, default=1000, help="the peers' scan_history page_size")
     args = p.parse_args(argv)
+    args.peers = [] if args.peers in ("", "none") else args.peers.split(",")
+    unknown = set(args.peers) - set(PEER_NAMES)
+    if unknown:
+        p.error(f"unknown peers: {sorted(unknown)}")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
@@ -563,13 +698,17 @@ def main(argv: list[str] | None = None) -> int:
             if sc.baseline_from and sc.baseline_from not in baselines:
                 sc = Scenario(**{**sc.__dict__, "baseline_from": None})
             records.extend(run_scenario(sc, args, Path(tmp), baselines))
-    print(table([r for r in records if r["scenario"] not in ISSUE9]))
-    if any(r["scenario"] in ISSUE9 for r in records):
+    own = [r for r in records if r["tool"] in ("baseline", "ours")]
+    print(table([r for r in own if r["scenario"] not in ISSUE9]))
+    if any(r["scenario"] in ISSUE9 for r in own):
         print()
-        print(table9([r for r in records if r["scenario"] in ISSUE9]))
-        print(targets(records))
-    print(doubling(records))
-    print(rate_limited(records))
+        print(table9([r for r in own if r["scenario"] in ISSUE9]))
+        print(targets(own))
+    if args.peers:
+        print()
+        print(peers_table(records))
+    print(doubling(own))
+    print(rate_limited(own))
     print(f"\n{args.latency_ms:g} ms per request + {args.per_row_us:g} us per row; "
           f"{os.cpu_count()} CPUs; total {time.perf_counter() - started:.0f} s")
     if args.json:

@@ -152,13 +152,32 @@ def run_baseline() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
     return got, nbytes, 0
 
 
+def run_peer() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int, int]:
+    """A peer of peers.py, timed as the baseline is."""
+    import peers
+    import wandb  # noqa: F401  (as ours: imports before the CPU mark)
+
+    args = (spec["base_url"], DEFAULT_API_KEY, spec["entity"], spec["project"], spec["fields"], spec["samples"],
+            spec.get("page_size", 1000))
+    _cpu_at_export.append(time.process_time())
+    if spec["tool"] == "sdk":
+        got = peers.sdk(*args)
+    else:
+        got = peers.threads(*args, per_thread_api=spec["tool"] == "thr")
+    _cpu_after_export.append(time.process_time())
+    _export_peak.append(_rss_now_peak_mb())
+    nbytes = sum(s.nbytes + v.nbytes for per in got.values() for s, v in per.values())
+    return got, nbytes, 0
+
+
 def main() -> None:
     me = psutil.Process()
     t_cpu = me.cpu_times()
     p0 = time.process_time()
     with CoreWatch() as watch:
         t0 = time.perf_counter()
-        got, nbytes, failed = run_ours() if spec["tool"] == "ours" else run_baseline()
+        tool = spec["tool"]
+        got, nbytes, failed = run_ours() if tool == "ours" else run_baseline() if tool == "baseline" else run_peer()
         wall = time.perf_counter() - t0
     t_cpu2 = me.cpu_times()
     # Rows exported: per run, the most steps any field holds (every field is logged at every step

@@ -17,14 +17,16 @@ KEYS = {"scenario", "tool", "concurrency", "wall_s", "requests", "max_in_flight"
         "speedup", "efficiency"}
 
 
-def quick_bench(tmp_path: Path, scenarios: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+def quick_bench(
+    tmp_path: Path, scenarios: str, peers: str = "none"
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """The quick benchmark at a quarter size and a fast latency model, at concurrency 16: its
     output and its JSON records."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
          "--per-row-us", "10", "--concurrency", "16", "--no-floor", "--json", str(out),
-         "--scenarios", scenarios],
+         "--scenarios", scenarios, "--peers", peers],
         capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -68,3 +70,21 @@ def test_bench_quick_issue9_scenarios(tmp_path: Path) -> None:
     hist = {r["tool"]: r["history_requests"] for r in records if r["scenario"] == "T-f"}
     assert hist["baseline"] > 10 * hist["ours"]  # one request per 1,000-step window against row-sized pages
     assert "| scenario | tool | conc. | wall s | requests | history req." in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_quick_peers(tmp_path: Path) -> None:
+    """The peers (a bare threaded script, one Api per thread, wandb's own readers) return the
+    same arrays as the original algorithm, and the peers table compares them with ours."""
+    done, records = quick_bench(tmp_path, "S,P", peers="threads,thr,sdk")
+    assert {(r["scenario"], r["tool"]) for r in records} == {
+        (s, t) for s in ("S", "P") for t in ("baseline", "ours", "threads", "thr", "sdk")
+    }
+    for r in records:
+        assert r["failed_runs"] == 0
+        assert r["matches_baseline"], (r["tool"], r["match_note"])
+        assert r["wall_s"] > 0 and r["rows_out"] > 0
+    ops = {r["tool"]: r["ops"] for r in records if r["scenario"] == "P"}
+    assert ops["sdk"].get("ParquetFile")  # wandb's own export download, not the scan
+    assert ops["thr"]["Viewer"] > ops["threads"]["Viewer"]  # an Api per thread
+    assert "| scenario | ours s | threads s | threads/thr s | sdk s | best peer |" in done.stdout

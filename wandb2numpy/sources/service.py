@@ -34,6 +34,7 @@ from ..plan.reads import (
 from ..runner import DEFAULT_CONCURRENCY, DeadlinePassed, FetchStats, RetryPolicy, Runner, task_group
 from ..series import ParquetColumns, Series, merge_series
 from ..wandb import calls, client
+from ..wandb import files as wfiles
 from ..wandb.client import ClientSettings
 from .base import OutcomeFn, ProgressFn, RunEvent, RunOutcome
 
@@ -333,9 +334,19 @@ class WandbSource:
             files: list[ParquetColumns] = []
 
             async def one_file(url: str) -> None:
-                files.append(await self.runner.call(
-                    calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="parquet_file"
-                ))
+                if wfiles.ranges_pay(run.history_keys, wanted):
+                    files.append(await self._read_parquet_ranges(url, wanted, label))
+                    return
+                try:
+                    got = await self.runner.call(
+                        calls.parquet_file, url, tuple(wanted), self.settings.timeout, what=label, kind="parquet_file"
+                    )
+                except client.ParquetFileError as exc:
+                    if not exc.timed_out:
+                        raise
+                    log.info("%s: %s; reading its columns by ranges", label, exc)
+                    got = await self._read_parquet_ranges(url, wanted, label, timed_out=exc.received)
+                files.append(got)
 
             async with task_group() as tg:
                 for url in plan.urls:
@@ -387,6 +398,45 @@ class WandbSource:
             outcome.series[key] = merged
             self.stats.rows += len(merged)
         return True
+
+    async def _read_parquet_ranges(
+        self, url: str, wanted: Sequence[str], label: str, timed_out: int | None = None
+    ) -> ParquetColumns:
+        """The file's footer, then only the needed columns' byte ranges (see `wandb/files.py`).
+
+        `timed_out`: the file's whole GET timed out after that many bytes. It is never sent
+        again as it was: the footer read is smaller, and each range is sized to arrive in half
+        the timeout at the rate the GET showed. In both cases a range that times out is split
+        in two, down to `files.MIN_RANGE`."""
+        timeout = self.settings.timeout
+        first = wfiles.FOOTER_READ if timed_out is None else wfiles.SLOW_FOOTER_READ
+        tail = await self.runner.call(calls.parquet_footer, url, timeout, first, what=label, kind="parquet_range")
+        if tail.start == 0:  # a small file, or a host that answered the whole file
+            return await anyio.to_thread.run_sync(wfiles.decode, tail, {}, tuple(wanted))
+        if timed_out is None:
+            ranges = wfiles.column_ranges(tail, wanted)
+        else:
+            max_range = timed_out // 2 if timed_out else tail.size // 4
+            ranges = wfiles.column_ranges(tail, wanted, max(wfiles.MIN_RANGE, max_range), wfiles.SLOW_MERGE_GAP)
+        pieces: dict[int, bytes] = {}
+
+        async def fetch(lo: int, hi: int) -> None:
+            try:
+                pieces[lo] = await self.runner.call(
+                    calls.parquet_range, url, lo, hi, timeout, what=label, kind="parquet_range"
+                )
+            except client.ParquetFileError as exc:
+                if not exc.timed_out or hi - lo <= wfiles.MIN_RANGE:
+                    raise
+                mid = (lo + hi) // 2
+                async with task_group() as tg:
+                    tg.start_soon(fetch, lo, mid)
+                    tg.start_soon(fetch, mid, hi)
+
+        async with task_group() as tg:
+            for lo, hi in ranges:
+                tg.start_soon(fetch, lo, hi)
+        return await anyio.to_thread.run_sync(wfiles.decode, tail, pieces, tuple(wanted))
 
     def _parquet_seen(self, found: bool) -> None:
         """Count a run's export answer; no export among the first `PARQUET_MISSES` runs asked

@@ -39,7 +39,11 @@ class FaultSettings:
     """What to break. Rates are fractions in [0, 1]; `fault_ops=None` targets every operation."""
 
     latency_ms: float = 0.0  # the whole answer time, building the answer included ...
-    per_row_us: float = 0.0  # ... plus this per history row returned
+    per_row_us: float = 0.0  # ... plus this per history row returned (GraphQL answers only)
+    # Parquet file GETs are answered as storage answers them: the headers after `latency_ms`
+    # (spikes included), then the body at this many MB/s per response (0: as fast as the socket
+    # takes it). Ranges are honoured, so a ranged read takes its own bytes' time, not the file's.
+    file_mb_per_s: float = 0.0
     rate_limit: float | None = None  # requests per second, burst = max(1, rate)
     error_rate: float = 0.0
     reset_rate: float = 0.0
@@ -182,6 +186,7 @@ class Stats:
             self.statuses: dict[str, int] = {}
             self.rows_served = 0
             self.bytes_sent = 0
+            self.bytes_by_op: dict[str, int] = {}
             self.injected_429 = 0
             self.injected_5xx = 0
             self.injected_resets = 0
@@ -207,8 +212,12 @@ class Stats:
                 for key in [run_key] if run_key else page_runs:
                     self.history_requests_by_run[key] = self.history_requests_by_run.get(key, 0) + 1
 
-    def end(self, status: int, *, rows: int = 0, nbytes: int = 0, decision: Decision | None = None) -> None:
+    def end(
+        self, status: int, *, rows: int = 0, nbytes: int = 0, decision: Decision | None = None, op: str | None = None
+    ) -> None:
         with self._lock:
+            if op is not None:
+                self.bytes_by_op[op] = self.bytes_by_op.get(op, 0) + nbytes
             self.in_flight -= 1
             label = str(status) if status else "reset"
             self.statuses[label] = self.statuses.get(label, 0) + 1
@@ -233,6 +242,7 @@ class Stats:
                 "statuses": dict(self.statuses),
                 "rows_served": self.rows_served,
                 "bytes_sent": self.bytes_sent,
+                "bytes_by_op": dict(self.bytes_by_op),
                 "injected_429": self.injected_429,
                 "injected_5xx": self.injected_5xx,
                 "injected_resets": self.injected_resets,

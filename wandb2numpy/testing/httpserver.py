@@ -1,7 +1,9 @@
 """The HTTP layer: a threaded HTTP/1.1 server that applies auth and faults, then the protocol.
 
 Emulated routes are `POST /graphql` and parquet file GETs; `/sdk/otel/...` gets the 404 the
-client tolerates. Control routes (`/_stats`, `/_faults`, `/_load`, `/_health`) never count in the
+client tolerates. GraphQL answers follow the latency model as a whole (base latency plus a cost per
+history row, building the answer included); file GETs follow storage: first bytes after the base
+latency, then the body at `file_mb_per_s`. Control routes (`/_stats`, `/_faults`, `/_load`, `/_health`) never count in the
 stats and never get faults, so a test can always observe and reconfigure a misbehaving server.
 """
 
@@ -93,7 +95,12 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def _send(
-        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        bytes_per_s: float = 0.0,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -101,8 +108,26 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if bytes_per_s <= 0:
             self.wfile.write(body)
+            return
+        # Storage streams: the client sees the first bytes at once and the rest at the rate, so
+        # a read timeout between bytes does not fire, a deadline on the whole body does.
+        self.wfile.flush()
+        chunk = max(4096, int(bytes_per_s / 50))  # about 20 ms of data per write
+        view = memoryview(body)
+        started = time.monotonic()
+        for offset in range(0, len(body), chunk):
+            wait = started + offset / bytes_per_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self.wfile.write(view[offset : offset + chunk])
+            self.wfile.flush()
+        wait = started + len(body) / bytes_per_s - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
 
     def _send_json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode())
@@ -242,12 +267,13 @@ class Handler(BaseHTTPRequestHandler):
             reset = decision is not None and decision.reset
             nbytes = len(reply.body)
             status = 0 if reset else reply.status
-            owner.counters.end(status, rows=reply.rows, nbytes=nbytes, decision=decision)
+            owner.counters.end(status, rows=reply.rows, nbytes=nbytes, decision=decision, op=op)
             accounted = True
             if reset:
                 self._reset(reply, owner.faults.settings.reset_mode)
             else:
-                self._send(reply.status, reply.body, reply.content_type, reply.headers)
+                rate = owner.faults.settings.file_mb_per_s * 1e6 if op == "ParquetFile" else 0.0
+                self._send(reply.status, reply.body, reply.content_type, reply.headers, bytes_per_s=rate)
         except OSError:
             self.close_connection = True
         except Exception as exc:  # a server bug: answer 500 rather than leave the client hanging
@@ -279,8 +305,10 @@ class Handler(BaseHTTPRequestHandler):
             return Reply(status=decision.status, body=b'{"errors":[{"message":"injected server error"}]}'), decision
         reply = produce()
         # The latency model is the whole answer time: building the answer counts toward it, so one
-        # Python process encoding many answers at once does not add to what the model says.
-        left = started + decision.delay_s + decision.per_row_s * reply.rows - time.monotonic()
+        # Python process encoding many answers at once does not add to what the model says. A
+        # file's rows cost nothing here: storage knows bytes, which `_send` paces.
+        per_row_s = 0.0 if op == "ParquetFile" else decision.per_row_s
+        left = started + decision.delay_s + per_row_s * reply.rows - time.monotonic()
         if left > 0:
             time.sleep(left)
         return reply, decision

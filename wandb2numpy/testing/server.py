@@ -64,7 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-ms", type=float, default=0.0,
         help="answer every request after this many ms (building the answer counts toward it)",
     )
-    p.add_argument("--per-row-us", type=float, default=0.0, help="plus this many microseconds per returned row")
+    p.add_argument(
+        "--per-row-us", type=float, default=0.0, help="plus this many microseconds per returned history row"
+    )
+    p.add_argument(
+        "--file-mb-per-s",
+        type=float,
+        default=0.0,
+        help="parquet files: first bytes after --latency-ms, then the body at this many MB/s per response "
+        "(default 0: no limit); --per-row-us does not apply to files",
+    )
     p.add_argument(
         "--rate-limit",
         type=float,
@@ -114,6 +123,7 @@ def server_from_args(args: argparse.Namespace) -> LocalServer:
     faults = FaultSettings().replace(
         latency_ms=args.latency_ms,
         per_row_us=args.per_row_us,
+        file_mb_per_s=args.file_mb_per_s,
         rate_limit=args.rate_limit,
         error_rate=args.error_rate,
         reset_rate=args.reset_rate,

@@ -16,7 +16,7 @@ from ..models import RunInfo
 from ..plan.reads import OPEN_END
 from ..runner import DeadlinePassed, GaveUp, Runner, Verdict
 from ..series import NonNumericValue, ParquetColumns, Series, series_from_rows
-from . import client
+from . import client, files
 from .client import ApiPool, ClientSettings
 from .corelog import CoreLogWatcher
 
@@ -136,6 +136,16 @@ def scanned(
 def parquet_file(api: wandb.Api, url: str, keys: Sequence[str], timeout: float) -> ParquetColumns:
     """One exported file's columns: one GET, no wandb request (the slot's `Api` goes unused)."""
     return client.read_parquet_columns(url, keys, timeout)
+
+
+def parquet_footer(api: wandb.Api, url: str, timeout: float, size: int) -> files.FileTail:
+    """The end of an exported file, its footer among it: one ranged GET."""
+    return files.read_footer(url, timeout, size)
+
+
+def parquet_range(api: wandb.Api, url: str, start: int, end: int, timeout: float) -> bytes:
+    """Bytes [start, end) of an exported file: one ranged GET."""
+    return files.read_range(url, start, end, timeout)
 
 
 def parquet_plan(api: wandb.Api, run: RunInfo, switch: threading.Event) -> client.ParquetPlan | None:

@@ -532,30 +532,69 @@ def _where(url: str) -> str:
     return url.split("?", 1)[0]
 
 
+_READ_CHUNK = 1 << 20
+
+
+def fetch_file(url: str, timeout: float, byte_range: str | None = None) -> tuple[int, Mapping[str, str], bytes]:
+    """One GET of a file URL (`byte_range`: a `Range` header value): status, headers and body.
+
+    `timeout` bounds the wait for each byte and the whole answer: storage streams a large file
+    at its own pace, so a read timeout alone would let one request run for as long as the file
+    takes. A request past it raises `ParquetFileError(timed_out=True)` with the bytes that came.
+    """
+    import http.client
+
+    import requests
+    import urllib3
+
+    what = f"GET {_where(url)}" + (f" ({byte_range})" if byte_range else "")
+    started = time.monotonic()
+    parts: list[bytes] = []
+    received = 0
+    try:
+        headers = {"Range": byte_range} if byte_range else None
+        limits = (min(CONNECT_TIMEOUT_S, timeout), timeout)
+        with _session().get(url, timeout=limits, stream=True, headers=headers) as response:
+            status = int(response.status_code)
+            if status not in (200, 206):
+                raise ParquetFileError(f"{what} answered HTTP {status}", status)
+            # stream=True and reads of the raw body as it comes (`read1`): `.content` would
+            # gather it 10 KB at a time through Python (about half of the client CPU of a
+            # parquet export, measured).
+            while True:
+                part = response.raw.read1(_READ_CHUNK)
+                if not part:
+                    break
+                parts.append(part)
+                received += len(part)
+                if time.monotonic() - started > timeout:
+                    raise ParquetFileError(
+                        f"{what} took longer than {timeout:g} s ({received} bytes had come)",
+                        timed_out=True,
+                        received=received,
+                    )
+            return status, dict(response.headers), b"".join(parts)
+    except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+        text = f"{what} timed out after {time.monotonic() - started:.1f} s ({received} bytes had come)"
+        raise ParquetFileError(text, timed_out=True, received=received) from exc
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        raise ParquetFileError(f"{what} failed: {type(exc).__name__}", transient=True) from None
+
+
 def read_parquet_columns(url: str, keys: Sequence[str], timeout: float) -> ParquetColumns:
     """`keys` from one exported file (one GET), as `Series` of the rows holding each key.
 
     Signed URLs need no credentials, so no API key goes to the file host. Only the needed
-    columns are decoded, straight into float64 arrays (see `series.series_from_table`).
+    columns are decoded, straight into float64 arrays (see `series.series_from_table`). A GET
+    that times out is not for repeating: `wandb.files` reads the file by ranges instead.
     """
-    import http.client
     import io
 
     import pyarrow.parquet as pq
-    import requests
-    import urllib3
 
-    try:
-        # stream=True and one read of the raw body: `.content` would gather it 10 KB at a time
-        # through Python (about half of the client CPU of a parquet export, measured).
-        with _session().get(url, timeout=(min(CONNECT_TIMEOUT_S, timeout), timeout), stream=True) as response:
-            if response.status_code != 200:
-                status = int(response.status_code)
-                raise ParquetFileError(f"GET {_where(url)} answered HTTP {status}", status)
-            data = response.raw.read(decode_content=True)
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
-        text = f"GET {_where(url)} failed: {type(exc).__name__}"
-        raise ParquetFileError(text, transient=True) from None
+    status, _, data = fetch_file(url, timeout)
+    if status != 200:
+        raise ParquetFileError(f"GET {_where(url)} answered HTTP {status} to a request without a range", status)
     try:
         parquet = pq.ParquetFile(io.BytesIO(data))
         names = set(parquet.schema_arrow.names)

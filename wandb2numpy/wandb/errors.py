@@ -22,12 +22,24 @@ Verdict = Literal["auth", "rate_limit", "transient", "fatal"]
 
 class ParquetFileError(Exception):
     """A parquet file that could not be read: the host's error status, a failed connection
-    (`transient`), or a file that is not what it should be (neither)."""
+    (`transient`), a request that ran out of time (`timed_out`, with the bytes that had arrived:
+    not transient, since the same request would time out again; the caller asks for less), or a
+    file that is not what it should be."""
 
-    def __init__(self, message: str, status: int | None = None, *, transient: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        *,
+        transient: bool = False,
+        timed_out: bool = False,
+        received: int = 0,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.transient = transient
+        self.timed_out = timed_out
+        self.received = received
 
 # --------------------------------------------------------------------------------------------
 # Error classification: the single place that reads wandb's exceptions.

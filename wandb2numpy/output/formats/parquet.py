@@ -25,16 +25,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..._fs import sync_file
 from ...assemble import ExperimentResult, FieldArrays
 from . import _types
 from ._single import DataFile, RunTable, SingleFileFormat
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported where a file is written or read, not with the module: the format registry
+# loads every format, and an export to numpy should not pay pyarrow's import.
 
 POINT_COLUMNS = ("field", "step", "value")  # after "id", before the other run columns
 META_KEY = b"wandb2numpy"
@@ -48,6 +52,8 @@ class ParquetFormat(SingleFileFormat):
     description = "data.parquet: one row per point (id, field, step, value and the runs.csv columns)"
 
     def write_data(self, path: Path, result: ExperimentResult, table: RunTable) -> None:
+        import pyarrow.parquet as pq
+
         long = _long_table(result, table)
         repeated = [c for c in long.column_names if c not in ("step", "value")]
         with open(path, "xb") as f:
@@ -56,11 +62,16 @@ class ParquetFormat(SingleFileFormat):
             sync_file(f)
 
     def text_run_columns(self, path: Path) -> set[str]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         schema = pq.read_schema(path)
         return {f.name for f in schema if f.name not in POINT_COLUMNS
                 and (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type))}
 
     def read_data(self, path: Path) -> DataFile:
+        import pyarrow.parquet as pq
+
         table = pq.read_table(path)
         metadata = table.schema.metadata or {}
         meta = json.loads(metadata[META_KEY])
@@ -97,10 +108,15 @@ class ParquetFormat(SingleFileFormat):
         )
 
 
-_ARROW_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "null": pa.null()}
+def _arrow_type(kind: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "null": pa.null()}[kind]
 
 
 def _long_table(result: ExperimentResult, runs: RunTable) -> pa.Table:
+    import pyarrow as pa
+
     header, rows = runs.header, runs.rows
     grid = result.grid
     run_parts: list[np.ndarray] = []
@@ -137,7 +153,7 @@ def _long_table(result: ExperimentResult, runs: RunTable) -> pa.Table:
         if kind == "text":
             columns[name] = _repeat(runs.text(j), run_index)
         else:
-            columns[name] = pa.array(runs.values[j], type=_ARROW_TYPES[kind]).take(run_index)
+            columns[name] = pa.array(runs.values[j], type=_arrow_type(kind)).take(run_index)
     meta = {
         "version": _META_VERSION,
         "runs": [row[0] for row in rows],
@@ -154,6 +170,8 @@ def _concat(parts: list[np.ndarray], dtype: type[Any]) -> np.ndarray:
 
 def _repeat(per_run: list[str], run_index: pa.Array) -> pa.DictionaryArray:
     """A run column on every row of its run: each distinct text stored once."""
+    import pyarrow as pa
+
     encoded = pa.array(per_run, type=pa.string()).dictionary_encode()
     indices = pa.array(np.asarray(encoded.indices, dtype=np.int32)[run_index.to_numpy()], type=pa.int32())
     return pa.DictionaryArray.from_arrays(indices, encoded.dictionary)
@@ -161,6 +179,8 @@ def _repeat(per_run: list[str], run_index: pa.Array) -> pa.DictionaryArray:
 
 def _codes(column: pa.ChunkedArray, names: list[str]) -> np.ndarray:
     """Each row's position in `names`, read chunk by chunk without turning rows into str."""
+    import pyarrow as pa
+
     lookup = {name: i for i, name in enumerate(names)}
     parts = []
     for chunk in column.chunks:
