@@ -25,8 +25,9 @@ def _num(v: Any) -> float:
     return _SPECIAL[v] if isinstance(v, str) else float(v)
 
 
-def export(base_url: str, api_key: str, entity: str, project: str, fields: list[str],
-           samples: int | None) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def export(
+    base_url: str, api_key: str, entity: str, project: str, fields: list[str], samples: int | None
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """{field: {run_id: (steps, values)}} for every run holding the field."""
     import wandb
 

@@ -103,40 +103,94 @@ def scenarios(quick: bool, scale: float) -> list[Scenario]:
         Scenario("F", runs, steps, 4, None, description="full history"),
         Scenario("L", n(4, 2), n(20000, 3000), 4, None, description="few long runs, full history"),
         Scenario(
-            "R", runs, steps, 4, None, rate_limit=10.0, concurrency=(64,), baseline_from="F",
+            "R",
+            runs,
+            steps,
+            4,
+            None,
+            rate_limit=10.0,
+            concurrency=(64,),
+            baseline_from="F",
             description="F at concurrency 64, server limited to 10 requests/s",
         ),
         Scenario(
-            "D", 2 * runs, steps, 4, None, concurrency=(16,), no_baseline=True,
+            "D",
+            2 * runs,
+            steps,
+            4,
+            None,
+            concurrency=(16,),
+            no_baseline=True,
             description="F with twice the runs at concurrency 16: wall time should double",
         ),
         # Issue 9's scenarios.
         Scenario(
-            "T-s", t_runs, t_rows, 4, 12000, stride=10_000,
+            "T-s",
+            t_runs,
+            t_rows,
+            4,
+            12000,
+            stride=10_000,
             description="RL-style strided steps (10,000 apart), sampled, history_samples 12000",
         ),
         Scenario(
-            "T-f", t_runs, t_rows, 4, None, stride=10_000, baseline_runs=1, baseline_model=True,
+            "T-f",
+            t_runs,
+            t_rows,
+            4,
+            None,
+            stride=10_000,
+            baseline_runs=1,
+            baseline_model=True,
             description="T with full history; the baseline's scan asks one request per 1,000-step window, "
             "so it is measured on 1 run without latency and its wall time is modelled",
         ),
         Scenario(
-            "M", m_runs, n(50, 20), 4, 12000, baseline_runs=min(m_runs, n(100, 20)),
+            "M",
+            m_runs,
+            n(50, 20),
+            4,
+            12000,
+            baseline_runs=min(m_runs, n(100, 20)),
             description="many small runs, sampled; the baseline measured on the first runs and scaled",
         ),
         Scenario(
-            "P", n(16, 2), n(100_000, 5000), 4, None, parquet=True, all_finished=True, no_latency=True,
-            concurrency=(16,), baseline_runs=1,
+            "P",
+            n(16, 2),
+            n(100_000, 5000),
+            4,
+            None,
+            parquet=True,
+            all_finished=True,
+            no_latency=True,
+            concurrency=(16,),
+            baseline_runs=1,
             description="finished runs served as parquet exports, full history, no latency: client CPU per row",
         ),
         Scenario(
-            "P-lat", n(16, 2), n(100_000, 5000), 4, None, parquet=True, all_finished=True,
-            concurrency=(16,), baseline_runs=1, storage=True,
+            "P-lat",
+            n(16, 2),
+            n(100_000, 5000),
+            4,
+            None,
+            parquet=True,
+            all_finished=True,
+            concurrency=(16,),
+            baseline_runs=1,
+            storage=True,
             description="P with the latency model: files after the base latency, then --file-mb-per-s per response",
         ),
         Scenario(
-            "MEM", n(64, 4), n(100_000, 5000), 2, None, no_latency=True, concurrency=(16,), no_baseline=True,
-            save=False, description="full history, 2 fields, no latency: peak RSS against the array bytes",
+            "MEM",
+            n(64, 4),
+            n(100_000, 5000),
+            2,
+            None,
+            no_latency=True,
+            concurrency=(16,),
+            no_baseline=True,
+            save=False,
+            description="full history, 2 fields, no latency: peak RSS against the array bytes",
         ),
     ]
 
@@ -146,16 +200,39 @@ def scenarios(quick: bool, scale: float) -> list[Scenario]:
 
 
 class Server:
-    def __init__(self, sc: Scenario, latency_ms: float, per_row_us: float, seed: int,
-                 runs: int | None = None, file_mb_per_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        sc: Scenario,
+        latency_ms: float,
+        per_row_us: float,
+        seed: int,
+        runs: int | None = None,
+        file_mb_per_s: float = 0.0,
+    ) -> None:
         if sc.no_latency:
             latency_ms = per_row_us = 0.0
         cmd = [
-            sys.executable, "-m", "wandb2numpy.testing.server",
-            "--runs", str(runs or sc.runs), "--steps", str(sc.steps), "--metrics", str(sc.metrics),
-            "--seed", str(seed), "--eval-every", "1",
-            "--entity", ENTITY, "--project", PROJECT,
-            "--latency-ms", str(latency_ms), "--per-row-us", str(per_row_us),
+            sys.executable,
+            "-m",
+            "wandb2numpy.testing.server",
+            "--runs",
+            str(runs or sc.runs),
+            "--steps",
+            str(sc.steps),
+            "--metrics",
+            str(sc.metrics),
+            "--seed",
+            str(seed),
+            "--eval-every",
+            "1",
+            "--entity",
+            ENTITY,
+            "--project",
+            PROJECT,
+            "--latency-ms",
+            str(latency_ms),
+            "--per-row-us",
+            str(per_row_us),
         ]
         if sc.rate_limit:
             cmd += ["--rate-limit", str(sc.rate_limit)]
@@ -168,8 +245,12 @@ class Server:
         mb = file_mb_per_s if sc.storage and not sc.no_latency else 0.0
         if mb:
             cmd += ["--file-mb-per-s", str(mb)]
-        self.faults = {"latency_ms": latency_ms, "per_row_us": per_row_us, "rate_limit": sc.rate_limit,
-                       "file_mb_per_s": mb}
+        self.faults = {
+            "latency_ms": latency_ms,
+            "per_row_us": per_row_us,
+            "rate_limit": sc.rate_limit,
+            "file_mb_per_s": mb,
+        }
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -209,16 +290,30 @@ class Server:
 
 
 def measure(
-    server: Server, sc: Scenario, tool: str, concurrency: int, workdir: Path, tag: str,
-    profile: str | None = None, timeout: float | None = None, page_size: int = 1000,
+    server: Server,
+    sc: Scenario,
+    tool: str,
+    concurrency: int,
+    workdir: Path,
+    tag: str,
+    profile: str | None = None,
+    timeout: float | None = None,
+    page_size: int = 1000,
 ) -> dict[str, Any]:
     """One fresh worker process; past `timeout` (peers only) raises `subprocess.TimeoutExpired`."""
     server.reset()
     out = workdir / f"{tag}.npz"
     spec = {
-        "tool": tool, "base_url": server.url, "entity": ENTITY, "project": PROJECT,
-        "fields": baseline.field_names(sc.metrics), "samples": sc.samples,
-        "concurrency": concurrency, "out": str(out), "workdir": str(workdir / tag), "save": sc.save,
+        "tool": tool,
+        "base_url": server.url,
+        "entity": ENTITY,
+        "project": PROJECT,
+        "fields": baseline.field_names(sc.metrics),
+        "samples": sc.samples,
+        "concurrency": concurrency,
+        "out": str(out),
+        "workdir": str(workdir / tag),
+        "save": sc.save,
         "page_size": page_size,
     }
     cmd = [sys.executable, str(HERE / "worker.py"), json.dumps(spec)]
@@ -250,8 +345,9 @@ def sustained_rate(log: list[dict[str, Any]]) -> float | None:
     return round((len(t) - 1) / (t[-1] - t[0]), 2) if len(t) > 1 and t[-1] > t[0] else None
 
 
-def ideal_wall(rec: dict[str, Any], latency_ms: float, per_row_us: float, rate: float | None,
-               floor_s: float | None) -> float:
+def ideal_wall(
+    rec: dict[str, Any], latency_ms: float, per_row_us: float, rate: float | None, floor_s: float | None
+) -> float:
     ok_requests = rec["requests"] - rec["injected_429"]
     network = (ok_requests * latency_ms / 1e3 + rec["rows_served"] * per_row_us / 1e6) / rec["concurrency"]
     bounds = [network]
@@ -340,8 +436,9 @@ def baseline_run(sc: Scenario, args: argparse.Namespace, workdir: Path) -> dict[
     return base
 
 
-def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
-                 baselines: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def run_scenario(
+    sc: Scenario, args: argparse.Namespace, workdir: Path, baselines: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     log = lambda msg: print(f"[{sc.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     if sc.no_baseline:
@@ -390,8 +487,10 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workdir: Path,
             med["match_note"] = why
             rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
             records.append(rec)
-            log(f"ours c={c}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), "
-                f"x{rec['speedup'] or 0:.1f}, eff {rec['efficiency']:.2f}, {why}")
+            log(
+                f"ours c={c}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), "
+                f"x{rec['speedup'] or 0:.1f}, eff {rec['efficiency']:.2f}, {why}"
+            )
         if args.peers:
             records.extend(run_peers(sc, args, workdir, server, base, latency_ms, per_row_us, log))
     finally:
@@ -403,9 +502,16 @@ PEER_NAMES = {"threads": "threads", "thr": "threads/thr", "sdk": "sdk"}
 PEER_THREADS = 16
 
 
-def run_peers(sc: Scenario, args: argparse.Namespace, workdir: Path, server: Server,
-              base: dict[str, Any] | None, latency_ms: float, per_row_us: float,
-              log: Any) -> list[dict[str, Any]]:
+def run_peers(
+    sc: Scenario,
+    args: argparse.Namespace,
+    workdir: Path,
+    server: Server,
+    base: dict[str, Any] | None,
+    latency_ms: float,
+    per_row_us: float,
+    log: Any,
+) -> list[dict[str, Any]]:
     """Each peer (see peers.py) at 16 threads, the median of `--repeats`; a peer past
     `--peer-timeout` is stopped and recorded as timed out (its wall time only a lower bound)."""
     records = []
@@ -413,16 +519,36 @@ def run_peers(sc: Scenario, args: argparse.Namespace, workdir: Path, server: Ser
         runs, timed_out = [], False
         for r in range(args.repeats):
             try:
-                runs.append(measure(server, sc, peer, PEER_THREADS, workdir, f"{sc.name}-{peer}-r{r}",
-                                    timeout=args.peer_timeout, page_size=args.peer_page_size))
+                runs.append(
+                    measure(
+                        server,
+                        sc,
+                        peer,
+                        PEER_THREADS,
+                        workdir,
+                        f"{sc.name}-{peer}-r{r}",
+                        timeout=args.peer_timeout,
+                        page_size=args.peer_page_size,
+                    )
+                )
             except subprocess.TimeoutExpired:
                 timed_out = True
                 break
         if timed_out:
             log(f"{PEER_NAMES[peer]}: stopped after {args.peer_timeout:g} s")
-            records.append({"scenario": sc.name, "tool": peer, "concurrency": PEER_THREADS, "timed_out": True,
-                            "wall_s": None, "timeout_s": args.peer_timeout, "failed_runs": 0,
-                            "matches_baseline": True, "match_note": f"stopped after {args.peer_timeout:g} s"})
+            records.append(
+                {
+                    "scenario": sc.name,
+                    "tool": peer,
+                    "concurrency": PEER_THREADS,
+                    "timed_out": True,
+                    "wall_s": None,
+                    "timeout_s": args.peer_timeout,
+                    "failed_runs": 0,
+                    "matches_baseline": True,
+                    "match_note": f"stopped after {args.peer_timeout:g} s",
+                }
+            )
             continue
         walls = [x["wall_s"] for x in runs]
         med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
@@ -459,15 +585,18 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argp
         "array_mb": round(m["array_bytes"] / 2**20, 2),
         "export_peak_rss_mb": round(m.get("export_peak_rss_mb", m["peak_rss_mb"]), 1),
         "rows_out": m.get("rows_out", 0),
-        "cpu_us_per_row": (round((m.get("cpu_s", 0.0) + m.get("core_cpu_s", 0.0)) / m["rows_out"] * 1e6, 3)
-                           if m.get("rows_out") else None),
+        "cpu_us_per_row": (
+            round((m.get("cpu_s", 0.0) + m.get("core_cpu_s", 0.0)) / m["rows_out"] * 1e6, 3)
+            if m.get("rows_out")
+            else None
+        ),
         # the export call alone: no imports before it, no comparison copies after it, no psutil
         # sampling (falls back to "all but the imports" for records without it)
         "imports_cpu_s": round(m.get("imports_cpu_s", 0.0), 2),
         "export_cpu_s": round(_export_cpu(m), 2),
         "export_cpu_us_per_row": (
-            round((_export_cpu(m) + m.get("core_cpu_s", 0.0)) / m["rows_out"] * 1e6, 3)
-            if m.get("rows_out") else None),
+            round((_export_cpu(m) + m.get("core_cpu_s", 0.0)) / m["rows_out"] * 1e6, 3) if m.get("rows_out") else None
+        ),
         "cpu_s": round(m.get("cpu_s", 0.0), 2),
         "core_cpu_s": round(m.get("core_cpu_s", 0.0), 2),
         "failed_runs": m["failed_runs"],
@@ -499,8 +628,10 @@ def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argp
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    head = ("| scenario | tool | conc. | wall s | requests | 429s | max in flight | rows/s | "
-            "peak RSS MB | speedup | efficiency |")
+    head = (
+        "| scenario | tool | conc. | wall s | requests | 429s | max in flight | rows/s | "
+        "peak RSS MB | speedup | efficiency |"
+    )
     lines = [head, "|" + " --- |" * 11]
     for r in records:
         lines.append(
@@ -518,8 +649,10 @@ def table9(records: list[dict[str, Any]]) -> str:
     """Issue 9's scenarios: request counts, rows, client CPU (ours + wandb-core) per row, peak RSS
     when the export returned against the array bytes; `est.` marks a baseline scaled or modelled
     from fewer runs (see its note)."""
-    head = ("| scenario | tool | conc. | wall s | requests | history req. | rows | CPU s (py+core) | "
-            "CPU us/row | export peak RSS MB | core RSS MB | array MB | speedup | efficiency |")
+    head = (
+        "| scenario | tool | conc. | wall s | requests | history req. | rows | CPU s (py+core) | "
+        "CPU us/row | export peak RSS MB | core RSS MB | array MB | speedup | efficiency |"
+    )
     lines = [head, "|" + " --- |" * 14]
     for r in records:
         est = " est." if r.get("estimated") else ""
@@ -554,8 +687,10 @@ def _wall_text(r: dict[str, Any] | None) -> str:
 
 def peers_table(records: list[dict[str, Any]]) -> str:
     """Ours at 16 against each peer (16 threads) and against the latency model's floor."""
-    head = ("| scenario | ours s | threads s | threads/thr s | sdk s | best peer | ours / best peer | floor s | "
-            "ours / floor | threads / floor | threads/thr / floor | sdk / floor |")
+    head = (
+        "| scenario | ours s | threads s | threads/thr s | sdk s | best peer | ours / best peer | floor s | "
+        "ours / floor | threads / floor | threads/thr / floor | sdk / floor |"
+    )
     lines = [head, "|" + " --- |" * 12]
     for name in dict.fromkeys(r["scenario"] for r in records):
         rs = [r for r in records if r["scenario"] == name]
@@ -598,28 +733,39 @@ def targets(records: list[dict[str, Any]]) -> str:
             continue
         name, c = r["scenario"], r["concurrency"]
         if name in ("T-s", "T-f", "M") and c == 16 and r["speedup"] is not None:
-            est = " (baseline estimated, see notes)" if any(
-                b.get("estimated") for b in records if b["scenario"] == name and b["tool"] == "baseline") else ""
+            est = (
+                " (baseline estimated, see notes)"
+                if any(b.get("estimated") for b in records if b["scenario"] == name and b["tool"] == "baseline")
+                else ""
+            )
             verdict = "met" if r["speedup"] >= 20 else "MISSED"
-            out.append(f"{name} c16: {r['speedup']:,.1f}x the original algorithm's wall time "
-                       f"(target >= 20x){est}: {verdict}")
+            out.append(
+                f"{name} c16: {r['speedup']:,.1f}x the original algorithm's wall time (target >= 20x){est}: {verdict}"
+            )
         if name == "P" and r["cpu_us_per_row"] is not None:
             verdict = "met" if r["cpu_us_per_row"] <= 0.5 else "MISSED"
-            out.append(f"P c{c}: client CPU {r['cpu_s']:.2f} s + wandb-core {r['core_cpu_s']:.2f} s for "
-                       f"{r['rows_out']:,} rows = {r['cpu_us_per_row']:.2f} us/row (target <= 0.5; includes the "
-                       f"process's fixed start-up cost, wandb.Api and wandb-core start): {verdict}")
+            out.append(
+                f"P c{c}: client CPU {r['cpu_s']:.2f} s + wandb-core {r['core_cpu_s']:.2f} s for "
+                f"{r['rows_out']:,} rows = {r['cpu_us_per_row']:.2f} us/row (target <= 0.5; includes the "
+                f"process's fixed start-up cost, wandb.Api and wandb-core start): {verdict}"
+            )
             export_verdict = "met" if (r["export_cpu_us_per_row"] or 0) <= 0.5 else "MISSED"
-            out.append(f"P c{c}: the export call alone (imports {r['imports_cpu_s']:.2f} s before it left out): "
-                       f"{r['export_cpu_s']:.2f} s + wandb-core {r['core_cpu_s']:.2f} s = "
-                       f"{r['export_cpu_us_per_row']:.2f} us/row: {export_verdict}")
+            out.append(
+                f"P c{c}: the export call alone (imports {r['imports_cpu_s']:.2f} s before it left out): "
+                f"{r['export_cpu_s']:.2f} s + wandb-core {r['core_cpu_s']:.2f} s = "
+                f"{r['export_cpu_us_per_row']:.2f} us/row: {export_verdict}"
+            )
         if name == "MEM":
             limit = 1.5 * r["array_mb"] + 200
             verdict = "met" if r["export_peak_rss_mb"] <= limit else "MISSED"
-            out.append(f"MEM c{c}: peak RSS {r['export_peak_rss_mb']:.0f} MB when the export returned "
-                       f"(wandb-core {r['core_peak_rss_mb']:.0f} MB) for {r['array_mb']:.0f} MB of arrays; "
-                       f"target <= 1.5 x arrays + 200 = {limit:.0f} MB: {verdict}")
-    notes = [f"{r['scenario']} baseline: {r['note']}" for r in records
-             if r["tool"] == "baseline" and r.get("estimated")]
+            out.append(
+                f"MEM c{c}: peak RSS {r['export_peak_rss_mb']:.0f} MB when the export returned "
+                f"(wandb-core {r['core_peak_rss_mb']:.0f} MB) for {r['array_mb']:.0f} MB of arrays; "
+                f"target <= 1.5 x arrays + 200 = {limit:.0f} MB: {verdict}"
+            )
+    notes = [
+        f"{r['scenario']} baseline: {r['note']}" for r in records if r["tool"] == "baseline" and r.get("estimated")
+    ]
     return "\n".join(["", *out, *notes]) if out or notes else ""
 
 
@@ -631,8 +777,10 @@ def doubling(records: list[dict[str, Any]]) -> str:
         return ""
     ratio = d[0]["wall_s"] / f[0]["wall_s"]
     verdict = "within" if abs(ratio - 2.0) <= 0.4 else "outside"
-    return (f"\ndoubling: F ({f[0]['runs']} runs) {f[0]['wall_s']:.2f} s, D ({d[0]['runs']} runs) "
-            f"{d[0]['wall_s']:.2f} s at concurrency 16: ratio {ratio:.2f} ({verdict} 2 +/- 20%)")
+    return (
+        f"\ndoubling: F ({f[0]['runs']} runs) {f[0]['wall_s']:.2f} s, D ({d[0]['runs']} runs) "
+        f"{d[0]['wall_s']:.2f} s at concurrency 16: ratio {ratio:.2f} ({verdict} 2 +/- 20%)"
+    )
 
 
 def rate_limited(records: list[dict[str, Any]]) -> str:
@@ -660,22 +808,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the records as a JSON list")
     p.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help=f"comma-separated subset of {DEFAULT_SCENARIOS}")
     p.add_argument("--concurrency", default="1,4,16,64", help="concurrency levels for ours")
-    p.add_argument("--repeats", type=int, default=None, help="runs of ours per point (median; default 3, 1 with --quick)")
-    p.add_argument("--repeats-c1", type=int, default=1,
-                   help="runs of ours at concurrency 1, as slow as the baseline (default 1)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="runs of ours per point (median; default 3, 1 with --quick)"
+    )
+    p.add_argument(
+        "--repeats-c1", type=int, default=1, help="runs of ours at concurrency 1, as slow as the baseline (default 1)"
+    )
     p.add_argument("--latency-ms", type=float, default=100.0, help="server latency per request")
     p.add_argument("--per-row-us", type=float, default=1000.0, help="server latency per history row returned")
-    p.add_argument("--file-mb-per-s", type=float, default=10.0,
-                   help="storage bandwidth per file response in the storage scenarios (P-lat)")
+    p.add_argument(
+        "--file-mb-per-s",
+        type=float,
+        default=10.0,
+        help="storage bandwidth per file response in the storage scenarios (P-lat)",
+    )
     p.add_argument("--scale", type=float, default=1.0, help="multiply runs and steps (for tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-floor", action="store_true", help="skip the zero-latency CPU floor runs")
     p.add_argument("--profile", metavar="DIR", help="py-spy profile (collapsed stacks) of ours' first repeat")
-    p.add_argument("--peers", default="threads,thr,sdk",
-                   help="peers measured at 16 threads beside ours (see peers.py): comma-separated subset of "
-                        "threads,thr,sdk, or 'none'")
-    p.add_argument("--peer-timeout", type=float, default=120.0,
-                   help="seconds after which a peer is stopped and recorded as slower than that")
+    p.add_argument(
+        "--peers",
+        default="threads,thr,sdk",
+        help="peers measured at 16 threads beside ours (see peers.py): comma-separated subset of "
+        "threads,thr,sdk, or 'none'",
+    )
+    p.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=120.0,
+        help="seconds after which a peer is stopped and recorded as slower than that",
+    )
     p.add_argument("--peer-page-size", type=int, default=1000, help="the peers' scan_history page_size")
     args = p.parse_args(argv)
     args.peers = [] if args.peers in ("", "none") else args.peers.split(",")
@@ -709,8 +871,10 @@ def main(argv: list[str] | None = None) -> int:
         print(peers_table(records))
     print(doubling(own))
     print(rate_limited(own))
-    print(f"\n{args.latency_ms:g} ms per request + {args.per_row_us:g} us per row; "
-          f"{os.cpu_count()} CPUs; total {time.perf_counter() - started:.0f} s")
+    print(
+        f"\n{args.latency_ms:g} ms per request + {args.per_row_us:g} us per row; "
+        f"{os.cpu_count()} CPUs; total {time.perf_counter() - started:.0f} s"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))
     bad = [r for r in records if r["failed_runs"] or not r["matches_baseline"]]

@@ -54,7 +54,9 @@ def main() -> int:
 
     lines: list[str] = []
     # a fixed port: the run tables (in runs.csv, data.npz and data.parquet) hold URLs with it
-    with local_server(runs=24, steps=300, metrics=5, seed=0, port=int(os.environ.get("W2N_HASH_PORT", "18765"))) as server:
+    with local_server(
+        runs=24, steps=300, metrics=5, seed=0, port=int(os.environ.get("W2N_HASH_PORT", "18765"))
+    ) as server:
         settings = ClientSettings(base_url=server.base_url, api_key=server.api_key)
         configs = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "example_configs"
         for cfg in sorted(configs.glob("*.yaml")):

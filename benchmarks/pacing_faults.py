@@ -57,7 +57,12 @@ def scenarios(scale: float) -> list[Scenario]:
 
     return [
         Scenario(
-            "15/s, 20% 5xx, 10% resets, 10% 1.5 s spikes", 15.0, 32, n(60), 10_000, 0.80,
+            "15/s, 20% 5xx, 10% resets, 10% 1.5 s spikes",
+            15.0,
+            32,
+            n(60),
+            10_000,
+            0.80,
             ("--error-rate", "0.2", "--reset-rate", "0.1", "--spike-rate", "0.1", "--spike-ms", "1500"),
         ),
         Scenario("5/s at concurrency 64, no --max-rate", 5.0, 64, n(24), 10_000, 0.90),
@@ -71,24 +76,71 @@ def _get(url: str) -> Any:
 
 def run(sc: Scenario, workdir: Path) -> dict[str, Any]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.testing.server", "--runs", str(sc.runs), "--steps", str(sc.steps),
-         "--metrics", str(sc.metrics), "--eval-every", str(sc.eval_every), "--all-finished", "--latency-ms", str(sc.latency_ms),
-         "--rate-limit", str(sc.limit), "--seed", "1", *sc.faults],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "wandb2numpy.testing.server",
+            "--runs",
+            str(sc.runs),
+            "--steps",
+            str(sc.steps),
+            "--metrics",
+            str(sc.metrics),
+            "--eval-every",
+            str(sc.eval_every),
+            "--all-finished",
+            "--latency-ms",
+            str(sc.latency_ms),
+            "--rate-limit",
+            str(sc.limit),
+            "--seed",
+            "1",
+            *sc.faults,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         out = workdir / sc.name.split("/")[0]
-        env = dict(os.environ, WANDB_API_KEY=DEFAULT_API_KEY, WANDB_DIR=str(workdir), WANDB_CACHE_DIR=str(workdir),
-                   WANDB_CONFIG_DIR=str(workdir), NETRC=str(workdir / "netrc"))
+        env = dict(
+            os.environ,
+            WANDB_API_KEY=DEFAULT_API_KEY,
+            WANDB_DIR=str(workdir),
+            WANDB_CACHE_DIR=str(workdir),
+            WANDB_CONFIG_DIR=str(workdir),
+            NETRC=str(workdir / "netrc"),
+        )
         summary = workdir / "summary.json"
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "wandb2numpy.cli", "export", "demo/synthetic", "--fields", *sc.fields,
-             "--samples", "all", "-O", str(out), "-o", *([] if LOG_FILE else ["-q"]), "--base-url", url, "--concurrency", str(sc.concurrency),
-             "--json-summary", str(summary), *(["-v", "--log-file", LOG_FILE] if LOG_FILE else [])],
-            capture_output=True, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "wandb2numpy.cli",
+                "export",
+                "demo/synthetic",
+                "--fields",
+                *sc.fields,
+                "--samples",
+                "all",
+                "-O",
+                str(out),
+                "-o",
+                *([] if LOG_FILE else ["-q"]),
+                "--base-url",
+                url,
+                "--concurrency",
+                str(sc.concurrency),
+                "--json-summary",
+                str(summary),
+                *(["-v", "--log-file", LOG_FILE] if LOG_FILE else []),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
         )
         wall = time.monotonic() - started
         log = _get(url + "/_requests")
@@ -104,12 +156,22 @@ def run(sc: Scenario, workdir: Path) -> dict[str, Any]:
     doc = json.loads(summary.read_text()) if summary.exists() else {}
     accepted_rate = len(accepted) / span
     return {
-        "scenario": sc.name, "limit": sc.limit, "concurrency": sc.concurrency, "target": sc.target,
-        "exit_code": done.returncode, "wall_s": round(wall, 1), "span_s": round(span, 1),
-        "accepted_per_s": round(accepted_rate, 2), "share": round(accepted_rate / sc.limit, 3),
-        "ok_per_s": round(len(ok) / span, 2), "requests": stats["requests"], "injected_429": stats["injected_429"],
-        "injected_5xx": stats["injected_5xx"], "resets": stats["injected_resets"],
-        "failed_runs": doc.get("runs_failed"), "stderr": done.stderr[-500:],
+        "scenario": sc.name,
+        "limit": sc.limit,
+        "concurrency": sc.concurrency,
+        "target": sc.target,
+        "exit_code": done.returncode,
+        "wall_s": round(wall, 1),
+        "span_s": round(span, 1),
+        "accepted_per_s": round(accepted_rate, 2),
+        "share": round(accepted_rate / sc.limit, 3),
+        "ok_per_s": round(len(ok) / span, 2),
+        "requests": stats["requests"],
+        "injected_429": stats["injected_429"],
+        "injected_5xx": stats["injected_5xx"],
+        "resets": stats["injected_resets"],
+        "failed_runs": doc.get("runs_failed"),
+        "stderr": done.stderr[-500:],
         # accepted requests per 2 s from the first history request: where the time went
         "timeline": [sum(1 for r in accepted if t[0] + k <= r["t"] < t[0] + k + 2) for k in range(0, int(span) + 1, 2)],
     }

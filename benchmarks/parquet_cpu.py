@@ -39,9 +39,24 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     server = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.testing.server", "--runs", str(args.runs), "--steps",
-         str(args.steps), "--metrics", str(args.metrics), "--eval-every", "1", "--all-finished", "--parquet"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "wandb2numpy.testing.server",
+            "--runs",
+            str(args.runs),
+            "--steps",
+            str(args.steps),
+            "--metrics",
+            str(args.metrics),
+            "--eval-every",
+            "1",
+            "--all-finished",
+            "--parquet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     url = (server.stdout.readline() if server.stdout else "").strip()
     try:
@@ -54,26 +69,39 @@ def main() -> None:
         rows = args.runs * args.steps
 
         def one(concurrency: int, write: bool) -> float:
-            cfg = {"exp": {"entity": "demo", "project": "synthetic", "fields": fields,
-                           "history_samples": "all", "output_path": tempfile.mkdtemp(dir=_sandbox)}}
+            cfg = {
+                "exp": {
+                    "entity": "demo",
+                    "project": "synthetic",
+                    "fields": fields,
+                    "history_samples": "all",
+                    "output_path": tempfile.mkdtemp(dir=_sandbox),
+                }
+            }
             c0 = time.process_time()
             result = export(cfg, write=write, overwrite=True, settings=settings, concurrency=concurrency)
             cpu = time.process_time() - c0
             assert result.exit_code == 0 and result.stats.requests <= 3 + 2 * args.runs, result.stats
             return cpu
 
-        print(f"{args.runs} runs x {args.steps:,} steps x {args.metrics} metrics = {rows:,} rows, "
-              f"served as parquet; CPU of this process (all threads)\n")
+        print(
+            f"{args.runs} runs x {args.steps:,} steps x {args.metrics} metrics = {rows:,} rows, "
+            f"served as parquet; CPU of this process (all threads)\n"
+        )
         print("| export | workers | .npy written | CPU s | us/row | us/value |")
         print("| --- | --- | --- | --- | --- | --- |")
         first = one(16, True)
-        print(f"| first in the process | 16 | yes | {first:.2f} | {first / rows * 1e6:.2f} | "
-              f"{first / rows / args.metrics * 1e6:.3f} |")
+        print(
+            f"| first in the process | 16 | yes | {first:.2f} | {first / rows * 1e6:.2f} | "
+            f"{first / rows / args.metrics * 1e6:.3f} |"
+        )
         for concurrency in (16, 4):
             for write in (True, False):
                 cpu = statistics.median(one(concurrency, write) for _ in range(args.repeats))
-                print(f"| warm (median of {args.repeats}) | {concurrency} | {'yes' if write else 'no'} | "
-                      f"{cpu:.2f} | {cpu / rows * 1e6:.2f} | {cpu / rows / args.metrics * 1e6:.3f} |")
+                print(
+                    f"| warm (median of {args.repeats}) | {concurrency} | {'yes' if write else 'no'} | "
+                    f"{cpu:.2f} | {cpu / rows * 1e6:.2f} | {cpu / rows / args.metrics * 1e6:.3f} |"
+                )
     finally:
         server.terminate()
         server.wait()

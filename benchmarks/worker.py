@@ -21,8 +21,13 @@ from typing import Any
 
 spec = json.loads(sys.argv[1])
 _sandbox = Path(spec.get("workdir") or tempfile.mkdtemp(prefix="w2n-bench-"))
-for var, sub in (("WANDB_DIR", "wandb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
-                 ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
+for var, sub in (
+    ("WANDB_DIR", "wandb"),
+    ("WANDB_CACHE_DIR", "cache"),
+    ("WANDB_CONFIG_DIR", "config"),
+    ("WANDB_DATA_DIR", "data"),
+    ("WANDB_ARTIFACT_DIR", "artifacts"),
+):
     os.environ[var] = str(_sandbox / sub)
     os.makedirs(os.environ[var], exist_ok=True)
 os.environ["NETRC"] = str(_sandbox / "netrc")
@@ -144,8 +149,9 @@ def run_baseline() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
     import wandb  # noqa: F401  (as ours: imports before the CPU mark)
 
     _cpu_at_export.append(time.process_time())
-    got = baseline.export(spec["base_url"], DEFAULT_API_KEY, spec["entity"], spec["project"],
-                          spec["fields"], spec["samples"])
+    got = baseline.export(
+        spec["base_url"], DEFAULT_API_KEY, spec["entity"], spec["project"], spec["fields"], spec["samples"]
+    )
     _cpu_after_export.append(time.process_time())
     _export_peak.append(_rss_now_peak_mb())
     nbytes = sum(s.nbytes + v.nbytes for per in got.values() for s, v in per.values())
@@ -157,8 +163,15 @@ def run_peer() -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], int
     import peers
     import wandb  # noqa: F401  (as ours: imports before the CPU mark)
 
-    args = (spec["base_url"], DEFAULT_API_KEY, spec["entity"], spec["project"], spec["fields"], spec["samples"],
-            spec.get("page_size", 1000))
+    args = (
+        spec["base_url"],
+        DEFAULT_API_KEY,
+        spec["entity"],
+        spec["project"],
+        spec["fields"],
+        spec["samples"],
+        spec.get("page_size", 1000),
+    )
     _cpu_at_export.append(time.process_time())
     if spec["tool"] == "sdk":
         got = peers.sdk(*args)
@@ -194,22 +207,28 @@ def main() -> None:
             arrays[f.replace("/", "__") + "::steps"] = steps
             arrays[f.replace("/", "__") + "::values"] = values
     np.savez(spec["out"], **arrays)
-    print(json.dumps({
-        "tool": spec["tool"],
-        "concurrency": spec["concurrency"],
-        "wall_s": wall,
-        "peak_rss_mb": _rss_now_peak_mb(),
-        "export_peak_rss_mb": _export_peak[0] if _export_peak else _rss_now_peak_mb(),
-        "core_peak_rss_mb": watch.peak,
-        "cpu_s": (t_cpu2.user + t_cpu2.system) - (t_cpu.user + t_cpu.system),
-        "core_cpu_s": sum(watch.cpu.values()),
-        "imports_cpu_s": (_cpu_at_export[0] - p0) if _cpu_at_export else 0.0,
-        # the export call alone (all threads of this process), less the CoreWatch thread's own
-        "export_cpu_s": (_cpu_after_export[0] - _cpu_at_export[0] - watch.own_cpu) if _cpu_after_export else None,
-        "array_bytes": nbytes,
-        "rows_out": sum(per_run_rows.values()),
-        "failed_runs": failed,
-    }))
+    print(
+        json.dumps(
+            {
+                "tool": spec["tool"],
+                "concurrency": spec["concurrency"],
+                "wall_s": wall,
+                "peak_rss_mb": _rss_now_peak_mb(),
+                "export_peak_rss_mb": _export_peak[0] if _export_peak else _rss_now_peak_mb(),
+                "core_peak_rss_mb": watch.peak,
+                "cpu_s": (t_cpu2.user + t_cpu2.system) - (t_cpu.user + t_cpu.system),
+                "core_cpu_s": sum(watch.cpu.values()),
+                "imports_cpu_s": (_cpu_at_export[0] - p0) if _cpu_at_export else 0.0,
+                # the export call alone (all threads of this process), less the CoreWatch thread's own
+                "export_cpu_s": (_cpu_after_export[0] - _cpu_at_export[0] - watch.own_cpu)
+                if _cpu_after_export
+                else None,
+                "array_bytes": nbytes,
+                "rows_out": sum(per_run_rows.values()),
+                "failed_runs": failed,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

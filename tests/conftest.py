@@ -107,9 +107,7 @@ def files_under(root: Path) -> dict[str, bytes]:
     if not root.exists():
         return {}
     return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != LOCK_NAME
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_NAME
     }
 
 
@@ -145,9 +143,7 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     nan_a, nan_b = np.isnan(a), np.isnan(b)
-    return bool((nan_a == nan_b).all()) and a[~nan_a].view(np.uint64).tolist() == b[~nan_b].view(
-        np.uint64
-    ).tolist()
+    return bool((nan_a == nan_b).all()) and a[~nan_a].view(np.uint64).tolist() == b[~nan_b].view(np.uint64).tolist()
 
 
 # ------------------------------------------------------------------------------------ markers

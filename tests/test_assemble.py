@@ -219,9 +219,7 @@ def test_assemble_rows_are_the_same_run_in_every_field() -> None:
         {"other": series([0], [1.0])},  # none of the requested fields: not exported
         {"loss": series([3], [9.0]), "acc": series([], [])},
     ]
-    result = assemble_experiment(
-        "exp", runs, per_run, ["loss", "acc", "missing"], failed={"b": "HTTP 500"}
-    )
+    result = assemble_experiment("exp", runs, per_run, ["loss", "acc", "missing"], failed={"b": "HTTP 500"})
     assert [r.id for r in result.runs] == ["a", "c", "e"]
     assert list(result.fields) == ["loss", "acc"]
     loss, acc = result.fields["loss"], result.fields["acc"]
@@ -270,9 +268,13 @@ def test_assemble_length_mismatch() -> None:
 def test_consuming_assembly_gives_the_same_arrays_and_lets_the_series_go() -> None:
     """With `consume` the per-run series are released as they are stacked (peak memory about the
     arrays' size once); the arrays are the same as without."""
+
     def data() -> list[dict[str, Series]]:
         return [
-            {"a": Series(np.array([0.0, 2.0]), np.array([1.0, np.nan])), "b": Series(np.array([1.0]), np.array([-0.0]))},
+            {
+                "a": Series(np.array([0.0, 2.0]), np.array([1.0, np.nan])),
+                "b": Series(np.array([1.0]), np.array([-0.0])),
+            },
             {"a": Series(np.array([5.0]), np.array([np.inf]))},
         ]
 

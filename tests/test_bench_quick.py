@@ -13,8 +13,17 @@ import pytest
 pytestmark = pytest.mark.server  # the benchmark starts its own local server
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_export.py"
-KEYS = {"scenario", "tool", "concurrency", "wall_s", "requests", "max_in_flight", "peak_rss_mb",
-        "speedup", "efficiency"}
+KEYS = {
+    "scenario",
+    "tool",
+    "concurrency",
+    "wall_s",
+    "requests",
+    "max_in_flight",
+    "peak_rss_mb",
+    "speedup",
+    "efficiency",
+}
 
 
 def quick_bench(
@@ -24,10 +33,29 @@ def quick_bench(
     output and its JSON records."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--scale", "0.25", "--latency-ms", "5",
-         "--per-row-us", "10", "--concurrency", "16", "--no-floor", "--json", str(out),
-         "--scenarios", scenarios, "--peers", peers],
-        capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--scale",
+            "0.25",
+            "--latency-ms",
+            "5",
+            "--per-row-us",
+            "10",
+            "--concurrency",
+            "16",
+            "--no-floor",
+            "--json",
+            str(out),
+            "--scenarios",
+            scenarios,
+            "--peers",
+            peers,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records: list[dict[str, Any]] = json.loads(out.read_text())
@@ -47,9 +75,7 @@ def test_bench_quick_records_and_arrays(tmp_path: Path) -> None:
         if r["tool"] == "baseline":
             assert r["speedup"] == 1.0 and r["concurrency"] == 1
     ours = [r for r in records if r["tool"] == "ours"]
-    assert {(r["scenario"], r["concurrency"]) for r in ours} == {
-        ("S", 16), ("F", 16), ("L", 16), ("R", 64), ("D", 16)
-    }
+    assert {(r["scenario"], r["concurrency"]) for r in ours} == {("S", 16), ("F", 16), ("L", 16), ("R", 64), ("D", 16)}
     assert "| scenario | tool |" in done.stdout
     assert "doubling: F (" in done.stdout  # D's wall time against F's, same concurrency
 
@@ -60,7 +86,10 @@ def test_bench_quick_issue9_scenarios(tmp_path: Path) -> None:
     exports, CPU per row) at a tiny size; T-s, M and MEM run the same code paths."""
     done, records = quick_bench(tmp_path, "T-f,P")
     assert {(r["scenario"], r["tool"], r["concurrency"]) for r in records} == {
-        ("T-f", "baseline", 1), ("T-f", "ours", 16), ("P", "baseline", 1), ("P", "ours", 16)
+        ("T-f", "baseline", 1),
+        ("T-f", "ours", 16),
+        ("P", "baseline", 1),
+        ("P", "ours", 16),
     }
     for r in records:
         assert r["failed_runs"] == 0

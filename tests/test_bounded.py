@@ -60,7 +60,10 @@ def _env() -> dict[str, str]:
 def _cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "wandb2numpy.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
     )
 
 
@@ -147,8 +150,12 @@ def test_signals_at_start_up_against_a_silent_server(silent: SilentServer, tmp_p
 @contextlib.contextmanager
 def _server_process(*args: str) -> Iterator[str]:
     """The local server in a process of its own (so a signal to the export never reaches it)."""
-    proc = subprocess.Popen([sys.executable, "-m", "wandb2numpy.testing.server", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wandb2numpy.testing.server", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
@@ -173,8 +180,7 @@ def _previous_export(out: Path) -> dict[str, bytes]:
         path = out / exp / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"previous export of " + exp.encode())
-        doc = {"wandb2numpy_manifest": 1, "data_type": "numpy", "files": [
-            {"path": name, "size": path.stat().st_size}]}
+        doc = {"wandb2numpy_manifest": 1, "data_type": "numpy", "files": [{"path": name, "size": path.stat().st_size}]}
         (out / exp / MANIFEST_FILE).write_text(json.dumps(doc))
     return files_under(out)
 
@@ -200,7 +206,8 @@ def test_repeated_signals_mid_export_end_it_in_time(slow_url: str, tmp_path: Pat
     after = files_under(out)
     for exp in ("sampled", "full"):
         assert {k: v for k, v in after.items() if k.startswith(exp)} == {
-            k: v for k, v in before.items() if k.startswith(exp)}
+            k: v for k, v in before.items() if k.startswith(exp)
+        }
     assert [p for p in out.rglob("*") if ".tmp-" in p.name or ".old-" in p.name] == []
 
 

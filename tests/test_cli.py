@@ -54,8 +54,9 @@ def test_exit_0_writes_every_experiment(srv: LocalServer, tmp_path: Path, capsys
     assert "\x1b[" not in out.err and "\r" not in out.err and "\x1b[" not in out.out
 
 
-def test_exit_1_wrong_api_key(srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_1_wrong_api_key(
+    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("WANDB_API_KEY", "local-" + "x" * 40)
     cfg = write_config(tmp_path)
     assert cli(srv, str(cfg)) == 1
@@ -115,15 +116,18 @@ def test_exit_2_bad_usage(srv: LocalServer, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_exit_3_partial(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exit_3_partial(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = RUN_IDS[1]
     srv.set_faults(fail_runs=bad)
     cfg = write_config(tmp_path)
     # two attempts show the failing run recorded after retries (each costs wandb-core's 1 s retry)
     import wandb2numpy.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "export", functools.partial(pipeline.export, policy=dataclasses.replace(FAST, attempts=2)))
+    monkeypatch.setattr(
+        pipeline, "export", functools.partial(pipeline.export, policy=dataclasses.replace(FAST, attempts=2))
+    )
     assert cli(srv, str(cfg), "-e", "curves") == 3
     out = capsys.readouterr().out
     assert f"failed run {bad}" in out
@@ -184,8 +188,9 @@ def test_overwrite_refuses_a_folder_it_did_not_write(
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "main.py").write_text("print('hello')\n")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(json.dumps({"src": {"entity": "demo", "project": "synthetic", "output_path": ".",
-                                        "fields": ["train/loss"]}}))
+    cfg.write_text(
+        json.dumps({"src": {"entity": "demo", "project": "synthetic", "output_path": ".", "fields": ["train/loss"]}})
+    )
     before = files_under(tmp_path)
 
     for args in (["-o"], ["--incremental"]):
@@ -225,17 +230,24 @@ def test_second_export_from_another_process_is_refused(srv: LocalServer, tmp_pat
     out.mkdir()
     cfg = write_config(tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\nfrom wandb2numpy.output.lock import output_lock\n"
-         f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom wandb2numpy.output.lock import output_lock\n"
+            f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         env = dict(os.environ, WANDB_API_KEY=srv.api_key)
         proc = subprocess.run(
             [sys.executable, "-m", "wandb2numpy.cli", str(cfg), "--base-url", srv.base_url],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
     finally:
         holder.kill()
@@ -271,14 +283,27 @@ def test_log_file_and_json_summary(srv: LocalServer, tmp_path: Path) -> None:
     summary_file = tmp_path / "summary.json"
     assert cli(srv, str(cfg), "-q", "--log-file", str(log_file), "--json-summary", str(summary_file)) == 0
     summary = json.loads(summary_file.read_text())
-    for key in ("experiments", "runs_exported", "runs_unchanged", "runs_failed", "runs_skipped",
-                "requests", "retries", "bytes_written", "wall_s", "exit_code"):
+    for key in (
+        "experiments",
+        "runs_exported",
+        "runs_unchanged",
+        "runs_failed",
+        "runs_skipped",
+        "requests",
+        "retries",
+        "bytes_written",
+        "wall_s",
+        "exit_code",
+    ):
         assert key in summary, key
     assert summary["exit_code"] == 0
     assert summary["runs_exported"] == 2 * N_RUNS and summary["runs_failed"] == 0
     assert set(summary["experiments"]) == {"curves", "losses"}
-    written = sum(p.stat().st_size for p in (tmp_path / "out").rglob("*")
-                  if p.is_file() and p.name not in (LOCK_NAME, MANIFEST_FILE))
+    written = sum(
+        p.stat().st_size
+        for p in (tmp_path / "out").rglob("*")
+        if p.is_file() and p.name not in (LOCK_NAME, MANIFEST_FILE)
+    )
     assert summary["bytes_written"] == written
     assert 4 <= summary["requests"] <= srv.stats()["requests"]  # listings + shared history requests
     assert srv.stats()["injected_5xx"] >= 1
@@ -305,7 +330,11 @@ def test_cli_py_from_the_repo_root(srv: LocalServer, tmp_path: Path) -> None:
     env = dict(os.environ, WANDB_API_KEY=srv.api_key)
     proc = subprocess.run(
         [sys.executable, "cli.py", str(cfg), "--base-url", srv.base_url, "-e", "losses"],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=120,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "losses: 4 run(s) exported" in proc.stdout
@@ -328,7 +357,10 @@ def test_demo(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
     proc = subprocess.run(
         [sys.executable, "-m", "wandb2numpy.cli", "demo", "--output", str(out), "--runs", "6", "--steps", "60"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     npy = out / "demo-ppo-sampled" / "train" / "return.npy"
@@ -401,8 +433,9 @@ def test_experiments_before_or_after_the_config(argv: list[str], config: str, ex
     assert (args.command, args.config, args.experiments) == ("export", config, experiments)
 
 
-def test_experiments_before_the_config_exports_only_those(srv: LocalServer, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_experiments_before_the_config_exports_only_those(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write_config(tmp_path)
     assert main(["-e", "losses", str(cfg), "--base-url", srv.base_url]) == 0
     assert "losses: 4 run(s) exported" in capsys.readouterr().out
@@ -433,10 +466,13 @@ def test_quiet_and_verbose_together_is_a_usage_error(
 
 
 @pytest.mark.server
-@pytest.mark.parametrize(("option", "value"), [("--runs", "-3"), ("--runs", "0"), ("--steps", "-1"),
-                                               ("--concurrency", "0"), ("--runs", "many")])
-def test_demo_refuses_counts_below_one(option: str, value: str, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--runs", "-3"), ("--runs", "0"), ("--steps", "-1"), ("--concurrency", "0"), ("--runs", "many")],
+)
+def test_demo_refuses_counts_below_one(
+    option: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["demo", "--output", str(tmp_path / "demo-out"), option, value])
     assert info.value.code == 2
@@ -475,9 +511,23 @@ def test_python_m_wandb2numpy_with_json_summary_on_stdout(srv: LocalServer, tmp_
     cfg = write_config(tmp_path)
     env = _env_with_this_checkout(WANDB_API_KEY=srv.api_key)
     proc = subprocess.run(
-        [sys.executable, "-m", "wandb2numpy", "-e", "curves", str(cfg), "--base-url", srv.base_url,
-         "--json-summary", "-"],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "wandb2numpy",
+            "-e",
+            "curves",
+            str(cfg),
+            "--base-url",
+            srv.base_url,
+            "--json-summary",
+            "-",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -486,10 +536,13 @@ def test_python_m_wandb2numpy_with_json_summary_on_stdout(srv: LocalServer, tmp_
 
 
 def test_demo_and_report_do_not_import_the_command_line() -> None:
-    code = ("import sys, wandb2numpy.cli.demo, wandb2numpy.cli.report\n"
-            "assert 'wandb2numpy.cli.parser' not in sys.modules, sorted(sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=_env_with_this_checkout(), timeout=120)
+    code = (
+        "import sys, wandb2numpy.cli.demo, wandb2numpy.cli.report\n"
+        "assert 'wandb2numpy.cli.parser' not in sys.modules, sorted(sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env_with_this_checkout(), timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -506,6 +559,7 @@ def test_every_subcommand_option_is_documented_in_the_cli_page() -> None:
     ]
     assert missing == []
     assert "wandb2numpy export" in text and "--json-summary -" in text
+
 
 def test_exit_2_backslash_field_before_any_request(
     srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -108,8 +108,9 @@ def test_missing_key_names_the_cli_remedies(
     code, took, log_text = run_cli([str(cfg), "--base-url", srv.base_url], tmp_path)
     assert code == 1
     lines = error_lines(capsys.readouterr().err)
-    assert lines == [f"wandb2numpy: error: no W&B API key found for {srv.base_url}: set WANDB_API_KEY or run "
-                     "`wandb login`"]
+    assert lines == [
+        f"wandb2numpy: error: no W&B API key found for {srv.base_url}: set WANDB_API_KEY or run `wandb login`"
+    ]
     assert "retrying" not in log_text and took < BOUND_S
     assert srv.stats()["requests"] == 0
 
@@ -197,8 +198,7 @@ def test_allow_empty_exits_0_with_a_warning(
     assert not (tmp_path / "out" / "curves").exists()  # no run held a requested field
 
 
-def test_a_healthy_export_has_no_problems(srv: LocalServer, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_healthy_export_has_no_problems(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(write_config(tmp_path)), "--base-url", srv.base_url]) == 0
     out, err = capsys.readouterr()
     assert err == ""

@@ -169,10 +169,20 @@ def test_export_entity_project_writes_what_the_same_config_writes(
     args = ["--fields", "train/loss", "train/return", "--groups", "ppo", "sac", "--samples", "all"]
     assert cli(srv, "export", "demo/synthetic", *args, "-O", str(tmp_path / "cli"), "-q") == 0
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(json.dumps({"synthetic": {
-        "entity": "demo", "project": "synthetic", "fields": ["train/loss", "train/return"],
-        "groups": ["ppo", "sac"], "history_samples": "all", "output_path": str(tmp_path / "yaml"),
-    }}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "synthetic": {
+                    "entity": "demo",
+                    "project": "synthetic",
+                    "fields": ["train/loss", "train/return"],
+                    "groups": ["ppo", "sac"],
+                    "history_samples": "all",
+                    "output_path": str(tmp_path / "yaml"),
+                }
+            }
+        )
+    )
     assert cli(srv, str(cfg), "-q") == 0
     from_cli, from_yaml = files_under(tmp_path / "cli"), files_under(tmp_path / "yaml")
     assert from_cli == from_yaml and "synthetic/train/loss.npy" in from_cli
@@ -200,8 +210,11 @@ def test_export_project_from_the_environment(
     [
         (["--fields", "x"], {}, "no project given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT"),
         (["synthetic", "--fields", "x"], {}, "no entity given"),
-        (["demo/synthetic", "--fields", "x", "--samples", "0"], {},
-         "command line, experiment 'synthetic', key 'history_samples': expected a positive integer or 'all'"),
+        (
+            ["demo/synthetic", "--fields", "x", "--samples", "0"],
+            {},
+            "command line, experiment 'synthetic', key 'history_samples': expected a positive integer or 'all'",
+        ),
         (["demo/synthetic", "--fields", "x", "--samples", "many"], {}, "found string 'many'"),
         (["demo/synthetic", "--fields", "a\\b"], {}, "key 'fields[0]'"),
         (["demo/synthetic"], {}, "to export a project without one, name its fields: "),
@@ -212,8 +225,13 @@ def test_export_project_from_the_environment(
     ],
 )
 def test_export_project_mistakes_are_exit_2_before_any_request(
-    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    argv: list[str], env: dict[str, str], message: str,
+    srv: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     for key, value in env.items():
@@ -263,8 +281,16 @@ def test_run_table_has_run_urls_and_summary_values(srv: LocalServer, tmp_path: P
         assert float(row["summary.train/loss"]) == loss[i, last]  # the run's last logged value
         assert int(row["summary._step"]) == STEPS - 1
     assert list(table[0])[:10] == [
-        "id", "name", "group", "job_type", "state", "tags", "created_at", "heartbeat_at",
-        "history_line_count", "url",
+        "id",
+        "name",
+        "group",
+        "job_type",
+        "state",
+        "tags",
+        "created_at",
+        "heartbeat_at",
+        "history_line_count",
+        "url",
     ]
 
 

@@ -28,10 +28,17 @@ GIVING_UP = "POST http://127.0.0.1:1/graphql giving up after 2 attempt(s)\nwhile
         (AuthenticationError("Failed to verify credentials with http://x: " + GIVING_UP.format(502)), "transient"),
         (AuthError("refused"), "auth"),
         # ... nor a wandb-core too busy to answer, nor an address that is not the W&B API.
-        (AuthenticationError("Failed to verify credentials with http://x: Failed to execute API request: "
-                             "the service process is busy and did not respond in time."), "transient"),
-        (AuthenticationError('Failed to verify credentials with http://x/y: returned error 404: {"data":null}'),
-         "fatal"),
+        (
+            AuthenticationError(
+                "Failed to verify credentials with http://x: Failed to execute API request: "
+                "the service process is busy and did not respond in time."
+            ),
+            "transient",
+        ),
+        (
+            AuthenticationError('Failed to verify credentials with http://x/y: returned error 404: {"data":null}'),
+            "fatal",
+        ),
         (ValueError("Could not find project acme/nope"), "fatal"),
     ],
 )
@@ -52,10 +59,14 @@ def test_describe_scrubs_the_key() -> None:
     assert key not in describe(Exception(f"bad key {key}"), key)
 
 
-REFUSED = ('POST http://127.0.0.1:9/graphql giving up after 2 attempt(s): Post "http://127.0.0.1:9/graphql": '
-           "dial tcp 127.0.0.1:9: connect: connection refused")
-NO_HOST = ('POST http://x.invalid/graphql giving up after 2 attempt(s): Post "http://x.invalid/graphql": '
-           "dial tcp: lookup x.invalid on 10.0.0.53:53: no such host")
+REFUSED = (
+    'POST http://127.0.0.1:9/graphql giving up after 2 attempt(s): Post "http://127.0.0.1:9/graphql": '
+    "dial tcp 127.0.0.1:9: connect: connection refused"
+)
+NO_HOST = (
+    'POST http://x.invalid/graphql giving up after 2 attempt(s): Post "http://x.invalid/graphql": '
+    "dial tcp: lookup x.invalid on 10.0.0.53:53: no such host"
+)
 
 
 @pytest.mark.parametrize(

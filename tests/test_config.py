@@ -106,7 +106,10 @@ def test_user_config_dotted_key_and_nested_tags() -> None:
     assert bb.fields is not None and bb.fields[1] == "eval/reward" and len(bb.fields) == 6
     assert bb.selections == (Selection(group="mprl-mp3-bb", tags=("pomdp_1st",)),)
     assert bb.config_filters["sampler.args.env_id"].values == (
-        "BoxPushingTSMDPProMP-v0", "BoxPushingTSMDPReplanProDMP-v0", "BoxPushingTSMDPReplanProDMPIA-v0")
+        "BoxPushingTSMDPProMP-v0",
+        "BoxPushingTSMDPReplanProDMP-v0",
+        "BoxPushingTSMDPReplanProDMPIA-v0",
+    )
     assert bb.output_path == Path("wandb_data/box_pushing/bp_mdp")
 
 
@@ -133,8 +136,22 @@ def test_example_configs_show_every_option() -> None:
     for path in EXAMPLES_DIR.glob("*.yaml"):
         for exp in load_config(path):
             keys |= set(exp.raw)
-    assert keys == {"entity", "project", "fields", "output_path", "groups", "job_types", "runs", "tags",
-                    "config", "summary", "history_samples", "output_data_type", "x_axis", "grid"}
+    assert keys == {
+        "entity",
+        "project",
+        "fields",
+        "output_path",
+        "groups",
+        "job_types",
+        "runs",
+        "tags",
+        "config",
+        "summary",
+        "history_samples",
+        "output_data_type",
+        "x_axis",
+        "grid",
+    }
 
 
 # --------------------------------------------------------------------------- DEFAULT merge
@@ -185,8 +202,10 @@ def test_experiment_config_is_frozen_and_hashable() -> None:
 
 
 def test_null_optional_keys_mean_unset() -> None:
-    data = {"DEFAULT": {**BASE, "groups": ["ppo"], "tags": [["x"]], "config": {"lr": {"min": 1}}},
-            "e": {"groups": None, "tags": None, "config": None, "summary": None}}
+    data = {
+        "DEFAULT": {**BASE, "groups": ["ppo"], "tags": [["x"]], "config": {"lr": {"min": 1}}},
+        "e": {"groups": None, "tags": None, "config": None, "summary": None},
+    }
     (exp,) = parse_config(data)
     assert exp.selections == (Selection(),) and dict(exp.config_filters) == {}
 
@@ -209,37 +228,43 @@ other:
 # --------------------------------------------------------------------------- fields
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("all", None),
-    (["all"], None),
-    ("eval/reward", ("eval/reward",)),
-    (["b", "a", "b", "c", "a"], ("b", "a", "c")),
-    (["num_global_steps", "eval/box_goal_pos_dist"], ("num_global_steps", "eval/box_goal_pos_dist")),
-    (["a" * 200], ("a" * 200,)),
-    (["_step", "x.y/z w"], ("_step", "x.y/z w")),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("all", None),
+        (["all"], None),
+        ("eval/reward", ("eval/reward",)),
+        (["b", "a", "b", "c", "a"], ("b", "a", "c")),
+        (["num_global_steps", "eval/box_goal_pos_dist"], ("num_global_steps", "eval/box_goal_pos_dist")),
+        (["a" * 200], ("a" * 200,)),
+        (["_step", "x.y/z w"], ("_step", "x.y/z w")),
+    ],
+)
 def test_fields_accepted(value: Any, expected: Any) -> None:
     assert one({"fields": value}).fields == expected
 
 
-@pytest.mark.parametrize("value, key, fragment", [
-    (["../x"], "fields[0]", "'..' path segment"),
-    (["a", "eval/../../etc"], "fields[1]", "'..' path segment"),
-    (["/etc/passwd"], "fields[0]", "absolute path"),
-    (["a//b"], "fields[0]", "empty path segment"),
-    (["a/"], "fields[0]", "empty path segment"),
-    (["./a"], "fields[0]", "'.' path segment"),
-    (["a\x00b"], "fields[0]", "NUL"),
-    (["a" * 201], "fields[0]", "longer than 200 characters"),
-    (["ok/" + "b" * 201], "fields[0]", "longer than 200 characters"),
-    ([], "fields", "empty"),
-    ([""], "fields[0]", "non-empty"),
-    (["all", "x"], "fields", "'all' cannot be combined"),
-    ([1], "fields[0]", "found integer 1 (put it in quotes"),
-    (5, "fields", "expected a list of field names or 'all'; found integer 5"),
-    ({"a": 1}, "fields", "found mapping {'a': 1}"),
-    (None, "fields", "found null"),
-])
+@pytest.mark.parametrize(
+    "value, key, fragment",
+    [
+        (["../x"], "fields[0]", "'..' path segment"),
+        (["a", "eval/../../etc"], "fields[1]", "'..' path segment"),
+        (["/etc/passwd"], "fields[0]", "absolute path"),
+        (["a//b"], "fields[0]", "empty path segment"),
+        (["a/"], "fields[0]", "empty path segment"),
+        (["./a"], "fields[0]", "'.' path segment"),
+        (["a\x00b"], "fields[0]", "NUL"),
+        (["a" * 201], "fields[0]", "longer than 200 characters"),
+        (["ok/" + "b" * 201], "fields[0]", "longer than 200 characters"),
+        ([], "fields", "empty"),
+        ([""], "fields[0]", "non-empty"),
+        (["all", "x"], "fields", "'all' cannot be combined"),
+        ([1], "fields[0]", "found integer 1 (put it in quotes"),
+        (5, "fields", "expected a list of field names or 'all'; found integer 5"),
+        ({"a": 1}, "fields", "found mapping {'a': 1}"),
+        (None, "fields", "found null"),
+    ],
+)
 def test_fields_rejected(value: Any, key: str, fragment: str) -> None:
     err = exp_error({"fields": value})
     assert (err.source, err.experiment, err.key) == ("cfg.yaml", "e", key)
@@ -265,13 +290,16 @@ def test_single_missing_key() -> None:
 
 
 @pytest.mark.parametrize("key", ["entity", "project"])
-@pytest.mark.parametrize("value, fragment", [
-    (5, "found integer 5 (put it in quotes to make it text)"),
-    (True, "found boolean True"),
-    ("", "non-empty"),
-    ("a/b", "cannot contain '/'"),
-    (["x"], "found list ['x']"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        (5, "found integer 5 (put it in quotes to make it text)"),
+        (True, "found boolean True"),
+        ("", "non-empty"),
+        ("a/b", "cannot contain '/'"),
+        (["x"], "found list ['x']"),
+    ],
+)
 def test_entity_and_project(key: str, value: Any, fragment: str) -> None:
     err = exp_error({key: value})
     assert (err.experiment, err.key) == ("e", key) and fragment in str(err)
@@ -300,8 +328,14 @@ def test_groups_all_keeps_flat_lists(groups: Any) -> None:
 
 
 def test_nested_selection_with_groups() -> None:
-    exp = one({"groups": ["ppo", "sac", "td3"], "job_types": [["train"], "all", ["all"]],
-               "runs": "all", "tags": [["a", "b"], ["c"], "all"]})
+    exp = one(
+        {
+            "groups": ["ppo", "sac", "td3"],
+            "job_types": [["train"], "all", ["all"]],
+            "runs": "all",
+            "tags": [["a", "b"], ["c"], "all"],
+        }
+    )
     assert exp.selections == (
         Selection(group="ppo", job_types=("train",), tags=("a", "b")),
         Selection(group="sac", tags=("c",)),
@@ -312,15 +346,17 @@ def test_nested_selection_with_groups() -> None:
 def test_flat_list_with_groups_is_explained() -> None:
     err = exp_error({"groups": ["a", "b"], "job_types": ["train", "eval"]})
     assert (err.experiment, err.key) == ("e", "job_types")
-    assert err.detail == ('with groups: [a, b], job_types needs one entry per group, e.g. [[...], "all"]; '
-                          "found a flat list of 2 strings")
+    assert err.detail == (
+        'with groups: [a, b], job_types needs one entry per group, e.g. [[...], "all"]; found a flat list of 2 strings'
+    )
 
 
 def test_flat_list_with_one_group() -> None:
     err = exp_error({"groups": ["mprl-mp3-bb"], "tags": ["pomdp_1st"]})
     assert err.key == "tags"
-    assert err.detail == ("with groups: [mprl-mp3-bb], tags needs one entry per group, e.g. [[...]]; "
-                          "found a flat list of 1 string")
+    assert err.detail == (
+        "with groups: [mprl-mp3-bb], tags needs one entry per group, e.g. [[...]]; found a flat list of 1 string"
+    )
 
 
 def test_wrong_number_of_entries() -> None:
@@ -354,17 +390,20 @@ def test_default_may_hold_nested_lists_for_experiments_groups() -> None:
     assert exp.selections == (Selection(group="g", tags=("t",)),)
 
 
-@pytest.mark.parametrize("settings, key, fragment", [
-    ({"groups": "ppo"}, "groups", "expected a list of group names or 'all'; found string 'ppo'"),
-    ({"groups": []}, "groups", "empty"),
-    ({"groups": ["all"]}, "groups", "write groups: all"),
-    ({"groups": ["a", 1]}, "groups[1]", "found integer 1"),
-    ({"tags": "baseline"}, "tags", "expected a list of tags or 'all'; found string 'baseline'"),
-    ({"tags": []}, "tags", "empty, which would match nothing"),
-    ({"runs": ["all", "x"]}, "runs", "'all' cannot be combined"),
-    ({"job_types": {"a": 1}}, "job_types", "found mapping"),
-    ({"runs": [True]}, "runs[0]", "found boolean True (put it in quotes"),
-])
+@pytest.mark.parametrize(
+    "settings, key, fragment",
+    [
+        ({"groups": "ppo"}, "groups", "expected a list of group names or 'all'; found string 'ppo'"),
+        ({"groups": []}, "groups", "empty"),
+        ({"groups": ["all"]}, "groups", "write groups: all"),
+        ({"groups": ["a", 1]}, "groups[1]", "found integer 1"),
+        ({"tags": "baseline"}, "tags", "expected a list of tags or 'all'; found string 'baseline'"),
+        ({"tags": []}, "tags", "empty, which would match nothing"),
+        ({"runs": ["all", "x"]}, "runs", "'all' cannot be combined"),
+        ({"job_types": {"a": 1}}, "job_types", "found mapping"),
+        ({"runs": [True]}, "runs[0]", "found boolean True (put it in quotes"),
+    ],
+)
 def test_selection_rejected(settings: dict[str, Any], key: str, fragment: str) -> None:
     err = exp_error(settings)
     assert (err.experiment, err.key) == ("e", key) and fragment in str(err)
@@ -373,15 +412,18 @@ def test_selection_rejected(settings: dict[str, Any], key: str, fragment: str) -
 # --------------------------------------------------------------------------- config and summary filters
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ({"values": ["a", 1, 2.5, True, None]}, ValueFilter(values=("a", 1, 2.5, True, None))),
-    ({"values": "adam"}, ValueFilter(values=("adam",))),
-    ({"values": 0.0003}, ValueFilter(values=(0.0003,))),
-    ({"min": 0}, ValueFilter(min=0)),
-    ({"max": 1.5}, ValueFilter(max=1.5)),
-    ({"min": 1, "max": 1}, ValueFilter(min=1, max=1)),
-    ({"values": [1, 2], "min": 0, "max": 3}, ValueFilter(values=(1, 2), min=0, max=3)),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ({"values": ["a", 1, 2.5, True, None]}, ValueFilter(values=("a", 1, 2.5, True, None))),
+        ({"values": "adam"}, ValueFilter(values=("adam",))),
+        ({"values": 0.0003}, ValueFilter(values=(0.0003,))),
+        ({"min": 0}, ValueFilter(min=0)),
+        ({"max": 1.5}, ValueFilter(max=1.5)),
+        ({"min": 1, "max": 1}, ValueFilter(min=1, max=1)),
+        ({"values": [1, 2], "min": 0, "max": 3}, ValueFilter(values=(1, 2), min=0, max=3)),
+    ],
+)
 @pytest.mark.parametrize("section", ["config", "summary"])
 def test_value_filters_accepted(section: str, spec: dict[str, Any], expected: ValueFilter) -> None:
     exp = one({section: {"a.b.c": spec}})
@@ -389,35 +431,44 @@ def test_value_filters_accepted(section: str, spec: dict[str, Any], expected: Va
     assert dict(filters) == {"a.b.c": expected}
 
 
-@pytest.mark.parametrize("spec, key, fragment", [
-    ({"min": 2, "max": 1}, "config.lr", "min (2) is greater than max (1)"),
-    ({}, "config.lr", "needs at least one of 'values', 'min' or 'max'"),
-    ({"min": True}, "config.lr.min", "expected a number; found boolean True"),
-    ({"max": "1"}, "config.lr.max", "expected a number; found string '1'"),
-    ({"min": float("nan")}, "config.lr.min", "expected a finite number; found float nan"),
-    ({"max": float("inf")}, "config.lr.max", "finite"),
-    ({"min": 2**70}, "config.lr.min", "64 bits"),
-    ({"values": []}, "config.lr.values", "empty"),
-    ({"values": [[1, 2]]}, "config.lr.values[0]", "found list [1, 2]"),
-    ({"values": [1, {"a": 1}]}, "config.lr.values[1]", "found mapping {'a': 1}"),
-    ({"mni": 1}, "config.lr.mni", "unknown key 'mni'; did you mean 'min'?"),
-    ({"value": [1]}, "config.lr.value", "did you mean 'values'?"),
-])
+@pytest.mark.parametrize(
+    "spec, key, fragment",
+    [
+        ({"min": 2, "max": 1}, "config.lr", "min (2) is greater than max (1)"),
+        ({}, "config.lr", "needs at least one of 'values', 'min' or 'max'"),
+        ({"min": True}, "config.lr.min", "expected a number; found boolean True"),
+        ({"max": "1"}, "config.lr.max", "expected a number; found string '1'"),
+        ({"min": float("nan")}, "config.lr.min", "expected a finite number; found float nan"),
+        ({"max": float("inf")}, "config.lr.max", "finite"),
+        ({"min": 2**70}, "config.lr.min", "64 bits"),
+        ({"values": []}, "config.lr.values", "empty"),
+        ({"values": [[1, 2]]}, "config.lr.values[0]", "found list [1, 2]"),
+        ({"values": [1, {"a": 1}]}, "config.lr.values[1]", "found mapping {'a': 1}"),
+        ({"mni": 1}, "config.lr.mni", "unknown key 'mni'; did you mean 'min'?"),
+        ({"value": [1]}, "config.lr.value", "did you mean 'values'?"),
+    ],
+)
 def test_value_filters_rejected(spec: dict[str, Any], key: str, fragment: str) -> None:
     err = exp_error({"config": {"lr": spec}})
     assert (err.experiment, err.key) == ("e", key) and fragment in str(err)
 
 
 @pytest.mark.parametrize("section", ["config", "summary"])
-@pytest.mark.parametrize("mapping, key, fragment", [
-    ({"lr": [1, 2]}, "lr",
-     "expected a mapping with 'values', 'min' and/or 'max', e.g. lr: {values: [...]}; found list [1, 2]"),
-    ({"lr": 0.1}, "lr", "found float 0.1"),
-    ({"lr": None}, "lr", "found null"),
-    ({1: {"min": 1}}, "1", "keys must be strings; found integer 1"),
-    ({"a..b": {"min": 1}}, "a..b", "dotted keys need a name between every pair of dots"),
-    ({".a": {"min": 1}}, ".a", "dotted keys"),
-])
+@pytest.mark.parametrize(
+    "mapping, key, fragment",
+    [
+        (
+            {"lr": [1, 2]},
+            "lr",
+            "expected a mapping with 'values', 'min' and/or 'max', e.g. lr: {values: [...]}; found list [1, 2]",
+        ),
+        ({"lr": 0.1}, "lr", "found float 0.1"),
+        ({"lr": None}, "lr", "found null"),
+        ({1: {"min": 1}}, "1", "keys must be strings; found integer 1"),
+        ({"a..b": {"min": 1}}, "a..b", "dotted keys need a name between every pair of dots"),
+        ({".a": {"min": 1}}, ".a", "dotted keys"),
+    ],
+)
 def test_filter_mappings_rejected(section: str, mapping: dict[Any, Any], key: str, fragment: str) -> None:
     err = exp_error({section: mapping})
     assert err.key == f"{section}.{key}" and fragment in str(err)
@@ -441,17 +492,20 @@ def test_history_samples_default() -> None:
     assert one({}).history_samples == DEFAULT_HISTORY_SAMPLES == 12000
 
 
-@pytest.mark.parametrize("value, fragment", [
-    (0, "found integer 0"),
-    (-5, "found integer -5"),
-    (True, "found boolean True"),
-    (100.0, "found float 100.0"),
-    ("100", "found string '100'"),
-    ("ALL", "found string 'ALL'"),
-    (None, "found null"),
-    (2**31, "more samples than the server accepts"),
-    pytest.param(10**5000, "more samples than the server accepts", id="5000-digits"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        (0, "found integer 0"),
+        (-5, "found integer -5"),
+        (True, "found boolean True"),
+        (100.0, "found float 100.0"),
+        ("100", "found string '100'"),
+        ("ALL", "found string 'ALL'"),
+        (None, "found null"),
+        (2**31, "more samples than the server accepts"),
+        pytest.param(10**5000, "more samples than the server accepts", id="5000-digits"),
+    ],
+)
 def test_history_samples_rejected(value: Any, fragment: str) -> None:
     err = exp_error({"history_samples": value})
     assert (err.experiment, err.key) == ("e", "history_samples") and fragment in str(err)
@@ -462,13 +516,16 @@ def test_output_data_type_accepted(value: str) -> None:
     assert one({"output_data_type": value}).output_data_type == value
 
 
-@pytest.mark.parametrize("value, fragment", [
-    ("CSV", "found string 'CSV'; did you mean 'csv'?"),
-    ("nump", "did you mean 'numpy'?"),
-    ("hdf5", "expected one of 'numpy', 'csv', 'npz', 'parquet'; found string 'hdf5'"),
-    ("Parquet", "found string 'Parquet'; did you mean 'parquet'?"),
-    (1, "found integer 1"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("CSV", "found string 'CSV'; did you mean 'csv'?"),
+        ("nump", "did you mean 'numpy'?"),
+        ("hdf5", "expected one of 'numpy', 'csv', 'npz', 'parquet'; found string 'hdf5'"),
+        ("Parquet", "found string 'Parquet'; did you mean 'parquet'?"),
+        (1, "found integer 1"),
+    ],
+)
 def test_output_data_type_rejected(value: Any, fragment: str) -> None:
     err = exp_error({"output_data_type": value})
     assert err.key == "output_data_type" and fragment in str(err)
@@ -477,10 +534,18 @@ def test_output_data_type_rejected(value: Any, fragment: str) -> None:
 # --------------------------------------------------------------------------- unknown keys, DEFAULT errors
 
 
-@pytest.mark.parametrize("typo, suggestion", [
-    ("fileds", "fields"), ("job_type", "job_types"), ("group", "groups"), ("history_sample", "history_samples"),
-    ("output", "output_path"), ("Tags", "tags"), ("sumary", "summary"),
-])
+@pytest.mark.parametrize(
+    "typo, suggestion",
+    [
+        ("fileds", "fields"),
+        ("job_type", "job_types"),
+        ("group", "groups"),
+        ("history_sample", "history_samples"),
+        ("output", "output_path"),
+        ("Tags", "tags"),
+        ("sumary", "summary"),
+    ],
+)
 def test_unknown_key_suggests_nearest(typo: str, suggestion: str) -> None:
     err = exp_error({typo: ["x"]})
     assert (err.experiment, err.key) == ("e", typo)
@@ -514,26 +579,32 @@ def test_problems_of_several_experiments_are_collected() -> None:
 # --------------------------------------------------------------------------- top level and experiment names
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (None, "the config is empty"),
-    ([1, 2], "expected a mapping of experiment names to settings; found list [1, 2]"),
-    ("text", "found string 'text'"),
-    ({"DEFAULT": BASE}, "no experiments"),
-    ({}, "no experiments"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (None, "the config is empty"),
+        ([1, 2], "expected a mapping of experiment names to settings; found list [1, 2]"),
+        ("text", "found string 'text'"),
+        ({"DEFAULT": BASE}, "no experiments"),
+        ({}, "no experiments"),
+    ],
+)
 def test_top_level_rejected(data: Any, fragment: str) -> None:
     err = error(data)
     assert err.source == "cfg.yaml" and fragment in str(err)
 
 
-@pytest.mark.parametrize("name, fragment", [
-    ("a/b", "cannot be a folder name"),
-    ("..", "cannot be a folder name"),
-    (".", "cannot be a folder name"),
-    ("a\x00", "cannot be a folder name"),
-    ("x" * 201, "longer than 200 characters"),
-    ("", "must not be empty"),
-])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("a/b", "cannot be a folder name"),
+        ("..", "cannot be a folder name"),
+        (".", "cannot be a folder name"),
+        ("a\x00", "cannot be a folder name"),
+        ("x" * 201, "longer than 200 characters"),
+        ("", "must not be empty"),
+    ],
+)
 def test_bad_experiment_names(name: str, fragment: str) -> None:
     err = error({"DEFAULT": BASE, name: {}})
     assert fragment in str(err)
@@ -582,8 +653,10 @@ def test_only_selected_experiments_are_validated() -> None:
 
 def test_unknown_experiment_suggests_nearest() -> None:
     err = error({"DEFAULT": BASE, "ppo_hopper": {}, "sac_walker": {}}, experiments=["ppo_hoper"])
-    assert str(err) == ("cfg.yaml: experiment 'ppo_hoper' is not in the config (did you mean 'ppo_hopper'?); "
-                        "available: ppo_hopper, sac_walker")
+    assert str(err) == (
+        "cfg.yaml: experiment 'ppo_hoper' is not in the config (did you mean 'ppo_hopper'?); "
+        "available: ppo_hopper, sac_walker"
+    )
 
 
 def test_unknown_experiments_all_named() -> None:
@@ -618,21 +691,24 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("e: [1, 2\n", "invalid YAML at line 2, column 1"),
-    ("e:\n  entity: demo\n project: x\n", "invalid YAML at line 3, column 2"),
-    ("\tx: 1\n", "line 1, column 1"),
-    ("a: 1\n---\nb: 2\n", "expected a single document"),
-    ("a: {entity: x}\nb: {}\na: {}\n", "line 3, column 1: duplicate key 'a' (first defined on line 1)"),
-    ("e:\n  fields: [a]\n  fields: [b]\n", "duplicate key 'fields'"),
-    ("a: 2023-02-30\n", "invalid YAML"),
-    pytest.param("a: " + "9" * 5000 + "\n", "invalid YAML", id="5000-digits"),
-    pytest.param("[" * 5000, "invalid YAML", id="deep-nesting"),
-    (b"\xff\xfe\x00bad".decode("latin-1"), "invalid YAML"),
-    ("", "the config is empty"),
-    ("# only a comment\n", "the config is empty"),
-    ("- a\n- b\n", "expected a mapping of experiment names"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("e: [1, 2\n", "invalid YAML at line 2, column 1"),
+        ("e:\n  entity: demo\n project: x\n", "invalid YAML at line 3, column 2"),
+        ("\tx: 1\n", "line 1, column 1"),
+        ("a: 1\n---\nb: 2\n", "expected a single document"),
+        ("a: {entity: x}\nb: {}\na: {}\n", "line 3, column 1: duplicate key 'a' (first defined on line 1)"),
+        ("e:\n  fields: [a]\n  fields: [b]\n", "duplicate key 'fields'"),
+        ("a: 2023-02-30\n", "invalid YAML"),
+        pytest.param("a: " + "9" * 5000 + "\n", "invalid YAML", id="5000-digits"),
+        pytest.param("[" * 5000, "invalid YAML", id="deep-nesting"),
+        (b"\xff\xfe\x00bad".decode("latin-1"), "invalid YAML"),
+        ("", "the config is empty"),
+        ("# only a comment\n", "the config is empty"),
+        ("- a\n- b\n", "expected a mapping of experiment names"),
+    ],
+)
 def test_bad_yaml_files(tmp_path: Path, text: str, fragment: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
@@ -671,8 +747,10 @@ def test_alias_bombs_stay_fast(tmp_path: Path) -> None:
 
 
 def test_yaml_12_floats(tmp_path: Path) -> None:
-    text = ("e:\n  entity: demo\n  project: p\n  fields: [a]\n  output_path: o\n"
-            "  config:\n    lr: {values: [1e-4, 3E-4], min: 1e-5, max: 1.0e-3}\n")
+    text = (
+        "e:\n  entity: demo\n  project: p\n  fields: [a]\n  output_path: o\n"
+        "  config:\n    lr: {values: [1e-4, 3E-4], min: 1e-5, max: 1.0e-3}\n"
+    )
     (exp,) = load_config(write(tmp_path, text))
     assert exp.config_filters["lr"] == ValueFilter(values=(1e-4, 3e-4), min=1e-5, max=1e-3)
 
@@ -701,8 +779,11 @@ def test_path_like_argument(tmp_path: Path) -> None:
 
 def test_backslash_field_refused_at_load(tmp_path: Path) -> None:
     """The writers refuse a backslash; the config must too, before any request is made."""
-    path = write(tmp_path, "DEFAULT: {entity: demo, project: synthetic, output_path: out}\n"
-                           "exp:\n  fields: [train/return, 'eval\\reward']\n")
+    path = write(
+        tmp_path,
+        "DEFAULT: {entity: demo, project: synthetic, output_path: out}\n"
+        "exp:\n  fields: [train/return, 'eval\\reward']\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path)
     err = info.value
@@ -712,7 +793,8 @@ def test_backslash_field_refused_at_load(tmp_path: Path) -> None:
 
 def test_a_field_listed_twice_is_exported_once_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="wandb2numpy"):
-        (exp,) = parse_config({"e": {"entity": "x", "project": "p", "fields": ["b", "a", "c", "b"], "output_path": "o"}},
-                              source="c.yaml")
+        (exp,) = parse_config(
+            {"e": {"entity": "x", "project": "p", "fields": ["b", "a", "c", "b"], "output_path": "o"}}, source="c.yaml"
+        )
     assert exp.fields == ("b", "a", "c")
     assert "c.yaml, experiment 'e', key 'fields': 'b' listed more than once; exported once" in caplog.text

@@ -14,10 +14,45 @@ from hypothesis import strategies as st
 from wandb2numpy.config import ExperimentConfig, load_config, parse_config
 from wandb2numpy.errors import ConfigError
 
-KEYS = ["entity", "project", "fields", "output_path", "groups", "job_types", "runs", "tags", "config",
-        "summary", "history_samples", "output_data_type", "values", "min", "max", "fileds", "DEFAULT"]
-WORDS = ["all", "numpy", "csv", "ppo", "sac", "train", "eval", "a/b", "..", "/abs", "", "\x00", "x" * 201,
-         "lr", "env.name", "a..b", "ü/名", "1e-4"]
+KEYS = [
+    "entity",
+    "project",
+    "fields",
+    "output_path",
+    "groups",
+    "job_types",
+    "runs",
+    "tags",
+    "config",
+    "summary",
+    "history_samples",
+    "output_data_type",
+    "values",
+    "min",
+    "max",
+    "fileds",
+    "DEFAULT",
+]
+WORDS = [
+    "all",
+    "numpy",
+    "csv",
+    "ppo",
+    "sac",
+    "train",
+    "eval",
+    "a/b",
+    "..",
+    "/abs",
+    "",
+    "\x00",
+    "x" * 201,
+    "lr",
+    "env.name",
+    "a..b",
+    "ü/名",
+    "1e-4",
+]
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(
@@ -30,8 +65,9 @@ scalars = st.one_of(
     st.sampled_from(WORDS),
     st.dates(),
 )
-keys = st.one_of(st.sampled_from(KEYS), st.sampled_from(WORDS), st.text(max_size=8), st.integers(), st.none(),
-                 st.booleans())
+keys = st.one_of(
+    st.sampled_from(KEYS), st.sampled_from(WORDS), st.text(max_size=8), st.integers(), st.none(), st.booleans()
+)
 junk = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -112,11 +148,44 @@ def test_selection_never_raises_anything_else(data: Any, wanted: list[str]) -> N
 
 
 _TMP = Path(tempfile.mkdtemp(prefix="w2n-config-props-"))
-yaml_tokens = st.sampled_from([
-    "DEFAULT:", "e:", "  ", "    ", "\n", "entity: demo", "fields: [a, b]", "fields: all", "groups: [ppo]",
-    "job_types: [[train]]", "- ", "[", "]", "{", "}", ",", ":", "&a ", "*a", "<<: *a", "!!python/object:os.system",
-    "'", '"', "#", "\t", "1e-4", "2024-02-30", "yes", "~", "---", "%YAML 1.1", "? ", "|", ">",
-])
+yaml_tokens = st.sampled_from(
+    [
+        "DEFAULT:",
+        "e:",
+        "  ",
+        "    ",
+        "\n",
+        "entity: demo",
+        "fields: [a, b]",
+        "fields: all",
+        "groups: [ppo]",
+        "job_types: [[train]]",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ":",
+        "&a ",
+        "*a",
+        "<<: *a",
+        "!!python/object:os.system",
+        "'",
+        '"',
+        "#",
+        "\t",
+        "1e-4",
+        "2024-02-30",
+        "yes",
+        "~",
+        "---",
+        "%YAML 1.1",
+        "? ",
+        "|",
+        ">",
+    ]
+)
 yaml_texts = st.one_of(st.lists(yaml_tokens, max_size=30).map("".join), st.text(max_size=60))
 
 
@@ -145,8 +214,9 @@ names = st.text(st.characters(codec="utf-8", exclude_characters="/\\\x00."), min
     span=st.floats(0, 1e6),
     day=st.dates(min_value=datetime.date(2000, 1, 1), max_value=datetime.date(2000, 1, 2)),
 )
-def test_valid_configs_parse_as_written(groups: list[str], fields: list[str], samples: Any, lo: float,
-                                        span: float, day: datetime.date) -> None:
+def test_valid_configs_parse_as_written(
+    groups: list[str], fields: list[str], samples: Any, lo: float, span: float, day: datetime.date
+) -> None:
     data = {
         "DEFAULT": {"entity": "demo", "project": "p", "output_path": "out"},
         "e": {

@@ -72,8 +72,6 @@ def project_data() -> dict[str, Any]:
     return {"projects": [{"entity": "acme", "name": "rl", "runs": runs}]}
 
 
-
-
 def settings(srv: LocalServer, **extra: Any) -> ClientSettings:
     return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20, **extra)
 
@@ -141,9 +139,14 @@ def test_sparse_fields_all_exported_and_rows_aligned(srv: LocalServer, tmp_path:
                 continue
             got_steps = steps[i][~np.isnan(steps[i])]
             assert got_steps.tolist() == [s for s, _ in want]
-            expected = [float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(v, v)) if isinstance(v, str) else float(v) for _, v in want]
+            expected = [
+                float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(v, v))
+                if isinstance(v, str)
+                else float(v)
+                for _, v in want
+            ]
             np.testing.assert_array_equal(values[i][: len(want)], expected)
-            assert np.isnan(values[i][len(want):]).all()
+            assert np.isnan(values[i][len(want) :]).all()
     assert result.exit_code == 0
 
 
@@ -291,7 +294,9 @@ def test_concurrency_reaches_the_server(tmp_path: Path) -> None:
 
 
 def test_history_samples_limits_points(srv: LocalServer, tmp_path: Path) -> None:
-    result = export(cfg(tmp_path, history_samples=3, runs=["sac-h-1"]), write=False, settings=settings(srv), policy=FAST)
+    result = export(
+        cfg(tmp_path, history_samples=3, runs=["sac-h-1"]), write=False, settings=settings(srv), policy=FAST
+    )
     steps = result.experiments["exp"].result.fields["loss"].steps
     assert steps.shape == (1, 3)
     assert steps[0, 0] == 0 and steps[0, -1] == 11  # evenly spread, first and last kept
@@ -364,8 +369,9 @@ def test_full_history_asks_one_page_query_per_page_and_nothing_else(srv: LocalSe
 
     srv.reset_stats()
     paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=4, parquet=False)
-    result = export(cfg(tmp_path, fields=["loss"], history_samples="all"), write=False, concurrency=1,
-                    settings=paged, policy=FAST)
+    result = export(
+        cfg(tmp_path, fields=["loss"], history_samples="all"), write=False, concurrency=1, settings=paged, policy=FAST
+    )
     ops = srv.stats()["ops"]
     # run i logs steps 0 .. 4+i: ceil((5 + i) / 4) pages of 4 steps
     assert ops.get("SampledHistoryPage") == sum(-(-(5 + i) // 4) for i in range(len(RUNS)))

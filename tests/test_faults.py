@@ -97,7 +97,10 @@ FAULT_MATRIX = {
     "10% of connections reset mid-response": (dict(reset_rate=0.1, seed=3), "injected_resets", 1, 20),
     "10% reset before any byte": (dict(reset_rate=0.1, reset_mode="connect", seed=5), "injected_resets", 1, 20),
     "latency spikes past the call timeout": (
-        dict(spike_rate=0.25, spike_ms=4000, fault_ops=HISTORY_OPS, seed=11), "injected_spikes", 1, 2,
+        dict(spike_rate=0.25, spike_ms=4000, fault_ops=HISTORY_OPS, seed=11),
+        "injected_spikes",
+        1,
+        2,
     ),
 }
 
@@ -118,9 +121,7 @@ def test_fault_matrix_output_identical(
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_server_gone_and_back_within_the_retry_budget(
-    reference: dict[str, bytes], tmp_path: Path
-) -> None:
+def test_server_gone_and_back_within_the_retry_budget(reference: dict[str, bytes], tmp_path: Path) -> None:
     srv = LocalServer(project(), latency_ms=150).start()
     events: list[str] = []
 
@@ -150,14 +151,17 @@ def test_server_gone_and_back_within_the_retry_budget(
 
 
 @pytest.mark.slow
-def test_one_run_always_failing(srv: LocalServer, reference: dict[str, bytes], tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_run_always_failing(
+    srv: LocalServer, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = RUN_IDS[2]
     srv.set_faults(fail_runs=bad)
     # two attempts show the failing run recorded after retries (each costs wandb-core's 1 s retry)
     import wandb2numpy.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "export", functools.partial(pipeline.export, policy=dataclasses.replace(FAST, attempts=2)))
+    monkeypatch.setattr(
+        pipeline, "export", functools.partial(pipeline.export, policy=dataclasses.replace(FAST, attempts=2))
+    )
     out = tmp_path / "out"
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(json.dumps(config(out)))  # JSON is YAML
@@ -230,9 +234,11 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _manifest(folder: Path) -> None:
     """Make the files of `folder` those of an earlier export, so `-o` may replace them."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
-    doc = {"wandb2numpy_manifest": 1, "data_type": "numpy", "files": [
-        {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size} for p in files
-    ]}
+    doc = {
+        "wandb2numpy_manifest": 1,
+        "data_type": "numpy",
+        "files": [{"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size} for p in files],
+    }
     (folder / MANIFEST_FILE).write_text(json.dumps(doc))
 
 
@@ -257,8 +263,18 @@ def test_signal_mid_export_leaves_previous_export_intact(
     env = dict(os.environ, WANDB_API_KEY=DEFAULT_API_KEY)
     summary_file = tmp_path / "summary.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.cli", str(cfg_file), "-o", "--base-url", slow_server,
-         "--json-summary", str(summary_file), "-v"],
+        [
+            sys.executable,
+            "-m",
+            "wandb2numpy.cli",
+            str(cfg_file),
+            "-o",
+            "--base-url",
+            slow_server,
+            "--json-summary",
+            str(summary_file),
+            "-v",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -295,8 +311,9 @@ def test_signal_mid_export_leaves_previous_export_intact(
 @pytest.fixture(scope="module")
 def long_server() -> Iterator[str]:
     """8 runs x 30,000 steps behind a 1 s latency: every request of a full-history export is slow."""
-    with _server_process("--runs", "8", "--steps", "30000", "--metrics", "1", "--eval-every", "1",
-                         "--latency-ms", "1000") as url:
+    with _server_process(
+        "--runs", "8", "--steps", "30000", "--metrics", "1", "--eval-every", "1", "--latency-ms", "1000"
+    ) as url:
         yield url
 
 
@@ -316,15 +333,37 @@ def test_signal_ends_a_long_full_history_export_within_about_one_request(
     previous.write_text("an earlier export")
     _manifest(previous.parent)
     cfg_file = tmp_path / "cfg.yaml"
-    cfg_file.write_text(json.dumps({"long": {
-        "entity": "demo", "project": "synthetic", "fields": ["train/return"],
-        "history_samples": "all", "output_path": str(out),
-    }}))
+    cfg_file.write_text(
+        json.dumps(
+            {
+                "long": {
+                    "entity": "demo",
+                    "project": "synthetic",
+                    "fields": ["train/return"],
+                    "history_samples": "all",
+                    "output_path": str(out),
+                }
+            }
+        )
+    )
     env = dict(os.environ, WANDB_API_KEY=DEFAULT_API_KEY)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.cli", str(cfg_file), "-o", "-q", "--concurrency", "8",
-         "--base-url", long_server],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "wandb2numpy.cli",
+            str(cfg_file),
+            "-o",
+            "-q",
+            "--concurrency",
+            "8",
+            "--base-url",
+            long_server,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert _wait_for(lambda: (out / ".wandb2numpy.lock").exists(), 30), "export never started"

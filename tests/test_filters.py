@@ -41,10 +41,12 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
             "runs": ["all", ["sac-walker-s1-1"]],
             "tags": [["baseline", "long"], "all"],
         },
-        {"$or": [
-            {"$and": [{"group": "ppo"}, {"jobType": {"$in": ["train"]}}, {"tags": {"$in": ["baseline", "long"]}}]},
-            {"$and": [{"group": "sac"}, {"display_name": {"$in": ["sac-walker-s1-1"]}}]},
-        ]},
+        {
+            "$or": [
+                {"$and": [{"group": "ppo"}, {"jobType": {"$in": ["train"]}}, {"tags": {"$in": ["baseline", "long"]}}]},
+                {"$and": [{"group": "sac"}, {"display_name": {"$in": ["sac-walker-s1-1"]}}]},
+            ]
+        },
     ),
     ("job types without groups", {"job_types": ["eval"]}, {"jobType": {"$in": ["eval"]}}),
     (
@@ -78,13 +80,17 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "config and summary",
-        {"config": {"lr": {"values": [0.001]}, "env.name": {"values": ["hopper"]}},
-         "summary": {"eval/success_rate": {"min": 0.5}}},
-        {"$and": [
-            {"config.lr": {"$in": [0.001]}},
-            {"config.env.name": {"$in": ["hopper"]}},
-            {"summary_metrics.eval/success_rate": {"$gte": 0.5}},
-        ]},
+        {
+            "config": {"lr": {"values": [0.001]}, "env.name": {"values": ["hopper"]}},
+            "summary": {"eval/success_rate": {"min": 0.5}},
+        },
+        {
+            "$and": [
+                {"config.lr": {"$in": [0.001]}},
+                {"config.env.name": {"$in": ["hopper"]}},
+                {"summary_metrics.eval/success_rate": {"$gte": 0.5}},
+            ]
+        },
     ),
     (
         "one group, flattened with config",
@@ -94,11 +100,13 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     (
         "groups or-ed, then and-ed with config and summary",
         {"groups": ["ppo", "td3"], "config": {"seed": {"values": [0]}}, "summary": {"x": {"max": 1}}},
-        {"$and": [
-            {"$or": [{"group": "ppo"}, {"group": "td3"}]},
-            {"config.seed": {"$in": [0]}},
-            {"summary_metrics.x": {"$lte": 1}},
-        ]},
+        {
+            "$and": [
+                {"$or": [{"group": "ppo"}, {"group": "td3"}]},
+                {"config.seed": {"$in": [0]}},
+                {"summary_metrics.x": {"$lte": 1}},
+            ]
+        },
     ),
     (
         "values of mixed types kept verbatim",
@@ -134,29 +142,41 @@ def test_original_example_config() -> None:
     g1 = "fmnist_dropout_cnn_adam_standard_hpo_algo_1_env_1"
     g2 = "fmnist_dropout_cnn_new_gmore_elbo_mean_kl_standard_hpo_algo_1_env_1"
     runs = {"display_name": {"$in": ["exp_rep_00", "exp_rep_03"]}}
-    assert build_filters(e1) == {"$and": [
-        {"$or": [
-            {"$and": [{"group": g1}, {"jobType": {"$in": ["run_1"]}}, runs]},
-            {"$and": [{"group": g2}, {"jobType": {"$in": ["run_1, run_2"]}}, runs]},
-        ]},
-        {"config.config_name": {"$in": ["hp_eval_config_0.yml", "hp_eval_config_1.yml"]}},
-        {"summary_metrics.best_test_acc": {"$gte": 0.92, "$lte": 0.921}},
-    ]}
+    assert build_filters(e1) == {
+        "$and": [
+            {
+                "$or": [
+                    {"$and": [{"group": g1}, {"jobType": {"$in": ["run_1"]}}, runs]},
+                    {"$and": [{"group": g2}, {"jobType": {"$in": ["run_1, run_2"]}}, runs]},
+                ]
+            },
+            {"config.config_name": {"$in": ["hp_eval_config_0.yml", "hp_eval_config_1.yml"]}},
+            {"summary_metrics.best_test_acc": {"$gte": 0.92, "$lte": 0.921}},
+        ]
+    }
     assert build_filters(e2) == {"$or": [{"$and": [{"group": g1}, runs]}, {"group": g2}]}
 
 
 # --------------------------------------------------------------------------- describe_filters
 
 
-@pytest.mark.parametrize("settings, expected", [
-    ({}, "all runs"),
-    ({"groups": ["ppo"]}, "group=ppo"),
-    ({"groups": ["ppo", "sac"], "job_types": [["train"], "all"]}, "(group=ppo and job_type in [train]) or group=sac"),
-    ({"tags": ["a", "b", "c", "d", "e"]}, "tags any of [a, b, c, ... (+2)]"),
-    ({"runs": ["r"], "config": {"lr": {"values": [0.001]}, "seed": {"min": 0, "max": 2}}},
-     "run in [r]; config.lr in [0.001]; 0 <= config.seed <= 2"),
-    ({"summary": {"a": {"min": 1}, "b": {"max": 2}}}, "summary.a >= 1; summary.b <= 2"),
-])
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({}, "all runs"),
+        ({"groups": ["ppo"]}, "group=ppo"),
+        (
+            {"groups": ["ppo", "sac"], "job_types": [["train"], "all"]},
+            "(group=ppo and job_type in [train]) or group=sac",
+        ),
+        ({"tags": ["a", "b", "c", "d", "e"]}, "tags any of [a, b, c, ... (+2)]"),
+        (
+            {"runs": ["r"], "config": {"lr": {"values": [0.001]}, "seed": {"min": 0, "max": 2}}},
+            "run in [r]; config.lr in [0.001]; 0 <= config.seed <= 2",
+        ),
+        ({"summary": {"a": {"min": 1}, "b": {"max": 2}}}, "summary.a >= 1; summary.b <= 2"),
+    ],
+)
 def test_describe_filters(settings: dict[str, Any], expected: str) -> None:
     assert describe_filters(exp(**settings)) == expected
 

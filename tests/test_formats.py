@@ -75,8 +75,10 @@ def assembled() -> ExperimentResult:
     """Ragged runs as the pipeline assembles them: NaN where a run has fewer points or none."""
     runs = [run("r1"), run('we,ird"id', name="a\nb"), run("r3"), run("r4")]
     per_run = [
-        {"loss": Series(np.array([0.0, 1.0, 2.0]), np.array([1.5, -0.0, np.inf])),
-         "eval/acc": Series(np.array([10.0]), np.array([0.25]))},
+        {
+            "loss": Series(np.array([0.0, 1.0, 2.0]), np.array([1.5, -0.0, np.inf])),
+            "eval/acc": Series(np.array([10.0]), np.array([0.25])),
+        },
         {"loss": Series(np.array([5.0, 2.0**60]), np.array([np.nan, 1e-300]))},
         None,  # failed
         {"eval/acc": Series(np.array([0.5, 20.0, 40.0]), np.array([1.0, 2.0, 3.0]))},
@@ -109,8 +111,13 @@ def test_round_trip_of_assembled_arrays(tmp_path: Path, name: str) -> None:
 def test_round_trip_field_named_like_a_steps_file(tmp_path: Path, name: str) -> None:
     """``x.steps`` has values in ``x.steps.<ext>``, which is also how the steps of ``x`` are named."""
     arrays = assembled().fields["loss"]
-    result = ExperimentResult(name="exp", runs=assembled().runs, fields={"x.steps": arrays, "failed_runs": arrays},
-                              skipped_fields={}, failed_runs={})
+    result = ExperimentResult(
+        name="exp",
+        runs=assembled().runs,
+        fields={"x.steps": arrays, "failed_runs": arrays},
+        skipped_fields={},
+        failed_runs={},
+    )
     write_experiment(result, tmp_path, data_type=name, overwrite=False)
     stored = formats.get(name).read(tmp_path / "exp")
     assert isinstance(stored, StoredExperiment)
@@ -128,8 +135,9 @@ def test_round_trip_any_arrays(n_runs: int, widths: list[int], data: st.DataObje
         values = data.draw(hnp.arrays(np.float64, (n_runs, width), elements=finite_or_not))
         steps = data.draw(hnp.arrays(np.float64, (n_runs, width), elements=finite_or_not))
         fields[field] = FieldArrays(values=values, steps=steps)
-    result = ExperimentResult(name="exp", runs=[run(f"id{i}") for i in range(n_runs)], fields=fields,
-                              skipped_fields={}, failed_runs={})
+    result = ExperimentResult(
+        name="exp", runs=[run(f"id{i}") for i in range(n_runs)], fields=fields, skipped_fields={}, failed_runs={}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name in formats.names():
             write_experiment(result, Path(tmp) / name, data_type=name, overwrite=False)
@@ -148,7 +156,10 @@ field_names = st.lists(name_parts, min_size=1, max_size=4).map("".join) | st.lis
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fields=st.lists(field_names, min_size=1, max_size=3, unique=True), data_type=st.sampled_from(["numpy", "csv", "npz", "parquet"]))
+@given(
+    fields=st.lists(field_names, min_size=1, max_size=3, unique=True),
+    data_type=st.sampled_from(["numpy", "csv", "npz", "parquet"]),
+)
 def test_config_accepts_exactly_what_the_writers_write(fields: list[str], data_type: str) -> None:
     """Refused at load means refused before any request; accepted means the write cannot refuse it."""
     try:
@@ -157,7 +168,10 @@ def test_config_accepts_exactly_what_the_writers_write(fields: list[str], data_t
     except ConfigError:
         accepted = False
     result = ExperimentResult(
-        name="e", runs=[run("r")], skipped_fields={}, failed_runs={"gone": "HTTP 500"},
+        name="e",
+        runs=[run("r")],
+        skipped_fields={},
+        failed_runs={"gone": "HTTP 500"},
         fields={f: FieldArrays(np.zeros((1, 1)), np.zeros((1, 1))) for f in fields},
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,11 +187,21 @@ def test_run_table_holds_the_url_and_scalar_summary_values(tmp_path: Path) -> No
     """Scalars (nested plain dicts flattened) become `summary.<key>` columns; media, histograms,
     lists and wandb's `_wandb` block are left out. Read back like any other column."""
     runs = [
-        run("r1", url="http://host/e/p/runs/r1", summary={
-            "loss": 0.25, "best": {"acc": 0.75, "epoch": 3}, "done": True, "note": "a,b", "gone": None,
-            "hist": {"_type": "histogram", "values": [1, 2]}, "curve": [1, 2, 3],
-            "_wandb": {"runtime": 5}, "_step": 9,
-        }),
+        run(
+            "r1",
+            url="http://host/e/p/runs/r1",
+            summary={
+                "loss": 0.25,
+                "best": {"acc": 0.75, "epoch": 3},
+                "done": True,
+                "note": "a,b",
+                "gone": None,
+                "hist": {"_type": "histogram", "values": [1, 2]},
+                "curve": [1, 2, 3],
+                "_wandb": {"runtime": 5},
+                "_step": 9,
+            },
+        ),
         run("r2", summary={"loss": float("nan"), "extra": "x"}),
     ]
     per_run = [{"x": Series(np.array([0.0]), np.array([1.0]))}] * 2
@@ -188,8 +212,14 @@ def test_run_table_holds_the_url_and_scalar_summary_values(tmp_path: Path) -> No
     r1, r2 = stored.runs
     summary_columns = [c for c in r1 if c.startswith("summary.")]
     assert summary_columns == [
-        "summary._step", "summary.best.acc", "summary.best.epoch", "summary.done", "summary.extra",
-        "summary.gone", "summary.loss", "summary.note",
+        "summary._step",
+        "summary.best.acc",
+        "summary.best.epoch",
+        "summary.done",
+        "summary.extra",
+        "summary.gone",
+        "summary.loss",
+        "summary.note",
     ]
     assert (r1["url"], r2["url"]) == ("http://host/e/p/runs/r1", "")
     assert (r1["summary.loss"], r1["summary.best.epoch"], r1["summary.done"]) == ("0.25", "3", "true")

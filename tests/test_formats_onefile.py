@@ -40,8 +40,10 @@ def ragged() -> ExperimentResult:
         run("r5", group="quiet"),
     ]
     per_run = [
-        {"loss": Series(np.array([0.0, 1.0, 2.0]), np.array([1.5, -0.0, np.inf])),
-         "eval/acc": Series(np.array([10.0]), np.array([0.25]))},
+        {
+            "loss": Series(np.array([0.0, 1.0, 2.0]), np.array([1.5, -0.0, np.inf])),
+            "eval/acc": Series(np.array([10.0]), np.array([0.25])),
+        },
         {"loss": Series(np.array([5.0, 2.0**60]), np.array([np.nan, 1e-300]))},
         None,  # failed
         {"eval/acc": Series(np.array([0.5, 20.0, 40.0]), np.array([1.0, np.nan, 3.0]))},
@@ -134,7 +136,9 @@ def test_the_data_file_alone_is_the_experiment(tmp_path: Path, name: str, make: 
     if name == "npz":
         assert alone.runs == want.runs
     else:
-        with_points = {i for arrays in want.fields.values() for i in np.flatnonzero((~np.isnan(arrays.values)).any(axis=1))}
+        with_points = {
+            i for arrays in want.fields.values() for i in np.flatnonzero((~np.isnan(arrays.values)).any(axis=1))
+        }
         assert len(with_points) < len(want.runs) or make is gridded
         for i, (row, full) in enumerate(zip(alone.runs, want.runs)):
             assert row == full if i in with_points else row == {c: (full["id"] if c == "id" else "") for c in full}
@@ -146,7 +150,9 @@ def test_two_writes_give_the_same_bytes(tmp_path: Path, name: str) -> None:
     assert isinstance(fmt, formats.SingleFileFormat)
     for folder in ("a", "b"):
         write_experiment(ragged(), tmp_path / folder, data_type=name, overwrite=False)
-    assert (tmp_path / "a" / "exp" / fmt.file_name).read_bytes() == (tmp_path / "b" / "exp" / fmt.file_name).read_bytes()
+    assert (tmp_path / "a" / "exp" / fmt.file_name).read_bytes() == (
+        tmp_path / "b" / "exp" / fmt.file_name
+    ).read_bytes()
 
 
 # --------------------------------------------------------------------------- read by others
@@ -189,10 +195,15 @@ def test_parquet_is_a_long_table(tmp_path: Path) -> None:
     # Every logged point, field by field, run by run, NaN values included; no padding.
     nan = float("nan")
     expected = [
-        ("r1", "loss", 0.0, 1.5), ("r1", "loss", 1.0, -0.0), ("r1", "loss", 2.0, float("inf")),
-        ('we,ird"id', "loss", 5.0, nan), ('we,ird"id', "loss", 2.0**60, 1e-300),
+        ("r1", "loss", 0.0, 1.5),
+        ("r1", "loss", 1.0, -0.0),
+        ("r1", "loss", 2.0, float("inf")),
+        ('we,ird"id', "loss", 5.0, nan),
+        ('we,ird"id', "loss", 2.0**60, 1e-300),
         ("r1", "eval/acc", 10.0, 0.25),
-        ("r4", "eval/acc", 0.5, 1.0), ("r4", "eval/acc", 20.0, nan), ("r4", "eval/acc", 40.0, 3.0),
+        ("r4", "eval/acc", 0.5, 1.0),
+        ("r4", "eval/acc", 20.0, nan),
+        ("r4", "eval/acc", 40.0, 3.0),
     ]
     assert len(points) == len(expected)
     for got, want in zip(points, expected):
@@ -213,7 +224,8 @@ def test_parquet_with_a_grid_has_the_grid_x_as_step(tmp_path: Path) -> None:
     rows = [(r["id"], r["field"], r["step"]) for r in table.to_pylist()]
     # Up to each run's last value on the grid; leading and inner NaN kept, so columns stay put.
     assert rows == [("r1", "loss", x) for x in (0.0, 20.0, 40.0, 60.0, 80.0)] + [
-        ("r2", "loss", 0.0), ("r2", "loss", 20.0)
+        ("r2", "loss", 0.0),
+        ("r2", "loss", 20.0),
     ]
 
 
@@ -295,9 +307,14 @@ def run_spec(k: int, *, steps: int = STEPS) -> dict[str, Any]:
             row["eval/acc"] = "NaN" if s == 5 else s * 0.01 + k
         rows.append(row)
     return {
-        "id": f"r{k:02d}", "name": f"run-{k}", "group": f"g{k % 2}", "state": "finished",
-        "created_at": "2024-01-01T00:00:00Z", "heartbeat_at": f"2024-01-02T00:00:{k:02d}Z",
-        "config": {"seed": k, "opt": {"lr": 0.1 * k}}, "history": rows,
+        "id": f"r{k:02d}",
+        "name": f"run-{k}",
+        "group": f"g{k % 2}",
+        "state": "finished",
+        "created_at": "2024-01-01T00:00:00Z",
+        "heartbeat_at": f"2024-01-02T00:00:{k:02d}Z",
+        "config": {"seed": k, "opt": {"lr": 0.1 * k}},
+        "history": rows,
     }
 
 
@@ -313,10 +330,22 @@ def project_data() -> dict[str, Any]:
 
 
 def export_to(srv: LocalServer, out: Path, data_type: str, *, incremental: bool = False) -> Any:
-    config = {"exp": {"entity": "acme", "project": "fmt", "fields": ["loss", "eval/acc"],
-                      "output_path": str(out), "output_data_type": data_type}}
-    return export(config, overwrite=True, incremental=incremental,
-                  settings=ClientSettings(base_url=srv.base_url, api_key=srv.api_key), policy=FAST)
+    config = {
+        "exp": {
+            "entity": "acme",
+            "project": "fmt",
+            "fields": ["loss", "eval/acc"],
+            "output_path": str(out),
+            "output_data_type": data_type,
+        }
+    }
+    return export(
+        config,
+        overwrite=True,
+        incremental=incremental,
+        settings=ClientSettings(base_url=srv.base_url, api_key=srv.api_key),
+        policy=FAST,
+    )
 
 
 def read(out: Path, data_type: str) -> StoredExperiment:

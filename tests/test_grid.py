@@ -199,7 +199,12 @@ def test_a_short_run_is_named_with_its_last_x_and_the_other_span() -> None:
     whole = grid_range(GridSpec(points=3, span="all"), STARTS, ENDS, LABELS)
     message = whole.warning("exp", "_step")
     assert message is not None and "short [r5] (last x 20)" in message and "grid: {span: common}" in message
-    assert whole.as_json() == {"span": "all", "from": 0.0, "to": 100.0, "short_runs": [{"run": "short [r5]", "ends": 20.0}]}
+    assert whole.as_json() == {
+        "span": "all",
+        "from": 0.0,
+        "to": 100.0,
+        "short_runs": [{"run": "short [r5]", "ends": 20.0}],
+    }
 
 
 def test_runs_of_similar_length_give_no_warning() -> None:
@@ -228,8 +233,10 @@ def test_config_span() -> None:
     assert exp.grid == GridSpec(points=5, span="all")
     [default] = parse_config({"E": {**BASE, "grid": {"points": 5}}})
     assert default.grid is not None and default.grid.span == "common"
-    for grid, words in (({"points": 5, "span": "al"}, "did you mean 'all'"),
-                        ({"values": [1, 2], "span": "all"}, "leave 'span' out")):
+    for grid, words in (
+        ({"points": 5, "span": "al"}, "did you mean 'all'"),
+        ({"values": [1, 2], "span": "all"}, "leave 'span' out"),
+    ):
         with pytest.raises(ConfigError) as err:
             parse_config({"E": {**BASE, "grid": grid}})
         assert err.value.key == "grid.span" and words in str(err.value)

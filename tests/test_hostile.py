@@ -37,8 +37,17 @@ def hostile_project() -> dict[str, Any]:
         {
             "entity": "demo",
             "name": "evil",
-            "runs": [{"id": "evil1", "name": "../../evil-run", "group": "../g", "state": "finished",
-                      "config": {"../lr": 1, "a\x00b": 2}, "summary": {}, "history": history}],
+            "runs": [
+                {
+                    "id": "evil1",
+                    "name": "../../evil-run",
+                    "group": "../g",
+                    "state": "finished",
+                    "config": {"../lr": 1, "a\x00b": 2},
+                    "summary": {},
+                    "history": history,
+                }
+            ],
         }
     )
     return data
@@ -61,8 +70,9 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return out
 
 
-def run_cli(srv: LocalServer, config_text: str, workdir: Path, *extra: str,
-            capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_cli(
+    srv: LocalServer, config_text: str, workdir: Path, *extra: str, capfd: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
     """Write the config outside workdir, run the CLI with workdir as the current folder."""
     cfg = workdir.parent / "config.yaml"
     cfg.write_text(config_text, encoding="utf-8", errors="surrogatepass")
@@ -89,12 +99,27 @@ scalars = (
 )
 structures = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(names | st.sampled_from(
-        ["values", "min", "max", "fields", "groups"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(names | st.sampled_from(["values", "min", "max", "fields", "groups"]), children, max_size=4)
+    ),
     max_leaves=12,
 )
-KEYS = ["entity", "project", "fields", "output_path", "groups", "job_types", "runs", "tags",
-        "history_samples", "output_data_type", "config", "summary", "bogus_key"]
+KEYS = [
+    "entity",
+    "project",
+    "fields",
+    "output_path",
+    "groups",
+    "job_types",
+    "runs",
+    "tags",
+    "history_samples",
+    "output_data_type",
+    "config",
+    "summary",
+    "bogus_key",
+]
 VALID = {"entity": "demo", "project": "synthetic", "fields": ["train/return"], "output_path": "out"}
 
 
@@ -125,24 +150,29 @@ def yaml_texts(draw: st.DrawFn) -> str:
         value = yaml.safe_dump(draw(structures), default_flow_style=True, allow_unicode=True).strip()
         if value.endswith("..."):
             value = value[:-3].strip()
-        return draw(st.sampled_from([
-            f"DEFAULT: &d\n  entity: demo\n  project: synthetic\n  output_path: out\n  fields: [train/return]\n"
-            f"a: *d\nb:\n  <<: *d\n  history_samples: {value}\n",
-            f"base: &b {value}\nexp:\n  entity: demo\n  project: synthetic\n  output_path: out\n  fields: *b\n",
-            "a: &a [*a]\n",
-            "l0: &l0 [x, x, x, x, x, x, x, x, x]\nl1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]\n"
-            "l2: &l2 [*l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1]\n"
-            "l3: &l3 [*l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2]\n"
-            "l4: &l4 [*l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3]\n"
-            "exp: {entity: demo, project: synthetic, output_path: out, fields: *l4}\n",
-            f"exp: &e\n  entity: demo\n  project: synthetic\n  output_path: out\n  fields: [train/return]\n"
-            f"  config: {{lr: {{values: {value}}}}}\nother: *e\n",
-        ]))
+        return draw(
+            st.sampled_from(
+                [
+                    f"DEFAULT: &d\n  entity: demo\n  project: synthetic\n  output_path: out\n  fields: [train/return]\n"
+                    f"a: *d\nb:\n  <<: *d\n  history_samples: {value}\n",
+                    f"base: &b {value}\nexp:\n  entity: demo\n  project: synthetic\n  output_path: out\n  fields: *b\n",
+                    "a: &a [*a]\n",
+                    "l0: &l0 [x, x, x, x, x, x, x, x, x]\nl1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]\n"
+                    "l2: &l2 [*l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1]\n"
+                    "l3: &l3 [*l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2]\n"
+                    "l4: &l4 [*l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3]\n"
+                    "exp: {entity: demo, project: synthetic, output_path: out, fields: *l4}\n",
+                    f"exp: &e\n  entity: demo\n  project: synthetic\n  output_path: out\n  fields: [train/return]\n"
+                    f"  config: {{lr: {{values: {value}}}}}\nother: *e\n",
+                ]
+            )
+        )
     return draw(st.text(max_size=80))  # arbitrary text, usually not even a mapping
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(text=yaml_texts())
 def test_generated_configs_end_in_an_error_or_an_export(
     srv: LocalServer, capfd: pytest.CaptureFixture[str], text: str
@@ -189,8 +219,9 @@ def test_generated_configs_end_in_an_error_or_an_export(
         "[" * 5000,
     ],
 )
-def test_hand_written_hostile_configs(srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str],
-                                      text: str) -> None:
+def test_hand_written_hostile_configs(
+    srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], text: str
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     code, out, err = run_cli(srv, text, work, capfd=capfd)
@@ -272,8 +303,7 @@ def _assert_secret_absent(secret: str, texts: list[tuple[str, Any]]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["ok", "partial", "wrong_key", "unreachable", "bad_config"])
 def test_api_key_never_appears(
-    srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch, scenario: str
+    srv: LocalServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, scenario: str
 ) -> None:
     key = srv.api_key
     base_url = srv.base_url
@@ -292,13 +322,14 @@ def test_api_key_never_appears(
     fields = "[train/return]" if scenario != "bad_config" else f"[{key}, 5]"
     cfg = tmp_path / "config.yaml"
     out_dir = tmp_path / "out"
-    cfg.write_text(f"exp: {{entity: demo, project: synthetic, output_path: {out_dir}, fields: {fields}}}\n"
-                   f"csv: {{entity: demo, project: synthetic, output_path: {out_dir}, fields: [train/loss],"
-                   f" output_data_type: csv}}\n")
+    cfg.write_text(
+        f"exp: {{entity: demo, project: synthetic, output_path: {out_dir}, fields: {fields}}}\n"
+        f"csv: {{entity: demo, project: synthetic, output_path: {out_dir}, fields: [train/loss],"
+        f" output_data_type: csv}}\n"
+    )
     log_file = tmp_path / "log.txt"
     summary = tmp_path / "summary.json"
-    code = main([str(cfg), "--base-url", base_url, "-v", "--log-file", str(log_file),
-                 "--json-summary", str(summary)])
+    code = main([str(cfg), "--base-url", base_url, "-v", "--log-file", str(log_file), "--json-summary", str(summary)])
     stdout, stderr = capfd.readouterr()
     assert code == expected, stderr
     texts: list[tuple[str, Any]] = [("stdout", stdout), ("stderr", stderr)]
@@ -319,10 +350,31 @@ def test_api_key_never_appears_in_a_subprocess(srv: LocalServer, tmp_path: Path)
         env = dict(os.environ, WANDB_API_KEY=key)
         env.pop("WANDB_SILENT", None)
         proc = subprocess.run(
-            [sys.executable, "-m", "wandb2numpy.cli", str(cfg), "-o", "-v", "--base-url", srv.base_url,
-             "--log-file", str(tmp_path / "log.txt"), "--json-summary", str(tmp_path / "s.json")],
-            capture_output=True, text=True, env=env, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "wandb2numpy.cli",
+                str(cfg),
+                "-o",
+                "-v",
+                "--base-url",
+                srv.base_url,
+                "--log-file",
+                str(tmp_path / "log.txt"),
+                "--json-summary",
+                str(tmp_path / "s.json"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
         assert proc.returncode == expected, proc.stderr
-        _assert_secret_absent(key, [("stdout", proc.stdout), ("stderr", proc.stderr),
-                                    *[(p, d) for p, d in _every_output(tmp_path) if p != str(cfg)]])
+        _assert_secret_absent(
+            key,
+            [
+                ("stdout", proc.stdout),
+                ("stderr", proc.stderr),
+                *[(p, d) for p, d in _every_output(tmp_path) if p != str(cfg)],
+            ],
+        )

@@ -55,8 +55,15 @@ def project_data() -> dict[str, Any]:
 
 
 def config(out: Path) -> dict[str, Any]:
-    return {"exp": {"entity": "acme", "project": "inc", "fields": ["loss"], "history_samples": "all",
-                    "output_path": str(out)}}
+    return {
+        "exp": {
+            "entity": "acme",
+            "project": "inc",
+            "fields": ["loss"],
+            "history_samples": "all",
+            "output_path": str(out),
+        }
+    }
 
 
 def arrays(out: Path) -> dict[str, np.ndarray]:
@@ -78,9 +85,22 @@ def test_an_interrupted_export_keeps_the_runs_it_read(srv: LocalServer, tmp_path
     srv.set_faults(latency_ms=400)
     env = dict(os.environ, WANDB_API_KEY=DEFAULT_API_KEY)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.cli", str(cfg), "--incremental", "-q", "--concurrency", "2",
-         "--base-url", srv.base_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "wandb2numpy.cli",
+            str(cfg),
+            "--incremental",
+            "-q",
+            "--concurrency",
+            "2",
+            "--base-url",
+            srv.base_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     journal = out / STATE_DIR / "exp" / JOURNAL_FILE
     try:

@@ -13,8 +13,9 @@ CODE = "from wandb2numpy import _memory; print(_memory.map_large_blocks(), _memo
 
 
 def _run(**env: str) -> str:
-    done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **env})
+    done = subprocess.run(
+        [sys.executable, "-c", CODE], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 

@@ -39,8 +39,7 @@ def _history(i: int) -> list[dict[str, Any]]:
     rows = []
     stride = 3 if i % 2 else 1
     for k in range(100 + 10 * i):
-        row: dict[str, Any] = {"_step": k * stride, "loss": 1.0 / (k + 1) + i, "flag": k % 2 == 0,
-                               "note": f"text {k}"}
+        row: dict[str, Any] = {"_step": k * stride, "loss": 1.0 / (k + 1) + i, "flag": k % 2 == 0, "note": f"text {k}"}
         if k % 7 == 3:
             row["eval"] = k * 0.25 - i
         if i == 0:
@@ -56,19 +55,28 @@ def _history(i: int) -> list[dict[str, Any]]:
 def project_data() -> dict[str, Any]:
     runs = []
     for i, rid in enumerate([*FINISHED, "r1"]):
-        runs.append({
-            "id": rid,
-            "name": f"run-{rid}",
-            "state": "running" if rid == "r1" else "finished",
-            "created_at": f"2024-01-01T00:0{i}:00Z",
-            "history": _history(i),
-        })
+        runs.append(
+            {
+                "id": rid,
+                "name": f"run-{rid}",
+                "state": "running" if rid == "r1" else "finished",
+                "created_at": f"2024-01-01T00:0{i}:00Z",
+                "history": _history(i),
+            }
+        )
     return {"projects": [{"entity": "acme", "name": "pq", "runs": runs}]}
 
 
 def config(tmp_path: Path, samples: Any = "all") -> dict[str, Any]:
-    return {"exp": {"entity": "acme", "project": "pq", "fields": FIELDS, "history_samples": samples,
-                    "output_path": str(tmp_path / "out")}}
+    return {
+        "exp": {
+            "entity": "acme",
+            "project": "pq",
+            "fields": FIELDS,
+            "history_samples": samples,
+            "output_path": str(tmp_path / "out"),
+        }
+    }
 
 
 def settings(srv: LocalServer, **extra: Any) -> ClientSettings:
@@ -76,8 +84,9 @@ def settings(srv: LocalServer, **extra: Any) -> ClientSettings:
 
 
 def run(srv: LocalServer, tmp_path: Path, samples: Any = "all", **extra: Any) -> Any:
-    result = export(config(tmp_path, samples), write=False, concurrency=4, settings=settings(srv, **extra),
-                    policy=FAST_RETRIES)
+    result = export(
+        config(tmp_path, samples), write=False, concurrency=4, settings=settings(srv, **extra), policy=FAST_RETRIES
+    )
     assert result.exit_code == 0
     return result.experiments["exp"].result
 
@@ -117,9 +126,7 @@ def parquet_runs(srv: LocalServer) -> list[str]:
 
 @pytest.mark.parametrize("mode", [True, "only"])
 @pytest.mark.parametrize("samples", ["all", 12000])
-def test_exported_runs_read_as_columns_equal_the_page_path(
-    plain: Any, tmp_path: Path, mode: Any, samples: Any
-) -> None:
+def test_exported_runs_read_as_columns_equal_the_page_path(plain: Any, tmp_path: Path, mode: Any, samples: Any) -> None:
     """Sampled mode whose sample keeps every row reads the files too: same rows either way."""
     with LocalServer(project_data(), parquet=mode) as srv:
         got = run(srv, tmp_path, samples)
@@ -178,14 +185,31 @@ def test_runs_without_an_export_yet_are_read_by_pages(plain: Any, tmp_path: Path
 def test_a_server_without_exports_is_asked_a_few_times_only(tmp_path: Path) -> None:
     """12 finished runs on a server that exports none: after 8 answers without files the rest
     are read by pages without asking (at most one more question already waiting for a slot)."""
-    runs = [{"id": f"n{i:02d}", "name": f"n{i:02d}", "state": "finished", "created_at": f"2024-01-01T00:{i:02d}:00Z",
-             "history": [{"_step": k, "loss": k * 0.5 + i} for k in range(60)]} for i in range(12)]
+    runs = [
+        {
+            "id": f"n{i:02d}",
+            "name": f"n{i:02d}",
+            "state": "finished",
+            "created_at": f"2024-01-01T00:{i:02d}:00Z",
+            "history": [{"_step": k, "loss": k * 0.5 + i} for k in range(60)],
+        }
+        for i in range(12)
+    ]
     data = {"projects": [{"entity": "acme", "name": "pq", "runs": runs}]}
-    cfg = {"exp": {"entity": "acme", "project": "pq", "fields": ["loss"], "history_samples": "all",
-                   "output_path": str(tmp_path / "out")}}
+    cfg = {
+        "exp": {
+            "entity": "acme",
+            "project": "pq",
+            "fields": ["loss"],
+            "history_samples": "all",
+            "output_path": str(tmp_path / "out"),
+        }
+    }
     with LocalServer(data) as srv:
-        results = [export(cfg, write=False, concurrency=2, settings=settings(srv, parquet=on), policy=FAST_RETRIES)
-                   for on in (False, True)]
+        results = [
+            export(cfg, write=False, concurrency=2, settings=settings(srv, parquet=on), policy=FAST_RETRIES)
+            for on in (False, True)
+        ]
         asked = srv.stats()["ops"]["RunParquetHistory"]
     assert 8 <= asked <= 9
     off, on = (r.experiments["exp"].result.fields["loss"] for r in results)
@@ -234,9 +258,12 @@ def test_ints_beyond_2_53_round_as_the_page_path_does() -> None:
 
 def test_nulls_are_rows_without_the_key_and_floats_stay_bit_for_bit() -> None:
     x = [math.nan, None, math.inf, -math.inf, -0.0, None, 1e-310, 5.0]
-    tbl = table(_step=pa.array([0.0, 1, 2, 3, 4, 5, 6, 9], pa.float64()), x=pa.array(x, pa.float64()),
-                b=pa.array([True, False, None, True, None, None, False, True]),
-                empty=pa.array([None] * 8, pa.null()))
+    tbl = table(
+        _step=pa.array([0.0, 1, 2, 3, 4, 5, 6, 9], pa.float64()),
+        x=pa.array(x, pa.float64()),
+        b=pa.array([True, False, None, True, None, None, False, True]),
+        empty=pa.array([None] * 8, pa.null()),
+    )
     got = series_from_table(tbl, ["x", "b", "empty", "absent"])
     assert got.rows == 8 and not got.non_numeric
     assert got.series["x"].steps.tolist() == [0, 2, 3, 4, 6, 9]
@@ -253,8 +280,13 @@ def test_nulls_are_rows_without_the_key_and_floats_stay_bit_for_bit() -> None:
 def test_non_numeric_columns_get_the_page_paths_reason() -> None:
     texts = ["NaN", None, "Infinity", "oops", "x"]
     media = [None, {"_type": "histogram", "bins": [1]}, None, None, None]
-    tbl = table(_step=pa.array(range(5)), t=pa.array(texts), m=pa.array(media), ok=pa.array(["NaN", "-inf", None, None, "Infinity"]),
-                lst=pa.array([None, [1, 2], None, None, None]))
+    tbl = table(
+        _step=pa.array(range(5)),
+        t=pa.array(texts),
+        m=pa.array(media),
+        ok=pa.array(["NaN", "-inf", None, None, "Infinity"]),
+        lst=pa.array([None, [1, 2], None, None, None]),
+    )
     got = series_from_table(tbl, ["t", "m", "ok", "lst"])
     for key in ("t", "m", "lst"):
         with pytest.raises(NonNumericValue) as info:

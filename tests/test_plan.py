@@ -28,11 +28,25 @@ STEPS = 30
 # ------------------------------------------------------------------------------ pure plans
 
 
-def _info(rid: str, group: str, job_type: str = "train", tags: tuple[str, ...] = (),
-          keys: tuple[str, ...] = ("train/return", "global_step")) -> RunInfo:
-    return RunInfo(entity="acme", project="rl", id=rid, name=rid, group=group, job_type=job_type, tags=tags,
-                   history_line_count=STEPS, last_step=STEPS - 1,
-                   history_keys={k: KeyInfo(types=("number",), count=STEPS) for k in ("_step", *keys)})
+def _info(
+    rid: str,
+    group: str,
+    job_type: str = "train",
+    tags: tuple[str, ...] = (),
+    keys: tuple[str, ...] = ("train/return", "global_step"),
+) -> RunInfo:
+    return RunInfo(
+        entity="acme",
+        project="rl",
+        id=rid,
+        name=rid,
+        group=group,
+        job_type=job_type,
+        tags=tags,
+        history_line_count=STEPS,
+        last_step=STEPS - 1,
+        history_keys={k: KeyInfo(types=("number",), count=STEPS) for k in ("_step", *keys)},
+    )
 
 
 def _exp(**over: Any) -> Any:
@@ -40,8 +54,7 @@ def _exp(**over: Any) -> Any:
     return parse_config({"e": {**base, **over}})[0]
 
 
-RUNS = [_info("ppo-1", "ppo", tags=("baseline",)), _info("ppo-2", "ppo", job_type="eval"),
-        _info("sac-1", "sac")]
+RUNS = [_info("ppo-1", "ppo", tags=("baseline",)), _info("ppo-2", "ppo", job_type="eval"), _info("sac-1", "sac")]
 
 
 def _plan(exp: Any, runs: list[RunInfo], *others: tuple[Any, list[RunInfo]]) -> Any:
@@ -89,21 +102,26 @@ def test_no_run_blocks_the_experiment_and_hints_from_other_listings() -> None:
 
 def test_a_mistyped_field_and_x_axis_get_the_nearest_key() -> None:
     plan = _plan(_exp(fields=["train/retrun"]), RUNS)
-    assert plan.problems == ("e: field 'train/retrun' logged by none of the 3 matched run(s); "
-                             "did you mean 'train/return'?",)
+    assert plan.problems == (
+        "e: field 'train/retrun' logged by none of the 3 matched run(s); did you mean 'train/return'?",
+    )
     plan = _plan(_exp(x_axis="global_stp"), RUNS)
     assert plan.blocked and plan.reads.requests == 0
-    assert plan.problems == ("e: x_axis 'global_stp' is logged by none of the 3 matched run(s); "
-                             "did you mean 'global_step'?",)
+    assert plan.problems == (
+        "e: x_axis 'global_stp' is logged by none of the 3 matched run(s); did you mean 'global_step'?",
+    )
 
 
-@pytest.mark.parametrize(("data_type", "grid", "keys", "left"), [
-    ("numpy", None, ("a", "a.steps", "b"), {"a.steps"}),
-    ("csv", None, ("runs", "b"), {"runs"}),
-    ("npz", None, ("fields", "b"), {"fields"}),
-    ("numpy", {"points": 5}, ("x", "b"), {"x"}),
-    ("numpy", None, ("ok", "z" * 300), {"z" * 300}),
-])
+@pytest.mark.parametrize(
+    ("data_type", "grid", "keys", "left"),
+    [
+        ("numpy", None, ("a", "a.steps", "b"), {"a.steps"}),
+        ("csv", None, ("runs", "b"), {"runs"}),
+        ("npz", None, ("fields", "b"), {"fields"}),
+        ("numpy", {"points": 5}, ("x", "b"), {"x"}),
+        ("numpy", None, ("ok", "z" * 300), {"z" * 300}),
+    ],
+)
 def test_fields_all_leaves_awkward_keys_out_with_the_reason(
     data_type: str, grid: Any, keys: tuple[str, ...], left: set[str]
 ) -> None:
@@ -120,16 +138,26 @@ def test_fields_all_leaves_awkward_keys_out_with_the_reason(
 
 
 def _rows(i: int) -> list[dict[str, Any]]:
-    return [{"_step": s, "global_step": 100 * s, "train/return": s + i, "a": s * 0.5, "a.steps": 1.0}
-            for s in range(STEPS)]
+    return [
+        {"_step": s, "global_step": 100 * s, "train/return": s + i, "a": s * 0.5, "a.steps": 1.0} for s in range(STEPS)
+    ]
 
 
 def project_data() -> dict[str, Any]:
     runs = []
     for i, (group, seed) in enumerate([("ppo", 1), ("ppo", 2), ("sac", 1), ("sac", 2)]):
-        runs.append({"id": f"r{i}", "name": f"{group}-seed{seed}", "group": group, "job_type": "train",
-                     "state": "finished", "created_at": f"2024-01-01T00:00:0{i}Z", "config": {"seed": seed},
-                     "history": _rows(i)})
+        runs.append(
+            {
+                "id": f"r{i}",
+                "name": f"{group}-seed{seed}",
+                "group": group,
+                "job_type": "train",
+                "state": "finished",
+                "created_at": f"2024-01-01T00:00:0{i}Z",
+                "config": {"seed": seed},
+                "history": _rows(i),
+            }
+        )
     return {"projects": [{"entity": "acme", "name": "rl", "runs": runs}]}
 
 
@@ -212,12 +240,34 @@ def test_the_public_surface_is_pinned() -> None:
     """A name added to or dropped from `wandb2numpy.__all__` is a decision, made here on purpose."""
     import wandb2numpy
 
-    assert sorted(wandb2numpy.__all__) == sorted([
-        "AuthError", "ClientSettings", "ConfigError", "DEFAULT_CONCURRENCY", "Experiment", "ExperimentConfig",
-        "ExperimentPlan", "ExperimentResult", "ExportResult", "FetchError", "FieldArrays", "ForeignFilesError",
-        "OutputError", "OutputExistsError", "RetryPolicy", "Wandb2NumpyError", "__version__", "export",
-        "export_async", "export_data", "load", "load_config", "parse_config", "plan_export",
-    ])
+    assert sorted(wandb2numpy.__all__) == sorted(
+        [
+            "AuthError",
+            "ClientSettings",
+            "ConfigError",
+            "DEFAULT_CONCURRENCY",
+            "Experiment",
+            "ExperimentConfig",
+            "ExperimentPlan",
+            "ExperimentResult",
+            "ExportResult",
+            "FetchError",
+            "FieldArrays",
+            "ForeignFilesError",
+            "OutputError",
+            "OutputExistsError",
+            "RetryPolicy",
+            "Wandb2NumpyError",
+            "__version__",
+            "export",
+            "export_async",
+            "export_data",
+            "load",
+            "load_config",
+            "parse_config",
+            "plan_export",
+        ]
+    )
     for name in wandb2numpy.__all__:
         assert getattr(wandb2numpy, name) is not None, name
 
@@ -238,10 +288,27 @@ def test_every_error_kind_has_one_exit_code() -> None:
 def _mode_project(n_runs: int, steps: int, state: str) -> dict[str, Any]:
     runs = []
     for i in range(n_runs):
-        rows = [{"_step": s, "global_step": 10 * s, "train/return": s * 0.5 + i,
-                 **({"eval/score": float(i - s)} if s % 5 == 0 else {})} for s in range(steps)]
-        runs.append({"id": f"m{i}", "name": f"m{i}", "group": "g", "job_type": "train", "state": state,
-                     "created_at": f"2024-01-01T00:00:0{i}Z", "config": {"seed": i}, "history": rows})
+        rows = [
+            {
+                "_step": s,
+                "global_step": 10 * s,
+                "train/return": s * 0.5 + i,
+                **({"eval/score": float(i - s)} if s % 5 == 0 else {}),
+            }
+            for s in range(steps)
+        ]
+        runs.append(
+            {
+                "id": f"m{i}",
+                "name": f"m{i}",
+                "group": "g",
+                "job_type": "train",
+                "state": state,
+                "created_at": f"2024-01-01T00:00:0{i}Z",
+                "config": {"seed": i},
+                "history": rows,
+            }
+        )
     return {"projects": [{"entity": "acme", "name": "modes", "runs": runs}]}
 
 
@@ -263,8 +330,15 @@ def test_the_planned_requests_are_the_requests_sent(mode: str, tmp_path: Path) -
     from wandb2numpy import ClientSettings, export, plan_export
 
     (n_runs, steps, state, parquet), keys = MODES[mode]
-    config = {"e": {"entity": "acme", "project": "modes", "fields": ["train/return", "eval/score"],
-                    "output_path": str(tmp_path / "out"), **keys}}
+    config = {
+        "e": {
+            "entity": "acme",
+            "project": "modes",
+            "fields": ["train/return", "eval/score"],
+            "output_path": str(tmp_path / "out"),
+            **keys,
+        }
+    }
     with LocalServer(_mode_project(n_runs, steps, state), parquet=parquet) as srv:
         settings = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
         (planned,) = plan_export(config, settings=settings, concurrency=4)
@@ -281,12 +355,28 @@ def test_an_incremental_dry_run_plans_the_tails_the_export_sends(tmp_path: Path)
     the unchanged run as cached, the grown one as its tail, the new one whole, as the export sends."""
     from wandb2numpy import ClientSettings, export, plan_export
 
-    config = {"e": {"entity": "acme", "project": "modes", "fields": ["train/return", "eval/score"],
-                    "history_samples": "all", "output_path": str(tmp_path / "out")}}
+    config = {
+        "e": {
+            "entity": "acme",
+            "project": "modes",
+            "fields": ["train/return", "eval/score"],
+            "history_samples": "all",
+            "output_path": str(tmp_path / "out"),
+        }
+    }
     data = _mode_project(3, 2500, "running")
-    first = {"projects": [{**data["projects"][0], "runs": [
-        {**r, "history": r["history"][:2000]} if r["id"] == "m1" else r
-        for r in data["projects"][0]["runs"] if r["id"] != "m2"]}]}
+    first = {
+        "projects": [
+            {
+                **data["projects"][0],
+                "runs": [
+                    {**r, "history": r["history"][:2000]} if r["id"] == "m1" else r
+                    for r in data["projects"][0]["runs"]
+                    if r["id"] != "m2"
+                ],
+            }
+        ]
+    }
     with LocalServer(first) as srv:
         settings = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
         assert export(config, settings=settings, concurrency=4, policy=FAST, incremental=True).exit_code == 0

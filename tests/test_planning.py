@@ -108,8 +108,14 @@ def test_all_numeric_fields_leaves_out_internal_and_non_numeric_keys() -> None:
 def many(n: int, rows: int, last_step: int | None = None, **extra: tuple[tuple[str, ...], int]) -> list[RunInfo]:
     keys = {"loss": KeyInfo(types=NUM, count=rows), **{k: KeyInfo(types=t, count=c) for k, (t, c) in extra.items()}}
     return [
-        RunInfo(entity="e", project="p", id=f"r{i}", name=f"r{i}",
-                last_step=rows - 1 if last_step is None else last_step, history_keys=keys)
+        RunInfo(
+            entity="e",
+            project="p",
+            id=f"r{i}",
+            name=f"r{i}",
+            last_step=rows - 1 if last_step is None else last_step,
+            history_keys=keys,
+        )
         for i in range(n)
     ]
 

@@ -52,14 +52,16 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------- statistics
 
-COLUMNS = np.array([
-    # col 0: five values, one far out; col 1: three values and two runs without one; col 2: none
-    [1.0, 10.0, nan],
-    [2.0, nan, nan],
-    [3.0, 30.0, nan],
-    [4.0, 40.0, nan],
-    [100.0, nan, nan],
-])
+COLUMNS = np.array(
+    [
+        # col 0: five values, one far out; col 1: three values and two runs without one; col 2: none
+        [1.0, 10.0, nan],
+        [2.0, nan, nan],
+        [3.0, 30.0, nan],
+        [4.0, 40.0, nan],
+        [100.0, nan, nan],
+    ]
+)
 
 
 @pytest.mark.parametrize(
@@ -199,8 +201,9 @@ def export_dir(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) ->
         "curves": {"fields": ["train/return", "train/loss"]},
         "curves-csv": {"fields": ["train/return"], "output_data_type": "csv"},
     }
-    result = export(config, settings=ClientSettings(base_url=server.base_url, api_key=server.api_key),
-                    policy=FAST_RETRIES)
+    result = export(
+        config, settings=ClientSettings(base_url=server.base_url, api_key=server.api_key), policy=FAST_RETRIES
+    )
     assert result.exit_code == 0
     return out
 
@@ -225,8 +228,7 @@ def test_cli_writes_a_png_with_one_curve_per_group(
 
 
 def test_curves_of_a_real_export(export_dir: Path, tmp_path: Path) -> None:
-    result = plot_experiment(export_dir / "curves", "train/return", by="group", stat="iqm",
-                             output=tmp_path / "p.png")
+    result = plot_experiment(export_dir / "curves", "train/return", by="group", stat="iqm", output=tmp_path / "p.png")
     ax = result.figure.axes[0]
     assert len(ax.get_lines()) == 3
     assert ax.get_title() == "curves: train/return (iqm, 95% CI)"
@@ -245,15 +247,43 @@ def test_without_by_one_curve_of_all_runs(export_dir: Path, tmp_path: Path) -> N
 
 def test_by_config_key(export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "lr.png"
-    assert main(["plot", str(export_dir / "curves"), "--field", "train/return", "--by", "config.lr",
-                 "--stat", "median", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                str(export_dir / "curves"),
+                "--field",
+                "train/return",
+                "--by",
+                "config.lr",
+                "--stat",
+                "median",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == f"wrote {out}: 3 curve(s), 0.0001 (n=2), 0.0003 (n=2), 0.001 (n=2)\n"
     assert png_size(out.read_bytes()) == (800, 500)
 
 
 def test_by_unknown_config_key_exits_2(export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plot", str(export_dir / "curves"), "--field", "train/return", "--by", "config.lrr",
-                 "-o", str(tmp_path / "p.png")]) == 2
+    assert (
+        main(
+            [
+                "plot",
+                str(export_dir / "curves"),
+                "--field",
+                "train/return",
+                "--by",
+                "config.lrr",
+                "-o",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no column 'config.lrr'; its config columns: config.env.name, config.lr," in err
     assert not (tmp_path / "p.png").exists()
@@ -302,26 +332,40 @@ def test_bad_options_are_usage_errors(option: list[str], tmp_path: Path) -> None
 def _run_plot(prelude: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`wandb2numpy plot ARGS` in a fresh interpreter after `prelude`; it prints, last, the wandb
     modules loaded by then."""
-    program = "\n".join([
-        "import sys",
-        prelude,
-        "from wandb2numpy.cli import main",
-        "rc = main(sys.argv[1:])",
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'wandb'))",
-        "sys.exit(rc)",
-    ])
+    program = "\n".join(
+        [
+            "import sys",
+            prelude,
+            "from wandb2numpy.cli import main",
+            "rc = main(sys.argv[1:])",
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'wandb'))",
+            "sys.exit(rc)",
+        ]
+    )
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-c", program, "plot", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120, env=dict(os.environ, PYTHONPATH=path))
+    return subprocess.run(
+        [sys.executable, "-c", program, "plot", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=path),
+    )
 
 
 def test_without_matplotlib_exits_2_with_the_install_command(export_dir: Path, tmp_path: Path) -> None:
-    proc = _run_plot("sys.modules['matplotlib'] = None  # as if not installed",
-                     str(export_dir / "curves"), "--field", "train/return", cwd=tmp_path)
+    proc = _run_plot(
+        "sys.modules['matplotlib'] = None  # as if not installed",
+        str(export_dir / "curves"),
+        "--field",
+        "train/return",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr == f"wandb2numpy: error: {MISSING_MATPLOTLIB}\n"
-    assert MISSING_MATPLOTLIB == ("matplotlib is not installed: pip install matplotlib "
-                                  "(the 'plot' extra; from a checkout: pip install '.[plot]')")
+    assert MISSING_MATPLOTLIB == (
+        "matplotlib is not installed: pip install matplotlib (the 'plot' extra; from a checkout: pip install '.[plot]')"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -343,7 +387,7 @@ def test_the_demo_prints_a_plot_command_that_works(
     line = capsys.readouterr().out.splitlines()[-1]
     prefix = "plot one with: wandb2numpy "
     assert line == prefix + "plot 'demo out/demo-csv' --field eval/success_rate --by group"
-    assert main(shlex.split(line[len(prefix):])) == 0
+    assert main(shlex.split(line[len(prefix) :])) == 0
     assert capsys.readouterr().out.startswith("wrote demo-csv-eval-success_rate.png: 3 curve(s)")
     assert png_size((tmp_path / "demo-csv-eval-success_rate.png").read_bytes()) == (800, 500)
 
@@ -358,20 +402,23 @@ def test_the_demo_says_how_to_get_matplotlib_when_it_is_missing(
     monkeypatch.chdir(tmp_path)
     assert run_demo(output="out", runs=4, steps=20, concurrency=2) == 0  # 4: a ppo run of each job type
     line = capsys.readouterr().out.splitlines()[-1]
-    assert line == ("plot one with: pip install matplotlib (the 'plot' extra; from a checkout: "
-                    "pip install '.[plot]'), then "
-                    "wandb2numpy plot out/demo-csv --field eval/success_rate --by group")
+    assert line == (
+        "plot one with: pip install matplotlib (the 'plot' extra; from a checkout: "
+        "pip install '.[plot]'), then "
+        "wandb2numpy plot out/demo-csv --field eval/success_rate --by group"
+    )
 
 
 # ------------------------------------------------------------------------------- grid exports
 
 
 def _grid_result(x: np.ndarray) -> ExperimentResult:
-    runs = [RunInfo(entity="e", project="p", id=f"r{i}", name=f"r{i}", group=g)
-            for i, g in enumerate(["a", "a", None])]
+    runs = [RunInfo(entity="e", project="p", id=f"r{i}", name=f"r{i}", group=g) for i, g in enumerate(["a", "a", None])]
     values = np.array([np.sin(x), np.cos(x), x], dtype=np.float64)
     return ExperimentResult(
-        name="gridded", runs=runs, grid=x,
+        name="gridded",
+        runs=runs,
+        grid=x,
         fields={"eval/score": FieldArrays(values=values, steps=np.broadcast_to(x, values.shape))},
     )
 
@@ -398,9 +445,18 @@ def test_a_grid_export_is_plotted_on_its_own_x(data_type: str, tmp_path: Path) -
 
 def _short_run_result() -> ExperimentResult:
     """Four runs logging 0..100 and one stopping at 20, a fifth of the range; with tags and summary."""
-    runs = [RunInfo(entity="e", project="p", id=f"r{i}", name=f"seed{i}", group="a" if i % 2 else "b",
-                    tags=(("base",) if i < 2 else ("base", "long")) if i < 4 else (),
-                    summary={"best": float(i % 2)}) for i in range(5)]
+    runs = [
+        RunInfo(
+            entity="e",
+            project="p",
+            id=f"r{i}",
+            name=f"seed{i}",
+            group="a" if i % 2 else "b",
+            tags=(("base",) if i < 2 else ("base", "long")) if i < 4 else (),
+            summary={"best": float(i % 2)},
+        )
+        for i in range(5)
+    ]
     steps = np.tile(np.arange(0.0, 101.0, 10.0), (5, 1))
     steps[4, 3:] = nan
     values = np.where(np.isnan(steps), nan, steps + np.arange(5.0)[:, None])
@@ -430,8 +486,9 @@ def test_the_format_follows_the_suffix_and_is_reproducible(short_export: Path, t
 
 
 @pytest.mark.parametrize("name", ["fig.jpg", "fig", "fig.PDF.txt"])
-def test_an_unknown_suffix_is_a_usage_error(short_export: Path, tmp_path: Path, name: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_suffix_is_a_usage_error(
+    short_export: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["plot", str(short_export), "--field", "ret", "-o", str(tmp_path / name)])
     assert exc.value.code == 2 and ".png, .pdf or .svg" in capsys.readouterr().err
@@ -442,9 +499,34 @@ def test_an_unknown_suffix_is_a_usage_error(short_export: Path, tmp_path: Path, 
 
 def test_title_labels_size_dpi_log_y_and_legend(short_export: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.png"
-    assert main(["plot", str(short_export), "--field", "ret", "-o", str(out), "--title", "Returns",
-                 "--xlabel", "env steps", "--ylabel", "return", "--size", "4,3", "--dpi", "50", "--log-y",
-                 "--legend", "lower-right", "--span", "common"]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                str(short_export),
+                "--field",
+                "ret",
+                "-o",
+                str(out),
+                "--title",
+                "Returns",
+                "--xlabel",
+                "env steps",
+                "--ylabel",
+                "return",
+                "--size",
+                "4,3",
+                "--dpi",
+                "50",
+                "--log-y",
+                "--legend",
+                "lower-right",
+                "--span",
+                "common",
+            ]
+        )
+        == 0
+    )
     assert png_size(out.read_bytes()) == (200, 150)
     result = plot_experiment(short_export, "ret", output=out, title="", legend="outside", figsize=(4, 3), log_y=True)
     ax = result.figure.axes[0]
@@ -456,8 +538,18 @@ def test_title_labels_size_dpi_log_y_and_legend(short_export: Path, tmp_path: Pa
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("T", "X", "Y")
 
 
-@pytest.mark.parametrize("option", [["--size", "4"], ["--size", "0,3"], ["--legend", "top"], ["--dpi", "0"],
-                                    ["--span", "some"], ["--by", "config."], ["--by", "summary"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--size", "4"],
+        ["--size", "0,3"],
+        ["--legend", "top"],
+        ["--dpi", "0"],
+        ["--span", "some"],
+        ["--by", "config."],
+        ["--by", "summary"],
+    ],
+)
 def test_bad_figure_options_are_usage_errors(option: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["plot", str(tmp_path), "--field", "x", *option])

@@ -37,13 +37,21 @@ def _project(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _rows(steps: np.ndarray, i: int) -> list[dict[str, Any]]:
-    return [{"_step": int(s), "train/return": float(s) * 0.5 + i, "loss": 1.0 / (k + 1) + i}
-            for k, s in enumerate(steps)]
+    return [
+        {"_step": int(s), "train/return": float(s) * 0.5 + i, "loss": 1.0 / (k + 1) + i} for k, s in enumerate(steps)
+    ]
 
 
 def _export(srv: LocalServer, tmp_path: Path, samples: Any, **settings: Any) -> Any:
-    config = {"exp": {"entity": "acme", "project": "plan", "fields": ["train/return", "loss"],
-                      "history_samples": samples, "output_path": str(tmp_path / "out")}}
+    config = {
+        "exp": {
+            "entity": "acme",
+            "project": "plan",
+            "fields": ["train/return", "loss"],
+            "history_samples": samples,
+            "output_path": str(tmp_path / "out"),
+        }
+    }
     st = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20, **settings)
     srv.reset_stats()
     result = export(config, write=False, settings=st, policy=FAST)
@@ -150,8 +158,14 @@ def test_a_failing_run_in_a_shared_request_fails_alone(tmp_path: Path) -> None:
     runs = [_run(f"f{i}", i, _rows(steps, i)) for i in range(6)]
     with LocalServer(_project(runs)).start() as srv:
         srv.set_faults(fail_runs=["f2"])
-        config = {"exp": {"entity": "acme", "project": "plan", "fields": ["train/return", "loss"],
-                          "output_path": str(tmp_path / "out")}}
+        config = {
+            "exp": {
+                "entity": "acme",
+                "project": "plan",
+                "fields": ["train/return", "loss"],
+                "output_path": str(tmp_path / "out"),
+            }
+        }
         st = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
         # two attempts are enough to show a failing run fails alone (each costs wandb-core's 1 s retry)
         result = export(config, write=False, settings=st, policy=dataclasses.replace(FAST, attempts=2))

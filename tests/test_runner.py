@@ -113,9 +113,7 @@ class MemorySource:
         n = run.history_line_count
         steps = np.arange(n, dtype=np.float64)
         index = int(run.id[1:])
-        return RunOutcome(
-            series={f: Series(steps, steps * 10 + index) for f in fields if f in run.history_keys}
-        )
+        return RunOutcome(series={f: Series(steps, steps * 10 + index) for f in fields if f in run.history_keys})
 
     async def read_runs(
         self,
@@ -274,9 +272,7 @@ def test_pipeline_runs_on_any_source_keeping_order_and_recording_failures(tmp_pa
     source = MemorySource(runs)
     source.faults["r2"] = [Transient("blip")]  # retried: exported
     source.faults["r4"] = [Broken("gone")]  # not retried: a failed run, the others exported
-    config = {
-        "exp": {"entity": "e", "project": "p", "fields": ["loss"], "output_path": str(tmp_path)}
-    }
+    config = {"exp": {"entity": "e", "project": "p", "fields": ["loss"], "output_path": str(tmp_path)}}
     result = export(config, source=source)
     res = result.experiments["exp"].result
     assert [r.id for r in res.runs] == ["r0", "r1", "r2", "r3", "r5"]
@@ -293,9 +289,7 @@ def test_pipeline_runs_on_any_source_keeping_order_and_recording_failures(tmp_pa
 
 def test_incremental_cache_wraps_any_source(tmp_path: Path) -> None:
     runs = [_run(i) for i in range(4)]
-    config = {
-        "exp": {"entity": "e", "project": "p", "fields": ["loss"], "output_path": str(tmp_path)}
-    }
+    config = {"exp": {"entity": "e", "project": "p", "fields": ["loss"], "output_path": str(tmp_path)}}
     first = MemorySource(runs)
     export(config, source=first, incremental=True)
     assert sorted(first.reads) == ["r0", "r1", "r2", "r3"]

@@ -24,7 +24,34 @@ pytestmark = pytest.mark.server  # every test here talks to a local server it st
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "data" / "server" / "fixture_project.json"
 # Every option the issue asks for; the help text must document each.
-OPTIONS = ["--host", "--port", "--data", "--runs", "--steps", "--metrics", "--seed", "--eval-every", "--entity", "--project", "--api-key", "--latency-ms", "--per-row-us", "--file-mb-per-s", "--rate-limit", "--error-rate", "--reset-rate", "--reset-mode", "--spike-rate", "--spike-ms", "--fault-ops", "--fail-runs", "--no-batch-history", "--parquet", "--step-stride", "--all-finished"]
+OPTIONS = [
+    "--host",
+    "--port",
+    "--data",
+    "--runs",
+    "--steps",
+    "--metrics",
+    "--seed",
+    "--eval-every",
+    "--entity",
+    "--project",
+    "--api-key",
+    "--latency-ms",
+    "--per-row-us",
+    "--file-mb-per-s",
+    "--rate-limit",
+    "--error-rate",
+    "--reset-rate",
+    "--reset-mode",
+    "--spike-rate",
+    "--spike-ms",
+    "--fault-ops",
+    "--fail-runs",
+    "--no-batch-history",
+    "--parquet",
+    "--step-stride",
+    "--all-finished",
+]
 
 
 def _env() -> dict[str, str]:

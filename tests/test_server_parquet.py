@@ -112,9 +112,11 @@ def test_an_export_that_lags_lists_its_last_rows_as_live(mode: Any, tmp_path: Pa
         result = run.download_history_exports(tmp_path, require_complete_history=False)
         assert result.contains_live_data is True and len(result.paths) == 1
         assert pq.read_table(result.paths[0]).column("_step").to_pylist() == [0, 1, 2]
-        page = srv.protocol._sample(srv.backend.run("acme", "rl", "r0000001"),  # type: ignore[union-attr]
-                                    [{"keys": ["_step", "loss"], "minStep": 0, "maxStep": 9, "samples": 10}],
-                                    srv.base_url)[0]
+        page = srv.protocol._sample(
+            srv.backend.run("acme", "rl", "r0000001"),  # type: ignore[union-attr]
+            [{"keys": ["_step", "loss"], "minStep": 0, "maxStep": 9, "samples": 10}],
+            srv.base_url,
+        )[0]
         assert [r["_step"] for r in page] == ([3, 4] if mode == "only" else [0, 1, 2, 3, 4])
     with LocalServer(FIXTURE, parquet=True, parquet_lag_rows=5) as srv:  # no file yet: all live
         rows = list(make_api(srv).run("acme/rl/r0000001").scan_history(keys=["loss"], use_cache=False))

@@ -52,9 +52,7 @@ def result(
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -116,9 +114,7 @@ def test_csv_contents(tmp_path: Path) -> None:
     assert loss == "id,0,1,2\nr1,1.0,2.0,3.0\nr2,0.5,nan,nan\n"
     assert steps == "id,0,1,2\nr1,0,1,2\nr2,10,nan,nan\n"
     assert acc == "id,0\nr1,0.25\nr2,-0.0\n"
-    loaded = np.genfromtxt(
-        tmp_path / "exp" / "train" / "loss.csv", delimiter=",", skip_header=1, usecols=(1, 2, 3)
-    )
+    loaded = np.genfromtxt(tmp_path / "exp" / "train" / "loss.csv", delimiter=",", skip_header=1, usecols=(1, 2, 3))
     assert same(loaded, result().fields["train/loss"].values)
 
 
@@ -138,9 +134,7 @@ def test_csv_wide_rows_are_chunked(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(csv_format, "CSV_CHUNK_VALUES", 3)
     values = np.arange(20, dtype=np.float64).reshape(2, 10) / 7
     steps = np.tile(np.arange(10, dtype=np.float64), (2, 1))
-    write_experiment(
-        result(fields={"x": FieldArrays(values, steps)}), tmp_path, data_type="csv", overwrite=False
-    )
+    write_experiment(result(fields={"x": FieldArrays(values, steps)}), tmp_path, data_type="csv", overwrite=False)
     header, ids, back = read_field_csv(tmp_path / "exp" / "x.csv")
     assert header == ["id", *map(str, range(10))]
     assert ids == ["r1", "r2"]
@@ -308,9 +302,18 @@ def test_safe_names_accepted(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("names", "data_type"),
-    [(["a", "a.steps"], "numpy"), (["runs"], "csv"), (["a", "a.npy/b"], "numpy"), (["runs.csv/x"], "csv"),
-     (["a", "a.steps"], "npz"), (["runs.id"], "npz"), (["x_axis"], "npz"), (["fields"], "npz"),
-     (["runs.config.lr"], "npz"), (["runs.summary"], "npz")],  # the steps of "runs.summary": runs.summary.steps
+    [
+        (["a", "a.steps"], "numpy"),
+        (["runs"], "csv"),
+        (["a", "a.npy/b"], "numpy"),
+        (["runs.csv/x"], "csv"),
+        (["a", "a.steps"], "npz"),
+        (["runs.id"], "npz"),
+        (["x_axis"], "npz"),
+        (["fields"], "npz"),
+        (["runs.config.lr"], "npz"),
+        (["runs.summary"], "npz"),
+    ],  # the steps of "runs.summary": runs.summary.steps
 )
 def test_colliding_fields_rejected(tmp_path: Path, names: list[str], data_type: str) -> None:
     arrays = FieldArrays(np.zeros((1, 1)), np.zeros((1, 1)))
@@ -440,6 +443,7 @@ def test_failure_mid_write_keeps_previous_export(
     elif data_type == "npz":  # the second array of data.npz, after runs.csv and part of the zip
         monkeypatch.setattr(np.lib.format, "write_array", _fail_on_second_call(np.lib.format.write_array))
     else:  # data.parquet, after runs.csv and its first bytes
+
         def half_written(table, where, **kwargs):  # type: ignore[no-untyped-def]
             where.write(b"PAR1")
             raise OSError(28, "No space left on device")
@@ -600,9 +604,7 @@ def test_manifest_lists_what_the_export_wrote(tmp_path: Path) -> None:
     exp = tmp_path / "a" / "exp"
     doc = manifest(exp)
     assert doc["data_type"] == "numpy"
-    assert doc["files"] == [
-        {"path": p.relative_to(exp).as_posix(), "size": p.stat().st_size} for p in written
-    ]
+    assert doc["files"] == [{"path": p.relative_to(exp).as_posix(), "size": p.stat().st_size} for p in written]
     # Same data, same bytes: no time or process id in it, and the data files do not change.
     write_experiment(result(), tmp_path / "b", data_type="numpy", overwrite=False)
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
@@ -679,12 +681,9 @@ def test_folder_of_an_export_before_manifests_is_ours(tmp_path: Path) -> None:
     (exp / "notes.txt").write_text("mine")
     (exp / "analysis.csv").write_text("a lone csv, no steps file: not a field of ours")
     writers.check_overwrite(tmp_path, "exp", data_type="numpy", fields=["acc"])
-    write_experiment(result(fields={"acc": result().fields["acc"]}), tmp_path, data_type="numpy",
-                     overwrite=True)
+    write_experiment(result(fields={"acc": result().fields["acc"]}), tmp_path, data_type="numpy", overwrite=True)
     left = sorted(p.relative_to(exp).as_posix() for p in exp.rglob("*") if p.is_file())
-    assert left == sorted(
-        [writers.MANIFEST_FILE, "runs.csv", "acc.npy", "acc.steps.npy", "notes.txt", "analysis.csv"]
-    )
+    assert left == sorted([writers.MANIFEST_FILE, "runs.csv", "acc.npy", "acc.steps.npy", "notes.txt", "analysis.csv"])
 
 
 def test_runs_csv_not_ours_is_not_a_legacy_export(tmp_path: Path) -> None:

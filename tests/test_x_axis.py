@@ -22,8 +22,16 @@ N = 40  # rows per run
 
 
 def _run(rid: str, i: int, rows: list[dict[str, Any]], state: str = "finished") -> dict[str, Any]:
-    return {"id": rid, "name": rid, "group": "g", "job_type": "train", "state": state,
-            "created_at": f"2024-01-01T00:00:0{i}Z", "config": {"seed": i}, "history": rows}
+    return {
+        "id": rid,
+        "name": rid,
+        "group": "g",
+        "job_type": "train",
+        "state": state,
+        "created_at": f"2024-01-01T00:00:0{i}Z",
+        "config": {"seed": i},
+        "history": rows,
+    }
 
 
 def _rows(every: int | None, offset: int) -> list[dict[str, Any]]:
@@ -43,8 +51,9 @@ def project() -> dict[str, Any]:
 
 
 def _export(srv: LocalServer, tmp_path: Path, **keys: Any) -> Any:
-    config = {"exp": {"entity": "acme", "project": "xa", "fields": ["ret"],
-                      "output_path": str(tmp_path / "out"), **keys}}
+    config = {
+        "exp": {"entity": "acme", "project": "xa", "fields": ["ret"], "output_path": str(tmp_path / "out"), **keys}
+    }
     st = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
     return export(config, settings=st, policy=FAST_RETRIES, overwrite=True)
 
@@ -60,7 +69,7 @@ def _check(result: Any) -> None:
     k_b = np.arange(0, N, 2)
     np.testing.assert_array_equal(ret.steps[1, : len(k_b)], 1000.0 * k_b + 500)
     np.testing.assert_array_equal(ret.values[1, : len(k_b)], k_b)
-    assert np.isnan(ret.values[1, len(k_b):]).all() and np.isnan(ret.steps[1, len(k_b):]).all()
+    assert np.isnan(ret.values[1, len(k_b) :]).all() and np.isnan(ret.steps[1, len(k_b) :]).all()
     assert report.x_dropped == {"ret": N // 2 + N}  # b's odd rows and all of c's
     assert report.runs_without_x == 1
 
@@ -97,8 +106,10 @@ def test_an_x_axis_no_run_logged_exits_4_with_the_nearest_key(tmp_path: Path, ca
     with LocalServer(project()) as srv:
         result = _export(srv, tmp_path, x_axis="global_stp")
     assert result.exit_code == 4
-    assert any("x_axis 'global_stp' is logged by none of the 3 matched run(s); did you mean 'global_step'?" in p
-               for p in result.problems)
+    assert any(
+        "x_axis 'global_stp' is logged by none of the 3 matched run(s); did you mean 'global_step'?" in p
+        for p in result.problems
+    )
     assert not (tmp_path / "out" / "exp").exists()
 
 
@@ -107,12 +118,17 @@ def test_summary_counts_rows_without_the_x_axis(tmp_path: Path, capsys: Any, mon
     cfg = tmp_path / "c.yaml"
     with LocalServer(project()) as srv:
         monkeypatch.setenv("WANDB_API_KEY", srv.api_key)
-        cfg.write_text(f"exp:\n  entity: acme\n  project: xa\n  fields: [ret]\n  x_axis: global_step\n"
-                       f"  output_path: {tmp_path / 'out'}\n")
+        cfg.write_text(
+            f"exp:\n  entity: acme\n  project: xa\n  fields: [ret]\n  x_axis: global_step\n"
+            f"  output_path: {tmp_path / 'out'}\n"
+        )
         code = main([str(cfg), "--base-url", srv.base_url])
     out = capsys.readouterr().out
     assert code == 0
-    assert f"x_axis global_step: {N // 2 + N} row(s) without it dropped (ret {N // 2 + N}); 1 run(s) never logged it" in out
+    assert (
+        f"x_axis global_step: {N // 2 + N} row(s) without it dropped (ret {N // 2 + N}); 1 run(s) never logged it"
+        in out
+    )
 
 
 @pytest.mark.server
@@ -159,8 +175,16 @@ def test_grid_on_step_and_csv(tmp_path: Path) -> None:
 def test_incremental_export_on_an_x_axis_matches_a_fresh_one(tmp_path: Path) -> None:
     with LocalServer(project()) as srv:
         st = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
-        config = {"exp": {"entity": "acme", "project": "xa", "fields": ["ret"], "x_axis": "global_step",
-                          "history_samples": "all", "output_path": str(tmp_path / "out")}}
+        config = {
+            "exp": {
+                "entity": "acme",
+                "project": "xa",
+                "fields": ["ret"],
+                "x_axis": "global_step",
+                "history_samples": "all",
+                "output_path": str(tmp_path / "out"),
+            }
+        }
         first = export(config, settings=st, policy=FAST_RETRIES, incremental=True)
         srv.reset_stats()
         again = export(config, settings=st, policy=FAST_RETRIES, incremental=True, overwrite=True)
@@ -193,8 +217,16 @@ def test_incremental_sampled_export_that_reads_some_runs_in_full(tmp_path: Path)
     """Runs sampling would thin are read in full, the others sampled, both through the cache."""
     with LocalServer(project()) as srv:
         st = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20)
-        config = {"exp": {"entity": "acme", "project": "xa", "fields": ["ret"], "x_axis": "global_step",
-                          "history_samples": 25, "output_path": str(tmp_path / "out")}}
+        config = {
+            "exp": {
+                "entity": "acme",
+                "project": "xa",
+                "fields": ["ret"],
+                "x_axis": "global_step",
+                "history_samples": 25,
+                "output_path": str(tmp_path / "out"),
+            }
+        }
         first = export(config, settings=st, policy=FAST_RETRIES, incremental=True)
         again = export(config, settings=st, policy=FAST_RETRIES, incremental=True, overwrite=True)
     assert again.experiments["exp"].unchanged_runs == 3
@@ -203,8 +235,9 @@ def test_incremental_sampled_export_that_reads_some_runs_in_full(tmp_path: Path)
         assert (~np.isnan(ret.values[0])).sum() == 25  # a: 40 rows with an x, thinned to 25
         np.testing.assert_array_equal(ret.steps[0], 1000.0 * ret.values[0])
         np.testing.assert_array_equal(ret.values[1, :20], np.arange(0, N, 2))  # b: 20 rows, all kept
-    np.testing.assert_array_equal(first.experiments["exp"].result.fields["ret"].values,
-                                  again.experiments["exp"].result.fields["ret"].values)
+    np.testing.assert_array_equal(
+        first.experiments["exp"].result.fields["ret"].values, again.experiments["exp"].result.fields["ret"].values
+    )
 
 
 @pytest.mark.server
@@ -237,10 +270,18 @@ def test_a_non_numeric_field_leaves_the_x_axis_as_configured(tmp_path: Path) -> 
     rows = [{"_step": k, "ret": float(k), "note": f"text {k}", "global_step": 1000 * k} for k in range(N)]
     data = {"projects": [{"entity": "acme", "name": "xa", "runs": [_run("a", 0, rows)]}]}
     with LocalServer(data) as srv:
-        config = {"exp": {"entity": "acme", "project": "xa", "fields": ["ret", "note"],
-                          "x_axis": "global_step", "output_path": str(tmp_path / "out")}}
-        result = export(config, settings=ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20),
-                        policy=FAST_RETRIES)
+        config = {
+            "exp": {
+                "entity": "acme",
+                "project": "xa",
+                "fields": ["ret", "note"],
+                "x_axis": "global_step",
+                "output_path": str(tmp_path / "out"),
+            }
+        }
+        result = export(
+            config, settings=ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20), policy=FAST_RETRIES
+        )
     res = result.experiments["exp"].result
     assert res.skipped_fields["note"].startswith("logged as string")
     assert res.x_axis == "global_step"

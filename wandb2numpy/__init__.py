@@ -34,8 +34,13 @@ if TYPE_CHECKING:
     from .result import ExportResult
 
 # loaded on first use (the pipeline imports wandb): name -> module
-_LAZY = {"ExportResult": "result", "export": "pipeline", "export_async": "pipeline", "export_data": "compat",
-         "plan_export": "pipeline"}
+_LAZY = {
+    "ExportResult": "result",
+    "export": "pipeline",
+    "export_async": "pipeline",
+    "export_data": "compat",
+    "plan_export": "pipeline",
+}
 
 __all__ = [
     "AuthError",

@@ -132,8 +132,7 @@ def assemble_experiment(
             skipped_fields[f] = skipped[f]
             continue
         column: list[Series | None] = [
-            data.pop(f, None) if consume and isinstance(data, MutableMapping) else data.get(f)
-            for data in exported_data
+            data.pop(f, None) if consume and isinstance(data, MutableMapping) else data.get(f) for data in exported_data
         ]
         if not any(s is not None and len(s) for s in column):
             skipped_fields[f] = ABSENT_REASON

@@ -97,11 +97,15 @@ class ForeignFilesError(OutputError):
         shown = ", ".join(str(p) for p in self.paths[:5])
         more = f" and {len(self.paths) - 5} more" if len(self.paths) > 5 else ""
         if clash:
-            what = (f"{folder} holds {len(self.paths)} file(s) that wandb2numpy did not write "
-                    f"where this export writes its own: {shown}{more}")
+            what = (
+                f"{folder} holds {len(self.paths)} file(s) that wandb2numpy did not write "
+                f"where this export writes its own: {shown}{more}"
+            )
         else:
-            what = (f"{folder} was not written by wandb2numpy (no manifest of an earlier "
-                    f"export) and holds {len(self.paths)} file(s): {shown}{more}")
+            what = (
+                f"{folder} was not written by wandb2numpy (no manifest of an earlier "
+                f"export) and holds {len(self.paths)} file(s): {shown}{more}"
+            )
         self.what = what
         never = "" if clash else "; -o/--overwrite never replaces such a folder"
         super().__init__(

@@ -102,7 +102,12 @@ def _assemble(plan: ExperimentPlan, read: PlanRead, *, consume: bool) -> Experim
     runs = list(plan.runs)
     failed = {r.id: o.error for r, o in zip(runs, read.outcomes) if o.error}
     result = assemble_experiment(
-        exp.name, runs, read.series, [f for f in plan.fields if f not in skipped], failed=failed, skipped=skipped,
+        exp.name,
+        runs,
+        read.series,
+        [f for f in plan.fields if f not in skipped],
+        failed=failed,
+        skipped=skipped,
         consume=consume,
     )
     result.x_axis = exp.x_axis
@@ -118,8 +123,15 @@ def history_problems(plan: ExperimentPlan, result: ExperimentResult) -> list[str
     if result.failed_runs:
         return []
     if not result.runs:
-        return [] if plan.problems else [f"{exp.name}: none of the {len(plan.runs)} matched run(s) holds a requested field"]
+        return (
+            []
+            if plan.problems
+            else [f"{exp.name}: none of the {len(plan.runs)} matched run(s) holds a requested field"]
+        )
     if exp.fields is None:
         return []
-    return [f"{exp.name}: field '{name}' holds no value in any matched run"
-            for name, reason in result.skipped_fields.items() if reason == ABSENT_REASON and name not in plan.unlogged]
+    return [
+        f"{exp.name}: field '{name}' holds no value in any matched run"
+        for name, reason in result.skipped_fields.items()
+        if reason == ABSENT_REASON and name not in plan.unlogged
+    ]

@@ -160,17 +160,22 @@ class GridRange:
         other = f" ({format_x(self.other[0])} to {format_x(self.other[1])})" if self.other is not None else ""
         lo, hi = format_x(self.lo), format_x(self.hi)
         if self.span == "common":
-            return (f"{experiment}: the grid covers only {x_axis} {lo} to {hi}, the range every run "
-                    f"covers; {runs}. grid: {{span: all}} (plot: --span all) covers every run's whole "
-                    f"range{other}, NaN where a run has no data")
-        return (f"{experiment}: the grid covers {x_axis} {lo} to {hi}, but {runs}; where they have "
-                f"no data the curves average fewer runs. grid: {{span: common}} (plot: --span common) keeps to "
-                f"the range every run covers{other}")
+            return (
+                f"{experiment}: the grid covers only {x_axis} {lo} to {hi}, the range every run "
+                f"covers; {runs}. grid: {{span: all}} (plot: --span all) covers every run's whole "
+                f"range{other}, NaN where a run has no data"
+            )
+        return (
+            f"{experiment}: the grid covers {x_axis} {lo} to {hi}, but {runs}; where they have "
+            f"no data the curves average fewer runs. grid: {{span: common}} (plot: --span common) keeps to "
+            f"the range every run covers{other}"
+        )
 
     def short_runs(self, shown: int = 5) -> str:
         """``name [id] (last x 119), ...``: the first `shown` outliers, and how many more."""
-        listed = ", ".join(f"{o.label} ({'last' if o.side == 'ends' else 'first'} x {format_x(o.x)})"
-                           for o in self.outliers[:shown])
+        listed = ", ".join(
+            f"{o.label} ({'last' if o.side == 'ends' else 'first'} x {format_x(o.x)})" for o in self.outliers[:shown]
+        )
         more = f" and {len(self.outliers) - shown} more" if len(self.outliers) > shown else ""
         return listed + more
 
@@ -183,8 +188,7 @@ class GridRange:
         }
 
 
-def grid_range(spec: GridSpec, starts: np.ndarray, ends: np.ndarray,
-               labels: Sequence[str] | None = None) -> GridRange:
+def grid_range(spec: GridSpec, starts: np.ndarray, ends: np.ndarray, labels: Sequence[str] | None = None) -> GridRange:
     """The range `spec` covers over runs with these `starts` and `ends`, and the runs whose range
     is much shorter than the median run's."""
     if spec.values is not None:
@@ -193,12 +197,12 @@ def grid_range(spec: GridSpec, starts: np.ndarray, ends: np.ndarray,
     chosen, other = (whole, common) if spec.span == "all" else (common, whole)
     if chosen is None:
         return GridRange(spec.span, math.nan, math.nan)
-    return GridRange(spec.span, chosen[0], chosen[1], other if other != chosen else None,
-                     tuple(outliers(starts, ends, labels)))
+    return GridRange(
+        spec.span, chosen[0], chosen[1], other if other != chosen else None, tuple(outliers(starts, ends, labels))
+    )
 
 
-def make_grid(spec: GridSpec, starts: np.ndarray, ends: np.ndarray,
-              span: GridRange | None = None) -> np.ndarray:
+def make_grid(spec: GridSpec, starts: np.ndarray, ends: np.ndarray, span: GridRange | None = None) -> np.ndarray:
     """The x values of the grid, ascending, as float64.
 
     ``points``: N evenly spaced values over the span (`grid_range`, unless given). ``every``: the

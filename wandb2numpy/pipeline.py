@@ -42,6 +42,7 @@ __all__ = ["ExperimentReport", "ExportResult", "Progress", "export", "export_asy
 
 log = logging.getLogger(__name__)
 
+
 async def export_async(
     config: ConfigSource,
     *,
@@ -84,16 +85,24 @@ async def export_async(
             incremental=incremental,
         )
         try:
-            reports = await _run_all(configs, sources, progress, functools.partial(
-                export_experiment, write=write, overwrite=overwrite, incremental=incremental,
-                progress=progress, delete_foreign_files=delete_foreign_files, batch=batch,
-            ))
+            reports = await _run_all(
+                configs,
+                sources,
+                progress,
+                functools.partial(
+                    export_experiment,
+                    write=write,
+                    overwrite=overwrite,
+                    incremental=incremental,
+                    progress=progress,
+                    delete_foreign_files=delete_foreign_files,
+                    batch=batch,
+                ),
+            )
         finally:
             sources.close()
         await anyio.to_thread.run_sync(batch.commit)
-    return ExportResult(
-        experiments=reports, configs=configs, stats=sources.stats, wall_s=time.perf_counter() - started
-    )
+    return ExportResult(experiments=reports, configs=configs, stats=sources.stats, wall_s=time.perf_counter() - started)
 
 
 async def _run_all(
@@ -145,7 +154,8 @@ async def plan_experiments(
     for plan in plans:  # what each cache would serve, as `--dry-run --incremental` shows it
         c = plan.config
         cached = await anyio.to_thread.run_sync(
-            incremental_cache.planned_split, c, build_filters(c), plan.runs, plan.fields)
+            incremental_cache.planned_split, c, build_filters(c), plan.runs, plan.fields
+        )
         out.append(build_plan(c, plan.runs, known=known[(c.entity, c.project)], cached=cached, **shape))
     return out
 

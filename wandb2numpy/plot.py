@@ -71,8 +71,21 @@ DPI = 100
 FORMATS = ("png", "pdf", "svg")  # by the output's suffix
 Span = Literal["common", "all"]
 # matplotlib's legend locations, "outside" (right of the plot) and "none"
-LEGENDS = ("best", "upper right", "upper left", "lower left", "lower right", "right", "center left",
-           "center right", "lower center", "upper center", "center", "outside", "none")
+LEGENDS = (
+    "best",
+    "upper right",
+    "upper left",
+    "lower left",
+    "lower right",
+    "right",
+    "center left",
+    "center right",
+    "lower center",
+    "upper center",
+    "center",
+    "outside",
+    "none",
+)
 # The `plot` extra is matplotlib alone. Not "pip install 'wandb2numpy[plot]'": run from a checkout,
 # that installs whatever package of that name a package index holds.
 PLOT_INSTALL_HINT = "pip install matplotlib (the 'plot' extra; from a checkout: pip install '.[plot]')"
@@ -209,16 +222,21 @@ def _tags(cell: str) -> list[str]:
     return [str(t) for t in tags] if isinstance(tags, list) else [cell]
 
 
-def field_on_grid(exp: Experiment, field: str, points: int = DEFAULT_POINTS,
-                  span: Span | None = None) -> tuple[np.ndarray, np.ndarray]:
+def field_on_grid(
+    exp: Experiment, field: str, points: int = DEFAULT_POINTS, span: Span | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The x values and the (runs, len(x)) values of `field`: the export's own grid when it
     has one, otherwise `points` x values over the runs' `span` (default ``common``), linearly
     interpolated. Runs much shorter than the median run are warned about, as the export does."""
     arrays = exp.fields[field]
     if exp.x is not None:
         if span is not None:
-            log.warning("%s was exported on a grid of its own: it is plotted on that grid, and the span "
-                        "asked for (%s) is not used", exp.folder.name, span)
+            log.warning(
+                "%s was exported on a grid of its own: it is plotted on that grid, and the span "
+                "asked for (%s) is not used",
+                exp.folder.name,
+                span,
+            )
         return exp.x, arrays.values
     starts, ends = run_ranges([arrays])
     spec = GridSpec(points=points, span=span or "common")
@@ -320,8 +338,7 @@ def draw(
     for curve in curves:
         (line,) = ax.plot(curve.x, curve.stats.center, label=f"{curve.label} (n={curve.n_runs})", linewidth=1.5)
         if curve.stats.low is not None and curve.stats.high is not None:
-            ax.fill_between(curve.x, curve.stats.low, curve.stats.high, color=line.get_color(),
-                            alpha=0.2, linewidth=0)
+            ax.fill_between(curve.x, curve.stats.low, curve.stats.high, color=line.get_color(), alpha=0.2, linewidth=0)
         if below is not None and curve.counts is not None:
             below.step(curve.x, curve.counts, where="mid", color=line.get_color(), linewidth=1.0)
     if title:
@@ -369,7 +386,9 @@ def output_format(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in FORMATS:
         found = f"'.{suffix}'" if suffix else "no suffix"
-        raise ConfigError(f"the figure's format comes from its suffix: .png, .pdf or .svg; {os.fspath(path)!r} has {found}")
+        raise ConfigError(
+            f"the figure's format comes from its suffix: .png, .pdf or .svg; {os.fspath(path)!r} has {found}"
+        )
     return suffix
 
 
@@ -423,8 +442,9 @@ def plot_experiment(
     groups = group_rows(exp.run_rows, by)
     x, values = field_on_grid(exp, field, points, span)
     if values.shape[0] != len(exp.run_rows):
-        raise OutputError(f"{path}: {RUNS_FILE} lists {len(exp.run_rows)} run(s) but {field!r} has "
-                          f"{values.shape[0]} row(s)")
+        raise OutputError(
+            f"{path}: {RUNS_FILE} lists {len(exp.run_rows)} run(s) but {field!r} has {values.shape[0]} row(s)"
+        )
     curves = build_curves(x, values, groups, stat=stat, ci=ci)
     band = f", {ci:g}% CI" if ci else ""
     name = path.resolve().name
@@ -433,7 +453,10 @@ def plot_experiment(
         title=f"{name}: {field} ({stat}{band})" if title is None else title,
         xlabel=("step" if exp.x_axis == "_step" else exp.x_axis) if xlabel is None else xlabel,
         ylabel=field if ylabel is None else ylabel,
-        figsize=figsize, dpi=dpi, log_y=log_y, legend=legend,
+        figsize=figsize,
+        dpi=dpi,
+        log_y=log_y,
+        legend=legend,
     )
     atomic_write_bytes(target, figure_bytes(fig, fmt))
     return PlotResult(target, curves, fig, fmt)

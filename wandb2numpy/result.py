@@ -88,5 +88,3 @@ class ExportResult:
     def exit_code(self) -> int:
         """0 done, 3 some runs failed, 4 something asked for came back empty (see `problems`)."""
         return 4 if self.problems else 3 if self.runs_failed else 0
-
-

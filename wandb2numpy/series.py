@@ -103,9 +103,7 @@ def convert_values(values: Sequence[Any], field: str) -> np.ndarray:
         if _FAST_TYPES_AND_STR.issuperset(types):
             # Diverged losses make "NaN" strings common: swap them in place of a full dispatch.
             special = _SPECIAL_STRINGS
-            return np.array(
-                [special[v] if type(v) is str else v for v in values], dtype=np.float64
-            )
+            return np.array([special[v] if type(v) is str else v for v in values], dtype=np.float64)
     except (OverflowError, KeyError):
         pass  # an int beyond float64 or a text value: let the slow path name it
     return np.array([_convert_one(v, field) for v in values], dtype=np.float64)
@@ -120,9 +118,7 @@ class Series:
 
     def __post_init__(self) -> None:
         if self.steps.shape != self.values.shape or self.steps.ndim != 1:
-            raise ValueError(
-                f"steps {self.steps.shape} and values {self.values.shape} must be equal 1-D shapes"
-            )
+            raise ValueError(f"steps {self.steps.shape} and values {self.values.shape} must be equal 1-D shapes")
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -168,9 +164,7 @@ def _sorted_unique(steps: np.ndarray, values: np.ndarray) -> Series:
     return _like(_order(steps), values)
 
 
-def series_from_rows(
-    rows: Iterable[Mapping[str, Any]], field: str, *, step_key: str = "_step"
-) -> Series:
+def series_from_rows(rows: Iterable[Mapping[str, Any]], field: str, *, step_key: str = "_step") -> Series:
     """Collect one field from history rows.
 
     Rows without the field (or holding None) are skipped, because wandb returns rows for every

@@ -66,8 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             raise
         text = str(exc).splitlines()[0][:300] if str(exc) else ""
-        print(f"wandb2numpy: error: unexpected {type(exc).__name__}: {text} (a bug: run again with -v "
-              "for the details, and report it)", file=sys.stderr)
+        print(
+            f"wandb2numpy: error: unexpected {type(exc).__name__}: {text} (a bug: run again with -v "
+            "for the details, and report it)",
+            file=sys.stderr,
+        )
         code = EXIT_FAILED
     finally:
         sys.stdout = stdout

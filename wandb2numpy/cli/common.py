@@ -23,6 +23,7 @@ from .report import STDOUT, Summary, TqdmLogHandler
 
 log = logging.getLogger("wandb2numpy")
 
+
 class _PolicyArg(TypedDict, total=False):
     policy: RetryPolicy
 
@@ -34,9 +35,11 @@ def policy(args: argparse.Namespace) -> _PolicyArg:
     deadline = getattr(args, "deadline", None)
     if not (args.max_rate or args.start_window or retries != DEFAULT_RETRIES or deadline):
         return {}
-    return {"policy": RetryPolicy(
-        max_rate=args.max_rate, start_window=args.start_window, attempts=retries + 1, export_deadline=deadline
-    )}
+    return {
+        "policy": RetryPolicy(
+            max_rate=args.max_rate, start_window=args.start_window, attempts=retries + 1, export_deadline=deadline
+        )
+    }
 
 
 PROJECT_OUTPUT_DIR = "wandb_data"  # where `export ENTITY/PROJECT` writes without -O, as the demo
@@ -133,13 +136,17 @@ def _project_mode(args: argparse.Namespace) -> bool:
         return False
     if args.fields is None:
         if args.groups is not None or args.samples is not None:
-            raise ConfigError("--groups and --samples describe an export without a config file; "
-                              "they need --fields (a config file says them itself)")
+            raise ConfigError(
+                "--groups and --samples describe an export without a config file; "
+                "they need --fields (a config file says them itself)"
+            )
         return False
     if args.config is not None and (os.path.exists(args.config) or args.config.lower().endswith(_CONFIG_SUFFIXES)):
         what = "a folder, not ENTITY/PROJECT" if os.path.isdir(args.config) else "a config file: put the fields in it"
-        raise ConfigError(f"--fields names the fields of an export without a config file, but {args.config!r} "
-                          f"is {what}, or give ENTITY/PROJECT")
+        raise ConfigError(
+            f"--fields names the fields of an export without a config file, but {args.config!r} "
+            f"is {what}, or give ENTITY/PROJECT"
+        )
     return True
 
 
@@ -147,8 +154,7 @@ def _project_config(args: argparse.Namespace) -> dict[str, Any]:
     """The config dict of `export ENTITY/PROJECT --fields ...`, with WANDB_ENTITY / WANDB_PROJECT
     filling in what the argument leaves out, as wandb itself does."""
     if args.experiments:
-        raise ConfigError("-e/--experiments picks experiments of a config file; "
-                          "without one there is only the project")
+        raise ConfigError("-e/--experiments picks experiments of a config file; without one there is only the project")
     target: str | None = args.config
     entity = os.environ.get("WANDB_ENTITY") or None
     project = os.environ.get("WANDB_PROJECT") or None
@@ -161,8 +167,10 @@ def _project_config(args: argparse.Namespace) -> dict[str, Any]:
         missing = "project" if not project else "entity"
         swallowed = ""
         if target is None and fields and fields[-1] != "all":
-            swallowed = (f"; every word after --fields is read as a field, {fields[-1]!r} too: put ENTITY/PROJECT "
-                         "before --fields, as in: wandb2numpy export ENTITY/PROJECT --fields KEY ...")
+            swallowed = (
+                f"; every word after --fields is read as a field, {fields[-1]!r} too: put ENTITY/PROJECT "
+                "before --fields, as in: wandb2numpy export ENTITY/PROJECT --fields KEY ..."
+            )
         raise ConfigError(
             f"no {missing} given: name ENTITY/PROJECT, or set WANDB_ENTITY and WANDB_PROJECT{swallowed}",
             source=_PROJECT_SOURCE,
@@ -265,9 +273,7 @@ def fail(args: argparse.Namespace, exc: Wandb2NumpyError, summary: Summary | Non
 def setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     # On a terminal the progress bars are drawn there too: log lines go above them, through tqdm.
-    handler: logging.Handler = (
-        TqdmLogHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
-    )
+    handler: logging.Handler = TqdmLogHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("wandb2numpy: %(levelname)s: %(message)s"))
     handler.addFilter(lambda record: getattr(record, "console", True))
@@ -280,10 +286,7 @@ def setup_logging(verbose: bool, quiet: bool, log_file: str | None = None) -> No
         except OSError as exc:  # checked before; this is a race with someone else
             raise ConfigError(f"--log-file: cannot open {log_file}: {exc.strerror or exc}") from None
         file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
-        file_handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(file_handler)
         root.setLevel(min(level, file_handler.level))
     root.propagate = False
-

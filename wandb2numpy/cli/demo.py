@@ -78,8 +78,11 @@ def run_demo(
                 settings=ClientSettings(base_url=server.base_url, api_key=server.api_key),
             )
         except ForeignFilesError as exc:  # the export's remedies are options demo does not take
-            print(f"wandb2numpy demo: error: {exc.what}; the demo replaces only folders it wrote: "
-                  "move them away or give another --output folder", file=sys.stderr)
+            print(
+                f"wandb2numpy demo: error: {exc.what}; the demo replaces only folders it wrote: "
+                "move them away or give another --output folder",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
         except Wandb2NumpyError as exc:
             text = f"--output: {exc.detail}" if isinstance(exc, ConfigError) and exc.key == "output_path" else str(exc)
@@ -100,13 +103,12 @@ def run_demo(
     print(f"load them with: numpy.load('{Path(output) / 'demo-ppo-sampled' / 'train' / 'return.npy'}')")
     # matplotlib is an optional extra: say how to get it rather than print a command that fails
     needs = "" if importlib.util.find_spec("matplotlib") else f"{PLOT_INSTALL_HINT}, then "
-    print(f"plot one with: {needs}wandb2numpy plot {shlex.quote(str(Path(output) / 'demo-csv'))} "
-          "--field eval/success_rate --by group")
+    print(
+        f"plot one with: {needs}wandb2numpy plot {shlex.quote(str(Path(output) / 'demo-csv'))} "
+        "--field eval/success_rate --by group"
+    )
     return result.exit_code
 
 
 def command(args: argparse.Namespace) -> int:
-    return run_demo(
-        output=args.output, runs=args.runs, steps=args.steps, concurrency=args.concurrency
-    )
-
+    return run_demo(output=args.output, runs=args.runs, steps=args.steps, concurrency=args.concurrency)

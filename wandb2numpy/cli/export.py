@@ -31,8 +31,12 @@ def command(args: argparse.Namespace) -> int:
     from .. import __version__
 
     # the log file's first line: which version ran on what (stderr shows INFO only with -v)
-    log.info("wandb2numpy %s: %s %s", __version__, "dry run of" if args.dry_run else "export of",
-             args.config or "the project of WANDB_ENTITY/WANDB_PROJECT")
+    log.info(
+        "wandb2numpy %s: %s %s",
+        __version__,
+        "dry run of" if args.dry_run else "export of",
+        args.config or "the project of WANDB_ENTITY/WANDB_PROJECT",
+    )
     summary = Summary(args.config or "(WANDB_ENTITY/WANDB_PROJECT)", None if args.dry_run else args.json_summary)
     # SIGINT and SIGTERM end the process within two seconds in every state (see `stop`): the
     # interrupt paths below never return.
@@ -119,8 +123,13 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
 
     out = out or sys.stdout
     try:
-        plans = plan_export(configs(args), settings=ClientSettings(base_url=args.base_url, timeout=args.timeout),
-                            concurrency=args.concurrency, incremental=args.incremental, **policy(args))
+        plans = plan_export(
+            configs(args),
+            settings=ClientSettings(base_url=args.base_url, timeout=args.timeout),
+            concurrency=args.concurrency,
+            incremental=args.incremental,
+            **policy(args),
+        )
     except Wandb2NumpyError as exc:
         return fail(args, exc, summary)
     for line in dry_run_lines(plans, all_runs=args.verbose):

@@ -26,4 +26,3 @@ def command(args: argparse.Namespace) -> int:
     for line in fields_lines(plans):
         print(line)
     return EXIT_OK
-

@@ -73,9 +73,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     def line(row: Sequence[str]) -> list[str]:
         first = [row[0]] if len(row[0]) > widths[0] else []
         row = ["", *row[1:]] if first else list(row)
-        return [f"  {c}" for c in first] + ["  " + "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
-        ).rstrip()]
+        return [f"  {c}" for c in first] + [
+            "  "
+            + "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        ]
 
     return [text for row in cells for text in line(row)]
 
@@ -125,8 +126,12 @@ def dry_run_lines(plans: Sequence[ExperimentPlan], *, all_runs: bool = False) ->
             f"  planned: {plan.requests} history request(s) for {rows}: "
             f"{plan.batched_runs} run(s) in {plan.batch_requests} shared request(s), "
             f"{plan.single_runs} run(s) on their own in {plan.single_requests} request(s); "
-            + (f"{plan.parquet_runs} run(s) from parquet exports in {2 * plan.parquet_runs} request(s) "
-               "(one more per further file or live tail); " if plan.parquet_runs else "")
+            + (
+                f"{plan.parquet_runs} run(s) from parquet exports in {2 * plan.parquet_runs} request(s) "
+                "(one more per further file or live tail); "
+                if plan.parquet_runs
+                else ""
+            )
             + (f"{plan.cached_runs} run(s) from the incremental cache; " if plan.cached_runs else "")
             + f"{plan.empty_runs} run(s) hold none of the fields"
         )
@@ -153,9 +158,13 @@ def _axis_lines(p: ExperimentPlan) -> list[str]:
         out.append(f"  x_axis: {exp.x_axis}, logged by {logged} of {known} run(s) the listing gave keys for")
     if exp.grid is not None:
         g = exp.grid
-        kind = (f"{g.points} points over the common range" if g.points is not None
-                else f"every {g.every:g} inside the common range" if g.every is not None
-                else f"{len(g.values or ())} given value(s)")
+        kind = (
+            f"{g.points} points over the common range"
+            if g.points is not None
+            else f"every {g.every:g} inside the common range"
+            if g.every is not None
+            else f"{len(g.values or ())} given value(s)"
+        )
         out.append(f"  grid: {kind}, method {g.method}")
     return out
 

@@ -41,7 +41,6 @@ EXIT_CODES_EPILOG = (
 )
 
 
-
 class _Parser(argparse.ArgumentParser):
     """The top-level parser, which also takes the pre-subcommand form `wandb2numpy CONFIG.yaml ...`:
     whatever does not start with a subcommand (or -h/--version) is read as `export ...`."""
@@ -73,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"wandb2numpy {__version__}")
     # the subparsers are plain parsers: only the top level rewrites its arguments
-    sub = p.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=argparse.ArgumentParser
-    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=argparse.ArgumentParser)
     p.commands = {
         "export": _add_export(sub),
         "fields": _add_fields(sub),
@@ -89,8 +86,7 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "export",
         help="export the experiments of a YAML config (the default command)",
-        description="Export W&B run histories to NumPy, CSV, npz or parquet files, as described in a YAML "
-        "config.",
+        description="Export W&B run histories to NumPy, CSV, npz or parquet files, as described in a YAML config.",
         epilog=EXIT_CODES_EPILOG,
     )
     p.set_defaults(handler="export")
@@ -111,8 +107,7 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--delete-foreign-files",
         action="store_true",
-        help="with -o: replace each experiment folder as a whole, deleting files wandb2numpy "
-        "did not write",
+        help="with -o: replace each experiment folder as a whole, deleting files wandb2numpy did not write",
     )
     p.add_argument(
         "-O",
@@ -243,7 +238,11 @@ def _add_fields(sub: Any) -> argparse.ArgumentParser:
         "WANDB_ENTITY and WANDB_PROJECT set), or run folders on disk such as ./wandb",
     )
     p.add_argument(
-        "-e", "--experiments", action="append", nargs="+", metavar="EXP",
+        "-e",
+        "--experiments",
+        action="append",
+        nargs="+",
+        metavar="EXP",
         help="only these experiments of the config (repeatable)",
     )
     p.add_argument("--groups", nargs="+", metavar="GROUP", help="ENTITY/PROJECT: only runs of these groups")
@@ -262,8 +261,9 @@ def _add_demo(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--output", default="wandb_data", metavar="DIR", help="output folder (default ./wandb_data)")
     p.add_argument("--runs", type=_positive(int), default=24, metavar="N", help="synthetic runs (default 24)")
     p.add_argument("--steps", type=_positive(int), default=500, metavar="M", help="steps per run (default 500)")
-    p.add_argument("--concurrency", type=_positive(int), default=16, metavar="N",
-                   help="requests in flight at once (default 16)")
+    p.add_argument(
+        "--concurrency", type=_positive(int), default=16, metavar="N", help="requests in flight at once (default 16)"
+    )
     return p
 
 
@@ -280,34 +280,72 @@ def _add_plot(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("experiment", metavar="EXPORT_DIR/EXPERIMENT", help="an experiment folder of an export")
     p.add_argument("--field", required=True, metavar="F", help="the field to plot, e.g. train/return")
     p.add_argument(
-        "--by", type=_group_column, metavar="COLUMN",
+        "--by",
+        type=_group_column,
+        metavar="COLUMN",
         help="one curve per value of this runs.csv column: group, job_type, name, config.KEY, summary.KEY, or "
         "tags (a curve per tag; a run with two tags is in both); default: one curve of all runs",
     )
-    p.add_argument("--stat", choices=STATS, default="mean",
-                   help="statistic across runs at each x (default mean; iqm: interquartile mean)")
-    p.add_argument("--ci", type=_confidence, default=DEFAULT_CI, metavar="PCT",
-                   help=f"confidence band in percent, bootstrap over runs (default {DEFAULT_CI:g}; 0: no band)")
-    p.add_argument("--points", type=_positive(int), default=DEFAULT_POINTS, metavar="N",
-                   help="x values of the grid the runs are resampled on, when the export has no grid "
-                   f"of its own (default {DEFAULT_POINTS})")
-    p.add_argument("--span", choices=("common", "all"),
-                   help="x range of that grid: common (default), where every run has data; all, every run's "
-                   "whole range. Wherever the runs behind a curve change along x, a panel below shows how many")
-    p.add_argument("-o", "--output", type=_figure_file, metavar="FILE",
-                   help="figure to write, PNG, PDF or SVG by its suffix (default ./<EXPERIMENT>-<field, / as ->.png)")
+    p.add_argument(
+        "--stat",
+        choices=STATS,
+        default="mean",
+        help="statistic across runs at each x (default mean; iqm: interquartile mean)",
+    )
+    p.add_argument(
+        "--ci",
+        type=_confidence,
+        default=DEFAULT_CI,
+        metavar="PCT",
+        help=f"confidence band in percent, bootstrap over runs (default {DEFAULT_CI:g}; 0: no band)",
+    )
+    p.add_argument(
+        "--points",
+        type=_positive(int),
+        default=DEFAULT_POINTS,
+        metavar="N",
+        help="x values of the grid the runs are resampled on, when the export has no grid "
+        f"of its own (default {DEFAULT_POINTS})",
+    )
+    p.add_argument(
+        "--span",
+        choices=("common", "all"),
+        help="x range of that grid: common (default), where every run has data; all, every run's "
+        "whole range. Wherever the runs behind a curve change along x, a panel below shows how many",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=_figure_file,
+        metavar="FILE",
+        help="figure to write, PNG, PDF or SVG by its suffix (default ./<EXPERIMENT>-<field, / as ->.png)",
+    )
     look = p.add_argument_group("figure")
     look.add_argument("--title", help="title (default '<EXPERIMENT>: <field> (<stat>, <ci>%% CI)'; '' for none)")
     look.add_argument("--xlabel", help="x-axis label (default: the x axis of the export, 'step' for _step)")
     look.add_argument("--ylabel", help="y-axis label (default: the field)")
-    look.add_argument("--size", type=_figure_size, default=FIGSIZE, metavar="W,H",
-                      help=f"figure size in inches (default {FIGSIZE[0]:g},{FIGSIZE[1]:g}; 3.4,2.4 fits a paper's column)")
-    look.add_argument("--dpi", type=_positive(float), default=DPI,
-                      help=f"dots per inch: the PNG's pixels per inch, and the PDF/SVG's band raster (default {DPI})")
+    look.add_argument(
+        "--size",
+        type=_figure_size,
+        default=FIGSIZE,
+        metavar="W,H",
+        help=f"figure size in inches (default {FIGSIZE[0]:g},{FIGSIZE[1]:g}; 3.4,2.4 fits a paper's column)",
+    )
+    look.add_argument(
+        "--dpi",
+        type=_positive(float),
+        default=DPI,
+        help=f"dots per inch: the PNG's pixels per inch, and the PDF/SVG's band raster (default {DPI})",
+    )
     look.add_argument("--log-y", action="store_true", help="logarithmic y axis")
-    look.add_argument("--legend", type=_legend, default="best", metavar="POSITION",
-                      help="legend position: best (default), upper-left, lower-right, ... (matplotlib's loc, - or "
-                      "space), outside (right of the plot) or none")
+    look.add_argument(
+        "--legend",
+        type=_legend,
+        default="best",
+        metavar="POSITION",
+        help="legend position: best (default), upper-left, lower-right, ... (matplotlib's loc, - or "
+        "space), outside (right of the plot) or none",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     return p
 
@@ -332,7 +370,9 @@ def _figure_size(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTH,HEIGHT in inches, e.g. 6,4; found {text!r}") from None
     if not (0 < width <= 100 and 0 < height <= 100):
-        raise argparse.ArgumentTypeError(f"expected WIDTH,HEIGHT in inches, each above 0 and at most 100; found {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTH,HEIGHT in inches, each above 0 and at most 100; found {text!r}"
+        )
     return width, height
 
 
@@ -340,7 +380,8 @@ def _legend(text: str) -> str:
     position = text.replace("-", " ").lower()
     if position not in LEGENDS:
         raise argparse.ArgumentTypeError(
-            f"expected one of {', '.join(p.replace(' ', '-') for p in LEGENDS)}; found {text!r}")
+            f"expected one of {', '.join(p.replace(' ', '-') for p in LEGENDS)}; found {text!r}"
+        )
     return position
 
 
@@ -423,4 +464,3 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
         return value
 
     return parse
-

@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from ..runner import FetchStats
 
 
-
 def exit_code(result: ExportResult, *, allow_empty: bool = False) -> int:
     """4 (empty) before 3 (partial): a field name or filter that matches nothing stays wrong on
     the next try, while failed runs may come back. `allow_empty` accepts empty experiments."""
     if result.problems and not allow_empty:
         return EXIT_EMPTY
     return EXIT_PARTIAL if result.runs_failed else EXIT_OK
+
 
 STDOUT = "-"  # `--json-summary -`: the JSON goes to stdout, and nothing else does
 
@@ -139,15 +139,21 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
             print(f"  incremental: {report.fetched_runs} fetched{grown}, {report.unchanged_runs} unchanged", file=out)
             if report.gone_runs:
                 shown = ", ".join(report.gone_runs[:20]) + (", ..." if len(report.gone_runs) > 20 else "")
-                print(f"  incremental: {len(report.gone_runs)} run(s) of the last export no longer listed "
-                      f"(deleted on the server, or no longer matching the filters): {shown}", file=out)
+                print(
+                    f"  incremental: {len(report.gone_runs)} run(s) of the last export no longer listed "
+                    f"(deleted on the server, or no longer matching the filters): {shown}",
+                    file=out,
+                )
         if not report.listed_runs:  # every field would read "absent": say why once instead
             print("  no run matched the experiment's filters", file=out)
             continue
         if res.grid is not None:
             span = res.grid_range
-            where = "" if span is None else (f" from {format_x(span.lo)} to {format_x(span.hi)} "
-                                             f"({_SPANS.get(span.span, span.span)})")
+            where = (
+                ""
+                if span is None
+                else (f" from {format_x(span.lo)} to {format_x(span.hi)} ({_SPANS.get(span.span, span.span)})")
+            )
             print(f"  grid: {len(res.grid)} x value(s) of {res.x_axis}{where}, shared by every field", file=out)
             if span is not None and span.outliers:
                 print(f"  grid: short runs: {span.short_runs()}", file=out)
@@ -156,8 +162,11 @@ def print_summary(result: ExportResult, out: TextIO) -> None:
         if report.x_dropped or report.runs_without_x:
             dropped = ", ".join(f"{f} {n:,}" for f, n in report.x_dropped.items())
             never = f"; {report.runs_without_x} run(s) never logged it" if report.runs_without_x else ""
-            print(f"  x_axis {res.x_axis}: {sum(report.x_dropped.values()):,} row(s) without it dropped"
-                  f"{f' ({dropped})' if dropped else ''}{never}", file=out)
+            print(
+                f"  x_axis {res.x_axis}: {sum(report.x_dropped.values()):,} row(s) without it dropped"
+                f"{f' ({dropped})' if dropped else ''}{never}",
+                file=out,
+            )
         for field, reason in res.skipped_fields.items():
             print(f"  {field}: left out, {reason}", file=out)
         for run_id, error in res.failed_runs.items():
@@ -209,7 +218,11 @@ class TqdmProgress:
         for name in self._order:
             self._new_bar(name, None)
         self._overall = tqdm(
-            total=None, desc="overall", unit="run", position=len(self._order), leave=True,
+            total=None,
+            desc="overall",
+            unit="run",
+            position=len(self._order),
+            leave=True,
             bar_format="{desc}: {n_fmt} run(s){postfix}",  # tqdm puts ", " before a postfix
         )
         self._refresh_overall()
@@ -249,9 +262,7 @@ class TqdmProgress:
         stats = self._stats
         retries = stats.retries if stats is not None else 0
         limited = (stats.rate_limited + stats.rate_limited_in_core) if stats is not None else 0
-        self._overall.set_postfix_str(
-            f"{rows} rows, {rows / elapsed:,.0f} rows/s, {retries} retries, {limited} x 429"
-        )
+        self._overall.set_postfix_str(f"{rows} rows, {rows / elapsed:,.0f} rows/s, {retries} retries, {limited} x 429")
 
     def finish(self, experiment: str) -> None:
         bar = self._bars.get(experiment)

@@ -139,9 +139,11 @@ class _Loader(yaml.SafeLoader):
                 continue  # unhashable; the base class reports it
             if first is not key_node:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
                     f"duplicate key {key!r} (first defined on line {first.start_mark.line + 1})",
-                    key_node.start_mark)
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -202,14 +204,14 @@ def _parse(data: Any, source: str, experiments: Sequence[str] | None) -> list[Ex
     if data is None:
         raise ConfigError("the config is empty; expected experiments (and optionally DEFAULT)", source=source)
     if not isinstance(data, Mapping):
-        raise ConfigError(f"expected a mapping of experiment names to settings; found {_found(data)}",
-                          source=source)
+        raise ConfigError(f"expected a mapping of experiment names to settings; found {_found(data)}", source=source)
     default = data.get(DEFAULT_KEY)
     if default is None:
         default = {}
     elif not isinstance(default, Mapping):
-        raise ConfigError(f"expected a mapping of settings; found {_found(default)}",
-                          source=source, experiment=DEFAULT_KEY)
+        raise ConfigError(
+            f"expected a mapping of settings; found {_found(default)}", source=source, experiment=DEFAULT_KEY
+        )
     names = [k for k in data if k != DEFAULT_KEY]
     if not names:
         raise ConfigError("no experiments: add at least one named experiment next to DEFAULT", source=source)
@@ -228,16 +230,27 @@ def _parse(data: Any, source: str, experiments: Sequence[str] | None) -> list[Ex
         if body is None:
             body = {}
         if not isinstance(body, Mapping):
-            hint = (f"; '{name}' is a setting, so indent it under DEFAULT or under an experiment"
-                    if name in _EXPERIMENT_KEYS else "")
-            problems.append(_Problem(name, None, "expected a mapping of settings (or nothing, to take "
-                                                 f"everything from DEFAULT); found {_found(body)}{hint}"))
+            hint = (
+                f"; '{name}' is a setting, so indent it under DEFAULT or under an experiment"
+                if name in _EXPERIMENT_KEYS
+                else ""
+            )
+            problems.append(
+                _Problem(
+                    name,
+                    None,
+                    "expected a mapping of settings (or nothing, to take "
+                    f"everything from DEFAULT); found {_found(body)}{hint}",
+                )
+            )
             continue
         merged = _deep_merge(default, body)
         model, found = _validate(name, merged, partial=False, body=body)
         if found and name.lower().rstrip("s") == "default":
-            found = [_Problem(p.experiment, p.key, p.message + " (the shared block must be spelled 'DEFAULT')")
-                     for p in found]
+            found = [
+                _Problem(p.experiment, p.key, p.message + " (the shared block must be spelled 'DEFAULT')")
+                for p in found
+            ]
         problems.extend(found)
         if model is not None:
             results.append(_build(name, model, merged, source))
@@ -286,8 +299,9 @@ def _deep_merge(base: Mapping[Any, Any], override: Mapping[Any, Any]) -> dict[An
     return out
 
 
-def _validate(name: str, merged: dict[Any, Any], *, partial: bool,
-              body: Mapping[str, Any] | None = None) -> tuple[_Experiment | None, list[_Problem]]:
+def _validate(
+    name: str, merged: dict[Any, Any], *, partial: bool, body: Mapping[str, Any] | None = None
+) -> tuple[_Experiment | None, list[_Problem]]:
     try:
         return _Experiment.model_validate(with_source_defaults(merged), context={"partial": partial}), []
     except ValidationError as exc:
@@ -300,8 +314,13 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         # Exported once, as configs of the original tool expect; but said, since a repeat is often
         # a typo for another field.
         twice = sorted({f for f in listed if listed.count(f) > 1}, key=listed.index)
-        log.warning("%s, experiment '%s', key 'fields': %s listed more than once; exported once",
-                    source, name, ", ".join(repr(f) for f in twice))
+        log.warning(
+            "%s, experiment '%s', key 'fields': %s listed more than once; exported once",
+            source,
+            name,
+            ", ".join(repr(f) for f in twice),
+        )
+
     def per_group(value: Any, i: int) -> _Names:
         return value[i] if value is not None else None
 
@@ -310,8 +329,12 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         selections = (Selection(job_types=model.job_types, runs=model.runs, tags=model.tags),)
     else:
         selections = tuple(
-            Selection(group=g, job_types=per_group(model.job_types, i), runs=per_group(model.runs, i),
-                      tags=per_group(model.tags, i))
+            Selection(
+                group=g,
+                job_types=per_group(model.job_types, i),
+                runs=per_group(model.runs, i),
+                tags=per_group(model.tags, i),
+            )
             for i, g in enumerate(model.groups)
         )
 
@@ -330,8 +353,12 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
         output_data_type=model.output_data_type,
         history_samples=model.history_samples,
         x_axis=model.x_axis,
-        grid=None if model.grid is None else GridSpec(
-            points=model.grid.points, every=model.grid.every, values=model.grid.values,
+        grid=None
+        if model.grid is None
+        else GridSpec(
+            points=model.grid.points,
+            every=model.grid.every,
+            values=model.grid.values,
             method="previous" if model.grid.method == "previous" else "linear",
             span="all" if model.grid.span == "all" else "common",
         ),

@@ -71,8 +71,9 @@ def path_problem(name: Any, what: str, *, inside: str, reserve: int = 0) -> str 
         room = _NAME_MAX - (reserve if i == len(parts) - 1 else 0)
         if len(part) > MAX_NAME_CHARS or len(part.encode("utf-8")) > room:
             which = "is" if len(parts) == 1 else "has a path segment"
-            return (f"{what} {_short.repr(name)} {which} longer than {MAX_NAME_CHARS} characters "
-                    f"(or {room} bytes as UTF-8)")
+            return (
+                f"{what} {_short.repr(name)} {which} longer than {MAX_NAME_CHARS} characters (or {room} bytes as UTF-8)"
+            )
     return None
 
 
@@ -94,11 +95,15 @@ def reserved_name_problem(name: str, what: str = "experiment name") -> str | Non
     """Why `name` cannot be used beside the tool's own files, or None."""
     first = name.split("/", 1)[0]
     if first.lower().startswith(RESERVED_PREFIX):
-        return (f"{what} {_short.repr(name)} starts with '{RESERVED_PREFIX}', which names the tool's own files "
-                "(the output lock, the manifest, the incremental state); choose another name")
+        return (
+            f"{what} {_short.repr(name)} starts with '{RESERVED_PREFIX}', which names the tool's own files "
+            "(the output lock, the manifest, the incremental state); choose another name"
+        )
     if _SWAP_RE.fullmatch(first):
-        return (f"{what} {_short.repr(name)} looks like a folder of an interrupted write ('.NAME.tmp-...' or "
-                "'.NAME.old-...'), which a later export would delete; choose another name")
+        return (
+            f"{what} {_short.repr(name)} looks like a folder of an interrupted write ('.NAME.tmp-...' or "
+            "'.NAME.old-...'), which a later export would delete; choose another name"
+        )
     return None
 
 
@@ -122,8 +127,10 @@ def output_path_problem(path: Any) -> str | None:
         return f"the output path {_short.repr(text)} is not valid unicode"
     for part in encoded:
         if len(part) > _NAME_MAX:
-            return (f"the output path {_short.repr(text)} has a part of {len(part)} bytes; "
-                    f"file systems allow at most {_NAME_MAX}")
+            return (
+                f"the output path {_short.repr(text)} has a part of {len(part)} bytes; "
+                f"file systems allow at most {_NAME_MAX}"
+            )
     return None
 
 
@@ -132,8 +139,7 @@ def experiment_name_problem(name: str) -> str | None:
     if not name.strip():
         return "experiment names must not be empty"
     if "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
-        return (f"experiment name {_short.repr(name)} cannot be a folder name: no '/', '\\', NUL, "
-                "and not '.' or '..'")
+        return f"experiment name {_short.repr(name)} cannot be a folder name: no '/', '\\', NUL, and not '.' or '..'"
     return experiment_path_problem(name)
 
 

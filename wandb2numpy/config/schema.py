@@ -116,8 +116,9 @@ def _fail(message: str, *subloc: str | int) -> NoReturn:
 # --------------------------------------------------------------------------- value checks
 
 
-def _strings(value: Any, what: str, *, allow_all: bool = True, dedupe: bool = True,
-             subloc: tuple[str | int, ...] = ()) -> tuple[str, ...] | None:
+def _strings(
+    value: Any, what: str, *, allow_all: bool = True, dedupe: bool = True, subloc: tuple[str | int, ...] = ()
+) -> tuple[str, ...] | None:
     """A list of names, where exactly ["all"] (like the bare "all") means no restriction."""
     if not value:
         _fail(f"the list of {what} is empty, which would match nothing; leave the key out or write 'all'", *subloc)
@@ -182,15 +183,19 @@ def _check_source(value: Any) -> str | None:
     if "\x00" in value:
         _fail("the source path contains a NUL character")
     if not any(c in value for c in "*?[") and not os.path.exists(os.path.expanduser(value)):
-        _fail(f"no run folders at {value!r}: expected a folder such as ./wandb (holding run-* and "
-              "offline-run-* folders), one run folder, one .wandb file, or a glob of these")
+        _fail(
+            f"no run folders at {value!r}: expected a folder such as ./wandb (holding run-* and "
+            "offline-run-* folders), one run folder, one .wandb file, or a glob of these"
+        )
     return value
 
 
 def _check_data_type(value: Any) -> str:
     valid = OUTPUT_DATA_TYPES
     if not isinstance(value, str) or value not in valid:
-        _fail(f"expected one of {', '.join(repr(n) for n in OUTPUT_DATA_TYPES)}; found {_found(value)}{_suggest(value, valid)}")
+        _fail(
+            f"expected one of {', '.join(repr(n) for n in OUTPUT_DATA_TYPES)}; found {_found(value)}{_suggest(value, valid)}"
+        )
     return value
 
 
@@ -211,8 +216,9 @@ def _check_history_samples(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         _fail(f"expected a positive integer or 'all'; found {_found(value)}")
     if value > _MAX_HISTORY_SAMPLES:
-        _fail(f"more samples than the server accepts (at most {_MAX_HISTORY_SAMPLES}); "
-              "write 'all' for the full history")
+        _fail(
+            f"more samples than the server accepts (at most {_MAX_HISTORY_SAMPLES}); write 'all' for the full history"
+        )
     return value
 
 
@@ -308,8 +314,10 @@ def _check_grid_span(value: Any) -> str | None:
         return None
     if value not in GRID_SPANS or not isinstance(value, str):
         choices = " or ".join(repr(s) for s in GRID_SPANS)
-        _fail(f"expected {choices} (the range every run covers, or from the earliest start to the latest end); "
-              f"found {_found(value)}{_suggest(value, GRID_SPANS)}")
+        _fail(
+            f"expected {choices} (the range every run covers, or from the earliest start to the latest end); "
+            f"found {_found(value)}{_suggest(value, GRID_SPANS)}"
+        )
     return str(value)
 
 
@@ -332,8 +340,11 @@ class _GridSpec(BaseModel):
             found = f"found {' and '.join(given)}" if given else "found none"
             _fail(f"a grid needs exactly one of 'points', 'every' or 'values', e.g. grid: {{points: 200}}; {found}")
         if self.values is not None and self.span is not None:
-            _fail("'span' chooses the range of 'points' or 'every'; with 'values' the x values are as given, "
-                  "so leave 'span' out", "span")
+            _fail(
+                "'span' chooses the range of 'points' or 'every'; with 'values' the x values are as given, "
+                "so leave 'span' out",
+                "span",
+            )
         return self
 
 
@@ -409,19 +420,24 @@ class _Experiment(BaseModel):
         groups: _Names = info.data["groups"]
         if groups is None:
             if nested:
-                _fail(f"without a groups list, {key} must be a flat list of {what} or 'all'; found a nested "
-                      f"list (one inner list per group only works together with groups: [...])")
+                _fail(
+                    f"without a groups list, {key} must be a flat list of {what} or 'all'; found a nested "
+                    f"list (one inner list per group only works together with groups: [...])"
+                )
             return _strings(value, what)
         shown = _show_groups(groups)
         n, m = len(groups), len(value)
         if not nested and not all(isinstance(v, str) and v == "all" for v in value):
             example = "[[...]]" if n == 1 else '[[...], "all"]' if n == 2 else '[[...], "all", ...]'
             items = "string" if all(isinstance(v, str) for v in value) else "item"
-            _fail(f"with groups: {shown}, {key} needs one entry per group, e.g. {example}; "
-                  f"found a flat list of {m} {items}{'s' if m != 1 else ''}")
+            _fail(
+                f"with groups: {shown}, {key} needs one entry per group, e.g. {example}; "
+                f"found a flat list of {m} {items}{'s' if m != 1 else ''}"
+            )
         if m != n:
-            _fail(f"with groups: {shown}, {key} needs one entry per group ({n}); "
-                  f"found {m} entr{'ies' if m != 1 else 'y'}")
+            _fail(
+                f"with groups: {shown}, {key} needs one entry per group ({n}); found {m} entr{'ies' if m != 1 else 'y'}"
+            )
         return tuple(_entry(v, what, i, group=groups[i]) for i, v in enumerate(value))
 
 
@@ -447,6 +463,8 @@ def with_source_defaults(merged: dict[Any, Any]) -> dict[Any, Any]:
     if merged.get("source") is None:
         return merged
     return {"entity": None, "project": None, **merged}
+
+
 _FILTER_KEYS = tuple(_FilterSpec.model_fields)
 _GRID_KEYS = tuple(_GridSpec.model_fields)
 
@@ -481,8 +499,13 @@ def _translate(exc: ValidationError, experiment: str, body: Mapping[str, Any], p
         elif kind == "missing":
             message = f"required key '{loc[-1]}' is missing; set it in this experiment or in DEFAULT"
         elif kind == "extra_forbidden":
-            valid = (_FILTER_KEYS if len(loc) == 3 and loc[0] in ("config", "summary")
-                     else _GRID_KEYS if len(loc) == 2 and loc[0] == "grid" else _EXPERIMENT_KEYS)
+            valid = (
+                _FILTER_KEYS
+                if len(loc) == 3 and loc[0] in ("config", "summary")
+                else _GRID_KEYS
+                if len(loc) == 2 and loc[0] == "grid"
+                else _EXPERIMENT_KEYS
+            )
             hint = _suggest(loc[-1], valid) or f" (valid keys: {', '.join(valid)})"
             message = f"unknown key {loc[-1]!r}{hint}"
         elif kind == "invalid_key":
@@ -491,13 +514,13 @@ def _translate(exc: ValidationError, experiment: str, body: Mapping[str, Any], p
             message = f"expected a mapping such as {{points: 200}}, {{every: 1000}} or {{values: [...]}}; found {_found(value)}"
         elif kind in ("model_type", "dict_type") and len(loc) == 2:
             example = "{values: [...]}" if not isinstance(value, Mapping) else "{values: [...], min: 0, max: 1}"
-            message = (f"expected a mapping with 'values', 'min' and/or 'max', e.g. {loc[1]}: {example}; "
-                       f"found {_found(value)}")
+            message = (
+                f"expected a mapping with 'values', 'min' and/or 'max', e.g. {loc[1]}: {example}; found {_found(value)}"
+            )
         else:
             message = f"{str(err['msg']).rstrip('.').lower()}; found {_found(value)}"
         top = loc[0] if loc else None
-        if not partial and isinstance(top, str) and top not in body and top in _EXPERIMENT_KEYS \
-                and kind != "missing":
+        if not partial and isinstance(top, str) and top not in body and top in _EXPERIMENT_KEYS and kind != "missing":
             message += " (inherited from DEFAULT)"
         problems.append(_Problem(experiment, _key_path(loc) or None, message))
     return problems
@@ -509,8 +532,9 @@ def _raise(problems: Sequence[_Problem], source: str) -> NoReturn:
         raise ConfigError(p.message, source=source, experiment=p.experiment, key=p.key)
     lines = []
     for p in problems[:_MAX_PROBLEMS_SHOWN]:
-        where = ", ".join(x for x in (f"experiment '{p.experiment}'" if p.experiment else "",
-                                      f"key '{p.key}'" if p.key else "") if x)
+        where = ", ".join(
+            x for x in (f"experiment '{p.experiment}'" if p.experiment else "", f"key '{p.key}'" if p.key else "") if x
+        )
         lines.append(f"  - {where}: {p.message}" if where else f"  - {p.message}")
     if len(problems) > _MAX_PROBLEMS_SHOWN:
         lines.append(f"  ... and {len(problems) - _MAX_PROBLEMS_SHOWN} more")

@@ -25,9 +25,7 @@ def check_fields(configs: Sequence[ExperimentConfig]) -> None:
             raise ConfigError(problem, source=exp.source, experiment=exp.name, key="fields")
 
 
-def check_outputs(
-    configs: Sequence[ExperimentConfig], *, overwrite: bool, delete_foreign_files: bool
-) -> None:
+def check_outputs(configs: Sequence[ExperimentConfig], *, overwrite: bool, delete_foreign_files: bool) -> None:
     """Run under the output locks: the folders cannot change between this check and the write."""
     if not overwrite:
         existing = [p for c in configs for p in folder.outputs_in_the_way(Path(c.output_path), c.name)]
@@ -49,8 +47,12 @@ def check_output_paths(configs: Sequence[ExperimentConfig]) -> None:
             try:
                 is_file = part.exists() and not part.is_dir()
             except OSError as exc:
-                raise ConfigError(f"cannot look at {part}: {exc.strerror or exc}", source=exp.source,
-                                  experiment=exp.name, key="output_path") from None
+                raise ConfigError(
+                    f"cannot look at {part}: {exc.strerror or exc}",
+                    source=exp.source,
+                    experiment=exp.name,
+                    key="output_path",
+                ) from None
             if is_file:
                 what = "is a file" if part == path else f"lies under {part}, which is a file"
                 raise ConfigError(

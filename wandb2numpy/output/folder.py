@@ -128,15 +128,12 @@ DISK_FULL = "No space left on device (the disk or its quota is full)"
 
 def os_error_text(exc: BaseException) -> str:
     """An OSError as one phrase, the same words for a full disk whichever writer hit it."""
-    if isinstance(exc, OSError) and (
-        exc.errno in (errno.ENOSPC, errno.EDQUOT) or _SHORT_WRITE_RE.search(str(exc))
-    ):
+    if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or _SHORT_WRITE_RE.search(str(exc))):
         return DISK_FULL
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
     return str(exc)
-
 
 
 def atomic_write_bytes(
@@ -202,9 +199,7 @@ def _recover(final: Path) -> None:
                 pid = int(match.group(1))
                 with _active_lock:
                     ours_active = entry.name in _active_staging
-                if (pid == os.getpid() and not ours_active) or (
-                    pid != os.getpid() and not pid_alive(pid)
-                ):
+                if (pid == os.getpid() and not ours_active) or (pid != os.getpid() and not pid_alive(pid)):
                     stale.append(Path(entry.path))
     if olds and not os.path.lexists(final):
         olds.sort(key=lambda p: p.lstat().st_ctime)  # renamed aside last = most recent export
@@ -255,9 +250,7 @@ def _entries(folder: Path) -> tuple[set[str], set[str]]:
     for root, dirs, names_ in os.walk(folder):
         rel_root = Path(root).relative_to(folder)
         files.update((rel_root / name).as_posix() for name in names_)
-        files.update(
-            (rel_root / name).as_posix() for name in dirs if os.path.islink(os.path.join(root, name))
-        )
+        files.update((rel_root / name).as_posix() for name in dirs if os.path.islink(os.path.join(root, name)))
         if not names_ and not dirs and rel_root != Path("."):
             empty.add(rel_root.as_posix())
     return files, empty
@@ -342,9 +335,7 @@ def _clashes(contents: _Contents, plan: Sequence[Path]) -> list[str]:
 
 def _refuse_symlink(final: Path) -> None:
     if final.is_symlink():
-        raise OutputError(
-            f"{final} is a symbolic link; point output_path at the real folder instead"
-        )
+        raise OutputError(f"{final} is a symbolic link; point output_path at the real folder instead")
 
 
 def _refuse_foreign(final: Path, plan: Sequence[Path]) -> _Contents:
@@ -411,9 +402,7 @@ def _carry(old: Path, staging: Path, rel: str) -> Path:
                 with open(dst, "rb+") as f:
                     sync_file(f)
     except OSError as exc:
-        raise OutputError(
-            f"could not keep {src} (not written by wandb2numpy) in the new export: {exc}"
-        ) from exc
+        raise OutputError(f"could not keep {src} (not written by wandb2numpy) in the new export: {exc}") from exc
     return dst
 
 
@@ -424,9 +413,7 @@ def _manifest_bytes(folder: Path, written: Sequence[Path], data_type: DataType, 
     if x_axis != DEFAULT_X_AXIS:
         doc["x_axis"] = x_axis
     doc |= {
-        "files": [
-            {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size} for p in written
-        ],
+        "files": [{"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size} for p in written],
     }
     return (json.dumps(doc, indent=1) + "\n").encode("utf-8")
 
@@ -468,8 +455,9 @@ def outputs_in_the_way(output_path: str | os.PathLike[str], experiment: str) -> 
             raise ForeignFilesError(final, [final / rel for rel in contents.files])
         return []
     theirs = set(contents.files)
-    return [p for p in _files_under(final) if p != final / MANIFEST_FILE
-            and p.relative_to(final).as_posix() not in theirs]
+    return [
+        p for p in _files_under(final) if p != final / MANIFEST_FILE and p.relative_to(final).as_posix() not in theirs
+    ]
 
 
 @dataclass
@@ -590,8 +578,9 @@ def swap_in_all(staged: Sequence[Staged]) -> None:
         for item in staged:
             discard(item)
         if isinstance(exc, OSError):
-            raise OutputError(f"could not put the new export in place ({os_error_text(exc)}); "
-                              "every experiment folder is as it was") from exc
+            raise OutputError(
+                f"could not put the new export in place ({os_error_text(exc)}); every experiment folder is as it was"
+            ) from exc
         raise
     for parent in dict.fromkeys(item.final.parent for item in staged):
         sync_dir(parent)
@@ -602,8 +591,12 @@ def swap_in_all(staged: Sequence[Staged]) -> None:
             _remove(old)  # the new export is in place; a leftover is cleaned next time
         total = len(item.written)
         if item.kept:
-            log.info("wrote %d file(s) to %s, kept %d of its entries not written by wandb2numpy",
-                     total, item.final, item.kept)
+            log.info(
+                "wrote %d file(s) to %s, kept %d of its entries not written by wandb2numpy",
+                total,
+                item.final,
+                item.kept,
+            )
         else:
             log.info("wrote %d file(s) to %s", total, item.final)
 

@@ -38,8 +38,12 @@ if TYPE_CHECKING:
 __all__ = ["Experiment", "MISSING_PANDAS", "MISSING_XARRAY", "load", "load_stored"]
 
 # Not "pip install 'wandb2numpy[pandas]'": from a checkout that installs an unrelated package.
-MISSING_PANDAS = "pandas is not installed: pip install pandas (the 'pandas' extra; from a checkout: pip install '.[pandas]')"
-MISSING_XARRAY = "xarray is not installed: pip install xarray pandas (the 'xarray' extra; from a checkout: pip install '.[xarray]')"
+MISSING_PANDAS = (
+    "pandas is not installed: pip install pandas (the 'pandas' extra; from a checkout: pip install '.[pandas]')"
+)
+MISSING_XARRAY = (
+    "xarray is not installed: pip install xarray pandas (the 'xarray' extra; from a checkout: pip install '.[xarray]')"
+)
 Layout = Literal["long", "wide"]
 
 

@@ -109,15 +109,19 @@ def build_plan(
     else:
         reads = _reads([] if blocked else runs, fields, exp, **shape)
     return ExperimentPlan(
-        config=exp, runs=tuple(runs), fields=tuple(fields), left_out=left_out, unlogged=unlogged,
+        config=exp,
+        runs=tuple(runs),
+        fields=tuple(fields),
+        left_out=left_out,
+        unlogged=unlogged,
         problems=tuple(problems),
-        blocked=blocked, reads=reads, files=tuple(_files(exp, fields)),
+        blocked=blocked,
+        reads=reads,
+        files=tuple(_files(exp, fields)),
     )
 
 
-def _reads(
-    runs: Sequence[RunInfo], fields: Sequence[str], exp: ExperimentConfig, **shape: Any
-) -> ReadPlan:
+def _reads(runs: Sequence[RunInfo], fields: Sequence[str], exp: ExperimentConfig, **shape: Any) -> ReadPlan:
     """The requests, as the source will send them: with an x axis, the key is read with the
     fields, and runs whose sampling would not keep the key's rows with the fields' are read in
     full beside the others (`sources.xaxis`)."""
@@ -131,20 +135,26 @@ def _reads(
         return plan_reads(runs, read_fields, samples=samples, **shape)
     full = [r for r, f in zip(runs, in_full) if f]
     rest = [r for r, f in zip(runs, in_full) if not f]
-    return plan_reads(rest, read_fields, samples=samples, **shape) + plan_reads(full, read_fields, samples=None, **shape)
+    return plan_reads(rest, read_fields, samples=samples, **shape) + plan_reads(
+        full, read_fields, samples=None, **shape
+    )
 
 
 def _incremental_reads(
-    runs: Sequence[RunInfo], fields: Sequence[str], exp: ExperimentConfig,
-    cached: tuple[Sequence[int], Mapping[int, int]], **shape: Any,
+    runs: Sequence[RunInfo],
+    fields: Sequence[str],
+    exp: ExperimentConfig,
+    cached: tuple[Sequence[int], Mapping[int, int]],
+    **shape: Any,
 ) -> ReadPlan:
     """An incremental export's reads (`sources.cache`): the runs to fetch whole, and beside them
     the grown runs from their last cached step; the rest come from the cache."""
     to_fetch, grown = cached
     whole = plan_reads([runs[i] for i in to_fetch], fields, samples=exp.history_samples, **shape)
     order = list(grown)
-    tails = plan_reads([runs[i] for i in order], fields, samples=exp.history_samples,
-                       starts=[grown[i] for i in order], **shape)
+    tails = plan_reads(
+        [runs[i] for i in order], fields, samples=exp.history_samples, starts=[grown[i] for i in order], **shape
+    )
     served = len(runs) - len(to_fetch) - len(grown)
     return dataclasses.replace(whole + tails, runs=len(runs), cached_runs=served)
 
@@ -215,15 +225,22 @@ def _filter_problems(exp: ExperimentConfig, runs: Sequence[RunInfo], known: Know
         mine = [r for r in runs if sel.group is None or r.group == sel.group]
         where = f" (group '{sel.group}')" if sel.group is not None and exp.selections[0].group is not None else ""
         if sel.group is not None and not mine:
-            out.append(f"{exp.name}: groups: '{sel.group}' matched none of the {len(runs)} listed run(s)"
-                       f"{_value_hint('groups', sel.group, known)}")
+            out.append(
+                f"{exp.name}: groups: '{sel.group}' matched none of the {len(runs)} listed run(s)"
+                f"{_value_hint('groups', sel.group, known)}"
+            )
             continue
-        for key, values, attr in (("job_types", sel.job_types, _job_type), ("runs", sel.runs, _name),
-                                  ("tags", sel.tags, _tags)):
+        for key, values, attr in (
+            ("job_types", sel.job_types, _job_type),
+            ("runs", sel.runs, _name),
+            ("tags", sel.tags, _tags),
+        ):
             for value in values or ():
                 if not any(value in attr(r) for r in mine):
-                    out.append(f"{exp.name}: {key}{where}: '{value}' matched none of the {len(mine)} listed "
-                               f"run(s){_value_hint(key, value, known)}")
+                    out.append(
+                        f"{exp.name}: {key}{where}: '{value}' matched none of the {len(mine)} listed "
+                        f"run(s){_value_hint(key, value, known)}"
+                    )
     return out
 
 
@@ -251,4 +268,3 @@ def _name(run: RunInfo) -> tuple[str, ...]:
 
 def _tags(run: RunInfo) -> tuple[str, ...]:
     return run.tags
-

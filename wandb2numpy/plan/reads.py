@@ -221,9 +221,7 @@ def parquet_eligible(run: RunInfo, wanted: Sequence[str], samples: int | None, p
         return False
     if not wanted or any(k not in run.history_keys for k in wanted):
         return False
-    if samples is not None and (
-        not sampling_keeps_all(run, wanted, samples) or len(co_logged_groups(run, wanted)) < 2
-    ):
+    if samples is not None and (not sampling_keeps_all(run, wanted, samples) or len(co_logged_groups(run, wanted)) < 2):
         return False
     return not fits_batch(run, wanted, samples, page_size)
 
@@ -271,7 +269,9 @@ def batch_groups(
     """Which runs share a batched request (indices into `runs`): small runs with counts from the
     listing, read from their first step. The one decision the source executes and the plan shows."""
     first = list(starts) if starts is not None else [0] * len(runs)
-    small = [i for i, run in enumerate(runs) if keys[i] and not first[i] and fits_batch(run, keys[i], samples, page_size)]
+    small = [
+        i for i, run in enumerate(runs) if keys[i] and not first[i] and fits_batch(run, keys[i], samples, page_size)
+    ]
     if len(small) < 2:
         return []
     groups = batches([run_rows(runs[i], keys[i], samples) or 0 for i in small], workers, page_size)
@@ -336,8 +336,9 @@ def group_read(
         return GroupRead(keys=keys, kind="sampled", ranges=((0, 0, samples),), rows=rows)
     if rows is None:  # no counts from the listing: one window per page of steps, as wandb scans
         end = run.last_step + 1
-        pages = tuple((lo, min(lo + page_size, end), min(lo + page_size, end) - lo)
-                      for lo in range(start, end, page_size))
+        pages = tuple(
+            (lo, min(lo + page_size, end), min(lo + page_size, end) - lo) for lo in range(start, end, page_size)
+        )
         return GroupRead(keys=keys, kind="pages", ranges=pages, rows=rows)
     cap = window_samples(rows, len(windows))
     return GroupRead(keys=keys, kind="windows", ranges=tuple((lo, hi, cap) for lo, hi in windows), rows=rows)

@@ -95,7 +95,6 @@ class RetryPolicy:
     # is the cautious choice against a server with an unknown limit.
     start_window: int | None = None
 
-
     def nominal_wait(self, retry: int) -> float:
         """The wait before retry number `retry` (1-based), before jitter."""
         return float(min(self.max_wait, self.initial_wait * 2 ** (retry - 1)))
@@ -331,8 +330,10 @@ class Runner:
         if self.deadline_at is not None and time.monotonic() >= self.deadline_at:
             if not self.stats.deadline_passed:
                 self.stats.deadline_passed = True
-                log.warning("the export's deadline (%g s) passed: the runs finished are written, "
-                            "the rest listed as failed", self.policy.export_deadline)
+                log.warning(
+                    "the export's deadline (%g s) passed: the runs finished are written, the rest listed as failed",
+                    self.policy.export_deadline,
+                )
             raise DeadlinePassed(f"not finished by the export's deadline ({self.policy.export_deadline:g} s)")
 
     async def _bounded_attempt(
@@ -348,9 +349,7 @@ class Runner:
         self._check_deadline()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(
-        self, fn: Callable[..., T], args: tuple[Any, ...], cost: float, label: tuple[str, float]
-    ) -> T:
+    async def _attempt(self, fn: Callable[..., T], args: tuple[Any, ...], cost: float, label: tuple[str, float]) -> T:
         await self.gate.wait()
         async with self._slots_limiter:
             _, rate = await self.gate.enter(cost)

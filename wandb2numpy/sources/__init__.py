@@ -50,12 +50,19 @@ async def read_plan(plan: ExperimentPlan, source: HistorySource, progress: Progr
         return PlanRead(outcomes, [None if o.error else o.series for o in outcomes])
 
     def reread(n: int) -> None:
-        log.info("%s: %d run(s) did not log %s in the rows of every field; reading them in full",
-                 exp.name, n, exp.x_axis)
+        log.info(
+            "%s: %d run(s) did not log %s in the rows of every field; reading them in full", exp.name, n, exp.x_axis
+        )
 
-    on_key = await xaxis.read_runs(source, runs, fields, exp.x_axis, samples=exp.history_samples,
-                                   progress=on_run, on_reread=reread)
+    on_key = await xaxis.read_runs(
+        source, runs, fields, exp.x_axis, samples=exp.history_samples, progress=on_run, on_reread=reread
+    )
     if on_key.dropped:
-        log.warning("%s: %s row(s) without x_axis '%s' dropped (%s)", exp.name, f"{sum(on_key.dropped.values()):,}",
-                    exp.x_axis, ", ".join(f"{f} {n:,}" for f, n in on_key.dropped.items()))
+        log.warning(
+            "%s: %s row(s) without x_axis '%s' dropped (%s)",
+            exp.name,
+            f"{sum(on_key.dropped.values()):,}",
+            exp.x_axis,
+            ", ".join(f"{f} {n:,}" for f, n in on_key.dropped.items()),
+        )
     return PlanRead(on_key.outcomes, list(on_key.series), on_key.dropped, on_key.runs_without_key)

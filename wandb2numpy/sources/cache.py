@@ -272,9 +272,7 @@ class RunCache:
         self._kept[run.id] = entry
         kept_non_numeric = {f: r for f, r in non_numeric.items() if f in wanted}
         kept_non_numeric.update(extra)
-        return RunOutcome(
-            series={f: s for f, s in series.items() if f in wanted}, non_numeric=kept_non_numeric
-        )
+        return RunOutcome(series={f: s for f, s in series.items() if f in wanted}, non_numeric=kept_non_numeric)
 
     def _grown(self, run: RunInfo, fields: Sequence[str]) -> tuple[int, RunOutcome] | None:
         """A full-history run that logged more since it was cached (resumed, or its listing was
@@ -374,7 +372,9 @@ class RunCache:
         async def fetch_tails() -> None:
             order = list(grown)
             tails = await source.read_runs(
-                [runs[i] for i in order], fields, samples=samples,
+                [runs[i] for i in order],
+                fields,
+                samples=samples,
                 starts=[grown[i][0] for i in order],
             )
             for i, tail in zip(order, tails):
@@ -393,8 +393,11 @@ class RunCache:
             if grown:
                 tg.start_soon(fetch_tails)
         if again:
-            log.info("%s: %d grown run(s) no longer extend their cached rows; fetching them whole",
-                     self.experiment, len(again))
+            log.info(
+                "%s: %d grown run(s) no longer extend their cached rows; fetching them whole",
+                self.experiment,
+                len(again),
+            )
             refetched = await source.read_runs(
                 [runs[i] for i in again], fields, samples=samples, progress=progress, on_outcome=save
             )
@@ -426,8 +429,9 @@ class RunCache:
                 row["fields"] = list(entry.fields)
                 journal.write(json.dumps(row) + "\n")
         except (OSError, OutputError) as exc:
-            log.warning("%s: could not save run %s to the incremental cache as it was read (%s)",
-                        self.experiment, run.id, exc)
+            log.warning(
+                "%s: could not save run %s to the incremental cache as it was read (%s)", self.experiment, run.id, exc
+            )
             self.journal = False
             return
         self._saved[run.id] = entry
@@ -508,9 +512,7 @@ def _encode(run: RunInfo, entry: _Entry, outcome: RunOutcome) -> bytes:
         "series": names,
         "non_numeric": dict(outcome.non_numeric),
     }
-    arrays: dict[str, np.ndarray] = {
-        "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    }
+    arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for k, name in enumerate(names):
         s = outcome.series[name]
         arrays[f"s{k}"] = np.ascontiguousarray(s.steps, dtype=np.float64)
@@ -580,9 +582,7 @@ class CachedSource:
             return await self.inner.read_runs(
                 runs, fields, samples=samples, progress=progress, starts=starts, on_outcome=on_outcome
             )
-        return await self.cache.read_runs(
-            self.inner, runs, fields, samples=samples, progress=progress
-        )
+        return await self.cache.read_runs(self.inner, runs, fields, samples=samples, progress=progress)
 
     def close(self) -> None:
         pass
@@ -597,9 +597,7 @@ def check_incremental(exp: ExperimentConfig, *, write: bool) -> None:
         )
     check_experiment(exp.name)
     if exp.name.split("/")[0] == STATE_DIR:
-        raise ConfigError(
-            f"the name '{STATE_DIR}' is where incremental state is kept", experiment=exp.name
-        )
+        raise ConfigError(f"the name '{STATE_DIR}' is where incremental state is kept", experiment=exp.name)
 
 
 def open_cache(exp: ExperimentConfig, filters: Mapping[str, Any], *, write: bool) -> RunCache:

@@ -48,6 +48,7 @@ PARQUET_MISSES = 8
 # otherwise cost the whole per-request budget twice (in the batch, then on its own).
 BATCH_ATTEMPTS = 2
 
+
 class WandbSource:
     """The W&B server as a `HistorySource`, read over a bounded pool of worker slots."""
 
@@ -121,9 +122,7 @@ class WandbSource:
     async def list_runs(self, exp: ExperimentConfig) -> list[RunInfo]:
         return await self.list_filtered(exp.entity, exp.project, build_filters(exp))
 
-    async def list_filtered(
-        self, entity: str, project: str, filters: Mapping[str, Any]
-    ) -> list[RunInfo]:
+    async def list_filtered(self, entity: str, project: str, filters: Mapping[str, Any]) -> list[RunInfo]:
         try:
             return await self.runner.call(
                 client.list_runs, entity, project, filters, what=f"listing runs of {entity}/{project}"
@@ -180,15 +179,21 @@ class WandbSource:
                 message = self._failures.describe(exc)
                 # the one line per failed run: its retries were logged at INFO (runs the deadline
                 # cut short share the runner's one warning)
-                log.log(logging.INFO if isinstance(exc, DeadlinePassed) else logging.WARNING,
-                        "run %s (%s) failed: %s", run.id, run.name, message)
+                log.log(
+                    logging.INFO if isinstance(exc, DeadlinePassed) else logging.WARNING,
+                    "run %s (%s) failed: %s",
+                    run.id,
+                    run.name,
+                    message,
+                )
                 outcomes[i] = RunOutcome(error=message, non_numeric=outcomes[i].non_numeric)
                 self._failed.setdefault(run.id, message)
             report(i)
 
         async def batch(members: list[int]) -> None:
-            left = await self._read_batch([runs[i] for i in members], [plans[i] for i in members],
-                                          samples, [outcomes[i] for i in members])
+            left = await self._read_batch(
+                [runs[i] for i in members], [plans[i] for i in members], samples, [outcomes[i] for i in members]
+            )
             async with task_group() as tg:
                 if left is None:  # the request failed: each run on its own, at once, so a broken
                     for i in members:  # run costs its own retry budget and no one else's
@@ -200,8 +205,13 @@ class WandbSource:
                     else:
                         report(i)
 
-        groups = batch_groups(runs, plans, samples, workers=self.concurrency, page_size=self.settings.page_size,
-                              starts=first) if self._batch_ok else []
+        groups = (
+            batch_groups(
+                runs, plans, samples, workers=self.concurrency, page_size=self.settings.page_size, starts=first
+            )
+            if self._batch_ok
+            else []
+        )
         # runs that failed for another experiment of this export are recorded without a request
         groups = [kept for g in groups if (kept := [i for i in g if runs[i].id not in self._failed])]
         batched = {i for g in groups for i in g}
@@ -243,7 +253,13 @@ class WandbSource:
         what = f"history of {len(runs)} small runs of {first.entity}/{first.project}"
         try:
             answer = await self.runner.call(
-                calls.batch, first.entity, first.project, [r.id for r in runs], specs, groups, what=what,
+                calls.batch,
+                first.entity,
+                first.project,
+                [r.id for r in runs],
+                specs,
+                groups,
+                what=what,
                 attempts=BATCH_ATTEMPTS,
             )
         except AuthError:
@@ -252,8 +268,7 @@ class WandbSource:
             if client.is_batch_refusal(exc):
                 if self._batch_ok:
                     self._batch_ok = False
-                    log.warning("the server does not answer batched history queries; "
-                                "reading every run on its own")
+                    log.warning("the server does not answer batched history queries; reading every run on its own")
             else:
                 log.info("%s failed (%s); reading each on its own", what, self._failures.describe(exc))
             return None
@@ -287,8 +302,10 @@ class WandbSource:
         outcome: RunOutcome,
         start: int = 0,
     ) -> None:
-        if not start and self._parquet_eligible(run, wanted, samples) and await self._read_parquet(
-            run, wanted, spare, outcome
+        if (
+            not start
+            and self._parquet_eligible(run, wanted, samples)
+            and await self._read_parquet(run, wanted, spare, outcome)
         ):
             return
 
@@ -304,8 +321,7 @@ class WandbSource:
                 if paged:
                     # The page queries returned fewer rows than the run says it logged (history
                     # the server keeps only in exported files?): read it with wandb's own scan.
-                    log.warning("run %s: %s came back short; reading it again with wandb's scan",
-                                run.id, keys[0])
+                    log.warning("run %s: %s came back short; reading it again with wandb's scan", run.id, keys[0])
                     got, _ = await self._read_keys(run, keys, samples, spare, outcome, core=True)
             outcome.series.update(got)
 
@@ -323,7 +339,9 @@ class WandbSource:
         label = f"parquet history of run {run.id}"
         plan: client.ParquetPlan | None = None
         try:
-            plan = await self.runner.call(calls.parquet_plan, run, self._parquet_switch, what=label, kind="parquet_plan")
+            plan = await self.runner.call(
+                calls.parquet_plan, run, self._parquet_switch, what=label, kind="parquet_plan"
+            )
             if plan is None:  # switched off while the call waited for a slot: nothing was sent
                 self.stats.requests -= 1
                 return False
@@ -371,21 +389,27 @@ class WandbSource:
         if non_numeric:
             # The listing calls these numeric: a file that stores them otherwise (mixed bools
             # and numbers as text, say) is not to be second-guessed; the pages decide.
-            log.info("run %s: its parquet export stores %s as non-numeric; reading it by pages",
-                     run.id, ", ".join(sorted(non_numeric)))
+            log.info(
+                "run %s: its parquet export stores %s as non-numeric; reading it by pages",
+                run.id,
+                ", ".join(sorted(non_numeric)),
+            )
             return False
         numeric = list(wanted)
         in_files = {k: sum(len(p) for p in pieces[k]) for k in numeric}
         tail = {k: run.history_keys[k].count - in_files[k] for k in numeric}
         if any(n < 0 for n in tail.values()) or (live is None and any(tail.values())):
-            log.info("run %s: its parquet export holds %s rows where the listing counts %s; reading it by pages",
-                     run.id, in_files, {k: run.history_keys[k].count for k in numeric})
+            log.info(
+                "run %s: its parquet export holds %s rows where the listing counts %s; reading it by pages",
+                run.id,
+                in_files,
+                {k: run.history_keys[k].count for k in numeric},
+            )
             return False
         if live is not None and any(tail.values()):
             scratch = RunOutcome()
             if not await self._read_tail(run, tail, live, spare, scratch):
-                log.info("run %s: its live rows after the parquet export came back short; reading it by pages",
-                         run.id)
+                log.info("run %s: its live rows after the parquet export came back short; reading it by pages", run.id)
                 return False
             non_numeric.update(scratch.non_numeric)
             for key, found in scratch.series.items():
@@ -445,8 +469,10 @@ class WandbSource:
         if self._parquet_ok and self._parquet_answers == [0, PARQUET_MISSES]:
             self._parquet_ok = False
             self._parquet_switch.clear()
-            log.info("the server named no parquet export for %d finished runs; reading the others "
-                     "by pages without asking", PARQUET_MISSES)
+            log.info(
+                "the server named no parquet export for %d finished runs; reading the others by pages without asking",
+                PARQUET_MISSES,
+            )
 
     async def _read_tail(
         self, run: RunInfo, tail: Mapping[str, int], start: int, spare: int, outcome: RunOutcome
@@ -501,10 +527,19 @@ class WandbSource:
         if plan.kind == "scan":
 
             async def piece(lo: int, hi: int) -> None:
-                parts.append(await self.runner.call(
-                    calls.scanned, run, keys, lo, hi, page_size,
-                    what=label, cost=range_cost(lo, hi, page_size, scan=True), kind="scanned",
-                ))
+                parts.append(
+                    await self.runner.call(
+                        calls.scanned,
+                        run,
+                        keys,
+                        lo,
+                        hi,
+                        page_size,
+                        what=label,
+                        cost=range_cost(lo, hi, page_size, scan=True),
+                        kind="scanned",
+                    )
+                )
 
             async with task_group() as tg:
                 for lo, hi, _ in plan.ranges:
@@ -552,9 +587,7 @@ def _drop_empty(outcome: RunOutcome) -> None:
             del outcome.series[key]
 
 
-def _complete(
-    run: RunInfo, keys: tuple[str, ...], got: Mapping[str, Series], samples: int | None
-) -> bool:
+def _complete(run: RunInfo, keys: tuple[str, ...], got: Mapping[str, Series], samples: int | None) -> bool:
     for key in keys:
         expected = expected_rows(run, key, samples)
         if expected is None:

@@ -51,9 +51,7 @@ def thin(s: Series, samples: int) -> Series:
     return Series(steps=s.steps[idx], values=s.values[idx])
 
 
-def realign(
-    series: Mapping[str, Series], key: str, fields: Sequence[str], *, samples: int | None = None
-) -> Realigned:
+def realign(series: Mapping[str, Series], key: str, fields: Sequence[str], *, samples: int | None = None) -> Realigned:
     """`fields` of one run with KEY's value of the same row as their steps.
 
     Row order is kept (by ``_step``), so an x axis that goes back (a counter reset on resume)
@@ -121,7 +119,8 @@ async def read_runs(
     # Read sampled on the guess that KEY and the fields share their rows: a join that drops rows
     # says the guess was wrong.
     again = [
-        i for i, m in enumerate(joined)
+        i
+        for i, m in enumerate(joined)
         if m is not None and m.dropped and not in_full[i] and thinned(runs[i], read_fields, samples)
     ]
     if again:
@@ -155,8 +154,9 @@ async def _read_parts(
     async def read(full: bool) -> None:
         indices = [i for i, f in enumerate(in_full) if f is full]
         if indices:
-            got = await source.read_runs([runs[i] for i in indices], fields,
-                                         samples=None if full else samples, progress=progress)
+            got = await source.read_runs(
+                [runs[i] for i in indices], fields, samples=None if full else samples, progress=progress
+            )
             for i, o in zip(indices, got):
                 outcomes[i] = o
 

@@ -239,8 +239,11 @@ class Handler(BaseHTTPRequestHandler):
         run_id = unquote(path.rsplit("/", 1)[-1].removesuffix(".parquet"))
         rng = self.headers.get("Range")
         owner.request_log_append(
-            {"op": "ParquetFile", "variables": {"path": path, "range": rng, "method": self.command},
-             "t": time.monotonic()}
+            {
+                "op": "ParquetFile",
+                "variables": {"path": path, "range": rng, "method": self.command},
+                "t": time.monotonic(),
+            }
         )
         self._serve("ParquetFile", run_id, lambda: exports.serve(path, rng))
 

@@ -254,9 +254,7 @@ class Protocol:
                 out = self._sample(r, specs, base_url)
                 rows += sum(len(o) for o in out)
                 nodes[i] = '%s,"sampledHistory":%s}' % (nodes[i][:-1], json.dumps(out, separators=(",", ":")))
-        edges = ",".join(
-            '{"node":%s,"cursor":"%s"}' % (n, _cursor(pos)) for n, (pos, _) in zip(nodes, listed)
-        )
+        edges = ",".join('{"node":%s,"cursor":"%s"}' % (n, _cursor(pos)) for n, (pos, _) in zip(nodes, listed))
         end_cursor = json.dumps(_cursor(start + len(window)) if window else None)
         internal = json.dumps(base64.b64encode(f"Project:v1:{proj.name}:{proj.entity}".encode()).decode())
         body = (

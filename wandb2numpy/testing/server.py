@@ -61,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key", default=DEFAULT_API_KEY, help="the API key clients must send (default: a fixed local- key)"
     )
     p.add_argument(
-        "--latency-ms", type=float, default=0.0,
+        "--latency-ms",
+        type=float,
+        default=0.0,
         help="answer every request after this many ms (building the answer counts toward it)",
     )
-    p.add_argument(
-        "--per-row-us", type=float, default=0.0, help="plus this many microseconds per returned history row"
-    )
+    p.add_argument("--per-row-us", type=float, default=0.0, help="plus this many microseconds per returned history row")
     p.add_argument(
         "--file-mb-per-s",
         type=float,

@@ -79,9 +79,9 @@ class Apis:
                 self.watcher = watcher
 
 
-
 # The calls below run in worker threads. Converting rows to arrays there means only arrays, never
 # row dicts, outlive a call.
+
 
 def convert(rows: list[dict[str, Any]], keys: Sequence[str]) -> Read:
     series: dict[str, Series] = {}
@@ -98,9 +98,7 @@ def sampled(api: wandb.Api, run: RunInfo, keys: Sequence[str], samples: int) -> 
     return convert(client.sampled_history(api, run, keys, samples), keys)
 
 
-def window(
-    api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, samples: int
-) -> tuple[Read, int, int]:
+def window(api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, samples: int) -> tuple[Read, int, int]:
     """The window's series, its row count, and where to split it should it be full: the median
     step of the answer, since the server thins evenly over the rows, so the halves hold about
     equal rows (a step midpoint would take many splits to find a dense stretch)."""
@@ -121,14 +119,11 @@ def batch(
     """Per run, the series read by each spec (one spec per key group, in `groups` order)."""
     answer = client.batch_history(api, entity, project, run_ids, specs)
     return {
-        run_id: [convert(rows, group) for group, rows in zip(groups, per_spec)]
-        for run_id, per_spec in answer.items()
+        run_id: [convert(rows, group) for group, rows in zip(groups, per_spec)] for run_id, per_spec in answer.items()
     }
 
 
-def scanned(
-    api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int
-) -> Read:
+def scanned(api: wandb.Api, run: RunInfo, keys: Sequence[str], lo: int, hi: int, page_size: int) -> Read:
     rows = client.scan_history(api, run, keys, lo, None if hi == OPEN_END else hi, page_size)
     return convert(rows, keys)
 

@@ -51,8 +51,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Re-exported: callers reach the error reading through `client` as they always did.
 __all__ = [
-    "CREDENTIALS_HINT", "ApiPool", "ClientSettings", "ParquetFileError", "Verdict", "classify", "describe", "http_status",
-    "key_format_problem", "looks_down", "network_problem", "probe_server", "scrub", "silent_server", "to_error",
+    "CREDENTIALS_HINT",
+    "ApiPool",
+    "ClientSettings",
+    "ParquetFileError",
+    "Verdict",
+    "classify",
+    "describe",
+    "http_status",
+    "key_format_problem",
+    "looks_down",
+    "network_problem",
+    "probe_server",
+    "scrub",
+    "silent_server",
+    "to_error",
     "transport_problem",
 ]
 
@@ -72,7 +85,6 @@ _CORE_RETRY_ENV = {
     "WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS": "1",
     "WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS": "1",
 }
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,9 +320,7 @@ def _list_once(
     return list(seen.values()), int(count) if isinstance(count, int) else None
 
 
-def _new_listing(
-    api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], per_page: int
-) -> Any:
+def _new_listing(api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], per_page: int) -> Any:
     """A `Runs` paginator of our own, never one shared with another listing.
 
     `Api.runs` caches its `Runs` objects by path, filters and order and hands the same one to
@@ -418,9 +428,7 @@ def bind_run(api: wandb.Api, info: RunInfo) -> Any:
     return Run(service, info.entity, info.project, info.id, attrs=attrs, lazy=True)
 
 
-def sampled_history(
-    api: wandb.Api, info: RunInfo, keys: Sequence[str], samples: int
-) -> list[dict[str, Any]]:
+def sampled_history(api: wandb.Api, info: RunInfo, keys: Sequence[str], samples: int) -> list[dict[str, Any]]:
     """Rows holding every one of `keys`, sampled by the server to at most `samples`."""
     run = bind_run(api, info)
     rows = run.history(samples=samples, keys=list(keys), pandas=False)

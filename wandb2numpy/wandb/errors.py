@@ -41,6 +41,7 @@ class ParquetFileError(Exception):
         self.timed_out = timed_out
         self.received = received
 
+
 # --------------------------------------------------------------------------------------------
 # Error classification: the single place that reads wandb's exceptions.
 
@@ -223,7 +224,9 @@ def key_format_problem(exc: BaseException) -> str | None:
         text = str(cur).strip()
         if any(t in text.lower() for t in _KEY_FORMAT_TEXT):
             detail = text.split(":", 1)[-1].strip() if ":" in text else text
-            return f"the W&B API key is not in a valid format ({detail.splitlines()[0][:200]}); it was not sent anywhere"
+            return (
+                f"the W&B API key is not in a valid format ({detail.splitlines()[0][:200]}); it was not sent anywhere"
+            )
     return None
 
 
@@ -274,8 +277,7 @@ def probe_server(url: str, timeout: float, exc: BaseException | None = None) -> 
     kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if 300 <= status < 400:
         where = response.headers.get("Location", "?")
-        return (f"{url} redirects the W&B API to {where} (a login page or a proxy?), not a W&B server "
-                f"({_ADDRESS_HINT})")
+        return f"{url} redirects the W&B API to {where} (a login page or a proxy?), not a W&B server ({_ADDRESS_HINT})"
     looks_html = kind in ("text/html", "application/xhtml+xml") or body.lstrip()[:1] == b"<"
     if looks_html:
         return f"{url} answered HTTP {status} with an HTML page, not the W&B API ({_ADDRESS_HINT})"
@@ -303,8 +305,9 @@ def _speaks_tls(url: str, timeout: float) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(
-            sock, server_hostname=host
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host),
         ):
             return True
     except (OSError, ValueError):

@@ -210,8 +210,7 @@ class PerFieldFormat(Format):
         plan = run_tables_plan(result)
         grid = result.grid
         if grid is not None:
-            plan.append((Path(AXIS_NAME + self.values_suffix), "axis",
-                         functools.partial(self.write_axis, x=grid)))
+            plan.append((Path(AXIS_NAME + self.values_suffix), "axis", functools.partial(self.write_axis, x=grid)))
         for name, arrays in result.fields.items():
             outputs = [(self.values_suffix, arrays.values, "values")]
             if grid is None:
@@ -219,9 +218,7 @@ class PerFieldFormat(Format):
             for suffix, array, kind in outputs:
                 rel = Path(name + suffix)
                 if len(rel.name.encode("utf-8")) > _NAME_MAX:
-                    raise OutputError(
-                        f"field name {name!r} makes a file name longer than {_NAME_MAX} bytes"
-                    )
+                    raise OutputError(f"field name {name!r} makes a file name longer than {_NAME_MAX} bytes")
                 write = functools.partial(self.write_array, array=array, ids=ids, steps=kind == "steps")
                 plan.append((rel, kind, write))  # type: ignore[arg-type]
         problem = _collision([rel for rel, _, _ in plan])
@@ -238,9 +235,7 @@ class PerFieldFormat(Format):
 
     def read_experiment(self, folder: Path) -> StoredExperiment:
         """Every field of an experiment folder, paired values with steps by file name."""
-        files = {
-            p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-        }
+        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
         fields: dict[str, FieldArrays] = {}
         used: set[str] = set()
         axis = AXIS_NAME + self.values_suffix
@@ -254,7 +249,9 @@ class PerFieldFormat(Format):
                     steps = np.broadcast_to(x, grid_values.shape)
                     fields[rel[: -len(self.values_suffix)]] = FieldArrays(values=grid_values, steps=steps)
             return StoredExperiment(
-                runs=read_table(folder / RUNS_FILE), fields=fields, x=x,
+                runs=read_table(folder / RUNS_FILE),
+                fields=fields,
+                x=x,
                 failed_runs=read_failed(folder),
             )
         # A steps file is one whose values file exists too: the name alone is ambiguous when a
@@ -306,8 +303,7 @@ def _check_arrays(field_name: str, arrays: FieldArrays, n_runs: int) -> None:
             raise ValueError(f"field {field_name!r}: {label} must be a 2-D float64 array")
         if array.shape[0] != n_runs or array.shape != arrays.values.shape:
             raise ValueError(
-                f"field {field_name!r}: {label} has shape {array.shape}, expected ({n_runs}, width) "
-                "matching values"
+                f"field {field_name!r}: {label} has shape {array.shape}, expected ({n_runs}, width) matching values"
             )
 
 
@@ -335,8 +331,9 @@ def run_tables_plan(result: ExperimentResult) -> list[tuple[Path, FileKind, _Wri
     ]
     if result.failed_runs:
         # Runs that failed after retries are not rows of the arrays; this says which, and why.
-        plan.append((Path(FAILED_RUNS_FILE), "failed_runs",
-                     functools.partial(_write_failed_csv, failed=result.failed_runs)))
+        plan.append(
+            (Path(FAILED_RUNS_FILE), "failed_runs", functools.partial(_write_failed_csv, failed=result.failed_runs))
+        )
     return plan
 
 
@@ -366,8 +363,7 @@ def _summary_scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
     wandb's own ``_wandb`` block are left out: their JSON can run to megabytes a cell, and
     their contents are in the run's files, not a number to sort runs by."""
     plain = {
-        key: value for key, value in summary.items()
-        if not key.startswith("_wandb") and _is_scalar_or_plain(value)
+        key: value for key, value in summary.items() if not key.startswith("_wandb") and _is_scalar_or_plain(value)
     }
     return {key: value for key, value in _flatten(plain).items() if _is_scalar(value)}
 

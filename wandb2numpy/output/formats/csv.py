@@ -43,9 +43,7 @@ def _format_steps(chunk: np.ndarray) -> Iterable[str]:
         )
     if whole.all():
         return map(str, chunk.astype(np.int64).tolist())
-    return [
-        str(int(v)) if w else repr(v) for v, w in zip(chunk.tolist(), whole.tolist())
-    ]
+    return [str(int(v)) if w else repr(v) for v, w in zip(chunk.tolist(), whole.tolist())]
 
 
 def _chunks(width: int) -> Iterator[tuple[int, int]]:

@@ -66,8 +66,10 @@ class NpzFormat(SingleFileFormat):
             for key in (f,) if grid else (f, f + STEPS_SUFFIX):
                 what = _reserved(key, grid=grid)
                 if what:
-                    return (f"field {f!r} would be stored as '{key}', which holds {what} in "
-                            f"{self.file_name}; rename a field")
+                    return (
+                        f"field {f!r} would be stored as '{key}', which holds {what} in "
+                        f"{self.file_name}; rename a field"
+                    )
                 if key in seen:
                     return f"two outputs would both be stored as '{key}' in {self.file_name}; rename a field"
                 seen.add(key)
@@ -89,8 +91,11 @@ class NpzFormat(SingleFileFormat):
         with np.load(path, allow_pickle=False) as data:
             names = {str(n) for n in data[FIELDS_KEY]}
             owned = names | {n + STEPS_SUFFIX for n in names}
-            return {k[len(RUNS_PREFIX):] for k in data.files
-                    if k.startswith(RUNS_PREFIX) and k not in owned and data[k].dtype.kind == "U"}
+            return {
+                k[len(RUNS_PREFIX) :]
+                for k in data.files
+                if k.startswith(RUNS_PREFIX) and k not in owned and data[k].dtype.kind == "U"
+            }
 
     def read_data(self, path: Path) -> DataFile:
         with np.load(path, allow_pickle=False) as data:
@@ -105,14 +110,13 @@ class NpzFormat(SingleFileFormat):
                 fields[name] = FieldArrays(values=values, steps=steps)
             # A field may be called "runs.count": run columns are the "runs." arrays no field owns.
             owned = set(names) | {n + STEPS_SUFFIX for n in names}
-            header = [k[len(RUNS_PREFIX):] for k in data.files if k.startswith(RUNS_PREFIX) and k not in owned]
+            header = [k[len(RUNS_PREFIX) :] for k in data.files if k.startswith(RUNS_PREFIX) and k not in owned]
             arrays = [data[RUNS_PREFIX + c] for c in header]
         typed = {c: _values(a) for c, a in zip(header, arrays) if a.dtype.kind != "U"}
         text = [[_types.to_text(v) for v in typed[c]] if c in typed else a.tolist() for c, a in zip(header, arrays)]
         runs = [dict(zip(header, row)) for row in zip(*text)]
         columns = {c: typed[c] if c in typed else a.tolist() for c, a in zip(header, arrays)}
-        return DataFile(fields=fields, x_axis=x_axis, x=x, run_ids=[r["id"] for r in runs], runs=runs,
-                        columns=columns)
+        return DataFile(fields=fields, x_axis=x_axis, x=x, run_ids=[r["id"] for r in runs], runs=runs, columns=columns)
 
 
 def _values(array: np.ndarray) -> list[Any]:

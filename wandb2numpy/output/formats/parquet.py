@@ -66,8 +66,11 @@ class ParquetFormat(SingleFileFormat):
         import pyarrow.parquet as pq
 
         schema = pq.read_schema(path)
-        return {f.name for f in schema if f.name not in POINT_COLUMNS
-                and (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type))}
+        return {
+            f.name
+            for f in schema
+            if f.name not in POINT_COLUMNS and (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type))
+        }
 
     def read_data(self, path: Path) -> DataFile:
         import pyarrow.parquet as pq
@@ -103,8 +106,12 @@ class ParquetFormat(SingleFileFormat):
             fields[name] = FieldArrays(values=values, steps=steps)
         runs, columns = _run_rows(table, ids, run)
         return DataFile(
-            fields=fields, x_axis=metadata[X_AXIS_KEY].decode("utf-8"), x=x, run_ids=ids,
-            runs=runs, columns=columns,
+            fields=fields,
+            x_axis=metadata[X_AXIS_KEY].decode("utf-8"),
+            x=x,
+            run_ids=ids,
+            runs=runs,
+            columns=columns,
         )
 
 
@@ -201,8 +208,9 @@ def _run_rows(table: pa.Table, ids: list[str], run: np.ndarray) -> tuple[list[di
     values: dict[str, list[Any]] = {}
     for c in columns:
         column = table.column(c)
-        values[c] = [column[first[r]].as_py() if r in first else (run_id if c == "id" else None)
-                     for r, run_id in enumerate(ids)]
+        values[c] = [
+            column[first[r]].as_py() if r in first else (run_id if c == "id" else None) for r, run_id in enumerate(ids)
+        ]
     text = {c: [_types.to_text(v) for v in vs] for c, vs in values.items()}
     rows = [{c: text[c][r] for c in columns} for r in range(len(ids))]
     return rows, values
