@@ -116,8 +116,9 @@ def test_a_429_lowers_the_rate_and_a_calm_period_brings_it_back(clock: Clock) ->
     assert gate.rate is not None and gate.rate > cut * 1.05
     risen = gate.rate
     clock.now += 0.6
-    gate.rate_limited()  # the limit met again: lowered, by a share, not to what was delivered
-    assert gate.rate == pytest.approx(risen * RateGate.BACKOFF)
+    gate.rate_limited()  # the limit met again: lowered, at least by a share, to the rate that held
+    # before the last raise when that is lower; never down to the earlier cut or what was delivered
+    assert cut < gate.rate <= risen * RateGate.BACKOFF
 
 
 def test_a_rate_nobody_reaches_does_not_climb(clock: Clock) -> None:
@@ -153,3 +154,30 @@ def test_a_refusal_in_wandb_cores_log_stops_the_ramp_and_paces(clock: Clock) -> 
     assert gate.rate == pytest.approx(5.0)  # the 5 that got through, per (at least) one second
     # 10 calls at 5/s, after room for wandb-core's 3 retries: about two seconds, not a burst
     assert times[-1] - times[0] >= 1.8
+
+
+def test_a_refusal_right_after_a_raise_goes_back_to_the_rate_that_held(clock: Clock) -> None:
+    """The first guess doubles per calm second; a 429 right after a doubling means the limit lies
+    below it: back to the rate before the raise, not 15% off the doubled one (which overshot the
+    limit for seconds and let a third of a short export's requests be refused)."""
+    gate = RateGate(anyio.CapacityLimiter(32), 32, 0.2, clock=clock, sleep=clock.sleep)
+    _starts(gate, clock, 8)
+    gate.rate_limited()  # the first 429: paced at a guess
+    gate.rate = 10.0
+    rates: list[float] = []
+
+    async def calm() -> None:
+        clock.step = 0.01
+        while not rates or rates[-1] <= 10.0:
+            started, rate = await gate.enter(1.0)
+            gate.left(1.0)
+            gate.succeeded("page", 1.0, started, rate)
+            assert gate.rate is not None
+            rates.append(gate.rate)
+
+    anyio.run(calm)
+    raised = rates[-1]
+    assert raised == pytest.approx(10.0 * (1 + RateGate.PROBE_FIRST))
+    clock.now += 0.6
+    gate.rate_limited()
+    assert gate.rate == pytest.approx(10.0)

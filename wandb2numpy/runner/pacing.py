@@ -92,6 +92,7 @@ class RateGate:
         self._cut = -math.inf  # when a refusal last lowered the rate
         self._in_flight = 0.0  # cost of the calls started and not finished
         self._found = False  # whether a cut after pacing began has shown the limit
+        self._before_probe: float | None = None  # the rate before the last raise, until a refusal
         self._held = -math.inf  # when the rate last held a call back
         self.refusal_source: Callable[[], list[float]] | None = None  # drains log-reported 429s
         self.log_refusals = 0  # 429s reported from wandb-core's log
@@ -173,7 +174,13 @@ class RateGate:
         self._refused = now
         if self.rate is None or now - self._cut < self.CUT_EVERY_S:
             return
-        self._set_rate(max(self.MIN_RATE, self.rate * self.BACKOFF), now)
+        # Refused right after a raise: the limit lies below the raised rate, so go back to the
+        # rate that held (a doubling cut by 15% would overshoot for seconds), never above a cut.
+        lowered = self.rate * self.BACKOFF
+        if self._before_probe is not None:
+            lowered = min(lowered, self._before_probe)
+        self._before_probe = None
+        self._set_rate(max(self.MIN_RATE, lowered), now)
         self._cut, self._found = now, True
         log.debug("%s: pacing at %.2f requests/s", what, self.rate)
 
@@ -234,6 +241,7 @@ class RateGate:
         if calm >= self.CALM_S and now - self._probed >= 1.0 and now - self._held <= 1.0:
             near = self._found and calm < self.NEAR_S
             step = self.PROBE_NEAR if near else self.PROBE if self._found else self.PROBE_FIRST
+            self._before_probe = self.rate
             self._set_rate(self.rate * (1 + step) if self.rate else 0.0, now)
             self._probed = now
             log.debug("calm for %.1f s: pacing at %.2f requests/s", now - self._refused, self.rate)
