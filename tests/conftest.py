@@ -39,10 +39,13 @@ os.environ.setdefault("WANDB__GRAPHQL_TIMEOUT_SECONDS", "20")
 
 pytest_plugins = ["wandb2numpy.testing.pytest_plugin"]
 
-import functools  # noqa: E402  (after the environment above: these import wandb)
+import contextlib  # noqa: E402  (after the environment above: these import wandb)
+import functools  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -170,3 +173,23 @@ def _servers_are_declared(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
         raise AssertionError(f"{request.node.nodeid} starts a local server: mark it @pytest.mark.server")
 
     monkeypatch.setattr(LocalServer, "start", undeclared)
+
+
+@contextlib.contextmanager
+def server_process(*args: str) -> Iterator[str]:
+    """`python -m wandb2numpy.testing.server ARGS` in its own process (so a signal to an export under
+    test never reaches it); yields its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wandb2numpy.testing.server", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

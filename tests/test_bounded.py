@@ -10,7 +10,6 @@ generous upper bounds for a loaded CI machine; the figures they guard are stated
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import files_under
+from conftest import server_process as _server_process
 
 from wandb2numpy import ClientSettings, export
 from wandb2numpy.cli.report import LineProgress
@@ -145,25 +145,6 @@ def test_signals_at_start_up_against_a_silent_server(silent: SilentServer, tmp_p
     assert took < 5  # 2 s promised; before: 30 to 111 s
     _clean(err)
     assert json.loads(summary.read_text())["exit_code"] == code
-
-
-@contextlib.contextmanager
-def _server_process(*args: str) -> Iterator[str]:
-    """The local server in a process of its own (so a signal to the export never reaches it)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.testing.server", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), url
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

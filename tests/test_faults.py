@@ -7,7 +7,6 @@ the policy's own parameters (`RetryPolicy`), never by patching internals.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import files_under as tree
+from conftest import server_process as _server_process
 
 from wandb2numpy import ClientSettings, export
 from wandb2numpy.cli import main
@@ -201,25 +201,6 @@ def _wait_for(predicate: Any, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-@contextlib.contextmanager
-def _server_process(*args: str) -> Iterator[str]:
-    """`python -m wandb2numpy.testing.server ARGS` in its own process; yields its URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wandb2numpy.testing.server", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), url
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
