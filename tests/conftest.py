@@ -193,3 +193,33 @@ def server_process(*args: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def outage(srv: LocalServer, down_at: float, up_at: float) -> Iterator[list[str]]:
+    """Stop `srv` `down_at` seconds from now and start it again at `up_at`; yields the events
+    ("stopped", "started") as they happen. On leaving, the timers are cancelled and the server
+    stopped."""
+    import threading
+
+    events: list[str] = []
+
+    def stop() -> None:
+        srv.stop()
+        events.append("stopped")
+
+    def restart() -> None:
+        srv.start()
+        events.append("started")
+
+    timers = [threading.Timer(down_at, stop), threading.Timer(up_at, restart)]
+    try:
+        for timer in timers:
+            timer.start()
+        yield events
+        for timer in timers:
+            timer.join()
+    finally:
+        for timer in timers:
+            timer.cancel()
+        srv.stop()

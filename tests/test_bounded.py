@@ -15,14 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import files_under
+from conftest import files_under, outage
 from conftest import server_process as _server_process
 
 from wandb2numpy import ClientSettings, export
@@ -281,27 +280,8 @@ def test_an_outage_longer_than_the_old_tolerance_is_ridden_out(tmp_path: Path) -
     reference = export(two_experiments(tmp_path / "ref"), settings=settings, policy=policy, concurrency=4)
     assert reference.exit_code == 0
     srv.set_faults(latency_ms=300)  # two requests in flight: the export outlasts the outage's start
-    events: list[str] = []
-
-    def stop() -> None:
-        srv.stop()
-        events.append("stopped")
-
-    def restart() -> None:
-        srv.start()
-        events.append("started")
-
-    timers = [threading.Timer(0.8, stop), threading.Timer(12.8, restart)]
-    try:
-        for t in timers:
-            t.start()
+    with outage(srv, 0.8, 12.8) as events:
         result = export(two_experiments(tmp_path / "out"), settings=settings, policy=policy, concurrency=2)
-        for t in timers:
-            t.join()
-    finally:
-        for t in timers:
-            t.cancel()
-        srv.stop()
     assert events == ["stopped", "started"]
     assert result.wall_s > 12.8, "the export ended before the outage did"
     assert result.exit_code == 0 and result.runs_failed == 0

@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import files_under as tree
+from conftest import outage
 from conftest import server_process as _server_process
 
 from wandb2numpy import ClientSettings, export
@@ -123,31 +123,12 @@ def test_fault_matrix_output_identical(
 @pytest.mark.slow
 def test_server_gone_and_back_within_the_retry_budget(reference: dict[str, bytes], tmp_path: Path) -> None:
     srv = LocalServer(project(), latency_ms=150).start()
-    events: list[str] = []
-
-    def stop() -> None:
-        srv.stop()
-        events.append("stopped")
-
-    def restart() -> None:
-        srv.start()
-        events.append("started")
-
-    timers = [threading.Timer(0.6, stop), threading.Timer(2.6, restart)]
-    try:
-        for t in timers:
-            t.start()
+    with outage(srv, 0.6, 2.6) as events:
         result, files = _faulty_export(srv, tmp_path)
-        for t in timers:
-            t.join()
-        assert events == ["stopped", "started"]
-        assert result.exit_code == 0
-        assert result.stats.retries >= 1  # the outage was actually hit, not waited out
-        assert server_neutral(files) == server_neutral(reference)
-    finally:
-        for t in timers:
-            t.cancel()
-        srv.stop()
+    assert events == ["stopped", "started"]
+    assert result.exit_code == 0
+    assert result.stats.retries >= 1  # the outage was actually hit, not waited out
+    assert server_neutral(files) == server_neutral(reference)
 
 
 @pytest.mark.slow
