@@ -12,14 +12,13 @@ except a media object (a dict with `_type`), which is one non-numeric key of tha
 from __future__ import annotations
 
 import json
-import math
 import operator
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,11 +26,11 @@ from ...models import type_name
 from . import proto
 from .summary import Summary
 from .tokens import Token, key_parts, learn, slow_history, tokenize
+from .values import floats as _floats
+from .values import looks_numeric as _looks_numeric
 from .wire import CHUNK_BLOCKS, Damage, RunFileError, read_chunks
 
 __all__ = ["Column", "ParsedFile", "parse_file"]
-
-_NONFINITE = {b"NaN": math.nan, b"Infinity": math.inf, b"-Infinity": -math.inf}
 
 
 # --------------------------------------------------------------------------- columns
@@ -63,41 +62,6 @@ def _describe(value: Any) -> str:
     if value is None:
         return "null"
     return f"a {type(value).__name__}"
-
-
-# From this many values on, texts are parsed by Arrow's cast (fast_float: correctly rounded, as
-# float() is, and five times faster); below it, importing pyarrow would cost more than it saves.
-_ARROW_FROM = 256
-
-
-def _parse_floats(vals: Sequence[bytes]) -> np.ndarray:
-    """float() of every text, rounding exactly as float() does; ValueError if one is no number."""
-    if len(vals) >= _ARROW_FROM:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        try:
-            got = pc.cast(pa.array(vals, pa.binary()).cast(pa.string()), pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
-            raise ValueError("not all numbers") from None
-        arr: np.ndarray = got.to_numpy(zero_copy_only=False)
-        return arr
-    return np.fromiter(map(float, vals), np.float64, len(vals))
-
-
-def _floats(vals: Sequence[bytes]) -> np.ndarray | None:
-    """value_json texts as float64 when all are JSON numbers or NaN/±Infinity, else None."""
-    try:
-        arr = _parse_floats(vals)
-    except ValueError:
-        return None
-    if not np.isfinite(arr).all():
-        # the parsers also read "inf", "nan" and digits past float64's range: keep only what
-        # wandb writes for non-finite values
-        bad = np.flatnonzero(~np.isfinite(arr))
-        if any(vals[i] not in _NONFINITE for i in bad.tolist()):
-            return None
-    return arr
 
 
 def _slow_values(vals: Sequence[bytes], col: Column) -> tuple[np.ndarray, np.ndarray] | None:
@@ -150,43 +114,66 @@ class _Names:
         return "value", ".".join(parts)
 
 
-def _add_history(
-    keys: list[Token],
-    values: list[bytes | None],
-    names: _Names,
-    columns: dict[str, Column],
-    wanted: frozenset[str] | None,
-) -> set[Token] | None:
-    """Group one chunk's fields into `columns`: the values of the `wanted` keys (None: all),
-    and for the others the steps and kind only. Returns the distinct keys seen, or None if the
-    records are not one step each."""
-    seen = set(keys)
-    distinct = [t for t in seen if t is not None]
-    decoded: dict[Token, tuple[str, ...]] = {}
-    for t in distinct:
-        p = t if isinstance(t, tuple) else key_parts(t)
-        if p is None:
-            return None
-        decoded[t] = p
-    names.learn(list(decoded.values()))
-    code_of: dict[Token, int] = {None: 0}
-    for j, t in enumerate(distinct, 1):
-        code_of[t] = j
-    codes = np.fromiter(map(code_of.__getitem__, keys), np.intp, len(keys))
-    record = np.cumsum(codes == 0) - 1
-    n_records = int(record[-1])
-    order = np.argsort(codes, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(code_of)))])
+class ListCut:
+    """A chunk's history cut into fields as lists (`tokens.tokenize` or `slow_history`): a
+    None key starts each record."""
 
-    def rows(tokens: list[Token]) -> np.ndarray:
+    def __init__(self, keys: list[Token], values: list[bytes | None]) -> None:
+        self.values = values
+        self.seen = set(keys)
+        self.distinct: list[Token] = [t for t in self.seen if t is not None]
+        self.code_of: dict[Token, int] = {None: 0}
+        for j, t in enumerate(self.distinct, 1):
+            self.code_of[t] = j
+        codes = np.fromiter(map(self.code_of.__getitem__, keys), np.intp, len(keys))
+        self.record = np.cumsum(codes == 0) - 1
+        self.n_records = int(self.record[-1])
+        self.order = np.argsort(codes, kind="stable")
+        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(self.code_of)))])
+
+    def rows(self, tokens: list[Token]) -> np.ndarray:
+        """The fields of these keys, in file order."""
+        code_of, order, bounds = self.code_of, self.order, self.bounds
         idx = [order[bounds[code_of[t]] : bounds[code_of[t] + 1]] for t in tokens]
         out = np.concatenate(idx) if len(idx) > 1 else idx[0]
         return np.sort(out) if len(idx) > 1 else out
 
-    def texts(idx: np.ndarray) -> Sequence[bytes]:
+    def texts(self, idx: np.ndarray) -> Sequence[bytes]:
         if len(idx) == 1:
-            return [values[int(idx[0])]]  # type: ignore[list-item]
-        return operator.itemgetter(*idx.tolist())(values)  # type: ignore[no-any-return]
+            return [self.values[int(idx[0])]]  # type: ignore[list-item]
+        return operator.itemgetter(*idx.tolist())(self.values)  # type: ignore[no-any-return]
+
+    def floats(self, idx: np.ndarray) -> np.ndarray | None:
+        return _floats(self.texts(idx))
+
+    def looks_numeric(self, idx: np.ndarray) -> bool:
+        return _looks_numeric(self.texts(idx))
+
+
+class Cut(Protocol):
+    """A chunk's history records cut into fields (key, value_json), however they were cut."""
+
+    distinct: list[Token]  # the keys seen, each once
+    record: np.ndarray  # the record of each field
+    n_records: int
+
+    def rows(self, tokens: list[Token]) -> np.ndarray: ...
+    def texts(self, idx: np.ndarray) -> Sequence[bytes]: ...
+    def floats(self, idx: np.ndarray) -> np.ndarray | None: ...
+    def looks_numeric(self, idx: np.ndarray) -> bool: ...
+
+
+def _add_history(cut: Cut, names: _Names, columns: dict[str, Column], wanted: frozenset[str] | None) -> bool:
+    """Group one chunk's fields into `columns`: the values of the `wanted` keys (None: all),
+    and for the others the steps and kind only. False if the records are not one step each."""
+    decoded: dict[Token, tuple[str, ...]] = {}
+    for t in cut.distinct:
+        p = t if isinstance(t, tuple) else key_parts(t)
+        if p is None:
+            return False
+        decoded[t] = p
+    names.learn(list(decoded.values()))
+    record, n_records = cut.record, cut.n_records
 
     by_name: dict[tuple[str, str], list[Token]] = {}
     for token, parts in decoded.items():
@@ -195,27 +182,25 @@ def _add_history(
             by_name.setdefault(kind, []).append(token)
     step_tokens = by_name.pop(("value", "_step"), [])
     if not step_tokens:
-        return seen if n_records == 0 else None
-    step_idx = rows(step_tokens)
+        return n_records == 0
+    step_idx = cut.rows(step_tokens)
     if len(step_idx) != n_records or not np.array_equal(record[step_idx], np.arange(n_records)):
-        return None
-    step_texts = texts(step_idx)
-    record_steps = _floats(step_texts)
+        return False
+    record_steps = cut.floats(step_idx)
     if record_steps is None or not np.array_equal(record_steps, np.floor(record_steps)):
-        return None
+        return False
     _put(columns, "_step", record_steps, record_steps, {"number": n_records})
     for (role, name), tokens in by_name.items():
-        idx = rows(tokens)
+        idx = cut.rows(tokens)
         steps = record_steps[record[idx]]
         col = columns.setdefault(name, Column())
         unasked = wanted is not None and name not in wanted
         if unasked and col.numeric and name in _WANDB_NUMBERS:
             _put(columns, name, steps, None, {"number": len(steps)})
             continue
-        vals = texts(idx)
         if role == "media":
             kinds: dict[str, int] = {}
-            for raw, n in _counts(vals).items():
+            for raw, n in _counts(cut.texts(idx)).items():
                 try:
                     media = str(json.loads(raw))
                 except ValueError:
@@ -223,33 +208,26 @@ def _add_history(
                 kinds[media] = kinds.get(media, 0) + n
             _mark_text(col, steps, kinds, f"{next(iter(kinds))} (media)")
             continue
-        if col.numeric and unasked and _looks_numeric(vals):
+        if col.numeric and unasked and cut.looks_numeric(idx):
             _put(columns, name, steps, None, {"number": len(steps)})
             continue
         if col.numeric:
-            arr = _floats(vals)
+            arr = cut.floats(idx)
             if arr is not None:
                 _put(columns, name, steps, arr, {"number": len(arr)})
                 continue
         scratch = Column()
-        got = _slow_values(vals, scratch)
+        got = _slow_values(cut.texts(idx), scratch)
         if got is None or not col.numeric:
             _mark_text(col, steps, scratch.types, scratch.example or col.example or "text")
         else:
             arr, keep = got
             _put(columns, name, steps[keep], arr[keep], scratch.types)
-    return seen
+    return True
 
 
 # Keys wandb itself writes into every row, always as numbers.
 _WANDB_NUMBERS = frozenset({"_runtime", "_timestamp"})
-
-
-def _looks_numeric(vals: Sequence[bytes]) -> bool:
-    """Whether every value is a number, NaN, ±Infinity or a bool, judged by its first byte: for
-    keys nobody asked for, whose kind is all the listing needs (a byte search, not a parse)."""
-    joined = b"\x00" + b"\x00".join(vals)
-    return not (b'\x00"' in joined or b"\x00{" in joined or b"\x00[" in joined or b"\x00n" in joined)
 
 
 def _counts(vals: Sequence[bytes]) -> dict[bytes, int]:
@@ -342,10 +320,10 @@ def parse_file(
     `RunFileError` for a file that is not a run file; damage is described, never raised.
     `bulk=False` reads every record on its own (the reference the tests hold the bulk reader
     to); `chunk_blocks`: how many 32 KiB blocks are framed and decoded at a time."""
-    started = time.process_time()
     p = Path(path)
     st = p.stat()
     size = st.st_size if size is None else size
+    started = time.process_time()
     damage = Damage()
     meta = proto.RunMeta()
     summary = Summary()
@@ -371,13 +349,12 @@ def parse_file(
                 learn(chunk.history, known)
                 learned[0] = True
             got = tokenize(chunk.history, frozenset(known)) if bulk else None
-            seen = _add_history(got[0], got[1], names, columns, wanted) if got is not None else None
-            if seen is not None:
-                known.update(k for k in seen if isinstance(k, bytes))
+            cut = ListCut(*got) if got is not None else None
+            if cut is not None and _add_history(cut, names, columns, wanted):
+                known.update(k for k in cut.seen if isinstance(k, bytes))
             else:
                 slow[0] += 1
-                keys, values = slow_history(chunk.history)
-                if _add_history(keys, values, names, columns, wanted) is None:
+                if not _add_history(ListCut(*slow_history(chunk.history)), names, columns, wanted):
                     damage.unreadable_records += len(chunk.history)
         if chunk.summary:
             if not learned[1]:
