@@ -33,7 +33,7 @@ from wandb2numpy import ClientSettings, export
 from wandb2numpy.config import ExperimentConfig, parse_config
 from wandb2numpy.models import RunInfo
 from wandb2numpy.sources.base import RunOutcome
-from wandb2numpy.sources.runfolders import proto
+from wandb2numpy.sources.runfolders import fast, proto
 from wandb2numpy.sources.runfolders.decode import parse_file
 from wandb2numpy.sources.runfolders.discover import NoRunFilesError, find_run_files
 from wandb2numpy.sources.runfolders.source import RunFolderSource, sample_rows
@@ -420,12 +420,19 @@ def test_reader_agrees_with_wandbs_own_protobuf(logged: Path) -> None:
 
 
 def test_bulk_reading_equals_reading_record_by_record(logged: Path) -> None:
+    """Every reader reads the SDK's files alike: record by record, in bulk, in bulk by small
+    chunks, and the fast reader (compiled and numpy), which reads all of them (none declined)."""
     for path in _run_files(logged):
-        bulk = parse_file(path)
+        bulk = parse_file(path, fast_reader=False)
         assert bulk.slow_chunks == (0, 0), path  # the SDK's files need no record-by-record reading
         slow = parse_file(path, bulk=False)
-        small_chunks = parse_file(path, chunk_blocks=1)
-        for other in (slow, small_chunks):
+        small_chunks = parse_file(path, chunk_blocks=1, fast_reader=False)
+        quick = parse_file(path)
+        with fast.numpy_only():
+            quick_numpy = parse_file(path)
+        assert quick.fast and quick_numpy.fast, path
+        for other in (slow, small_chunks, quick, quick_numpy):
+            assert other.meta == bulk.meta
             assert other.summary == bulk.summary
             assert other.keys.keys() == bulk.keys.keys()
             for key, rows in bulk.keys.items():
@@ -516,8 +523,9 @@ def test_records_across_blocks_and_odd_keys(tmp_path: Path) -> None:
     for step in range(300):
         w.log({"loss": step * 0.25, long_key: step, "λ/ümlaut": -step, "text": "x" * (40_000 if step == 7 else 3)})
     path = w.finish()
-    bulk, slow = parse_file(path), parse_file(path, bulk=False)
+    bulk, slow = parse_file(path, fast_reader=False), parse_file(path, bulk=False)
     assert bulk.slow_chunks == (0, 0)
+    _same_files(parse_file(path), bulk)
     assert bulk.keys["loss"].values.tolist() == [s * 0.25 for s in range(300)]  # type: ignore[union-attr]
     assert bulk.keys[long_key].values.tolist() == list(range(300))  # type: ignore[union-attr]
     assert bulk.keys["λ/ümlaut"].values.tolist() == [-s for s in range(300)]  # type: ignore[union-attr]
