@@ -153,10 +153,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     }
     source = None
     settings = None
-    if spec["tool"] == "runfolders":
+    if spec["tool"].startswith("run folders"):
+        from wandb2numpy.sources.runfolders import fast
         from wandb2numpy.sources.runfolders.source import RunFolderSource
 
         source = RunFolderSource(spec["folders"])
+        if bool(spec.get("numpy_loops")) == fast.COMPILED:
+            raise RuntimeError(f"compiled loops {'in use' if fast.COMPILED else 'not built'}: cannot measure {spec}")
     else:
         from wandb2numpy.testing import DEFAULT_API_KEY
 
@@ -193,7 +196,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": time.process_time() - cpu0 - peak["watch_cpu"],
         "worker_cpu_s": decode_cpu
-        if spec["tool"] == "runfolders" and decode_cpu
+        if spec["tool"].startswith("run folders") and decode_cpu
         else (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime),
         "own_rss_mb": max(peak["own"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "peak_rss_mb": peak["total"],
@@ -208,6 +211,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ)
+    if spec.get("numpy_loops"):
+        env["WANDB2NUMPY_NO_COMPILED"] = "1"
     sandbox = Path(tempfile.mkdtemp(prefix="w2n-bench-"))
     for var, sub in (
         ("WANDB_DIR", "wandb"),
@@ -282,6 +287,11 @@ def main() -> int:
         "--folders", type=Path, help="where the run folders are written (default: a cache under the temp dir)"
     )
     p.add_argument("--skip-server", action="store_true", help="measure the run folders only")
+    p.add_argument(
+        "--numpy-loops",
+        action="store_true",
+        help="also measure the run folders with the numpy loops (as installed without a C compiler)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -290,16 +300,13 @@ def main() -> int:
         return 0
     folders = ensure_folders(args.runs, args.steps, args.metrics, args.seed, args.folders)
     out = Path(tempfile.mkdtemp(prefix="w2n-bench-out-"))
-    results = [
-        run_measurement(
-            {
-                "tool": "runfolders",
-                "folders": str(folders / "wandb"),
-                "metrics": args.metrics,
-                "out": str(out / "runfolders"),
-            }
-        )
-    ]
+    from wandb2numpy.sources.runfolders import fast
+
+    spec = {"folders": str(folders / "wandb"), "metrics": args.metrics, "out": str(out / "runfolders")}
+    tool = "run folders, compiled loops" if fast.COMPILED else "run folders, numpy loops (no compiled module)"
+    results = [run_measurement({**spec, "tool": tool})]
+    if args.numpy_loops and fast.COMPILED:
+        results.append(run_measurement({**spec, "tool": "run folders, numpy loops", "numpy_loops": True}))
     if not args.skip_server:
         server = Server(args.runs, args.steps, args.metrics, args.seed)
         try:
@@ -336,8 +343,8 @@ def main() -> int:
         f"{1.5 * folder['array_mb'] + 200:.0f} MB: {'met' if rss_ok else 'MISSED'})"
     )
     if len(results) > 1:
-        same = results[0]["sha256"] == results[1]["sha256"] and results[0]["values"] == logged
-        print(f"arrays identical through both sources: {'yes' if same else 'NO'} ({results[0]['values']:,} values)")
+        same = all(r["sha256"] == results[0]["sha256"] for r in results) and results[0]["values"] == logged
+        print(f"arrays identical in every row: {'yes' if same else 'NO'} ({results[0]['values']:,} values)")
     if args.json:
         args.json.write_text(
             json.dumps({"runs": args.runs, "steps": args.steps, "metrics": args.metrics, "results": results}, indent=1)

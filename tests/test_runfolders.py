@@ -899,6 +899,50 @@ def test_incremental_reads_only_files_that_changed(tmp_path: Path) -> None:
     growing.write_bytes(whole.read_bytes())  # the run went on and finished
     grown, src = run_once()
     assert src.files_decoded == 1 and grown.grown_runs == 1 and grown.unchanged_runs == 1
+    assert src.files_read_on == 1  # from its last whole record on, not from the start
     row = [r.id for r in grown.result.runs].index("grow1")
     values = grown.result.fields["loss"].values[row]
     assert cut < 3000 and values.tolist() == [1.0 / (s + 1) for s in range(3000)]
+    assert grown.result.runs[row].summary == parse_file(whole).summary | {}  # the listing is whole too
+
+
+def test_a_grown_file_is_read_whole_when_the_rows_before_are_not_at_hand(tmp_path: Path) -> None:
+    """Reading on from where the last export stopped gives only the new rows: when the
+    incremental cache cannot give the rest (deleted), or the file changed before that point,
+    the file is read whole and the arrays are still complete."""
+    full = RunFileWriter(tmp_path / "whole", run_id="grow2", project="rl")
+    for step in range(3000):
+        full.log({"loss": 1.0 / (step + 1)})
+    whole = full.finish().read_bytes()
+    path = tmp_path / "runs" / "wandb" / "offline-run-20240101_000000-grow2" / "run-grow2.wandb"
+    path.parent.mkdir(parents=True)
+    out = tmp_path / "out"
+    config = {"exp": {"source": str(path.parent.parent), "fields": ["loss"], "history_samples": "all"}}
+    config["exp"]["output_path"] = str(out)
+
+    def run_once() -> tuple[list[float], RunFolderSource]:
+        src = RunFolderSource(path.parent.parent, workers=1, listing_cache=True)
+        try:
+            got = export(config, incremental=True, source=src, overwrite=True).experiments["exp"]
+            return got.result.fields["loss"].values[0].tolist(), src
+        finally:
+            src.close()
+
+    expected = [1.0 / (s + 1) for s in range(3000)]
+    path.write_bytes(whole[: 3 * BLOCK + 100])
+    run_once()
+    for cache in (out / ".wandb2numpy" / "exp").iterdir():
+        if cache.name != "runfiles.json":  # the arrays' cache goes, the listing stays
+            shutil.rmtree(cache) if cache.is_dir() else cache.unlink()
+    path.write_bytes(whole)
+    values, src = run_once()
+    assert values == expected and src.files_read_on == 1  # read on, then read whole to serve the rows
+    path.write_bytes(whole[: 3 * BLOCK + 100])
+    run_once()
+    other = RunFileWriter(tmp_path / "other", run_id="grow2", project="rl")  # another run, same id and place
+    for step in range(3000):
+        other.log({"loss": -1.0 * step})
+    path.write_bytes(other.finish().read_bytes())
+    values, src = run_once()
+    assert src.files_read_on == 0 and src.files_decoded == 1
+    assert values == [-1.0 * s for s in range(3000)]

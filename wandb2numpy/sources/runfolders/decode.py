@@ -11,10 +11,12 @@ except a media object (a dict with `_type`), which is one non-numeric key of tha
 
 from __future__ import annotations
 
+import copy
 import json
 import operator
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +30,9 @@ from .summary import Summary
 from .tokens import Token, key_parts, learn, slow_history, tokenize
 from .values import floats as _floats
 from .values import looks_numeric as _looks_numeric
-from .wire import CHUNK_BLOCKS, Damage, RunFileError, read_chunks
+from .wire import CHUNK_BLOCKS, HEADER, Damage, RunFileError, read_chunks
 
-__all__ = ["Column", "ParsedFile", "parse_file"]
+__all__ = ["Column", "ParsedFile", "Resume", "parse_file"]
 
 
 # --------------------------------------------------------------------------- columns
@@ -302,6 +304,9 @@ class ParsedFile:
     seconds: float = 0.0  # CPU time spent decoding
     slow_chunks: tuple[int, int] = (0, 0)  # chunks of history, of summary records read one by one
     fast: bool = False  # read by `fast` (a clean file)
+    resume: Resume | None = None  # where to go on from if the file grows (read by `fast` only)
+    resumed_from: float | None = None  # read on from an earlier `resume`: rows after this step only
+    read_from: int = 0  # the file offset the read started at (> 0: read on from an earlier `resume`)
 
     @property
     def finished(self) -> bool:
@@ -316,6 +321,7 @@ def parse_file(
     bulk: bool = True,
     chunk_blocks: int = CHUNK_BLOCKS,
     fast_reader: bool = True,
+    resume: Resume | None = None,
 ) -> ParsedFile:
     """Decode one `.wandb` file, up to `size` bytes when given. `wanted`: the keys whose values
     to read (None: all; every key is still listed, with its kind and rows). Raises
@@ -326,6 +332,11 @@ def parse_file(
     st = p.stat()
     size = st.st_size if size is None else size
     if bulk and fast_reader:
+        if resume is not None:
+            try:
+                return _parse_fast(p, st, size, wanted, resume)
+            except fast.Decline:
+                pass  # read whole
         try:
             return _parse_fast(p, st, size, wanted)
         except fast.Decline:
@@ -384,15 +395,55 @@ def parse_file(
     )
 
 
-def _parse_fast(p: Path, st: os.stat_result, size: int, wanted: frozenset[str] | None) -> ParsedFile:
-    """`parse_file` by `fast` for a clean file; raises `fast.Decline` for anything else."""
+@dataclass
+class Resume:
+    """Where a reader can go on from in a file that grows (after its last whole record), and
+    what it had read up to there: kept by an incremental export (see `remember`)."""
+
+    offset: int
+    check: int  # CRC-32 of the file's first and last CHECK_BYTES before `offset`: it was appended to
+    meta: proto.RunMeta
+    summary: list[tuple[tuple[str, ...], bytes]]  # every summary key's last value, in update order
+    media: list[tuple[str, ...]]  # key prefixes logged as media
+    keys: dict[str, KeyRows]  # each key's kind, row count and last step (no rows)
+    last_step: float | None  # the largest step read
+    records: int = 0
+
+
+CHECK_BYTES = 4096
+
+
+def prefix_check(p: Path, offset: int) -> int:
+    """What says a file is the one read before, only longer: its start (the run record: id, start
+    time) and the bytes just before where it was read to. Writers only append; a file replaced by
+    another run's, or rewritten at its end, fails this, and is read whole."""
+    with open(p, "rb") as f:
+        head = f.read(min(offset, CHECK_BYTES))
+        f.seek(max(0, offset - CHECK_BYTES))
+        return zlib.crc32(f.read(min(offset, CHECK_BYTES)), zlib.crc32(head))
+
+
+def _parse_fast(
+    p: Path, st: os.stat_result, size: int, wanted: frozenset[str] | None, resume: Resume | None = None
+) -> ParsedFile:
+    """`parse_file` by `fast` for a clean file; raises `fast.Decline` for anything else. From
+    `resume`: only the records after it are read (the rows are those; the listing is whole)."""
     started = time.process_time()
     meta = proto.RunMeta()
     summary = Summary()
     names = _Names()
+    start = 0
+    if resume is not None:
+        if resume.offset > size or prefix_check(p, resume.offset) != resume.check:
+            raise fast.Decline("the file changed before where it was read to")
+        start = resume.offset
+        meta = copy.deepcopy(resume.meta)
+        summary.state = dict(resume.summary)
+        names.media = set(resume.media)
     columns: dict[str, Column] = {}
     records = 0
-    for framed in fast.chunks(p, size):
+    end, truncated = max(start, len(HEADER)), 0
+    for framed in fast.chunks(p, size, start):
         for body in framed.other:
             try:
                 number, buf = proto.record_oneof(body)
@@ -402,41 +453,91 @@ def _parse_fast(p: Path, st: os.stat_result, size: int, wanted: frozenset[str] |
             if number == proto.RUN:
                 summary.apply(meta.summary_items)
                 meta.summary_items = []
-        begin, end = framed.history
+        begin, stop = framed.history
         if len(begin):
             records += len(begin)
-            cut = fast.ArrayCut(framed.u8, len(begin), *fast.items(framed.u8, begin, end, removes=False))
+            cut = fast.ArrayCut(framed.u8, len(begin), *fast.items(framed.u8, begin, stop, removes=False))
             if not _add_history(cut, names, columns, wanted):
                 raise fast.Decline("history records without one step each")
-        begin, end = framed.summary
+        begin, stop = framed.summary
         if len(begin):
             updates = []
-            for token, value in fast.last_updates(framed.u8, begin, end):
+            for token, value in fast.last_updates(framed.u8, begin, stop):
                 parts = key_parts(token)
                 if parts is None:
                     raise fast.Decline("a summary key that is not key fields")
                 updates.append(proto.Item(parts, value))
             summary.apply(updates)
-    damage = Damage()
-    damage.end = size
+        end, truncated = max(end, framed.end), framed.truncated
+    keys = _share_steps({name: _finish(col) for name, col in columns.items()})
+    step = keys.get("_step")
+    last_step = step.last if step is not None else None
+    if resume is not None:
+        first = step.steps[0] if step is not None and step.steps is not None and len(step.steps) else None
+        if resume.last_step is not None and first is not None and first <= resume.last_step:
+            # a step logged again, or earlier: only the whole file says which row wins (the SDK
+            # itself drops such rows; files written otherwise may have them)
+            raise fast.Decline("the new part logs steps the part read before had")
+        keys = _after(resume.keys, keys)
+        records += resume.records
+        if resume.last_step is not None:
+            last_step = resume.last_step if last_step is None else max(last_step, resume.last_step)
+    meta.summary_items = []
+    damage = Damage(truncated_bytes=truncated, end=end)
     return ParsedFile(
         path=str(p),
         size=size,
         mtime=st.st_mtime,
         meta=meta,
         summary=summary.result(),
-        keys=_share_steps({name: _finish(col) for name, col in columns.items()}),
+        keys=keys,
         damage=damage,
         records=records,
         seconds=time.process_time() - started,
         fast=True,
+        resume=Resume(
+            end,
+            prefix_check(p, end),
+            copy.deepcopy(meta),
+            list(summary.state.items()),
+            sorted(names.media),
+            {k: KeyRows(None, None, dict(r.types), r.example, r.count, r.last) for k, r in keys.items()},
+            last_step,
+            records,
+        ),
+        resumed_from=resume.last_step if resume is not None else None,
+        read_from=start,
     )
 
 
-def parse_job(path: str, size: int, wanted: frozenset[str] | None) -> ParsedFile:
+def _after(old: dict[str, KeyRows], new: dict[str, KeyRows]) -> dict[str, KeyRows]:
+    """The keys of a file read on from where it was: the listing of both parts (kinds, counts,
+    last steps), the rows of the new part only."""
+    out: dict[str, KeyRows] = {}
+    empty = np.empty(0)
+    for name in dict.fromkeys([*old, *new]):
+        a, b = old.get(name), new.get(name)
+        if a is None:
+            if b is not None:
+                out[name] = b
+            continue
+        if b is None:
+            out[name] = KeyRows(empty, empty if a.numeric else None, dict(a.types), a.example, a.count, a.last)
+            continue
+        types = dict(a.types)
+        for t, k in b.types.items():
+            types[t] = types.get(t, 0) + k
+        example = a.example if a.example is not None else b.example
+        values = b.values if example is None else None
+        last = b.last if b.count else a.last
+        out[name] = KeyRows(b.steps, values, types, example, a.count + b.count, last)
+    return out
+
+
+def parse_job(path: str, size: int, wanted: frozenset[str] | None, resume: Resume | None = None) -> ParsedFile:
     """`parse_file` for a worker: every failure comes back as a `RunFileError` naming the file."""
     try:
-        return parse_file(path, size, wanted)
+        return parse_file(path, size, wanted, resume=resume)
     except RunFileError:
         raise
     except OSError as exc:

@@ -18,11 +18,12 @@ exact reader of `decode`, which describes damage; a clean file gives the same re
 from __future__ import annotations
 
 import contextlib
+import os
 import zlib
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,10 +47,15 @@ _KEY, _NESTED = 0x0A, 0x12  # *Item.key, *Item.nested_key
 _VALUE = (0x82, 0x01)  # *Item.value_json (field 16)
 
 
-try:  # the same loops compiled (setup.py; optional: without a compiler, numpy's are used)
-    from . import _fastwire as _compiled  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the install
-    _compiled = None
+# The same loops compiled (setup.py; optional: without a compiler, numpy's are used).
+# WANDB2NUMPY_NO_COMPILED=1 leaves them out (a benchmark of the numpy loops, or a way around
+# a fault in them), in the decoding workers too, as they inherit the environment.
+_compiled: Any = None
+if not os.environ.get("WANDB2NUMPY_NO_COMPILED"):
+    try:
+        from . import _fastwire as _compiled  # type: ignore[attr-defined, no-redef]
+    except ImportError:  # pragma: no cover - depends on the install
+        _compiled = None
 
 
 def _powers_of_five() -> bytes:
@@ -121,6 +127,8 @@ class Framed:
         self.summary = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.other: list[bytes] = []  # every other record, whole
         self.records = 0
+        self.end = 0  # file offset after the last whole record (where a reader can go on from)
+        self.truncated = 0  # bytes after `end` that are not a whole record (the file's last chunk)
 
 
 class Fragments:
@@ -128,6 +136,7 @@ class Fragments:
 
     def __init__(self) -> None:
         self.pieces: list[bytes] | None = None
+        self.at = 0  # the file offset of the first piece's header
 
 
 def _frame_blocks(u8: np.ndarray, n: int, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -212,9 +221,10 @@ def _oneof_spans(u8: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     return tag, sub
 
 
-def chunks(path: Path, size: int, chunk: int = FAST_CHUNK) -> Iterator[Framed]:
-    """The file's records, framed a chunk of blocks at a time into one reused buffer (with room
-    after the chunk for the records joined from pieces)."""
+def chunks(path: Path, size: int, start: int = 0, chunk: int = FAST_CHUNK) -> Iterator[Framed]:
+    """The file's records up to `size` bytes, from the record at `start` (0: the first), framed
+    a chunk of blocks at a time into one reused buffer (with room after the chunk for the
+    records joined from pieces)."""
     buf = np.zeros(2 * chunk + _PAD, np.uint8)  # pages not touched stay unallocated
     view = memoryview(buf.data)
     carry = Fragments()
@@ -222,23 +232,28 @@ def chunks(path: Path, size: int, chunk: int = FAST_CHUNK) -> Iterator[Framed]:
         have = f.readinto(view[: len(HEADER)])
         if bytes(view[: len(HEADER)]) != HEADER or have != len(HEADER):
             raise Decline("not a run file's header")
-        offset = 0
+        offset, first = 0, len(HEADER)
+        if start > len(HEADER):
+            offset = start // BLOCK * BLOCK
+            first, have = start - offset, 0
+            f.seek(offset)
         while True:
             want = max(0, min(chunk - have, size - offset - have))
             got = f.readinto(view[have : have + want]) if want else 0
             n = have + got
             last = got < want or offset + n >= size
-            yield frame(buf, n, offset, last, carry)
+            yield frame(buf, n, offset, last, carry, first)
             if last:
                 return
             offset += n
-            have = 0
+            have, first = 0, 0
 
 
-def frame(buf: np.ndarray, n: int, base: int, last: bool, carry: Fragments) -> Framed:
-    """Frame a chunk, the first `n` bytes of `buf`: whole blocks from file offset `base` (only the
-    last chunk may end inside a block); a record in pieces at its end is carried to the next."""
-    first = len(HEADER) if base == 0 else 0
+def frame(buf: np.ndarray, n: int, base: int, last: bool, carry: Fragments, first: int) -> Framed:
+    """Frame a chunk, the first `n` bytes of `buf` from its record at `first`: whole blocks from
+    file offset `base` (only the last chunk may end inside a block); a record in pieces at its
+    end is carried to the next. The file's last record may be cut short (a writer at work, or
+    killed): the records before it are read, and `end` and `truncated` say where it starts."""
     if _compiled is not None:
         got = _compiled.frame(buf, n, first)
         if got is None:
@@ -248,11 +263,10 @@ def frame(buf: np.ndarray, n: int, base: int, last: bool, carry: Fragments) -> F
         tail = got[1]
     else:
         starts, lengths, kinds, crcs, tail = _frame_blocks(buf, n, first)
-        if tail >= n:
-            _check_crcs(buf[:n].tobytes(), starts, starts + lengths, kinds, crcs)
+        _check_crcs(buf[:n].tobytes(), starts, starts + lengths, kinds, crcs)
         tags, subs = _oneof_spans(buf, starts, starts + lengths)
-    if tail < n:
-        raise Decline("the file ends inside a record")  # a live or killed writer: the exact reader says so
+    if tail < n and not last:
+        raise Decline("a record cut short inside the file")
     ends = starts + lengths
 
     out = Framed()
@@ -269,6 +283,7 @@ def frame(buf: np.ndarray, n: int, base: int, last: bool, carry: Fragments) -> F
             if pieces is not None:
                 raise Decline("a record's pieces are out of order")
             pieces = [piece]
+            carry.at = base + int(starts[i]) - _HEAD
         else:
             if pieces is None or i != prev + 1:
                 raise Decline("a record's pieces are out of order")
@@ -277,9 +292,14 @@ def frame(buf: np.ndarray, n: int, base: int, last: bool, carry: Fragments) -> F
                 extra.append((i, b"".join(pieces)))
                 pieces = None
         prev = i
-    if pieces is not None and (last or prev != len(kinds) - 1):
-        raise Decline("a record's pieces are out of order, or the file ends inside one")
+    if pieces is not None and prev != len(kinds) - 1:
+        raise Decline("a record's pieces are out of order")
     carry.pieces = pieces
+    out.end = base + (tail if tail < n else int(ends[-1]) if len(ends) else -base - 1)  # -1: no record here
+    if pieces is not None:
+        out.end = carry.at  # the writer stopped between a record's pieces
+    if last and (tail < n or pieces is not None):
+        out.truncated = base + n - out.end
     full = kinds == FULL
     _classify(out, buf, n, starts[full], ends[full], tags[full], subs[full], np.flatnonzero(full), extra)
     return out

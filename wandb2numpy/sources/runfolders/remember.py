@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ...output.folder import atomic_write_bytes
-from .decode import KeyRows, ParsedFile
+from .decode import KeyRows, ParsedFile, Resume
 from .proto import RunMeta
 from .wire import Damage
 
-__all__ = ["FILE_NAME", "Remembered", "entry_of", "load", "save", "stub"]
+__all__ = ["FILE_NAME", "Remembered", "entry_of", "load", "resume_of", "save", "stub"]
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "runfiles.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: where to read a grown file on from
 
 Remembered = dict[str, dict[str, Any]]  # file path -> entry
 
@@ -69,7 +69,46 @@ def entry_of(parsed: ParsedFile, mtime_ns: int) -> dict[str, Any]:
         "summary": parsed.summary,
         "damage": dataclasses.asdict(parsed.damage),
         "keys": {name: [rows.types, rows.count, rows.last, rows.example] for name, rows in parsed.keys.items()},
+        **({"resume": _resume_entry(parsed.resume)} if parsed.resume is not None else {}),
     }
+
+
+def _resume_entry(r: Resume) -> dict[str, Any]:
+    return {
+        "offset": r.offset,
+        "check": r.check,
+        "summary": [[list(parts), value.decode("utf-8", "surrogateescape")] for parts, value in r.summary],
+        "media": [list(p) for p in r.media],
+        "last_step": r.last_step,
+        "records": r.records,
+    }
+
+
+def resume_of(path: str, entry: Mapping[str, Any] | None) -> Resume | None:
+    """Where to read a grown file on from, as its last listing left it (None: read it whole)."""
+    if entry is None or not isinstance(entry.get("resume"), dict):
+        return None
+    base = stub(path, entry)
+    if base is None:
+        return None
+    try:
+        r = entry["resume"]
+        last = r["last_step"]
+        return Resume(
+            offset=int(r["offset"]),
+            check=int(r["check"]),
+            meta=base.meta,
+            summary=[
+                (tuple(str(p) for p in parts), str(v).encode("utf-8", "surrogateescape")) for parts, v in r["summary"]
+            ],
+            media=[tuple(str(p) for p in m) for m in r["media"]],
+            keys=base.keys,
+            last_step=None if last is None else float(last),
+            records=int(r["records"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        log.info("where to read %s on from does not read back (%s); reading it whole", path, exc)
+        return None
 
 
 def stub(path: str, entry: Mapping[str, Any]) -> ParsedFile | None:

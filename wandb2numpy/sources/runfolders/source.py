@@ -36,7 +36,7 @@ from ...series import Series
 from ..base import OutcomeFn, ProgressFn, RunEvent, RunOutcome
 from ..cache import STATE_DIR
 from . import remember
-from .decode import KeyRows, ParsedFile, parse_job
+from .decode import KeyRows, ParsedFile, Resume, parse_job
 from .discover import find_run_files
 from .runs import Run, build_runs, filter_doc
 from .wire import RunFileError
@@ -92,8 +92,10 @@ class RunFolderSource:
         self._rows: dict[str, dict[str, KeyRows]] = {}
         self._files: dict[str, list[tuple[str, int]]] = {}
         self._wanted: dict[str, frozenset[str] | None] = {}
+        self._partial: dict[str, float] = {}  # runs whose rows start after this step (read on)
         self.decode_seconds = 0.0  # CPU time the decoding took, over all processes
         self.files_decoded = 0  # at listing (not counting files remembered unchanged)
+        self.files_read_on = 0  # of those, files that grew, read on from where the last listing stopped
 
     @property
     def stats(self) -> FetchStats:
@@ -124,10 +126,12 @@ class RunFolderSource:
                 if got is not None:
                     known[i] = got
         todo = [i for i in range(len(stats)) if i not in known]
-        fresh = await self._parse_all([(stats[i][0], stats[i][1].st_size) for i in todo], wanted)
+        resumes = [remember.resume_of(stats[i][0], memo.get(stats[i][0])) for i in todo]
+        fresh = await self._parse_all([(stats[i][0], stats[i][1].st_size) for i in todo], wanted, resumes)
         parsed_at = dict(zip(todo, fresh))
         parsed = [known[i] if i in known else parsed_at[i] for i in range(len(stats))]
         self.files_decoded += len(fresh)
+        self.files_read_on += sum(1 for f in fresh if f.read_from)
         if self.listing_cache:
             entries = {
                 stats[i][0]: memo[stats[i][0]]
@@ -148,6 +152,9 @@ class RunFolderSource:
                 log.warning("run %s: %s", run.info.id, warning)
             if remember.has_rows(run.files):  # else decoded when read (if its cache cannot serve it)
                 self._rows[run.info.id] = run.keys
+                partial = [f.resumed_from for f in run.files if f.resumed_from is not None]
+                if partial:  # read on from an earlier listing: rows after this step only
+                    self._partial[run.info.id] = max(partial)
             self._files[run.info.id] = [(f.path, f.size) for f in run.files]
             self._wanted[run.info.id] = wanted
         return [r.info for r in selected]
@@ -172,15 +179,22 @@ class RunFolderSource:
                 out.append(run)
         return out
 
-    async def _parse_all(self, files: Sequence[tuple[str, int]], wanted: frozenset[str] | None) -> list[ParsedFile]:
-        """Decode the files, in worker processes when there is enough to share; in `files` order."""
+    async def _parse_all(
+        self,
+        files: Sequence[tuple[str, int]],
+        wanted: frozenset[str] | None,
+        resumes: Sequence[Resume | None] | None = None,
+    ) -> list[ParsedFile]:
+        """Decode the files, in worker processes when there is enough to share; in `files` order.
+        `resumes`: where to read each file on from (None: whole)."""
         if not files:
             return []
-        total = sum(size for _, size in files)
+        on = list(resumes) if resumes is not None else [None] * len(files)
+        total = sum(size - (r.offset if r is not None else 0) for (_, size), r in zip(files, on))
         if self.workers == 1 or len(files) == 1 or total < self.inline_bytes:
 
             def inline() -> list[ParsedFile]:
-                return [parse_job(p, s, wanted) for p, s in files]
+                return [parse_job(p, s, wanted, r) for (p, s), r in zip(files, on)]
 
             parsed = await anyio.to_thread.run_sync(inline)
         else:
@@ -188,7 +202,7 @@ class RunFolderSource:
             pool = self._pool = WorkerPool(self.workers)
             # largest first, so no worker is left with a big file at the end
             order = sorted(range(len(files)), key=lambda i: -files[i][1])
-            jobs = [(files[i][0], files[i][1], wanted) for i in order]
+            jobs = [(files[i][0], files[i][1], wanted, on[i]) for i in order]
             try:
                 done = await anyio.to_thread.run_sync(
                     functools.partial(pool.map, "parse_job", jobs, cancelled=self._closing.is_set),
@@ -219,6 +233,12 @@ class RunFolderSource:
         first = list(starts) if starts is not None else [0] * len(runs)
         need = set(fields)
         missing = [r.id for r in runs if r.id not in self._rows or not self._covers(r.id, need)]
+        # rows read on from an earlier listing serve only a read of the steps after that part
+        missing += [
+            r.id
+            for r, start in zip(runs, first)
+            if r.id in self._partial and r.id not in missing and not start > self._partial[r.id]
+        ]
         if missing:
             await self._reread(missing, need)
         outcomes: list[RunOutcome] = []
@@ -247,6 +267,7 @@ class RunFolderSource:
             if run.info.id in run_ids:
                 self._rows[run.info.id] = run.keys
                 self._wanted[run.info.id] = wanted
+                self._partial.pop(run.info.id, None)
 
     def _outcome(self, run: RunInfo, fields: Sequence[str], samples: int | None, start: int) -> RunOutcome:
         outcome = RunOutcome()
