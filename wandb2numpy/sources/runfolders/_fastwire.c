@@ -102,6 +102,15 @@ static PyObject *out_bytes(Out *o) {
     return r;
 }
 
+/* Whether every span [s[i], e[i]) of two int64 arrays of one length lies inside a buffer of n. */
+static int spans_inside(const int64_t *s, const int64_t *e, const Py_buffer *vs, const Py_buffer *ve, Py_ssize_t n) {
+    if (vs->len != ve->len) return 0;
+    Py_ssize_t m = vs->len / (Py_ssize_t)sizeof(int64_t);
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (s[i] < 0 || e[i] > n || s[i] > e[i]) return 0;
+    return 1;
+}
+
 /* ------------------------------------------------------------------ framing */
 
 /* frame(buf, n, first) -> (records, tail) or None
@@ -296,9 +305,7 @@ static PyObject *py_key_codes(PyObject *self, PyObject *args) {
     const unsigned char *b = view.buf;
     const int64_t *s = vs.buf, *e = ve.buf;
     Py_ssize_t m = vs.len / (Py_ssize_t)sizeof(int64_t);
-    int bad = ve.len != vs.len;
-    for (Py_ssize_t i = 0; i < m && !bad; i++)
-        if (s[i] < 0 || e[i] > view.len || s[i] > e[i]) bad = 1;
+    int bad = !spans_inside(s, e, &vs, &ve, view.len);
     PyObject *codes = bad ? NULL : PyBytes_FromStringAndSize(NULL, m * (Py_ssize_t)sizeof(int64_t));
     Out firsts = {0}, lasts = {0};
     Py_ssize_t cap = 64;
@@ -537,9 +544,7 @@ static PyObject *py_floats(PyObject *self, PyObject *args) {
     const unsigned char *b = view.buf;
     const int64_t *s = vs.buf, *e = ve.buf;
     Py_ssize_t m = vs.len / (Py_ssize_t)sizeof(int64_t);
-    int bad = ve.len != vs.len || !have_powers;
-    for (Py_ssize_t i = 0; i < m && !bad; i++)
-        if (s[i] < 0 || e[i] > view.len || s[i] > e[i]) bad = 1;
+    int bad = !have_powers || !spans_inside(s, e, &vs, &ve, view.len);
     PyObject *out = bad ? NULL : PyBytes_FromStringAndSize(NULL, m * (Py_ssize_t)sizeof(double));
     Out ask = {0}; /* values for the interpreter's parser */
     if (out) {

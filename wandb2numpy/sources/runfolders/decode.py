@@ -313,6 +313,20 @@ class ParsedFile:
         return self.meta.exit_code is not None
 
 
+def _take_other(bodies: list[bytes], meta: proto.RunMeta, summary: Summary) -> None:
+    """The records other than history and summary: run metadata, config, exit; the run record's
+    summary goes into the summary (before the chunk's summary records)."""
+    for body in bodies:
+        try:
+            number, buf = proto.record_oneof(body)
+            meta.add(number, buf)
+        except proto.WireError:
+            continue
+        if number == proto.RUN:
+            summary.apply(meta.summary_items)
+            meta.summary_items = []
+
+
 def parse_file(
     path: str | os.PathLike[str],
     size: int | None = None,
@@ -352,15 +366,7 @@ def parse_file(
     slow = [0, 0]
     records = 0
     for chunk in read_chunks(p, damage, size=size, chunk_blocks=chunk_blocks):
-        for body in chunk.other:
-            try:
-                number, buf = proto.record_oneof(body)
-                meta.add(number, buf)
-            except proto.WireError:
-                continue
-            if number == proto.RUN:
-                summary.apply(meta.summary_items)
-                meta.summary_items = []
+        _take_other(chunk.other, meta, summary)
         if chunk.history:
             records += len(chunk.history)
             if not learned[0]:
@@ -444,15 +450,7 @@ def _parse_fast(
     records = 0
     end, truncated = max(start, len(HEADER)), 0
     for framed in fast.chunks(p, size, start):
-        for body in framed.other:
-            try:
-                number, buf = proto.record_oneof(body)
-                meta.add(number, buf)
-            except proto.WireError:
-                continue
-            if number == proto.RUN:
-                summary.apply(meta.summary_items)
-                meta.summary_items = []
+        _take_other(framed.other, meta, summary)
         begin, stop = framed.history
         if len(begin):
             records += len(begin)
