@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 from typing import Any
 
 ENTITY = "demo"
@@ -234,6 +236,54 @@ def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measure_growth(folders: Path, metrics: int, out: Path) -> dict[str, dict[str, Any]]:
+    """An incremental export of the run files cut at 90%, then of the whole files: the second
+    reads each file on from where the first stopped. Beside it, the same second export with the
+    listing forgotten (each file read whole). In this process; the files are copied first."""
+    import shutil
+
+    from wandb2numpy import export
+    from wandb2numpy.sources.runfolders.source import RunFolderSource
+    from wandb2numpy.testing.synthetic import metric_names
+
+    work = out / "grow"
+    files = sorted(folders.glob("*/*.wandb"))
+    results: dict[str, dict[str, Any]] = {}
+    for forget in (False, True):
+        shutil.rmtree(work, ignore_errors=True)
+        for f in files:  # the first 90% of each file, as a job still running left it
+            dest = work / "wandb" / f.parent.name / f.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(f.read_bytes()[: f.stat().st_size * 9 // 10])
+        config = {
+            "bench": {
+                "fields": metric_names(metrics),
+                "history_samples": "all",
+                "output_path": str(work / "out"),
+                "source": str(work / "wandb"),
+            }
+        }
+        before = export(config, incremental=True, source=RunFolderSource(work / "wandb", listing_cache=True))
+        rows_before = sum(
+            int(np.count_nonzero(~np.isnan(fa.values))) for fa in before.experiments["bench"].result.fields.values()
+        )
+        for f in files:
+            shutil.copyfile(f, work / "wandb" / f.parent.name / f.name)
+        if forget:
+            (work / "out" / ".wandb2numpy" / "bench" / "runfiles.json").unlink()
+        src = RunFolderSource(work / "wandb", listing_cache=True)
+        t0 = time.perf_counter()
+        after = export(config, incremental=True, source=src)
+        wall = time.perf_counter() - t0
+        rows = sum(
+            int(np.count_nonzero(~np.isnan(fa.values))) for fa in after.experiments["bench"].result.fields.values()
+        )
+        key = "read whole (listing forgotten)" if forget else "read on from where it was"
+        results[key] = {"wall_s": wall, "read_on": src.files_read_on, "new_values": rows - rows_before}
+        src.close()
+    return results
+
+
 class Server:
     """The local server with the same synthetic project, latency off, in its own process."""
 
@@ -292,6 +342,11 @@ def main() -> int:
         action="store_true",
         help="also measure the run folders with the numpy loops (as installed without a C compiler)",
     )
+    p.add_argument(
+        "--grow",
+        action="store_true",
+        help="also measure --incremental after every run file grew by its last 10%% (read on, not whole)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -345,6 +400,12 @@ def main() -> int:
     if len(results) > 1:
         same = all(r["sha256"] == results[0]["sha256"] for r in results) and results[0]["values"] == logged
         print(f"arrays identical in every row: {'yes' if same else 'NO'} ({results[0]['values']:,} values)")
+    if args.grow:
+        grow_results = measure_growth(folders / "wandb", args.metrics, out)
+        print("\n| incremental export after every file grew by 10% | wall s | files read on | values/s of new rows |")
+        print("| --- | ---: | ---: | ---: |")
+        for what, r in grow_results.items():
+            print(f"| {what} | {r['wall_s']:.2f} | {r['read_on']} | {r['new_values'] / r['wall_s']:,.0f} |")
     if args.json:
         args.json.write_text(
             json.dumps({"runs": args.runs, "steps": args.steps, "metrics": args.metrics, "results": results}, indent=1)

@@ -414,6 +414,7 @@ class Resume:
     keys: dict[str, KeyRows]  # each key's kind, row count and last step (no rows)
     last_step: float | None  # the largest step read
     records: int = 0
+    tail: dict[str, tuple[float, float]] = field(default_factory=dict)  # each key's row at last_step
 
 
 CHECK_BYTES = 4096
@@ -476,7 +477,7 @@ def _parse_fast(
             # a step logged again, or earlier: only the whole file says which row wins (the SDK
             # itself drops such rows; files written otherwise may have them)
             raise fast.Decline("the new part logs steps the part read before had")
-        keys = _after(resume.keys, keys)
+        keys = _after(resume, keys)
         records += resume.records
         if resume.last_step is not None:
             last_step = resume.last_step if last_step is None else max(last_step, resume.last_step)
@@ -502,33 +503,47 @@ def _parse_fast(
             {k: KeyRows(None, None, dict(r.types), r.example, r.count, r.last) for k, r in keys.items()},
             last_step,
             records,
+            {
+                k: (float(r.steps[-1]), float(r.values[-1]))
+                for k, r in keys.items()
+                if r.steps is not None and r.values is not None and len(r.steps) and r.steps[-1] == last_step
+            },
         ),
         resumed_from=resume.last_step if resume is not None else None,
         read_from=start,
     )
 
 
-def _after(old: dict[str, KeyRows], new: dict[str, KeyRows]) -> dict[str, KeyRows]:
+def _after(resume: Resume, new: dict[str, KeyRows]) -> dict[str, KeyRows]:
     """The keys of a file read on from where it was: the listing of both parts (kinds, counts,
-    last steps), the rows of the new part only."""
+    last steps); the rows from the old part's last step on (its row there, kept in `resume`,
+    then the new part's), so a read of the steps from that one on is served whole."""
     out: dict[str, KeyRows] = {}
     empty = np.empty(0)
-    for name in dict.fromkeys([*old, *new]):
-        a, b = old.get(name), new.get(name)
+    for name in dict.fromkeys([*resume.keys, *new]):
+        a, b = resume.keys.get(name), new.get(name)
         if a is None:
             if b is not None:
                 out[name] = b
             continue
-        if b is None:
-            out[name] = KeyRows(empty, empty if a.numeric else None, dict(a.types), a.example, a.count, a.last)
-            continue
         types = dict(a.types)
-        for t, k in b.types.items():
-            types[t] = types.get(t, 0) + k
-        example = a.example if a.example is not None else b.example
-        values = b.values if example is None else None
-        last = b.last if b.count else a.last
-        out[name] = KeyRows(b.steps, values, types, example, a.count + b.count, last)
+        example = a.example
+        steps: np.ndarray = empty
+        values: np.ndarray | None = empty if a.numeric else None
+        if b is not None:
+            for t, k in b.types.items():
+                types[t] = types.get(t, 0) + k
+            example = a.example if a.example is not None else b.example
+            assert b.steps is not None
+            steps, values = b.steps, b.values  # None: text, or not asked for
+        row = resume.tail.get(name)
+        if row is not None:
+            steps = np.concatenate([[row[0]], steps])
+            if values is not None:
+                values = np.concatenate([[row[1]], values])
+        count = a.count + (b.count if b is not None else 0)
+        last = b.last if b is not None and b.count else a.last
+        out[name] = KeyRows(steps, values if example is None else None, types, example, count, last)
     return out
 
 

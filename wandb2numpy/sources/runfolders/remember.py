@@ -81,6 +81,7 @@ def _resume_entry(r: Resume) -> dict[str, Any]:
         "media": [list(p) for p in r.media],
         "last_step": r.last_step,
         "records": r.records,
+        "tail": {k: list(v) for k, v in r.tail.items()},
     }
 
 
@@ -105,6 +106,7 @@ def resume_of(path: str, entry: Mapping[str, Any] | None) -> Resume | None:
             keys=base.keys,
             last_step=None if last is None else float(last),
             records=int(r["records"]),
+            tail={str(k): (float(v[0]), float(v[1])) for k, v in r["tail"].items()},
         )
     except (KeyError, TypeError, ValueError) as exc:
         log.info("where to read %s on from does not read back (%s); reading it whole", path, exc)

@@ -153,7 +153,7 @@ class RunFolderSource:
             if remember.has_rows(run.files):  # else decoded when read (if its cache cannot serve it)
                 self._rows[run.info.id] = run.keys
                 partial = [f.resumed_from for f in run.files if f.resumed_from is not None]
-                if partial:  # read on from an earlier listing: rows after this step only
+                if partial:  # read on from an earlier listing: rows from this step on only
                     self._partial[run.info.id] = max(partial)
             self._files[run.info.id] = [(f.path, f.size) for f in run.files]
             self._wanted[run.info.id] = wanted
@@ -233,11 +233,12 @@ class RunFolderSource:
         first = list(starts) if starts is not None else [0] * len(runs)
         need = set(fields)
         missing = [r.id for r in runs if r.id not in self._rows or not self._covers(r.id, need)]
-        # rows read on from an earlier listing serve only a read of the steps after that part
+        # rows read on from an earlier listing serve only a read of the steps from that part's
+        # last one on (the incremental cache's, which asks for that row again to check it)
         missing += [
             r.id
             for r, start in zip(runs, first)
-            if r.id in self._partial and r.id not in missing and not start > self._partial[r.id]
+            if r.id in self._partial and r.id not in missing and not start >= self._partial[r.id]
         ]
         if missing:
             await self._reread(missing, need)
