@@ -27,9 +27,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from typing import Any
 
 ENTITY = "demo"
 PROJECT = "synthetic"
