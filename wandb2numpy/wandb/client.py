@@ -10,6 +10,7 @@ wandb puts it.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -126,8 +127,9 @@ class ApiPool:
     """`wandb.Api` objects shared by the worker slots, ten slots to an `Api`.
 
     wandb-core serves at most ten requests at once per `Api`, so a single shared one caps any
-    concurrency at ten; one per worker costs a `Viewer` round trip each, which a rate-limited
-    server charges us for. Slot i uses `Api` i // 10, created on first use.
+    concurrency at ten; one per worker would cost a `Viewer` round trip each, which a
+    rate-limited server charges us for. Slot i uses `Api` i // 10, created on first use; only
+    the first sends `Viewer`, the others are its siblings (`_sibling_api`).
     """
 
     def __init__(self, settings: ClientSettings) -> None:
@@ -158,7 +160,10 @@ class ApiPool:
             if api is None:
                 if self._startup_error is not None:
                     raise self._startup_error
-                api = self._new_api() if self._reached else self._first_api()
+                made = list(self._apis.values())
+                api = self._sibling_api(made[0]) if made else None
+                if api is None:
+                    api = self._new_api() if self._reached else self._first_api()
                 self._apis[index] = api
                 self._reached = True
         return api
@@ -197,6 +202,34 @@ class ApiPool:
         if "error" in box:
             raise box["error"]
         api: wandb.Api = box["api"]
+        return api
+
+    def _sibling_api(self, first: wandb.Api) -> wandb.Api | None:
+        """Another `Api` for ten more slots, without the `Viewer` round trip `wandb.Api()` sends.
+
+        That query only checks the key, and the first `Api`, made with the same settings, had it
+        checked already; what the extra slots need is their own session in wandb-core (whose
+        limit of ten requests in flight is per session), which a new `ServiceApi` on the same
+        settings opens on its first request. A copy of the first `Api` with its own session and
+        empty caches is then what `wandb.Api()` would have built. None when this client is laid
+        out otherwise: the caller makes a full `Api`, at one `Viewer` more.
+        """
+        service = getattr(first, "_service_api", None)
+        core_settings = getattr(service, "_settings", None)
+        if core_settings is None:
+            return None
+        try:
+            from wandb.apis.public.service_api import ServiceApi
+
+            api = copy.copy(first)
+            api._service_api = ServiceApi(settings=core_settings, timeout=getattr(first, "_timeout", None))
+        except Exception as exc:  # noqa: BLE001 - an unknown client layout: a full Api instead
+            log.debug("could not derive an Api from the first one: %s", exc)
+            return None
+        api.settings = dict(first.settings)
+        for cache in ("_projects", "_runs", "_sweeps", "_reports"):
+            if isinstance(getattr(first, cache, None), dict):
+                setattr(api, cache, {})
         return api
 
     def _new_api(self) -> wandb.Api:
