@@ -10,8 +10,9 @@ import sys
 from typing import TextIO
 
 from .._early import is_command
+from ..config import ExperimentConfig
 from ..errors import ConfigError, Wandb2NumpyError
-from ..wandb.client import ClientSettings
+from ..wandb.client import ClientSettings, start_core
 from .common import check_file_option, configs, fail, policy, setup_logging
 from .errors import EXIT_EMPTY, EXIT_OK, exit_code_of
 from .report import STDOUT, LineProgress, Summary, TqdmProgress, exit_code, print_summary
@@ -63,10 +64,6 @@ def command(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -> int:
-    # looked up on each call: tests/conftest.py swaps the module's `export` for one with a short
-    # retry policy, since the command line has no retry option
-    from ..pipeline import export
-
     if out is None:
         out = sys.stderr if args.json_summary == STDOUT else sys.stdout
     settings = ClientSettings(base_url=args.base_url, timeout=args.timeout)
@@ -77,6 +74,12 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     try:
         chosen = configs(args)
         log.info("experiments: %s", ", ".join(f"{c.name} -> {c.output_path}" for c in chosen) or "none")
+        _start_core(chosen, settings)
+        # looked up on each call: tests/conftest.py swaps the module's `export` for one with a
+        # short retry policy, since the command line has no retry option; imported after the
+        # config is checked, while wandb-core starts
+        from ..pipeline import export
+
         result = export(
             chosen,
             overwrite=args.overwrite or args.incremental,
@@ -122,10 +125,13 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
     from .look import dry_run_lines
 
     out = out or sys.stdout
+    settings = ClientSettings(base_url=args.base_url, timeout=args.timeout)
     try:
+        chosen = configs(args)
+        _start_core(chosen, settings)
         plans = plan_export(
-            configs(args),
-            settings=ClientSettings(base_url=args.base_url, timeout=args.timeout),
+            chosen,
+            settings=settings,
             concurrency=args.concurrency,
             incremental=args.incremental,
             **policy(args),
@@ -141,3 +147,10 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
         else:
             print(f"wandb2numpy: error: {problem}", file=sys.stderr)
     return EXIT_EMPTY if problems and not args.allow_empty else EXIT_OK
+
+
+def _start_core(chosen: list[ExperimentConfig], settings: ClientSettings) -> None:
+    """Once the config is known good and names a W&B project: wandb-core starts while the export
+    checks its outputs and loads its modules (see `client.start_core`); no request is sent."""
+    if any(c.run_folders is None for c in chosen):
+        start_core(settings)

@@ -119,6 +119,30 @@ def prepare_environment(settings: ClientSettings) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def start_core(settings: ClientSettings) -> None:
+    """Start wandb-core now, in the background, and load the rest of wandb's API meanwhile.
+
+    For a caller that knows it will talk to a W&B server and has other work before the first
+    request (checking outputs, loading the pipeline). wandb-core takes a moment to start, and
+    wandb waits for it by polling its port file every 0.2 s, a wait that holds no CPU: begun
+    here, it passes while this thread loads `wandb.apis.public` (about as long again) and the
+    caller does its own work, instead of after all of it. No request is sent: the first `Api`
+    (and its `Viewer` query) is still made when the export asks for it, after its checks. A
+    failure to start is left for that `Api` to meet and report.
+    """
+    prepare_environment(settings)  # read by wandb-core when it starts
+    from wandb.sdk import wandb_setup  # most of wandb's import time, in the caller's thread
+
+    def start() -> None:
+        try:
+            wandb_setup.singleton().ensure_service()
+        except Exception as exc:  # noqa: BLE001 - the first Api meets it again and says what it is
+            log.debug("starting wandb-core early failed: %s", exc)
+
+    threading.Thread(target=start, name="wandb2numpy-start-core", daemon=True).start()
+    import wandb.apis.public  # noqa: F401 - while wandb-core starts
+
+
 # --------------------------------------------------------------------------------------------
 # Connections
 
