@@ -33,7 +33,6 @@ from .output.lock import output_locks
 from .plan import ExperimentPlan, build_plan, known_values
 from .result import ExperimentReport, ExportResult, Progress
 from .runner import RetryPolicy, task_group
-from .sources import cache as incremental_cache
 from .sources.base import HistorySource
 from .sources.choose import Sources
 from .wandb.client import ClientSettings
@@ -68,6 +67,8 @@ async def export_async(
     configs = resolve_configs(config, experiments)
     check_fields(configs)  # a config error, as the schema's, before any request
     if incremental:
+        from .sources import cache as incremental_cache  # loaded for incremental exports only
+
         for exp in configs:
             incremental_cache.check_incremental(exp, write=write)
     if write:
@@ -150,6 +151,8 @@ async def plan_experiments(
     plans = [build_plan(c, listed[c.name], known=known[(c.entity, c.project)], **shape) for c in configs]
     if not incremental:
         return plans
+    from .sources import cache as incremental_cache
+
     out = []
     for plan in plans:  # what each cache would serve, as `--dry-run --incremental` shows it
         c = plan.config
