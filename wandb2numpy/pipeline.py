@@ -12,7 +12,6 @@ together at the end; experiments whose `source:` names run folders read those in
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import anyio
 
 from . import _memory
-from .config import ConfigSource, ExperimentConfig, resolve_configs
+from .config import ConfigSource, ExperimentConfig, resolve_configs, server_entity
 from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
 from .config.filters import build_filters, describe_filters
 from .experiment import export_experiment
@@ -208,11 +207,7 @@ def plan_export(
 def _settings_for(configs: Sequence[ExperimentConfig], settings: ClientSettings | None) -> ClientSettings:
     """The caller's settings, with the first experiment's entity when none is set: saves wandb's
     `GetDefaultEntity` round trip at start-up."""
-    settings = settings or ClientSettings()
-    entity = next((c.entity for c in configs if c.run_folders is None and c.entity), None)
-    if settings.entity is None and entity:
-        settings = dataclasses.replace(settings, entity=entity)
-    return settings
+    return (settings or ClientSettings()).for_entity(server_entity(configs))
 
 
 def _service(settings: ClientSettings, concurrency: int, policy: RetryPolicy | None) -> HistorySource:

@@ -11,6 +11,7 @@ wandb puts it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -106,6 +107,10 @@ class ClientSettings:
     # plus any live rows after them with pages. Off: pages only.
     parquet: bool = True
 
+    def for_entity(self, entity: str | None) -> ClientSettings:
+        """These settings, with `entity` if they name none."""
+        return dataclasses.replace(self, entity=entity) if self.entity is None and entity else self
+
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("WANDB_BASE_URL")
 
@@ -126,9 +131,8 @@ def start_core(settings: ClientSettings) -> None:
     request (checking outputs, loading the pipeline). wandb-core takes a moment to start, and
     wandb waits for it by polling its port file every 0.2 s, a wait that holds no CPU: begun
     here, it passes while this thread loads `wandb.apis.public` (about as long again) and the
-    caller does its own work, instead of after all of it. No request is sent: the first `Api`
-    (and its `Viewer` query) is still made when the export asks for it, after its checks. A
-    failure to start is left for that `Api` to meet and report.
+    caller does its own work, instead of after all of it. No request is sent. A failure to
+    start is left for the first `Api` to meet and report.
     """
     prepare_environment(settings)  # read by wandb-core when it starts
     from wandb.sdk import wandb_setup  # most of wandb's import time, in the caller's thread
@@ -143,8 +147,30 @@ def start_core(settings: ClientSettings) -> None:
     import wandb.apis.public  # noqa: F401 - while wandb-core starts
 
 
+def connect_early(settings: ClientSettings) -> None:
+    """Make the first `Api` (its `Viewer` query) now, in the background, for the export with
+    these settings to take over (`ApiPool.take`): the query is answered while the export is
+    still loading. Only for a caller that has refused already whatever the export would refuse
+    before its first request; a pool nobody takes is dropped by `forget_started`."""
+    pool = ApiPool(settings)
+    with _started_guard:
+        _started[settings] = pool
+    threading.Thread(target=pool.connect_early, name="wandb2numpy-connect", daemon=True).start()
+
+
+def forget_started() -> None:
+    """Drop pools `connect_early` made that no export took (its config named other
+    settings, or it ended before connecting): a later export in this process starts afresh."""
+    with _started_guard:
+        _started.clear()
+
+
 # --------------------------------------------------------------------------------------------
 # Connections
+
+# Pools `connect_early` began, by settings, until an export takes its own.
+_started: dict[ClientSettings, ApiPool] = {}
+_started_guard = threading.Lock()
 
 
 class ApiPool:
@@ -166,7 +192,29 @@ class ApiPool:
         # once (kept here so every slot waiting for the first `Api` gets the same answer).
         self._reached = False
         self._startup_error: FetchError | None = None
+        self._early_error: BaseException | None = None  # of `connect_early`, for the first caller
         prepare_environment(settings)
+
+    @classmethod
+    def take(cls, settings: ClientSettings) -> ApiPool:
+        """The pool `connect_early(settings)` began connecting, else a new one."""
+        with _started_guard:
+            pool = _started.pop(settings, None)
+        return pool if pool is not None else cls(settings)
+
+    def connect_early(self) -> None:
+        """Make slot 0's `Api` now, ahead of any caller. Its failure is kept, not raised: the
+        first caller of slot 0 gets it, as if its own attempt had failed that way."""
+        with self._guard:
+            lock = self._locks.setdefault(0, threading.Lock())
+        with lock:
+            if self._apis or self._startup_error is not None:
+                return
+            try:
+                self._apis[0] = self._first_api()
+                self._reached = True
+            except BaseException as exc:  # noqa: BLE001 - handed to slot 0's first caller
+                self._early_error = exc
 
     def existing(self, slot: int) -> wandb.Api | None:
         """The slot's `Api` if it was made already: no thread hop needed to get it."""
@@ -184,6 +232,9 @@ class ApiPool:
             if api is None:
                 if self._startup_error is not None:
                     raise self._startup_error
+                early, self._early_error = self._early_error, None
+                if early is not None:
+                    raise early
                 made = list(self._apis.values())
                 api = self._sibling_api(made[0]) if made else None
                 if api is None:
