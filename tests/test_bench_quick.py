@@ -117,3 +117,39 @@ def test_bench_quick_peers(tmp_path: Path) -> None:
     assert ops["sdk"].get("ParquetFile")  # wandb's own export download, not the scan
     assert ops["thr"]["Viewer"] > ops["threads"]["Viewer"]  # an Api per thread
     assert "| scenario | ours s | threads s | threads/thr s | sdk s | best peer |" in done.stdout
+
+
+@pytest.mark.slow
+def test_startup_benchmark_reads_the_moments_from_the_request_log(tmp_path: Path) -> None:
+    """`startup.py` on a tiny project: every launch gives its three moments in order, ours sends
+    one `Viewer` query and the peer one per thread and one more, and the table has every row."""
+    out = tmp_path / "startup.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH.parent / "startup.py"),
+            "--repeats",
+            "1",
+            "--runs",
+            "2",
+            "--steps",
+            "20",
+            "--latency-ms",
+            "5",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert sorted(r["tool"] for r in records) == ["ours", "thr"]
+    for r in records:
+        assert 0 < r["first_request_s"] <= r["first_history_s"] < r["wall_s"]
+        assert r["end_s"] >= 0
+    viewers = {r["tool"]: r["viewer"] for r in records}
+    assert viewers["ours"] == 1 and viewers["thr"] == 3  # the listing's Api, then one per thread
+    for label in ("first request", "first history request", "last answer -> exit", "Viewer requests"):
+        assert label in done.stdout

@@ -65,6 +65,21 @@ def test_exit_1_wrong_api_key(
     assert not (tmp_path / "out").exists()
 
 
+def test_the_export_takes_over_the_connection_the_command_began(
+    srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With nothing in the way of a write (or none to make), the command makes the first `Api`
+    while the export loads, and the export uses it instead of making its own: one `Viewer`."""
+    cfg = write_config(tmp_path)
+    assert cli(srv, str(cfg), "-q") == 0  # no output folder yet: connected early
+    assert srv.stats()["ops"]["Viewer"] == 1
+    for args in (["--dry-run"], ["-q", "-o"]):  # nothing written; an existing folder: checked first
+        srv.reset_stats()
+        assert cli(srv, str(cfg), *args) == 0
+        assert srv.stats()["ops"]["Viewer"] == 1
+    capsys.readouterr()
+
+
 @pytest.mark.slow
 def test_exit_1_server_unreachable(srv: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket

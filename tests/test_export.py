@@ -293,6 +293,22 @@ def test_concurrency_reaches_the_server(tmp_path: Path) -> None:
         assert srv.stats()["max_in_flight"] == 16
 
 
+@pytest.mark.server
+def test_one_viewer_query_however_many_apis(tmp_path: Path) -> None:
+    """Slots 10, 20 and 30 each need an `Api` of their own (wandb-core serves ten requests at
+    once per `Api`), but only the first checks the key with a `Viewer` query."""
+    data = project_data()
+    runs = data["projects"][0]["runs"]
+    for k in range(56):  # 64 runs, each one history request, 200 ms each
+        runs.append(dict(runs[k % 8], id=f"x{k:02d}", name=f"extra-{k}"))
+    with LocalServer(data, latency_ms=200).start() as srv:
+        result = export(cfg(tmp_path, fields=["loss"]), write=False, concurrency=32, settings=per_run(srv), policy=FAST)
+        stats = srv.stats()
+    assert result.exit_code == 0 and len(run_ids(result)) == 64
+    assert stats["max_in_flight"] == 32
+    assert stats["ops"]["Viewer"] == 1
+
+
 def test_history_samples_limits_points(srv: LocalServer, tmp_path: Path) -> None:
     result = export(
         cfg(tmp_path, history_samples=3, runs=["sac-h-1"]), write=False, settings=settings(srv), policy=FAST

@@ -88,3 +88,22 @@ def test_a_parquet_served_export_reads_with_pyarrow_without_pandas(tmp_path: Pat
         assert server.stats()["ops"].get("ParquetFile", 0) >= 2  # the files were read
     assert got["out"] == 0
     assert got["heavy"] == ["pyarrow"]
+
+
+def test_a_bad_config_is_refused_before_wandb_is_loaded(tmp_path: Path) -> None:
+    """The config is checked before wandb (most of a second of imports) is loaded and wandb-core
+    started, and before the export's own modules load, so a mistake is reported at once and
+    costs no process; a good config starts wandb-core that much sooner."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        json.dumps(
+            {"exp": {"entity": "e", "project": "p", "fields": ["x"], "output_path": "o", "history_samples": "lots"}}
+        )
+    )
+    later = ("wandb", "anyio", "tenacity", "wandb2numpy.pipeline", "wandb2numpy.runner", "wandb2numpy.output.formats")
+    got = loaded_after(
+        f"from wandb2numpy.cli import main\nout = [main([{str(path)!r}, '--base-url', 'http://127.0.0.1:9']),\n"
+        f"       [m for m in {later!r} if m in sys.modules]]"
+    )
+    assert got["out"] == [2, []]
+    assert got["heavy"] == []

@@ -12,8 +12,6 @@ __version__ = "1.0.0.dev0"
 
 from . import _early  # noqa: F401, I001 - first: in the command's own process, Ctrl-C while the imports below load exits cleanly
 
-from .assemble import ExperimentResult, FieldArrays
-from .config import ExperimentConfig, load_config, parse_config
 from .errors import (
     AuthError,
     ConfigError,
@@ -23,22 +21,37 @@ from .errors import (
     OutputExistsError,
     Wandb2NumpyError,
 )
-from .output.load import Experiment, load
-from .runner import DEFAULT_CONCURRENCY, RetryPolicy
-from .wandb.client import ClientSettings
 
 if TYPE_CHECKING:
+    from .assemble import ExperimentResult, FieldArrays
     from .compat import export_data
+    from .config import ExperimentConfig, load_config, parse_config
+    from .output.load import Experiment, load
     from .pipeline import export, export_async, plan_export
     from .plan import ExperimentPlan
     from .result import ExportResult
+    from .runner import DEFAULT_CONCURRENCY, RetryPolicy
+    from .wandb.client import ClientSettings
 
-# loaded on first use (the pipeline imports wandb): name -> module
+# loaded on first use: name -> module. The pipeline imports wandb (most of a second), and the
+# rest numpy, pydantic and the output formats, which the command line loads in its own order
+# (its config check first, then wandb, then the export), so `import wandb2numpy.cli` loads none.
 _LAZY = {
+    "ClientSettings": "wandb.client",
+    "DEFAULT_CONCURRENCY": "runner",
+    "Experiment": "output.load",
+    "ExperimentConfig": "config",
+    "ExperimentPlan": "plan",
+    "ExperimentResult": "assemble",
     "ExportResult": "result",
+    "FieldArrays": "assemble",
+    "RetryPolicy": "runner",
     "export": "pipeline",
     "export_async": "pipeline",
     "export_data": "compat",
+    "load": "output.load",
+    "load_config": "config",
+    "parse_config": "config",
     "plan_export": "pipeline",
 }
 
@@ -75,8 +88,4 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    if name == "ExperimentPlan":
-        from .plan import ExperimentPlan
-
-        return ExperimentPlan
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

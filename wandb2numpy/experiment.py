@@ -18,7 +18,6 @@ from .output import folder as writers
 from .plan import ExperimentPlan
 from .result import ExperimentReport, Progress
 from .sources import PlanRead, read_plan
-from .sources import cache as incremental_cache
 from .sources.base import HistorySource
 
 __all__ = ["export_experiment"]
@@ -51,6 +50,8 @@ async def export_experiment(
         return report
     cache = None
     if incremental:  # refused (no write) or read before the first request
+        from .sources import cache as incremental_cache  # loaded for incremental exports only
+
         cache = await anyio.to_thread.run_sync(
             functools.partial(incremental_cache.open_cache, exp, filters, write=write)
         )

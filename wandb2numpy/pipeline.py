@@ -12,7 +12,6 @@ together at the end; experiments whose `source:` names run folders read those in
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import anyio
 
 from . import _memory
-from .config import ConfigSource, ExperimentConfig, resolve_configs
+from .config import ConfigSource, ExperimentConfig, resolve_configs, server_entity
 from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
 from .config.filters import build_filters, describe_filters
 from .experiment import export_experiment
@@ -33,7 +32,6 @@ from .output.lock import output_locks
 from .plan import ExperimentPlan, build_plan, known_values
 from .result import ExperimentReport, ExportResult, Progress
 from .runner import RetryPolicy, task_group
-from .sources import cache as incremental_cache
 from .sources.base import HistorySource
 from .sources.choose import Sources
 from .wandb.client import ClientSettings
@@ -68,6 +66,8 @@ async def export_async(
     configs = resolve_configs(config, experiments)
     check_fields(configs)  # a config error, as the schema's, before any request
     if incremental:
+        from .sources import cache as incremental_cache  # loaded for incremental exports only
+
         for exp in configs:
             incremental_cache.check_incremental(exp, write=write)
     if write:
@@ -150,6 +150,8 @@ async def plan_experiments(
     plans = [build_plan(c, listed[c.name], known=known[(c.entity, c.project)], **shape) for c in configs]
     if not incremental:
         return plans
+    from .sources import cache as incremental_cache
+
     out = []
     for plan in plans:  # what each cache would serve, as `--dry-run --incremental` shows it
         c = plan.config
@@ -205,11 +207,7 @@ def plan_export(
 def _settings_for(configs: Sequence[ExperimentConfig], settings: ClientSettings | None) -> ClientSettings:
     """The caller's settings, with the first experiment's entity when none is set: saves wandb's
     `GetDefaultEntity` round trip at start-up."""
-    settings = settings or ClientSettings()
-    entity = next((c.entity for c in configs if c.run_folders is None and c.entity), None)
-    if settings.entity is None and entity:
-        settings = dataclasses.replace(settings, entity=entity)
-    return settings
+    return (settings or ClientSettings()).for_entity(server_entity(configs))
 
 
 def _service(settings: ClientSettings, concurrency: int, policy: RetryPolicy | None) -> HistorySource:

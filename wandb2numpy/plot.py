@@ -33,6 +33,17 @@ from .grid import GridSpec, grid_range, make_grid, resample, run_label, run_rang
 from .output.folder import atomic_write_bytes
 from .output.formats import RUNS_FILE
 from .output.load import Experiment, load
+from .plot_options import (
+    DEFAULT_CI,
+    DEFAULT_POINTS,
+    DPI,
+    FIGSIZE,
+    FORMATS,
+    LEGENDS,
+    PLOT_INSTALL_HINT,
+    STATS,
+    Stat,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,37 +69,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Stat = Literal["mean", "median", "iqm"]
-STATS: tuple[Stat, ...] = ("mean", "median", "iqm")
-DEFAULT_CI = 95.0
-DEFAULT_POINTS = 200
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0  # a fixed seed: the same files give the same picture, byte for byte
 NO_GROUP = "(none)"
 ALL_RUNS = "all runs"
-FIGSIZE = (8.0, 5.0)  # inches; at DPI, an 800 x 500 PNG
-DPI = 100
-FORMATS = ("png", "pdf", "svg")  # by the output's suffix
 Span = Literal["common", "all"]
-# matplotlib's legend locations, "outside" (right of the plot) and "none"
-LEGENDS = (
-    "best",
-    "upper right",
-    "upper left",
-    "lower left",
-    "lower right",
-    "right",
-    "center left",
-    "center right",
-    "lower center",
-    "upper center",
-    "center",
-    "outside",
-    "none",
-)
-# The `plot` extra is matplotlib alone. Not "pip install 'wandb2numpy[plot]'": run from a checkout,
-# that installs whatever package of that name a package index holds.
-PLOT_INSTALL_HINT = "pip install matplotlib (the 'plot' extra; from a checkout: pip install '.[plot]')"
 MISSING_MATPLOTLIB = f"matplotlib is not installed: {PLOT_INSTALL_HINT}"
 _CHUNK_ELEMENTS = 1 << 22  # bootstrap resamples are drawn in chunks of about 32 MB
 
@@ -180,9 +165,6 @@ def curve_stats(
 
 
 # --------------------------------------------------------------------------- grouping
-
-
-GROUP_COLUMNS = ("group", "job_type", "name", "tags")  # and config.KEY, summary.KEY
 
 
 def group_rows(runs: Sequence[dict[str, str]], by: str | None) -> dict[str, list[int]]:

@@ -11,15 +11,17 @@ import re
 import sys
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..config import ExperimentConfig, load_config, parse_config
 from ..config.defaults import DEFAULT_RETRIES
 from ..config.names import experiment_name_problem, output_path_problem
 from ..errors import ConfigError, Wandb2NumpyError
-from ..runner import RetryPolicy
 from .errors import exit_code_of
 from .report import STDOUT, Summary, TqdmLogHandler
+
+if TYPE_CHECKING:
+    from ..runner import RetryPolicy
 
 log = logging.getLogger("wandb2numpy")
 
@@ -35,6 +37,8 @@ def policy(args: argparse.Namespace) -> _PolicyArg:
     deadline = getattr(args, "deadline", None)
     if not (args.max_rate or args.start_window or retries != DEFAULT_RETRIES or deadline):
         return {}
+    from ..runner import RetryPolicy  # with the export, not before the config check
+
     return {
         "policy": RetryPolicy(
             max_rate=args.max_rate, start_window=args.start_window, attempts=retries + 1, export_deadline=deadline

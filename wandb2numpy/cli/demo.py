@@ -55,7 +55,7 @@ def run_demo(
     from ..config import parse_config
     from ..errors import ConfigError, ForeignFilesError, Wandb2NumpyError
     from ..pipeline import export
-    from ..plot import PLOT_INSTALL_HINT
+    from ..plot_options import PLOT_INSTALL_HINT
     from ..testing import local_server
     from ..wandb.client import ClientSettings
     from .errors import EXIT_FAILED, exit_code_of

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..config.defaults import DEFAULT_CONCURRENCY, DEFAULT_HISTORY_SAMPLES, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
-from ..plot import (  # plot imports matplotlib only to draw
+from ..plot_options import (  # not `plot`: it loads the output readers
     DEFAULT_CI,
     DEFAULT_POINTS,
     DPI,

@@ -48,6 +48,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "resolve_configs",
+    "server_entity",
     "ConfigSource",
 ]
 
@@ -369,6 +370,12 @@ def _build(name: str, model: _Experiment, merged: dict[str, Any], source: str) -
 
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Sequence[ExperimentConfig]
+
+
+def server_entity(configs: Sequence[ExperimentConfig]) -> str | None:
+    """The entity of the first experiment read from a W&B server: the one its client is made
+    with (it saves wandb a `GetDefaultEntity` round trip; every query names its own entity)."""
+    return next((c.entity for c in configs if c.run_folders is None and c.entity), None)
 
 
 def resolve_configs(config: ConfigSource, experiments: Sequence[str] | None) -> list[ExperimentConfig]:

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from ..config.defaults import DEFAULT_X_AXIS
 from ..models import RunInfo
 from ..series import Series
-from . import xaxis
 from .base import HistorySource, ProgressFn, RunEvent, RunOutcome
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ async def read_plan(plan: ExperimentPlan, source: HistorySource, progress: Progr
             progress.advance(exp.name, run, rows, event == "run_failed")
 
     runs, fields = list(plan.runs), list(plan.fields)
-    if exp.x_axis == xaxis.DEFAULT_X_AXIS:
+    if exp.x_axis == DEFAULT_X_AXIS:
         outcomes = await source.read_runs(runs, fields, samples=exp.history_samples, progress=on_run)
         return PlanRead(outcomes, [None if o.error else o.series for o in outcomes])
 
@@ -53,6 +53,8 @@ async def read_plan(plan: ExperimentPlan, source: HistorySource, progress: Progr
         log.info(
             "%s: %d run(s) did not log %s in the rows of every field; reading them in full", exp.name, n, exp.x_axis
         )
+
+    from . import xaxis  # only for exports on another x axis
 
     on_key = await xaxis.read_runs(
         source, runs, fields, exp.x_axis, samples=exp.history_samples, progress=on_run, on_reread=reread

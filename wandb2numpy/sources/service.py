@@ -96,8 +96,9 @@ class WandbSource:
     async def prepare(self) -> None:
         """Create the `Api` objects of slots 10, 20, ... while the runs are being listed.
 
-        Each costs a `Viewer` round trip; made on first use they would delay the first history
-        calls of those slots. A failure here is left for the real call to meet and retry.
+        The first one sends the `Viewer` query; the others cost no request, only a moment of
+        local work that would otherwise fall on the first history calls of those slots. A failure
+        here is left for the real call to meet and retry.
         """
 
         # Slot 0's first (made once, under the pool's lock, shared with the listing): until one

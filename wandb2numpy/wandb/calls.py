@@ -53,7 +53,7 @@ class Apis:
     over wandb-core's log that tells the rate gate of 429s it retried out of our sight."""
 
     def __init__(self, settings: ClientSettings, runner: Runner | None = None) -> None:
-        self.pool = ApiPool(settings)
+        self.pool = ApiPool.take(settings)  # the CLI may have begun connecting (`client.connect_early`)
         self.runner = runner
         self.watcher: CoreLogWatcher | None = None
         self._lock = threading.Lock()

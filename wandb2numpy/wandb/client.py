@@ -10,6 +10,8 @@ wandb puts it.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import math
@@ -105,6 +107,10 @@ class ClientSettings:
     # plus any live rows after them with pages. Off: pages only.
     parquet: bool = True
 
+    def for_entity(self, entity: str | None) -> ClientSettings:
+        """These settings, with `entity` if they name none."""
+        return dataclasses.replace(self, entity=entity) if self.entity is None and entity else self
+
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("WANDB_BASE_URL")
 
@@ -118,16 +124,62 @@ def prepare_environment(settings: ClientSettings) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def start_core(settings: ClientSettings) -> None:
+    """Start wandb-core now, in the background, and load the rest of wandb's API meanwhile.
+
+    For a caller that knows it will talk to a W&B server and has other work before the first
+    request (checking outputs, loading the pipeline). wandb-core takes a moment to start, and
+    wandb waits for it by polling its port file every 0.2 s, a wait that holds no CPU: begun
+    here, it passes while this thread loads `wandb.apis.public` (about as long again) and the
+    caller does its own work, instead of after all of it. No request is sent. A failure to
+    start is left for the first `Api` to meet and report.
+    """
+    prepare_environment(settings)  # read by wandb-core when it starts
+    from wandb.sdk import wandb_setup  # most of wandb's import time, in the caller's thread
+
+    def start() -> None:
+        try:
+            wandb_setup.singleton().ensure_service()
+        except Exception as exc:  # noqa: BLE001 - the first Api meets it again and says what it is
+            log.debug("starting wandb-core early failed: %s", exc)
+
+    threading.Thread(target=start, name="wandb2numpy-start-core", daemon=True).start()
+    import wandb.apis.public  # noqa: F401 - while wandb-core starts
+
+
+def connect_early(settings: ClientSettings) -> None:
+    """Make the first `Api` (its `Viewer` query) now, in the background, for the export with
+    these settings to take over (`ApiPool.take`): the query is answered while the export is
+    still loading. Only for a caller that has refused already whatever the export would refuse
+    before its first request; a pool nobody takes is dropped by `forget_started`."""
+    pool = ApiPool(settings)
+    with _started_guard:
+        _started[settings] = pool
+    threading.Thread(target=pool.connect_early, name="wandb2numpy-connect", daemon=True).start()
+
+
+def forget_started() -> None:
+    """Drop pools `connect_early` made that no export took (its config named other
+    settings, or it ended before connecting): a later export in this process starts afresh."""
+    with _started_guard:
+        _started.clear()
+
+
 # --------------------------------------------------------------------------------------------
 # Connections
+
+# Pools `connect_early` began, by settings, until an export takes its own.
+_started: dict[ClientSettings, ApiPool] = {}
+_started_guard = threading.Lock()
 
 
 class ApiPool:
     """`wandb.Api` objects shared by the worker slots, ten slots to an `Api`.
 
     wandb-core serves at most ten requests at once per `Api`, so a single shared one caps any
-    concurrency at ten; one per worker costs a `Viewer` round trip each, which a rate-limited
-    server charges us for. Slot i uses `Api` i // 10, created on first use.
+    concurrency at ten; one per worker would cost a `Viewer` round trip each, which a
+    rate-limited server charges us for. Slot i uses `Api` i // 10, created on first use; only
+    the first sends `Viewer`, the others are its siblings (`_sibling_api`).
     """
 
     def __init__(self, settings: ClientSettings) -> None:
@@ -140,7 +192,29 @@ class ApiPool:
         # once (kept here so every slot waiting for the first `Api` gets the same answer).
         self._reached = False
         self._startup_error: FetchError | None = None
+        self._early_error: BaseException | None = None  # of `connect_early`, for the first caller
         prepare_environment(settings)
+
+    @classmethod
+    def take(cls, settings: ClientSettings) -> ApiPool:
+        """The pool `connect_early(settings)` began connecting, else a new one."""
+        with _started_guard:
+            pool = _started.pop(settings, None)
+        return pool if pool is not None else cls(settings)
+
+    def connect_early(self) -> None:
+        """Make slot 0's `Api` now, ahead of any caller. Its failure is kept, not raised: the
+        first caller of slot 0 gets it, as if its own attempt had failed that way."""
+        with self._guard:
+            lock = self._locks.setdefault(0, threading.Lock())
+        with lock:
+            if self._apis or self._startup_error is not None:
+                return
+            try:
+                self._apis[0] = self._first_api()
+                self._reached = True
+            except BaseException as exc:  # noqa: BLE001 - handed to slot 0's first caller
+                self._early_error = exc
 
     def existing(self, slot: int) -> wandb.Api | None:
         """The slot's `Api` if it was made already: no thread hop needed to get it."""
@@ -158,7 +232,13 @@ class ApiPool:
             if api is None:
                 if self._startup_error is not None:
                     raise self._startup_error
-                api = self._new_api() if self._reached else self._first_api()
+                early, self._early_error = self._early_error, None
+                if early is not None:
+                    raise early
+                made = list(self._apis.values())
+                api = self._sibling_api(made[0]) if made else None
+                if api is None:
+                    api = self._new_api() if self._reached else self._first_api()
                 self._apis[index] = api
                 self._reached = True
         return api
@@ -197,6 +277,34 @@ class ApiPool:
         if "error" in box:
             raise box["error"]
         api: wandb.Api = box["api"]
+        return api
+
+    def _sibling_api(self, first: wandb.Api) -> wandb.Api | None:
+        """Another `Api` for ten more slots, without the `Viewer` round trip `wandb.Api()` sends.
+
+        That query only checks the key, and the first `Api`, made with the same settings, had it
+        checked already; what the extra slots need is their own session in wandb-core (whose
+        limit of ten requests in flight is per session), which a new `ServiceApi` on the same
+        settings opens on its first request. A copy of the first `Api` with its own session and
+        empty caches is then what `wandb.Api()` would have built. None when this client is laid
+        out otherwise: the caller makes a full `Api`, at one `Viewer` more.
+        """
+        service = getattr(first, "_service_api", None)
+        core_settings = getattr(service, "_settings", None)
+        if core_settings is None:
+            return None
+        try:
+            from wandb.apis.public.service_api import ServiceApi
+
+            api = copy.copy(first)
+            api._service_api = ServiceApi(settings=core_settings, timeout=getattr(first, "_timeout", None))
+        except Exception as exc:  # noqa: BLE001 - an unknown client layout: a full Api instead
+            log.debug("could not derive an Api from the first one: %s", exc)
+            return None
+        api.settings = dict(first.settings)
+        for cache in ("_projects", "_runs", "_sweeps", "_reports"):
+            if isinstance(getattr(first, cache, None), dict):
+                setattr(api, cache, {})
         return api
 
     def _new_api(self) -> wandb.Api:
@@ -284,6 +392,7 @@ def list_runs(
     the same filters): a listing with fewer distinct runs is read again from the start, and if it
     stays short the call fails rather than exporting a partial experiment as a whole one.
     """
+    _load_while_listing()
     try:
         for _ in range(LISTING_ATTEMPTS):
             runs, expected = _list_once(api, entity, project, filters, per_page)
@@ -304,6 +413,33 @@ def list_runs(
         f"listing runs of {entity}/{project} gave {len(runs)} runs where the server counted "
         f"{expected}, {LISTING_ATTEMPTS} times; not exporting a partial experiment"
     )
+
+
+# What wandb loads when it turns the first page of a listing into runs (`requests`, from
+# `wandb.apis.normalize`): about 0.1 s, spent after the page came unless loaded while it comes.
+_LISTING_MODULES = ("requests",)
+
+
+def _load_while_listing() -> None:
+    """Load `_LISTING_MODULES` in a thread while this one waits for the listing's first page (a
+    round trip in which this process has nothing else to do), so the runs are built, and the
+    first history requests sent, that much sooner. Nothing is lost if wandb stops needing them."""
+    import sys
+
+    missing = [m for m in _LISTING_MODULES if m not in sys.modules]
+    if not missing:
+        return
+
+    def load() -> None:
+        import importlib
+
+        for module in missing:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - wandb will say what is wrong when it needs it
+                log.debug("loading %s ahead of the listing failed: %s", module, exc)
+
+    threading.Thread(target=load, name="wandb2numpy-load", daemon=True).start()
 
 
 def _list_once(
