@@ -23,7 +23,7 @@ import anyio
 
 from . import _memory
 from .config import ConfigSource, ExperimentConfig, resolve_configs
-from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
+from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_LISTING_PAGE, DEFAULT_PAGE_SIZE
 from .config.filters import build_filters, describe_filters
 from .experiment import export_experiment
 from .models import RunInfo
@@ -161,7 +161,7 @@ async def plan_experiments(
 
 
 def _read_shape(source: HistorySource) -> dict[str, Any]:
-    """Workers, page size, batching and parquet reading of a source, as its read planning uses
+    """Workers, page sizes, batching and parquet reading of a source, as its read planning uses
     them (a source without settings reads as the defaults say)."""
     settings = getattr(source, "settings", None)
     return {
@@ -169,6 +169,7 @@ def _read_shape(source: HistorySource) -> dict[str, Any]:
         "page_size": int(getattr(settings, "page_size", DEFAULT_PAGE_SIZE)),
         "batch": bool(getattr(settings, "batch_small_runs", True)),
         "parquet": bool(getattr(settings, "parquet", False)),
+        "listing_page": int(getattr(settings, "listing_page", DEFAULT_LISTING_PAGE)),
     }
 
 

@@ -84,6 +84,7 @@ def build_plan(
     page_size: int,
     batch: bool = True,
     parquet: bool = False,
+    listing_page: int | None = None,
     known: KnownValues | None = None,
     cached: tuple[Sequence[int], Mapping[int, int]] | None = None,
 ) -> ExperimentPlan:
@@ -103,7 +104,13 @@ def build_plan(
         if not blocked and not problems and not _any_field_logged(runs, fields):
             problems.append(f"{exp.name}: none of the {len(runs)} matched run(s) holds a requested field")
             blocked = True
-    shape = {"workers": workers, "page_size": page_size, "batch": batch, "parquet": parquet}
+    shape = {
+        "workers": workers,
+        "page_size": page_size,
+        "batch": batch,
+        "parquet": parquet,
+        "listing_page": listing_page,
+    }
     if cached is not None and not blocked and exp.x_axis == DEFAULT_X_AXIS:
         reads = _incremental_reads(runs, fields, exp, cached, **shape)
     else:

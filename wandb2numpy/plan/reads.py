@@ -27,6 +27,7 @@ __all__ = [
     "fits_batch",
     "plan_reads",
     "INTERNAL_KEYS",
+    "listing_pages",
     "MAX_SAMPLES",
     "OPEN_END",
     "batches",
@@ -252,6 +253,12 @@ def read_in_full(run: RunInfo, key: str, fields: Sequence[str], samples: int | N
     return any((f_info := run.history_keys.get(f)) is not None and f_info.count != info.count for f in fields)
 
 
+def listing_pages(runs: int, listing_page: int | None) -> list[tuple[int, int]]:
+    """[lo, hi) of each listing page of `runs` runs: the units reads are planned and sent in."""
+    size = listing_page if listing_page and listing_page > 0 else max(1, runs)
+    return [(lo, min(runs, lo + size)) for lo in range(0, runs, size)] or [(0, 0)]
+
+
 def spare_workers(workers: int, runs: int) -> int:
     """Workers each run may use beyond its own: few runs are split further to keep all busy."""
     return max(1, math.ceil(workers / max(1, runs)))
@@ -381,10 +388,31 @@ def plan_reads(
     batch: bool = True,
     parquet: bool = False,
     starts: Sequence[int] | None = None,
+    listing_page: int | None = None,
 ) -> ReadPlan:
     """The requests `WandbSource.read_runs` sends for these runs, from the same decisions it
     executes (`plan_keys`, `batch_groups`, `co_logged_groups`, `group_read`), without sending
-    any. Splits of answers that come back full or short are not foreseen."""
+    any. Splits of answers that come back full or short are not foreseen.
+
+    `listing_page`: runs are read (and so planned) a listing page at a time, each page as if it
+    were all the runs (`listing_pages`): a page's requests then never depend on a later page, and
+    may be sent while that page is still coming."""
+    pages = listing_pages(len(runs), listing_page)
+    if len(pages) > 1:
+        parts = [
+            plan_reads(
+                runs[lo:hi],
+                fields,
+                samples=samples,
+                workers=workers,
+                page_size=page_size,
+                batch=batch,
+                parquet=parquet,
+                starts=None if starts is None else starts[lo:hi],
+            )
+            for lo, hi in pages
+        ]
+        return sum(parts[1:], parts[0])
     plans = [plan_keys(run, fields, {}) for run in runs]
     spare = spare_workers(workers, len(runs))
     first = list(starts) if starts is not None else [0] * len(runs)

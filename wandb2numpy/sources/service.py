@@ -9,6 +9,7 @@ in requests for the rate gate. The concurrency itself is the generic `fetch.Runn
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from ..plan.reads import (
     expected_rows,
     fits_batch,
     group_read,
+    listing_pages,
     parquet_eligible,
     plan_keys,
     range_cost,
@@ -125,7 +127,12 @@ class WandbSource:
     async def list_filtered(self, entity: str, project: str, filters: Mapping[str, Any]) -> list[RunInfo]:
         try:
             return await self.runner.call(
-                client.list_runs, entity, project, filters, what=f"listing runs of {entity}/{project}"
+                functools.partial(client.list_runs, per_page=self.settings.listing_page),
+                entity,
+                project,
+                filters,
+                what=f"listing runs of {entity}/{project}",
+                kind="list_runs",
             )
         except (AuthError, DeadlinePassed):
             raise
@@ -144,6 +151,31 @@ class WandbSource:
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
         on_outcome: OutcomeFn | None = None,
+    ) -> list[RunOutcome]:
+        """A listing page of runs at a time, side by side, each read as if it were all the runs
+        (as `plan_reads` plans them): one page's requests never wait for, or depend on, another's."""
+        pages = listing_pages(len(runs), self.settings.listing_page)
+        if len(pages) == 1:
+            return await self._read_page(runs, fields, samples, progress, starts, on_outcome)
+        outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
+
+        async def page(lo: int, hi: int) -> None:
+            first = None if starts is None else starts[lo:hi]
+            outcomes[lo:hi] = await self._read_page(runs[lo:hi], fields, samples, progress, first, on_outcome)
+
+        async with task_group() as tg:
+            for lo, hi in pages:
+                tg.start_soon(page, lo, hi)
+        return outcomes
+
+    async def _read_page(
+        self,
+        runs: Sequence[RunInfo],
+        fields: Sequence[str],
+        samples: int | None,
+        progress: ProgressFn | None,
+        starts: Sequence[int] | None,
+        on_outcome: OutcomeFn | None,
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
         first = list(starts) if starts is not None else [0] * len(runs)
