@@ -132,17 +132,18 @@ def test_plan_reads_puts_small_runs_in_shared_requests() -> None:
 
 def test_plan_reads_plans_each_listing_page_as_if_it_were_all_the_runs() -> None:
     """A page's reads may be sent before the next page is listed (`sources.ahead`), so they must
-    not depend on it: batches never span pages, and each page spreads over the workers itself."""
+    not depend on it: batches never span pages, and each page spreads over its share of the
+    workers (a quarter, PAGES_IN_FLIGHT: four pages in flight keep every worker busy)."""
     runs = many(450, 50)
-    paged = plan_reads(runs, ["loss"], samples=12000, workers=4, page_size=1000, listing_page=200)
+    paged = plan_reads(runs, ["loss"], samples=12000, workers=16, page_size=1000, listing_page=200)
     pages = [plan_reads(runs[lo:hi], ["loss"], samples=12000, workers=4, page_size=1000) for lo, hi in LISTED]
     assert paged == pages[0] + pages[1] + pages[2]
     assert paged.runs == 450 and paged.batched_runs == 450
-    assert (
-        paged.batch_requests == 4 + 4 + 3
-    )  # 10,000 rows over 4 workers a full page; the last 2,500 in requests of a page (1,000) at least
-    one_page = plan_reads(runs[:200], ["loss"], samples=12000, workers=4, page_size=1000)
-    assert plan_reads(runs[:200], ["loss"], samples=12000, workers=4, page_size=1000, listing_page=200) == one_page
+    # 10,000 rows of a full page over 4 workers; the last page's 2,500 in requests of a page (1,000) at least
+    assert paged.batch_requests == 4 + 4 + 3
+    one_page = plan_reads(runs[:200], ["loss"], samples=12000, workers=16, page_size=1000)
+    assert plan_reads(runs[:200], ["loss"], samples=12000, workers=16, page_size=1000, listing_page=200) == one_page
+    assert one_page.batch_requests == 10  # one page alone: as before, over every worker (a page a request at least)
 
 
 LISTED = [(0, 200), (200, 400), (400, 450)]

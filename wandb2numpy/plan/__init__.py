@@ -23,7 +23,7 @@ from ..config.names import field_problem
 from ..models import RunInfo
 from .reads import ReadPlan, all_numeric_fields, plan_reads, read_in_full
 
-__all__ = ["ExperimentPlan", "KnownValues", "build_plan", "known_values", "not_logged"]
+__all__ = ["ExperimentPlan", "KnownValues", "build_plan", "known_values", "may_read_ahead", "not_logged"]
 
 # What a filter value is compared with, per selection key: the run attribute it names.
 _SELECTION_KEYS = ("groups", "job_types", "runs", "tags")
@@ -126,6 +126,18 @@ def build_plan(
         reads=reads,
         files=tuple(_files(exp, fields)),
     )
+
+
+def may_read_ahead(exp: ExperimentConfig, runs: Sequence[RunInfo]) -> bool:
+    """Whether these first listed runs may be read before the listing is whole: only when no
+    later page could block the experiment or change their requests. Named fields (`fields: all`
+    grows with every page), the `_step` axis (an x axis splits its reads over the whole listing),
+    and every named field logged by some run listed so far (more runs never make one unlogged),
+    so the plan cannot come out blocked; filter-value warnings do not block. The requests of a
+    listing page depend on that page alone (`plan_reads`)."""
+    if not exp.fields or exp.x_axis != DEFAULT_X_AXIS or not runs:
+        return False
+    return all(any(name in r.history_keys for r in runs) for name in exp.fields)
 
 
 def _reads(runs: Sequence[RunInfo], fields: Sequence[str], exp: ExperimentConfig, **shape: Any) -> ReadPlan:

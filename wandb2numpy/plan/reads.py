@@ -28,6 +28,8 @@ __all__ = [
     "plan_reads",
     "INTERNAL_KEYS",
     "listing_pages",
+    "page_workers",
+    "PAGES_IN_FLIGHT",
     "MAX_SAMPLES",
     "OPEN_END",
     "batches",
@@ -49,6 +51,11 @@ OPEN_END = -1  # a step range whose end the reader finds out itself
 MAX_SAMPLES = 10_000
 # Rows one batched answer may hold, at most (many small runs in one request).
 BATCH_ROWS = 100_000
+# A listing of several pages is read a page at a time, pages side by side, each page as if it
+# were all the runs on this share of the workers: a few pages in flight keep every worker busy
+# with fewer, larger requests than a page spread over all of them (each request costs the
+# server's fixed latency once; 2,000 small runs took 170 requests instead of 40).
+PAGES_IN_FLIGHT = 4
 
 
 def plan_keys(run: RunInfo, fields: Sequence[str], non_numeric: dict[str, str]) -> list[str]:
@@ -259,6 +266,11 @@ def listing_pages(runs: int, listing_page: int | None) -> list[tuple[int, int]]:
     return [(lo, min(runs, lo + size)) for lo in range(0, runs, size)] or [(0, 0)]
 
 
+def page_workers(workers: int, pages: int) -> int:
+    """The workers each listing page is planned on, in a listing of `pages` pages (or more)."""
+    return workers if pages <= 1 else max(1, workers // PAGES_IN_FLIGHT)
+
+
 def spare_workers(workers: int, runs: int) -> int:
     """Workers each run may use beyond its own: few runs are split further to keep all busy."""
     return max(1, math.ceil(workers / max(1, runs)))
@@ -395,8 +407,8 @@ def plan_reads(
     any. Splits of answers that come back full or short are not foreseen.
 
     `listing_page`: runs are read (and so planned) a listing page at a time, each page as if it
-    were all the runs (`listing_pages`): a page's requests then never depend on a later page, and
-    may be sent while that page is still coming."""
+    were all the runs on its share of the workers (`listing_pages`, `page_workers`): a page's
+    requests then depend on no later page, and may be sent while later pages are still coming."""
     pages = listing_pages(len(runs), listing_page)
     if len(pages) > 1:
         parts = [
@@ -404,7 +416,7 @@ def plan_reads(
                 runs[lo:hi],
                 fields,
                 samples=samples,
-                workers=workers,
+                workers=page_workers(workers, len(pages)),
                 page_size=page_size,
                 batch=batch,
                 parquet=parquet,

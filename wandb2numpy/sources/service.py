@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -28,6 +28,7 @@ from ..plan.reads import (
     fits_batch,
     group_read,
     listing_pages,
+    page_workers,
     parquet_eligible,
     plan_keys,
     range_cost,
@@ -121,13 +122,33 @@ class WandbSource:
             for slot in range(client.REQUESTS_PER_API, self.concurrency, client.REQUESTS_PER_API):
                 tg.start_soon(make, slot)
 
+    @property
+    def listing_page(self) -> int:
+        return self.settings.listing_page
+
     async def list_runs(self, exp: ExperimentConfig) -> list[RunInfo]:
         return await self.list_filtered(exp.entity, exp.project, build_filters(exp))
 
-    async def list_filtered(self, entity: str, project: str, filters: Mapping[str, Any]) -> list[RunInfo]:
+    async def list_runs_ahead(self, exp: ExperimentConfig, on_runs: Callable[[list[RunInfo]], None]) -> list[RunInfo]:
+        """`list_runs`, telling `on_runs` (in the event loop) the runs listed so far as each
+        listing page starts, while the listing goes on (`sources.ahead`)."""
+
+        def from_thread(runs: list[RunInfo]) -> None:
+            anyio.from_thread.run_sync(on_runs, runs)
+
+        return await self.list_filtered(exp.entity, exp.project, build_filters(exp), on_runs=from_thread)
+
+    async def list_filtered(
+        self,
+        entity: str,
+        project: str,
+        filters: Mapping[str, Any],
+        *,
+        on_runs: Callable[[list[RunInfo]], None] | None = None,
+    ) -> list[RunInfo]:
         try:
             return await self.runner.call(
-                functools.partial(client.list_runs, per_page=self.settings.listing_page),
+                functools.partial(client.list_runs, per_page=self.settings.listing_page, on_runs=on_runs),
                 entity,
                 project,
                 filters,
@@ -151,17 +172,21 @@ class WandbSource:
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
         on_outcome: OutcomeFn | None = None,
+        more_pages: bool = False,
     ) -> list[RunOutcome]:
-        """A listing page of runs at a time, side by side, each read as if it were all the runs
-        (as `plan_reads` plans them): one page's requests never wait for, or depend on, another's."""
+        """A listing page of runs at a time, side by side, each read as if it were all the runs on
+        its share of the workers (as `plan_reads` plans them): one page's requests never wait for,
+        or depend on, another's. `more_pages`: the runs are pages of a longer listing (the rest
+        were read ahead, `sources.ahead`), so read as such a listing's pages are."""
         pages = listing_pages(len(runs), self.settings.listing_page)
+        workers = page_workers(self.concurrency, len(pages) + more_pages)
         if len(pages) == 1:
-            return await self._read_page(runs, fields, samples, progress, starts, on_outcome)
+            return await self._read_page(runs, fields, samples, progress, starts, on_outcome, workers)
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
 
         async def page(lo: int, hi: int) -> None:
             first = None if starts is None else starts[lo:hi]
-            outcomes[lo:hi] = await self._read_page(runs[lo:hi], fields, samples, progress, first, on_outcome)
+            outcomes[lo:hi] = await self._read_page(runs[lo:hi], fields, samples, progress, first, on_outcome, workers)
 
         async with task_group() as tg:
             for lo, hi in pages:
@@ -176,10 +201,11 @@ class WandbSource:
         progress: ProgressFn | None,
         starts: Sequence[int] | None,
         on_outcome: OutcomeFn | None,
+        workers: int,
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
         first = list(starts) if starts is not None else [0] * len(runs)
-        spare = spare_workers(self.concurrency, len(runs))
+        spare = spare_workers(workers, len(runs))
         plans: list[list[str]] = [plan_keys(run, fields, outcomes[i].non_numeric) for i, run in enumerate(runs)]
 
         def report(i: int) -> None:
@@ -238,9 +264,7 @@ class WandbSource:
                         report(i)
 
         groups = (
-            batch_groups(
-                runs, plans, samples, workers=self.concurrency, page_size=self.settings.page_size, starts=first
-            )
+            batch_groups(runs, plans, samples, workers=workers, page_size=self.settings.page_size, starts=first)
             if self._batch_ok
             else []
         )

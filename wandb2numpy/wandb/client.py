@@ -292,8 +292,9 @@ def list_runs(
     the same filters): a listing with fewer distinct runs is read again from the start, and if it
     stays short the call fails rather than exporting a partial experiment as a whole one.
 
-    `on_runs` is given the runs listed so far each time they fill another `per_page` (a listing
-    asked again starts over from none): what may be read while the rest is still coming.
+    `on_runs` is given the runs listed so far each time a run starts another page, so the pages
+    before it are full and not the last (a listing asked again starts over from none): what may
+    be read while the rest is still coming.
     """
     try:
         for _ in range(LISTING_ATTEMPTS):
@@ -333,7 +334,7 @@ def _list_once(
         if info.id in seen:
             continue
         seen[info.id] = info
-        if on_runs is not None and len(seen) % per_page == 0:
+        if on_runs is not None and len(seen) > per_page and (len(seen) - 1) % per_page == 0:
             on_runs(list(seen.values()))
     project_doc = (listing.last_response or {}).get("project") or {}
     count = project_doc.get("runCount")

@@ -1,0 +1,131 @@
+"""Listing overlapped with reading (issue 22, item 3): history of the first listing pages is read
+while later pages are still coming, when no later page could block the experiment; the plan of
+the whole listing still decides everything, and the export sends what `--dry-run` plans.
+
+The listing page is made small (`ClientSettings.listing_page`), so a project of a few dozen runs
+is listed in several pages. Ordering is seen at the server: each request's arrival and the end of
+its answer (`request_log`). Every request waits `LATENCY_MS` there, so a page's reads sent ahead
+are seen well before the listing's last answer; a read sent only after the listing cannot be.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from wandb2numpy import ClientSettings, export
+from wandb2numpy.output.load import load
+from wandb2numpy.pipeline import plan_export
+from wandb2numpy.testing import FAST_RETRIES, LocalServer
+
+RUNS = 47  # 5 listing pages of 10 runs, the last of 7
+PAGE = 10
+LATENCY_MS = 60
+LATE_KEY = "late/metric"  # logged only by the last run listed
+
+
+def _rows(i: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [{"_step": s, "loss": 1.0 / (s + 1) + i, "acc": s * 0.01 + i} for s in range(20)]
+    if i == RUNS - 1:
+        rows[-1][LATE_KEY] = float(i)
+    return rows
+
+
+def project_data() -> dict[str, Any]:
+    runs = [
+        {
+            "id": f"r{i:03d}",
+            "name": f"r{i:03d}",
+            "group": "g",
+            "state": "finished",
+            "created_at": f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+            "config": {"seed": i},
+            "history": _rows(i),
+        }
+        for i in range(RUNS)
+    ]
+    return {"projects": [{"entity": "acme", "name": "paged", "runs": runs}]}
+
+
+def _config(tmp_path: Path, **exp: Any) -> dict[str, Any]:
+    base = {"entity": "acme", "project": "paged", "fields": ["loss", "acc"], "output_path": str(tmp_path / "out")}
+    return {"exp": {**base, **exp}}
+
+
+def _settings(srv: LocalServer, page: int = PAGE) -> ClientSettings:
+    return ClientSettings(base_url=srv.base_url, api_key=srv.api_key, timeout=20, listing_page=page)
+
+
+def _export(srv: LocalServer, config: dict[str, Any], page: int = PAGE) -> Any:
+    srv.set_faults(latency_ms=LATENCY_MS)
+    srv.reset_stats()
+    return export(config, settings=_settings(srv, page), policy=FAST_RETRIES, concurrency=4, overwrite=True)
+
+
+def _timeline(srv: LocalServer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The listing's requests and the history requests, as the server saw them."""
+    log = srv.request_log()
+    return [e for e in log if e["op"] == "Runs"], [e for e in log if e["op"] == "RunsSampledHistory"]
+
+
+def test_history_requests_begin_before_the_last_listing_page_is_answered(srv: LocalServer, tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    result = _export(srv, config)
+    assert result.exit_code == 0
+    pages, history = _timeline(srv)
+    assert len(pages) == 5
+    assert history and min(e["t"] for e in history) < max(e["t_end"] for e in pages), (pages, history)
+    # a page is read once a run of the next page is listed: the first ones before the last is asked
+    assert any(e["t"] < pages[-1]["t"] for e in history)
+
+
+def test_the_export_sends_what_the_dry_run_plans_and_writes_what_one_page_would(
+    srv: LocalServer, tmp_path: Path
+) -> None:
+    paged = _config(tmp_path / "paged")
+    (planned,) = plan_export(paged, settings=_settings(srv), concurrency=4)
+    assert srv.stats()["history_requests"] == 0
+    assert planned.reads.batch_requests == 5  # one a listing page: batches never span pages (one page: 2)
+    result = _export(srv, paged)
+    assert result.exit_code == 0
+    assert srv.stats()["history_requests"] == planned.reads.requests, planned.reads
+    whole = _config(tmp_path / "whole")
+    assert _export(srv, whole, page=1000).exit_code == 0  # one listing page: nothing read ahead
+    a, b = (load(Path(c["exp"]["output_path"]) / "exp") for c in (paged, whole))
+    assert a.ids == b.ids == [f"r{i:03d}" for i in range(RUNS)]
+    for name in ("loss", "acc"):
+        np.testing.assert_array_equal(a.fields[name].values, b.fields[name].values)
+        np.testing.assert_array_equal(a.fields[name].steps, b.fields[name].steps)
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [
+        {"fields": ["loss", LATE_KEY]},  # a field no page but the last has logged yet
+        {"fields": ["loss", "acc", "los"]},  # mistyped: unlogged, exit 4, the others exported
+        {"fields": "all"},  # the fields grow with every page
+        {"fields": ["loss"], "x_axis": "acc"},  # an x axis splits its reads over the whole listing
+    ],
+)
+def test_nothing_is_read_ahead_that_a_later_page_could_change(
+    srv: LocalServer, tmp_path: Path, exp: dict[str, Any]
+) -> None:
+    config = _config(tmp_path, **exp)
+    (planned,) = plan_export(config, settings=_settings(srv), concurrency=4)
+    result = _export(srv, config)
+    assert result.exit_code == (4 if planned.problems else 0)
+    pages, history = _timeline(srv)
+    assert len(pages) == 5 and history
+    assert min(e["t"] for e in history) >= max(e["t_end"] for e in pages), (pages, history)
+    assert srv.stats()["history_requests"] == planned.reads.requests
+
+
+def test_a_mistyped_x_axis_of_a_long_listing_sends_no_history_request(srv: LocalServer, tmp_path: Path) -> None:
+    result = _export(srv, _config(tmp_path, x_axis="acc_typo"))
+    assert result.exit_code == 4
+    pages, history = _timeline(srv)
+    assert len(pages) == 5 and history == []
+    assert not (tmp_path / "out").exists()
