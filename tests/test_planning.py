@@ -133,17 +133,21 @@ def test_plan_reads_puts_small_runs_in_shared_requests() -> None:
 def test_plan_reads_plans_each_listing_page_as_if_it_were_all_the_runs() -> None:
     """A page's reads may be sent before the next page is listed (`sources.ahead`), so they must
     not depend on it: batches never span pages, and each page spreads over its share of the
-    workers (a quarter, PAGES_IN_FLIGHT: four pages in flight keep every worker busy)."""
+    workers: the first and the last over all, those between over a quarter (PAGES_IN_FLIGHT)."""
     runs = many(450, 50)
     paged = plan_reads(runs, ["loss"], samples=12000, workers=16, page_size=1000, listing_page=200)
-    pages = [plan_reads(runs[lo:hi], ["loss"], samples=12000, workers=4, page_size=1000) for lo, hi in LISTED]
+    pages = [
+        plan_reads(runs[lo:hi], ["loss"], samples=12000, workers=w, page_size=1000)
+        for (lo, hi), w in zip(LISTED, (16, 4, 16))
+    ]
     assert paged == pages[0] + pages[1] + pages[2]
     assert paged.runs == 450 and paged.batched_runs == 450
-    # 10,000 rows of a full page over 4 workers; the last page's 2,500 in requests of a page (1,000) at least
-    assert paged.batch_requests == 4 + 4 + 3
+    # 10,000 rows of a page over 16 workers, but a page (1,000) a request at least; over 4 workers
+    # 2,500 a request; the last page's 2,500 rows in requests of a page
+    assert paged.batch_requests == 10 + 4 + 3
     one_page = plan_reads(runs[:200], ["loss"], samples=12000, workers=16, page_size=1000)
     assert plan_reads(runs[:200], ["loss"], samples=12000, workers=16, page_size=1000, listing_page=200) == one_page
-    assert one_page.batch_requests == 10  # one page alone: as before, over every worker (a page a request at least)
+    assert one_page.batch_requests == 10  # one page alone: as before
 
 
 LISTED = [(0, 200), (200, 400), (400, 450)]

@@ -10,15 +10,24 @@ are seen well before the listing's last answer; a read sent only after the listi
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 
 from wandb2numpy import ClientSettings, export
+from wandb2numpy.config import ExperimentConfig, resolve_configs
+from wandb2numpy.models import KeyInfo, RunInfo
 from wandb2numpy.output.load import load
 from wandb2numpy.pipeline import plan_export
+from wandb2numpy.runner import FetchStats
+from wandb2numpy.series import Series
+from wandb2numpy.sources.ahead import ReadAhead
+from wandb2numpy.sources.base import RunOutcome
 from wandb2numpy.testing import FAST_RETRIES, LocalServer
 
 RUNS = 47  # 5 listing pages of 10 runs, the last of 7
@@ -78,7 +87,7 @@ def test_history_requests_begin_before_the_last_listing_page_is_answered(srv: Lo
     pages, history = _timeline(srv)
     assert len(pages) == 5
     assert history and min(e["t"] for e in history) < max(e["t_end"] for e in pages), (pages, history)
-    # a page is read once a run of the next page is listed: the first ones before the last is asked
+    # a page is read once its answer says another follows: the first ones before the last is asked
     assert any(e["t"] < pages[-1]["t"] for e in history)
 
 
@@ -129,3 +138,122 @@ def test_a_mistyped_x_axis_of_a_long_listing_sends_no_history_request(srv: Local
     pages, history = _timeline(srv)
     assert len(pages) == 5 and history == []
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# The bookkeeping of pages read ahead, on a fake paged source (no server): which pages the
+# export's read takes, which it reads again, and that a blocked plan cancels them.
+
+
+class PagedSource:
+    """Lists `listing` two runs a page, saying after each full page that more follow; its final
+    answer is `final` (a listing asked again that changed). Records every read."""
+
+    listing_page = 2
+
+    def __init__(self, listing: list[RunInfo], final: list[RunInfo] | None = None) -> None:
+        self.listing, self.final = listing, final if final is not None else listing
+        self.reads: list[tuple[list[str], int, bool]] = []
+        self.stats = FetchStats()
+
+    async def prepare(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def list_runs(self, exp: ExperimentConfig) -> list[RunInfo]:
+        return list(self.final)
+
+    async def list_runs_ahead(self, exp: ExperimentConfig, on_runs: Callable[[list[RunInfo]], None]) -> list[RunInfo]:
+        for n in range(2, len(self.listing), 2):
+            on_runs(self.listing[:n])
+            await anyio.sleep(0)
+        return list(self.final)
+
+    async def read_runs(
+        self,
+        runs: Sequence[RunInfo],
+        fields: Sequence[str],
+        *,
+        samples: int | None,
+        progress: Any = None,
+        starts: Sequence[int] | None = None,
+        on_outcome: Any = None,
+        first_page: int = 0,
+        ends_listing: bool = True,
+    ) -> list[RunOutcome]:
+        self.reads.append(([r.id for r in runs], first_page, ends_listing))
+        await anyio.sleep(0)
+        out = []
+        for run in runs:
+            series = Series(np.arange(3.0), np.full(3, float(run.id[1:])))
+            out.append(RunOutcome(series={f: series for f in fields}))
+            if progress is not None:
+                progress("run_done", run, 3)
+        return out
+
+
+def _info(i: int, keys: Sequence[str] = ("loss", "acc")) -> RunInfo:
+    return RunInfo(
+        entity="acme",
+        project="paged",
+        id=f"r{i}",
+        name=f"r{i}",
+        last_step=2,
+        history_keys={k: KeyInfo(types=("number",), count=3) for k in keys},
+    )
+
+
+def _exp(**over: Any) -> ExperimentConfig:
+    (exp,) = resolve_configs({"exp": {**_config(Path("unused"))["exp"], **over}}, None)
+    return exp
+
+
+async def _read_ahead(
+    source: PagedSource, exp: ExperimentConfig, *, blocked: bool = False
+) -> tuple[list[RunOutcome], list[tuple[str, int]]]:
+    events: list[tuple[str, int]] = []
+    async with anyio.create_task_group() as tg:
+        ahead = ReadAhead(tg)
+        runs = await ahead.list_runs(exp, source)
+        reader = ahead.source_for(exp.name, blocked, source)
+        if blocked:
+            return [], events
+        got = await reader.read_runs(
+            runs, list(exp.fields or ()), samples=exp.history_samples, progress=lambda e, r, n: events.append((r.id, n))
+        )
+    return got, events
+
+
+def test_pages_read_ahead_are_taken_and_the_rest_read_as_the_listing_s_last_pages() -> None:
+    source = PagedSource([_info(i) for i in range(7)])
+    got, events = anyio.run(_read_ahead, source, _exp())
+    # pages 0-2 read ahead as pages of a longer listing, the last (r6) once the listing is whole
+    assert source.reads == [
+        (["r0", "r1"], 0, False),
+        (["r2", "r3"], 1, False),
+        (["r4", "r5"], 2, False),
+        (["r6"], 3, True),
+    ]
+    assert [o.series["loss"].values[0] for o in got] == [float(i) for i in range(7)]
+    assert sorted(events) == [(f"r{i}", 3) for i in range(7)]  # every run's progress, once
+
+
+def test_a_page_the_final_listing_holds_otherwise_is_read_again_from_there() -> None:
+    first = [_info(i) for i in range(7)]
+    final = [*first[:2], _info(9), *first[2:]]  # a run came in on the second page
+    source = PagedSource(first, final)
+    got, _ = anyio.run(_read_ahead, source, _exp())
+    assert source.reads[0] == (["r0", "r1"], 0, False)
+    assert source.reads[-1] == (["r9", "r2", "r3", "r4", "r5", "r6"], 1, True)
+    assert [o.series["loss"].values[0] for o in got] == [0.0, 1.0, 9.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_a_blocked_plan_cancels_its_pages_and_nothing_is_read_ahead_that_could_block() -> None:
+    source = PagedSource([_info(i) for i in range(7)])
+    anyio.run(functools.partial(_read_ahead, source, _exp(), blocked=True))
+    assert all(not ends for _, _, ends in source.reads)  # only pages read ahead, none taken
+    late = PagedSource([*(_info(i, ("loss",)) for i in range(6)), _info(6)])  # 'acc' only on the last page
+    anyio.run(_read_ahead, late, _exp())
+    assert late.reads == [([f"r{i}" for i in range(7)], 0, True)]

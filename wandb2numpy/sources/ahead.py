@@ -50,7 +50,8 @@ class ListsAhead(HistorySource, Protocol):
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
         on_outcome: OutcomeFn | None = None,
-        more_pages: bool = False,
+        first_page: int = 0,
+        ends_listing: bool = True,
     ) -> list[RunOutcome]: ...
 
 
@@ -58,7 +59,8 @@ class _Page:
     """One listing page read ahead: its runs, its outcomes once read, and the progress events
     it gave before the export's read took it (replayed then, so bars count every run once)."""
 
-    def __init__(self, runs: Sequence[RunInfo], fields: Sequence[str], samples: int | None) -> None:
+    def __init__(self, index: int, runs: Sequence[RunInfo], fields: Sequence[str], samples: int | None) -> None:
+        self.index = index
         self.runs = tuple(runs)
         self.fields = tuple(fields)
         self.samples = samples
@@ -84,7 +86,12 @@ class _Page:
         try:
             with self.scope:
                 self.outcomes = await source.read_runs(
-                    list(self.runs), list(self.fields), samples=self.samples, progress=self.progress, more_pages=True
+                    list(self.runs),
+                    list(self.fields),
+                    samples=self.samples,
+                    progress=self.progress,
+                    first_page=self.index,
+                    ends_listing=False,
                 )
         finally:
             self.done.set()
@@ -118,12 +125,12 @@ class ReadAhead:
 
             if not may_read_ahead(exp, runs):
                 return
-            # Full pages with a run after them: the listing has more than one page, so they are
-            # read as a longer listing's pages are. A listing asked again starts over: its pages
+            # Full pages of a listing known to go on past them: it has more than one page, so they
+            # are read as a longer listing's pages are. A listing asked again starts over: pages
             # already read are compared with the final listing at the end, not read twice.
-            while (len(pages) + 1) * size < len(runs):
+            while (len(pages) + 1) * size <= len(runs):
                 lo = len(pages) * size
-                page = _Page(runs[lo : lo + size], exp.fields or (), exp.history_samples)
+                page = _Page(len(pages), runs[lo : lo + size], exp.fields or (), exp.history_samples)
                 pages.append(page)
                 self._tg.start_soon(page.read, source)
 
@@ -200,7 +207,7 @@ class AheadSource:
                 progress=progress,
                 starts=first,
                 on_outcome=on_outcome,
-                more_pages=lo > 0,
+                first_page=ready,
             )
 
         async with task_group() as tg:

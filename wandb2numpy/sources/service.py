@@ -130,8 +130,8 @@ class WandbSource:
         return await self.list_filtered(exp.entity, exp.project, build_filters(exp))
 
     async def list_runs_ahead(self, exp: ExperimentConfig, on_runs: Callable[[list[RunInfo]], None]) -> list[RunInfo]:
-        """`list_runs`, telling `on_runs` (in the event loop) the runs listed so far as each
-        listing page starts, while the listing goes on (`sources.ahead`)."""
+        """`list_runs`, telling `on_runs` (in the event loop) the runs listed so far whenever the
+        listing is known to go on past them, while it goes on (`sources.ahead`)."""
 
         def from_thread(runs: list[RunInfo]) -> None:
             anyio.from_thread.run_sync(on_runs, runs)
@@ -172,25 +172,28 @@ class WandbSource:
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
         on_outcome: OutcomeFn | None = None,
-        more_pages: bool = False,
+        first_page: int = 0,
+        ends_listing: bool = True,
     ) -> list[RunOutcome]:
         """A listing page of runs at a time, side by side, each read as if it were all the runs on
         its share of the workers (as `plan_reads` plans them): one page's requests never wait for,
-        or depend on, another's. `more_pages`: the runs are pages of a longer listing (the rest
-        were read ahead, `sources.ahead`), so read as such a listing's pages are."""
+        or depend on, another's. `first_page`: the listing page the runs begin with, and
+        `ends_listing`: whether their last page is the listing's (other pages were read ahead,
+        `sources.ahead`)."""
         pages = listing_pages(len(runs), self.settings.listing_page)
-        workers = page_workers(self.concurrency, len(pages) + more_pages)
-        if len(pages) == 1:
-            return await self._read_page(runs, fields, samples, progress, starts, on_outcome, workers)
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
 
-        async def page(lo: int, hi: int) -> None:
+        async def page(k: int, lo: int, hi: int) -> None:
+            workers = page_workers(self.concurrency, first_page + k, ends_listing and k == len(pages) - 1)
             first = None if starts is None else starts[lo:hi]
             outcomes[lo:hi] = await self._read_page(runs[lo:hi], fields, samples, progress, first, on_outcome, workers)
 
+        if len(pages) == 1:
+            await page(0, 0, len(runs))
+            return outcomes
         async with task_group() as tg:
-            for lo, hi in pages:
-                tg.start_soon(page, lo, hi)
+            for k, (lo, hi) in enumerate(pages):
+                tg.start_soon(page, k, lo, hi)
         return outcomes
 
     async def _read_page(

@@ -292,9 +292,9 @@ def list_runs(
     the same filters): a listing with fewer distinct runs is read again from the start, and if it
     stays short the call fails rather than exporting a partial experiment as a whole one.
 
-    `on_runs` is given the runs listed so far each time a run starts another page, so the pages
-    before it are full and not the last (a listing asked again starts over from none): what may
-    be read while the rest is still coming.
+    `on_runs` is given the runs listed so far whenever the listing is known to go on past them
+    (`_goes_on`), so their full pages are not its last (a listing asked again starts over from
+    none): what may be read while the rest is still coming.
     """
     try:
         for _ in range(LISTING_ATTEMPTS):
@@ -334,11 +334,20 @@ def _list_once(
         if info.id in seen:
             continue
         seen[info.id] = info
-        if on_runs is not None and len(seen) > per_page and (len(seen) - 1) % per_page == 0:
+        if on_runs is not None and _goes_on(listing, len(seen), per_page):
             on_runs(list(seen.values()))
     project_doc = (listing.last_response or {}).get("project") or {}
     count = project_doc.get("runCount")
     return list(seen.values()), int(count) if isinstance(count, int) else None
+
+
+def _goes_on(listing: Any, listed: int, per_page: int) -> bool:
+    """Whether the listing is known to go on past its first `listed` runs, just now: a full page
+    whose answer says another follows, or (a client that keeps no answer) a run of a new page."""
+    if listed % per_page == 0:
+        page = ((getattr(listing, "last_response", None) or {}).get("project") or {}).get("runs") or {}
+        return bool((page.get("pageInfo") or {}).get("hasNextPage"))
+    return listed > per_page and (listed - 1) % per_page == 0
 
 
 def _new_listing(api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], per_page: int) -> Any:
