@@ -257,3 +257,12 @@ def test_a_blocked_plan_cancels_its_pages_and_nothing_is_read_ahead_that_could_b
     late = PagedSource([*(_info(i, ("loss",)) for i in range(6)), _info(6)])  # 'acc' only on the last page
     anyio.run(_read_ahead, late, _exp())
     assert late.reads == [([f"r{i}" for i in range(7)], 0, True)]
+
+
+def test_a_page_read_ahead_that_ends_the_final_listing_is_read_again() -> None:
+    """The listing asked again came back shorter: the page read as a middle page is now the last,
+    which the plan spreads over every worker, so it is read again as the plan says."""
+    source = PagedSource([_info(i) for i in range(5)], [_info(i) for i in range(4)])
+    got, _ = anyio.run(_read_ahead, source, _exp())
+    assert source.reads[-1] == (["r2", "r3"], 1, True)
+    assert len(got) == 4

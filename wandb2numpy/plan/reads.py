@@ -56,7 +56,7 @@ BATCH_ROWS = 100_000
 # being listed, and the last, read once the listing is whole, spread over every worker: the one
 # fills the pool at once, the other evens out the end. Pages between spread over this share,
 # as a few of them in flight keep every worker busy with fewer, larger requests (each costs the
-# server's fixed latency once; 2,000 small runs: 64 requests, not 170).
+# server's fixed latency once; 2,000 small runs: 66 requests, not 170).
 PAGES_IN_FLIGHT = 4
 
 

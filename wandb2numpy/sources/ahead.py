@@ -221,11 +221,14 @@ class AheadSource:
 
 
 def _taken(pages: Sequence[_Page], runs: Sequence[RunInfo], fields: Sequence[str], samples: int | None) -> int:
-    """How many leading pages were read ahead exactly as this read would read them."""
+    """How many leading pages were read ahead exactly as this read would read them: the same
+    runs, fields and samples, and a page that is still not the listing's last (a last page is
+    planned over every worker)."""
     at = 0
     for k, page in enumerate(pages):
-        same = tuple(runs[at : at + len(page.runs)]) == page.runs
+        end = at + len(page.runs)
+        same = tuple(runs[at:end]) == page.runs and end < len(runs)
         if not same or page.fields != tuple(fields) or page.samples != samples:
             return k
-        at += len(page.runs)
+        at = end
     return len(pages)
