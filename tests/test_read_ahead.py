@@ -4,8 +4,9 @@ the whole listing still decides everything, and the export sends what `--dry-run
 
 The listing page is made small (`ClientSettings.listing_page`), so a project of a few dozen runs
 is listed in several pages. Ordering is seen at the server: each request's arrival and the end of
-its answer (`request_log`). Every request waits `LATENCY_MS` there, so a page's reads sent ahead
-are seen well before the listing's last answer; a read sent only after the listing cannot be.
+its answer (`request_log`). Each listing page waits `LATENCY_MS` there (history requests do not),
+so a page's reads sent ahead arrive well before the listing's last answer, even on a busy
+machine; a read sent only after the listing cannot.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from wandb2numpy.testing import FAST_RETRIES, LocalServer
 
 RUNS = 47  # 5 listing pages of 10 runs, the last of 7
 PAGE = 10
-LATENCY_MS = 60
+LATENCY_MS = 150
 LATE_KEY = "late/metric"  # logged only by the last run listed
 
 
@@ -69,7 +70,7 @@ def _settings(srv: LocalServer, page: int = PAGE) -> ClientSettings:
 
 
 def _export(srv: LocalServer, config: dict[str, Any], page: int = PAGE) -> Any:
-    srv.set_faults(latency_ms=LATENCY_MS)
+    srv.set_faults(latency_ms=LATENCY_MS, fault_ops=["Runs"])
     srv.reset_stats()
     return export(config, settings=_settings(srv, page), policy=FAST_RETRIES, concurrency=4, overwrite=True)
 
