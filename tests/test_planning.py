@@ -130,6 +130,29 @@ def test_plan_reads_puts_small_runs_in_shared_requests() -> None:
     assert (off.batched_runs, off.single_runs, off.single_requests) == (0, 40, 40)
 
 
+def test_plan_reads_plans_each_listing_page_as_if_it_were_all_the_runs() -> None:
+    """A page's reads may be sent before the next page is listed (`sources.ahead`), so they must
+    not depend on it: batches never span pages, and each page spreads over its share of the
+    workers: the first and the last over all, those between over a quarter (PAGES_IN_FLIGHT)."""
+    runs = many(450, 50)
+    paged = plan_reads(runs, ["loss"], samples=12000, workers=16, page_size=1000, listing_page=200)
+    pages = [
+        plan_reads(runs[lo:hi], ["loss"], samples=12000, workers=w, page_size=1000)
+        for (lo, hi), w in zip(LISTED, (16, 4, 16))
+    ]
+    assert paged == pages[0] + pages[1] + pages[2]
+    assert paged.runs == 450 and paged.batched_runs == 450
+    # 10,000 rows of a page over 16 workers, but a page (1,000) a request at least; over 4 workers
+    # 2,500 a request; the last page's 2,500 rows in requests of a page
+    assert paged.batch_requests == 10 + 4 + 3
+    one_page = plan_reads(runs[:200], ["loss"], samples=12000, workers=16, page_size=1000)
+    assert plan_reads(runs[:200], ["loss"], samples=12000, workers=16, page_size=1000, listing_page=200) == one_page
+    assert one_page.batch_requests == 10  # one page alone: as before
+
+
+LISTED = [(0, 200), (200, 400), (400, 450)]
+
+
 def test_plan_reads_large_runs_one_sampled_request_or_row_windows() -> None:
     runs = many(2, 5000, last_step=5_000_000)  # strided steps: planned by rows, not steps
     sampled = plan_reads(runs, ["loss"], samples=12000, workers=2, page_size=1000)

@@ -141,13 +141,15 @@ def test_uneven_logging_is_exact(tmp_path: Path, samples: Any) -> None:
 @pytest.mark.server
 @pytest.mark.slow
 def test_many_small_runs_share_requests(tmp_path: Path) -> None:
-    """2,000 runs x 50 rows, sampled: one request per run and key group would be 2,000."""
+    """2,000 runs x 50 rows, sampled: one request per run and key group would be 2,000. Ten
+    listing pages, read as they come (issue 22 item 3): the first and the last over all 16
+    workers (17 requests of 12 runs each), the eight between over 4 (4 each): 66 in all."""
     steps = np.arange(50) * 7
     runs = [_run(f"m{i:04d}", i, _rows(steps, i)) for i in range(2000)]
     with LocalServer(_project(runs)).start() as srv:
         result = _export(srv, tmp_path, 12000)
         stats = srv.stats()
-    assert stats["history_requests"] <= 60, stats["ops"]
+    assert stats["history_requests"] <= 70, stats["ops"]
     assert stats["ops"].get("RunSampledHistory", 0) == 0
     _check_exact(result, [steps] * 2000)
 

@@ -3,6 +3,8 @@
 Everything that can be refused is refused before the first request: the config is validated,
 output paths and files in the way are checked under the output locks, then every experiment is
 listed and planned (`plan`), so a mistyped field, x axis or filter value costs listings only.
+Listing pages no later page could block are read while the listing goes on (`sources.ahead`);
+the plans of the whole listings alone decide what is written.
 Experiments then run side by side on one shared history source (`experiment.export_experiment`),
 so a config of many small experiments keeps every worker busy, and their folders are swapped in
 together at the end; experiments whose `source:` names run folders read those instead
@@ -22,7 +24,7 @@ import anyio
 
 from . import _memory
 from .config import ConfigSource, ExperimentConfig, resolve_configs, server_entity
-from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
+from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_LISTING_PAGE, DEFAULT_PAGE_SIZE
 from .config.filters import build_filters, describe_filters
 from .experiment import export_experiment
 from .models import RunInfo
@@ -32,6 +34,7 @@ from .output.lock import output_locks
 from .plan import ExperimentPlan, build_plan, known_values
 from .result import ExperimentReport, ExportResult, Progress
 from .runner import RetryPolicy, task_group
+from .sources.ahead import ReadAhead
 from .sources.base import HistorySource
 from .sources.choose import Sources
 from .wandb.client import ClientSettings
@@ -98,6 +101,7 @@ async def export_async(
                     delete_foreign_files=delete_foreign_files,
                     batch=batch,
                 ),
+                read_ahead=not incremental,  # the cache decides per run what to read
             )
         finally:
             sources.close()
@@ -110,36 +114,50 @@ async def _run_all(
     sources: Sources,
     progress: Progress | None,
     one: Callable[[ExperimentPlan, HistorySource], Awaitable[ExperimentReport]],
+    *,
+    read_ahead: bool = True,
 ) -> dict[str, ExperimentReport]:
     """Every listing first, then every verdict, then history: a mistyped x axis or filter value
-    is known before the first history request of any experiment. Reports in config order."""
+    is known before the first history request of any experiment. Only listing pages no later
+    page could block are read while the listing goes on (`read_ahead`, see `sources.ahead`);
+    the plans alone decide what is written. Reports in config order."""
     reports: dict[str, ExperimentReport] = {}
     begin = getattr(progress, "begin", None)
     if begin is not None:  # bars in config order, before any listing returns
         begin([c.name for c in configs], sources.primary.stats)
 
-    async def run(plan: ExperimentPlan) -> None:
-        reports[plan.name] = await one(plan, sources.of(plan.config))
+    async def run(plan: ExperimentPlan, ahead: ReadAhead | None) -> None:
+        source = sources.of(plan.config)
+        if ahead is not None:
+            source = ahead.source_for(plan.name, plan.blocked, source)
+        reports[plan.name] = await one(plan, source)
 
     async with task_group() as tg:
         if configs:
             tg.start_soon(sources.prepare)
-        for plan in await plan_experiments(configs, sources):
-            tg.start_soon(run, plan)
+        ahead = ReadAhead(tg) if read_ahead else None
+        for plan in await plan_experiments(configs, sources, ahead=ahead):
+            tg.start_soon(run, plan, ahead)
     return {c.name: reports[c.name] for c in configs}
 
 
 async def plan_experiments(
-    configs: Sequence[ExperimentConfig], sources: Sources, *, incremental: bool = False
+    configs: Sequence[ExperimentConfig],
+    sources: Sources,
+    *,
+    incremental: bool = False,
+    ahead: ReadAhead | None = None,
 ) -> list[ExperimentPlan]:
     """List every experiment's runs (side by side) and decide each plan from the listings.
 
     The one planning step the export and `--dry-run` share. Filter values are compared with the
-    values every listing of the same project showed; no extra query is sent for hints."""
+    values every listing of the same project showed; no extra query is sent for hints. `ahead`
+    (the export's): reads listing pages while later ones are coming; the plans are the same."""
     listed: dict[str, list[RunInfo]] = {}
 
     async def one(exp: ExperimentConfig) -> None:
-        listed[exp.name] = await sources.of(exp).list_runs(exp)
+        source = sources.of(exp)
+        listed[exp.name] = await (source.list_runs(exp) if ahead is None else ahead.list_runs(exp, source))
         log.info("%s: %d run(s) match %s", exp.name, len(listed[exp.name]), describe_filters(exp))
 
     async with task_group() as tg:
@@ -163,7 +181,7 @@ async def plan_experiments(
 
 
 def _read_shape(source: HistorySource) -> dict[str, Any]:
-    """Workers, page size, batching and parquet reading of a source, as its read planning uses
+    """Workers, page sizes, batching and parquet reading of a source, as its read planning uses
     them (a source without settings reads as the defaults say)."""
     settings = getattr(source, "settings", None)
     return {
@@ -171,6 +189,7 @@ def _read_shape(source: HistorySource) -> dict[str, Any]:
         "page_size": int(getattr(settings, "page_size", DEFAULT_PAGE_SIZE)),
         "batch": bool(getattr(settings, "batch_small_runs", True)),
         "parquet": bool(getattr(settings, "parquet", False)),
+        "listing_page": int(getattr(settings, "listing_page", DEFAULT_LISTING_PAGE)),
     }
 
 

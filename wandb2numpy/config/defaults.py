@@ -15,6 +15,9 @@ DEFAULT_TIMEOUT_S = 60  # one HTTP request to the server (`--timeout`)
 DEFAULT_RETRIES = 20
 RETRY_MAX_WAIT_S = 30.0
 DEFAULT_PAGE_SIZE = 1000  # rows per page of a full-history read, as wandb's own scan_history
+# Runs per page of a run listing. Reads are planned a listing page at a time (`plan.reads.plan_reads`),
+# so one page's reads may start while the next page is still coming (`sources.ahead`).
+DEFAULT_LISTING_PAGE = 200
 DEFAULT_OUTPUT_DATA_TYPE = "numpy"
 GRID_SPANS = ("common", "all")  # grid.span: the x range every run covers, or from the earliest start to the latest end
 DEFAULT_GRID_SPAN: Final = "common"  # no run seems to have data it did not log, and every x averages every run

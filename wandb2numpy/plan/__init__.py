@@ -23,7 +23,7 @@ from ..config.names import field_problem
 from ..models import RunInfo
 from .reads import ReadPlan, all_numeric_fields, plan_reads, read_in_full
 
-__all__ = ["ExperimentPlan", "KnownValues", "build_plan", "known_values", "not_logged"]
+__all__ = ["ExperimentPlan", "KnownValues", "build_plan", "known_values", "may_read_ahead", "not_logged"]
 
 # What a filter value is compared with, per selection key: the run attribute it names.
 _SELECTION_KEYS = ("groups", "job_types", "runs", "tags")
@@ -84,6 +84,7 @@ def build_plan(
     page_size: int,
     batch: bool = True,
     parquet: bool = False,
+    listing_page: int | None = None,
     known: KnownValues | None = None,
     cached: tuple[Sequence[int], Mapping[int, int]] | None = None,
 ) -> ExperimentPlan:
@@ -103,7 +104,13 @@ def build_plan(
         if not blocked and not problems and not _any_field_logged(runs, fields):
             problems.append(f"{exp.name}: none of the {len(runs)} matched run(s) holds a requested field")
             blocked = True
-    shape = {"workers": workers, "page_size": page_size, "batch": batch, "parquet": parquet}
+    shape = {
+        "workers": workers,
+        "page_size": page_size,
+        "batch": batch,
+        "parquet": parquet,
+        "listing_page": listing_page,
+    }
     if cached is not None and not blocked and exp.x_axis == DEFAULT_X_AXIS:
         reads = _incremental_reads(runs, fields, exp, cached, **shape)
     else:
@@ -119,6 +126,18 @@ def build_plan(
         reads=reads,
         files=tuple(_files(exp, fields)),
     )
+
+
+def may_read_ahead(exp: ExperimentConfig, runs: Sequence[RunInfo]) -> bool:
+    """Whether these first listed runs may be read before the listing is whole: only when no
+    later page could block the experiment or change their requests. Named fields (`fields: all`
+    grows with every page), the `_step` axis (an x axis splits its reads over the whole listing),
+    and every named field logged by some run listed so far (more runs never make one unlogged),
+    so the plan cannot come out blocked; filter-value warnings do not block. The requests of a
+    listing page depend on that page alone (`plan_reads`)."""
+    if not exp.fields or exp.x_axis != DEFAULT_X_AXIS or not runs:
+        return False
+    return all(any(name in r.history_keys for r in runs) for name in exp.fields)
 
 
 def _reads(runs: Sequence[RunInfo], fields: Sequence[str], exp: ExperimentConfig, **shape: Any) -> ReadPlan:

@@ -27,6 +27,9 @@ __all__ = [
     "fits_batch",
     "plan_reads",
     "INTERNAL_KEYS",
+    "listing_pages",
+    "page_workers",
+    "PAGES_IN_FLIGHT",
     "MAX_SAMPLES",
     "OPEN_END",
     "batches",
@@ -48,6 +51,13 @@ OPEN_END = -1  # a step range whose end the reader finds out itself
 MAX_SAMPLES = 10_000
 # Rows one batched answer may hold, at most (many small runs in one request).
 BATCH_ROWS = 100_000
+# A listing of several pages is read a page at a time, pages side by side, each page as if it
+# were all the runs on its share of the workers. The first page, read while the rest is still
+# being listed, and the last, read once the listing is whole, spread over every worker: the one
+# fills the pool at once, the other evens out the end. Pages between spread over this share,
+# as a few of them in flight keep every worker busy with fewer, larger requests (each costs the
+# server's fixed latency once; 2,000 small runs: 66 requests, not 170).
+PAGES_IN_FLIGHT = 4
 
 
 def plan_keys(run: RunInfo, fields: Sequence[str], non_numeric: dict[str, str]) -> list[str]:
@@ -252,6 +262,17 @@ def read_in_full(run: RunInfo, key: str, fields: Sequence[str], samples: int | N
     return any((f_info := run.history_keys.get(f)) is not None and f_info.count != info.count for f in fields)
 
 
+def listing_pages(runs: int, listing_page: int | None) -> list[tuple[int, int]]:
+    """[lo, hi) of each listing page of `runs` runs: the units reads are planned and sent in."""
+    size = listing_page if listing_page and listing_page > 0 else max(1, runs)
+    return [(lo, min(runs, lo + size)) for lo in range(0, runs, size)] or [(0, 0)]
+
+
+def page_workers(workers: int, index: int, last: bool) -> int:
+    """The workers listing page `index` (from 0) is planned on; `last`: the listing's last page."""
+    return workers if index == 0 or last else max(1, workers // PAGES_IN_FLIGHT)
+
+
 def spare_workers(workers: int, runs: int) -> int:
     """Workers each run may use beyond its own: few runs are split further to keep all busy."""
     return max(1, math.ceil(workers / max(1, runs)))
@@ -381,10 +402,31 @@ def plan_reads(
     batch: bool = True,
     parquet: bool = False,
     starts: Sequence[int] | None = None,
+    listing_page: int | None = None,
 ) -> ReadPlan:
     """The requests `WandbSource.read_runs` sends for these runs, from the same decisions it
     executes (`plan_keys`, `batch_groups`, `co_logged_groups`, `group_read`), without sending
-    any. Splits of answers that come back full or short are not foreseen."""
+    any. Splits of answers that come back full or short are not foreseen.
+
+    `listing_page`: runs are read (and so planned) a listing page at a time, each page as if it
+    were all the runs on its share of the workers (`listing_pages`, `page_workers`): a page's
+    requests then depend on no later page, and may be sent while later pages are still coming."""
+    pages = listing_pages(len(runs), listing_page)
+    if len(pages) > 1:
+        parts = [
+            plan_reads(
+                runs[lo:hi],
+                fields,
+                samples=samples,
+                workers=page_workers(workers, k, k == len(pages) - 1),
+                page_size=page_size,
+                batch=batch,
+                parquet=parquet,
+                starts=None if starts is None else starts[lo:hi],
+            )
+            for k, (lo, hi) in enumerate(pages)
+        ]
+        return sum(parts[1:], parts[0])
     plans = [plan_keys(run, fields, {}) for run in runs]
     spare = spare_workers(workers, len(runs))
     first = list(starts) if starts is not None else [0] * len(runs)

@@ -9,9 +9,10 @@ in requests for the rate gate. The concurrency itself is the generic `fetch.Runn
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -26,6 +27,8 @@ from ..plan.reads import (
     expected_rows,
     fits_batch,
     group_read,
+    listing_pages,
+    page_workers,
     parquet_eligible,
     plan_keys,
     range_cost,
@@ -120,13 +123,38 @@ class WandbSource:
             for slot in range(client.REQUESTS_PER_API, self.concurrency, client.REQUESTS_PER_API):
                 tg.start_soon(make, slot)
 
+    @property
+    def listing_page(self) -> int:
+        return self.settings.listing_page
+
     async def list_runs(self, exp: ExperimentConfig) -> list[RunInfo]:
         return await self.list_filtered(exp.entity, exp.project, build_filters(exp))
 
-    async def list_filtered(self, entity: str, project: str, filters: Mapping[str, Any]) -> list[RunInfo]:
+    async def list_runs_ahead(self, exp: ExperimentConfig, on_runs: Callable[[list[RunInfo]], None]) -> list[RunInfo]:
+        """`list_runs`, telling `on_runs` (in the event loop) the runs listed so far whenever the
+        listing is known to go on past them, while it goes on (`sources.ahead`)."""
+
+        def from_thread(runs: list[RunInfo]) -> None:
+            anyio.from_thread.run_sync(on_runs, runs)
+
+        return await self.list_filtered(exp.entity, exp.project, build_filters(exp), on_runs=from_thread)
+
+    async def list_filtered(
+        self,
+        entity: str,
+        project: str,
+        filters: Mapping[str, Any],
+        *,
+        on_runs: Callable[[list[RunInfo]], None] | None = None,
+    ) -> list[RunInfo]:
         try:
             return await self.runner.call(
-                client.list_runs, entity, project, filters, what=f"listing runs of {entity}/{project}"
+                functools.partial(client.list_runs, per_page=self.settings.listing_page, on_runs=on_runs),
+                entity,
+                project,
+                filters,
+                what=f"listing runs of {entity}/{project}",
+                kind="list_runs",
             )
         except (AuthError, DeadlinePassed):
             raise
@@ -145,10 +173,43 @@ class WandbSource:
         progress: ProgressFn | None = None,
         starts: Sequence[int] | None = None,
         on_outcome: OutcomeFn | None = None,
+        first_page: int = 0,
+        ends_listing: bool = True,
+    ) -> list[RunOutcome]:
+        """A listing page of runs at a time, side by side, each read as if it were all the runs on
+        its share of the workers (as `plan_reads` plans them): one page's requests never wait for,
+        or depend on, another's. `first_page`: the listing page the runs begin with, and
+        `ends_listing`: whether their last page is the listing's (other pages were read ahead,
+        `sources.ahead`)."""
+        pages = listing_pages(len(runs), self.settings.listing_page)
+        outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
+
+        async def page(k: int, lo: int, hi: int) -> None:
+            workers = page_workers(self.concurrency, first_page + k, ends_listing and k == len(pages) - 1)
+            first = None if starts is None else starts[lo:hi]
+            outcomes[lo:hi] = await self._read_page(runs[lo:hi], fields, samples, progress, first, on_outcome, workers)
+
+        if len(pages) == 1:
+            await page(0, 0, len(runs))
+            return outcomes
+        async with task_group() as tg:
+            for k, (lo, hi) in enumerate(pages):
+                tg.start_soon(page, k, lo, hi)
+        return outcomes
+
+    async def _read_page(
+        self,
+        runs: Sequence[RunInfo],
+        fields: Sequence[str],
+        samples: int | None,
+        progress: ProgressFn | None,
+        starts: Sequence[int] | None,
+        on_outcome: OutcomeFn | None,
+        workers: int,
     ) -> list[RunOutcome]:
         outcomes: list[RunOutcome] = [RunOutcome() for _ in runs]
         first = list(starts) if starts is not None else [0] * len(runs)
-        spare = spare_workers(self.concurrency, len(runs))
+        spare = spare_workers(workers, len(runs))
         plans: list[list[str]] = [plan_keys(run, fields, outcomes[i].non_numeric) for i, run in enumerate(runs)]
 
         def report(i: int) -> None:
@@ -207,9 +268,7 @@ class WandbSource:
                         report(i)
 
         groups = (
-            batch_groups(
-                runs, plans, samples, workers=self.concurrency, page_size=self.settings.page_size, starts=first
-            )
+            batch_groups(runs, plans, samples, workers=workers, page_size=self.settings.page_size, starts=first)
             if self._batch_ok
             else []
         )

@@ -18,12 +18,12 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..config.defaults import CONNECT_TIMEOUT_S, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S
+from ..config.defaults import CONNECT_TIMEOUT_S, DEFAULT_LISTING_PAGE, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S
 from ..errors import AuthError, FetchError
 from ..models import KeyInfo, RunInfo
 from ..series import ParquetColumns, series_from_table
@@ -99,6 +99,8 @@ class ClientSettings:
     entity: str | None = None
     timeout: float = DEFAULT_TIMEOUT_S
     page_size: int = DEFAULT_PAGE_SIZE
+    # Runs per page of a run listing; reads are planned and sent a listing page at a time.
+    listing_page: int = DEFAULT_LISTING_PAGE
     # Ask for many small runs' history in one request (`sampledHistory` on a runs listing). Off:
     # one request per run and key group, as the original tool did; an older server that refuses
     # the query turns it off by itself, with one warning.
@@ -383,7 +385,13 @@ LISTING_ATTEMPTS = 3
 
 
 def list_runs(
-    api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], *, per_page: int = 200
+    api: wandb.Api,
+    entity: str,
+    project: str,
+    filters: Mapping[str, Any],
+    *,
+    per_page: int = DEFAULT_LISTING_PAGE,
+    on_runs: Callable[[list[RunInfo]], None] | None = None,
 ) -> list[RunInfo]:
     """All matching runs in one query with `lazy=False`, so config, summary and history keys come
     with the listing instead of one request per run; de-duplicated by run id, listing order kept.
@@ -391,11 +399,15 @@ def list_runs(
     The listing is checked against the `runCount` the server sends with every page (counted with
     the same filters): a listing with fewer distinct runs is read again from the start, and if it
     stays short the call fails rather than exporting a partial experiment as a whole one.
+
+    `on_runs` is given the runs listed so far whenever the listing is known to go on past them
+    (`_goes_on`), so their full pages are not its last (a listing asked again starts over from
+    none): what may be read while the rest is still coming.
     """
     _load_while_listing()
     try:
         for _ in range(LISTING_ATTEMPTS):
-            runs, expected = _list_once(api, entity, project, filters, per_page)
+            runs, expected = _list_once(api, entity, project, filters, per_page, on_runs)
             if expected is None or len(runs) >= expected:
                 return runs
             log.warning(
@@ -443,17 +455,35 @@ def _load_while_listing() -> None:
 
 
 def _list_once(
-    api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], per_page: int
+    api: wandb.Api,
+    entity: str,
+    project: str,
+    filters: Mapping[str, Any],
+    per_page: int,
+    on_runs: Callable[[list[RunInfo]], None] | None = None,
 ) -> tuple[list[RunInfo], int | None]:
     """One full pass over the listing: the runs, and the run count the last page reported."""
     listing = _new_listing(api, entity, project, filters, per_page)
     seen: dict[str, RunInfo] = {}
     for run in listing:
         info = run_info(run, entity, project)
-        seen.setdefault(info.id, info)
+        if info.id in seen:
+            continue
+        seen[info.id] = info
+        if on_runs is not None and _goes_on(listing, len(seen), per_page):
+            on_runs(list(seen.values()))
     project_doc = (listing.last_response or {}).get("project") or {}
     count = project_doc.get("runCount")
     return list(seen.values()), int(count) if isinstance(count, int) else None
+
+
+def _goes_on(listing: Any, listed: int, per_page: int) -> bool:
+    """Whether the listing is known to go on past its first `listed` runs, just now: a full page
+    whose answer says another follows, or (a client that keeps no answer) a run of a new page."""
+    if listed % per_page == 0:
+        page = ((getattr(listing, "last_response", None) or {}).get("project") or {}).get("runs") or {}
+        return bool((page.get("pageInfo") or {}).get("hasNextPage"))
+    return listed > per_page and (listed - 1) % per_page == 0
 
 
 def _new_listing(api: wandb.Api, entity: str, project: str, filters: Mapping[str, Any], per_page: int) -> Any:
