@@ -49,8 +49,8 @@ def reader(name: str) -> Iterator[None]:
 def test_the_compiled_loops_are_built_where_a_compiler_is() -> None:
     """`pip install .` builds `_fastwire` when it can; a silent failure would cost 2-3x speed."""
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        pytest.skip(f"no C compiler ({cc}) here: the numpy loops are used")
+    if shutil.which(cc) is None or not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip(f"no C compiler ({cc}) or no Python headers here: the numpy loops are used")
     assert fast.COMPILED
 
 
