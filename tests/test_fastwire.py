@@ -12,6 +12,7 @@ a JSON number.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import shutil
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from conftest import same_bits
@@ -329,3 +331,29 @@ def test_a_step_logged_again_after_where_it_was_read_to_is_read_whole(tmp_path: 
     after = parse_file(grown, resume=before.resume)
     assert after.read_from == 0 and after.resumed_from is None  # read whole
     same(after, parse_file(grown, fast_reader=False))
+
+
+def test_a_large_decode_without_the_compiled_loops_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Without the compiled loops the export is right but slower: one line says why and what
+    builds them (a checkout run in place imports its own folder, where nothing was built)."""
+    from wandb2numpy.sources.runfolders.source import RunFolderSource
+
+    for i in range(2):
+        w = RunFileWriter(tmp_path, run_id=f"r{i}", project="p")
+        for step in range(50):
+            w.log({"loss": float(step)})
+        w.finish()
+    for numpy_loops in (True, False):
+        src = RunFolderSource(tmp_path / "wandb", workers=2, inline_bytes=0)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), contextlib.ExitStack() as stack:
+            if numpy_loops:
+                stack.enter_context(fast.numpy_only())
+            try:
+                anyio.run(src._parse_all, [(str(p), p.stat().st_size) for p in tmp_path.rglob("*.wandb")], None)
+            finally:
+                src.close()
+        said = [r.getMessage() for r in caplog.records if "compiled run-file reader" in r.getMessage()]
+        assert len(said) == (1 if numpy_loops or not fast.COMPILED else 0), said
+        if said:
+            assert "pip install ." in said[0] and "build_ext --inplace" in said[0]

@@ -33,7 +33,18 @@ from .wire import BLOCK, FIRST, FULL, HEADER, LAST, TAG_HISTORY, TAG_SUMMARY, on
 if TYPE_CHECKING:
     from .tokens import Token
 
-__all__ = ["COMPILED", "FAST_CHUNK", "ArrayCut", "Decline", "Framed", "chunks", "items", "last_updates", "numpy_only"]
+__all__ = [
+    "COMPILED",
+    "FAST_CHUNK",
+    "ArrayCut",
+    "Decline",
+    "Framed",
+    "chunks",
+    "items",
+    "compiled_in_use",
+    "last_updates",
+    "numpy_only",
+]
 
 _HEAD = 7  # a record's header: checksum, length, type
 FAST_CHUNK = 256 * BLOCK  # bytes framed at a time: numpy's steps cost as much for 32 blocks as for 256
@@ -78,6 +89,10 @@ if _compiled is not None:
     _compiled.set_powers(_powers_of_five())
 
 COMPILED = _compiled is not None  # whether the compiled loops were built (see setup.py)
+
+
+def compiled_in_use() -> bool:
+    return _compiled is not None
 
 
 @contextlib.contextmanager

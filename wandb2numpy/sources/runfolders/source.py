@@ -92,7 +92,8 @@ class RunFolderSource:
         self._rows: dict[str, dict[str, KeyRows]] = {}
         self._files: dict[str, list[tuple[str, int]]] = {}
         self._wanted: dict[str, frozenset[str] | None] = {}
-        self._partial: dict[str, float] = {}  # runs whose rows start after this step (read on)
+        self._partial: dict[str, float] = {}
+        self._said_slow = False  # runs whose rows start after this step (read on)
         self.decode_seconds = 0.0  # CPU time the decoding took, over all processes
         self.files_decoded = 0  # at listing (not counting files remembered unchanged)
         self.files_read_on = 0  # of those, files that grew, read on from where the last listing stopped
@@ -198,6 +199,7 @@ class RunFolderSource:
 
             parsed = await anyio.to_thread.run_sync(inline)
         else:
+            self._say_if_slow(total)
             # Workers live for one batch of files: once they are read, the memory is the arrays'.
             pool = self._pool = WorkerPool(self.workers)
             # largest first, so no worker is left with a big file at the end
@@ -217,6 +219,21 @@ class RunFolderSource:
             parsed = [by_index[i] for i in range(len(files))]
         self.decode_seconds += sum(p.seconds for p in parsed)
         return parsed
+
+    def _say_if_slow(self, total: int) -> None:
+        """One line when a large decode will run without the compiled loops (not built at
+        install, or a checkout run in place): the export is right, but about four times slower."""
+        from . import fast
+
+        if self._said_slow or fast.compiled_in_use() or os.environ.get("WANDB2NUMPY_NO_COMPILED"):
+            return
+        self._said_slow = True
+        log.warning(
+            "the compiled run-file reader is not built here, so %.0f MB of run files are decoded by its "
+            "numpy version, about four times slower: `pip install .` builds it where a C compiler is (in a "
+            "checkout run in place: `python setup.py build_ext --inplace`)",
+            total / 1e6,
+        )
 
     # ------------------------------------------------------------------ reading
 
