@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sandbox import sandbox_env
 
 ENTITY = "demo"
 PROJECT = "synthetic"
@@ -215,19 +216,7 @@ def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ)
     if spec.get("numpy_loops"):
         env["WANDB2NUMPY_NO_COMPILED"] = "1"
-    sandbox = Path(tempfile.mkdtemp(prefix="w2n-bench-"))
-    for var, sub in (
-        ("WANDB_DIR", "wandb"),
-        ("WANDB_CACHE_DIR", "cache"),
-        ("WANDB_CONFIG_DIR", "config"),
-        ("WANDB_DATA_DIR", "data"),
-        ("WANDB_ARTIFACT_DIR", "artifacts"),
-    ):
-        env[var] = str(sandbox / sub)
-        os.makedirs(env[var], exist_ok=True)
-    env.update(NETRC=str(sandbox / "netrc"), WANDB_ERROR_REPORTING="false", WANDB_SILENT="true")
-    for var in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY"):
-        env.pop(var, None)
+    env = sandbox_env(Path(tempfile.mkdtemp(prefix="w2n-bench-")), env)
     done = subprocess.run(
         [sys.executable, __file__, "--measure", json.dumps(spec)], env=env, capture_output=True, text=True, timeout=3600
     )

@@ -35,6 +35,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sandbox import sandbox_env
+
 HERE = Path(__file__).resolve().parent
 ENTITY = "demo"
 PROJECT = "synthetic"
@@ -44,25 +46,8 @@ HISTORY = ("SampledHistory", "FullHistory", "HistoryPage", "ParquetHistory", "Pa
 
 
 def _sandbox_env(root: Path, api_key: str) -> dict[str, str]:
-    """The same environment for both tools: wandb's folders in a throw-away place, no netrc,
-    no telemetry, the key from the environment."""
-    env = dict(os.environ)
-    for var, sub in (
-        ("WANDB_DIR", "wandb"),
-        ("WANDB_CACHE_DIR", "cache"),
-        ("WANDB_CONFIG_DIR", "config"),
-        ("WANDB_DATA_DIR", "data"),
-        ("WANDB_ARTIFACT_DIR", "artifacts"),
-    ):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / sub)
-    env["NETRC"] = str(root / "netrc")
-    env["WANDB_ERROR_REPORTING"] = "false"
-    env["WANDB_SILENT"] = "true"
-    env["WANDB_API_KEY"] = api_key
-    for var in ("WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_PROJECT"):
-        env.pop(var, None)
-    return env
+    """The same environment for both tools (see sandbox.py), the key from the local server."""
+    return sandbox_env(root, api_key=api_key)
 
 
 class Server:

@@ -19,22 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sandbox import sandbox_env
+
 spec = json.loads(sys.argv[1])
 _sandbox = Path(spec.get("workdir") or tempfile.mkdtemp(prefix="w2n-bench-"))
-for var, sub in (
-    ("WANDB_DIR", "wandb"),
-    ("WANDB_CACHE_DIR", "cache"),
-    ("WANDB_CONFIG_DIR", "config"),
-    ("WANDB_DATA_DIR", "data"),
-    ("WANDB_ARTIFACT_DIR", "artifacts"),
-):
-    os.environ[var] = str(_sandbox / sub)
-    os.makedirs(os.environ[var], exist_ok=True)
-os.environ["NETRC"] = str(_sandbox / "netrc")
-os.environ["WANDB_ERROR_REPORTING"] = "false"
-os.environ["WANDB_SILENT"] = "true"
-for var in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY"):
-    os.environ.pop(var, None)
+_env = sandbox_env(_sandbox)  # before wandb is imported
+for _var in [v for v in os.environ if v not in _env]:
+    del os.environ[_var]
+os.environ.update(_env)
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
