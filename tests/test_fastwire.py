@@ -357,3 +357,33 @@ def test_a_large_decode_without_the_compiled_loops_says_so(tmp_path: Path, caplo
         assert len(said) == (1 if numpy_loops or not fast.COMPILED else 0), said
         if said:
             assert "pip install ." in said[0] and "build_ext --inplace" in said[0]
+
+
+@pytest.mark.parametrize("name", READERS)
+def test_a_piece_of_a_record_is_never_read_as_a_record_start(tmp_path: Path, name: str) -> None:
+    """A record's second piece can start with any bytes, such as a `num` field, a history tag
+    and a length that runs on: only whole records are looked at that way (the numpy loops once
+    declined such files, about one file in twenty of the test writer's)."""
+    import zlib
+
+    from wandb2numpy.sources.runfolders.wire import FIRST, HEADER, LAST
+
+    def record(kind: int, data: bytes) -> bytes:
+        return struct.pack("<IHB", zlib.crc32(data, zlib.crc32(bytes([kind]))), len(data), kind) + data
+
+    second = b"\x08\x01\x12\xff\xff\xff\xff\xff\xff\x01" + b"x" * 50  # looks like num, history, a long length
+    first_len = BLOCK - len(HEADER) - 7
+    payload = b"y" * (first_len - 7) + second  # an unknown Record field (31) in two pieces: the second
+    # begins with `second` (2 bytes of num and field, 3 of length before the payload)
+    n, length = len(payload), b""
+    while n >= 0x80:
+        length, n = length + bytes([0x80 | n & 0x7F]), n >> 7
+    body = b"\x08\x05" + b"\xfa\x01" + length + bytes([n]) + payload
+    assert body[first_len:].startswith(second)
+    data = HEADER + record(FIRST, body[:first_len]) + record(LAST, body[first_len:])
+    path = tmp_path / "run-piece.wandb"
+    path.write_bytes(data)
+    with reader(name):
+        got = parse_file(path)
+    assert got.fast and not got.damage.damaged
+    same(got, parse_file(path, fast_reader=False))

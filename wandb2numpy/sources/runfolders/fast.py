@@ -279,7 +279,10 @@ def frame(buf: np.ndarray, n: int, base: int, last: bool, carry: Fragments, firs
     else:
         starts, lengths, kinds, crcs, tail = _frame_blocks(buf, n, first)
         _check_crcs(buf[:n].tobytes(), starts, starts + lengths, kinds, crcs)
-        tags, subs = _oneof_spans(buf, starts, starts + lengths)
+        # whole records only, as the compiled loop: a piece of a record starts anywhere inside it
+        tags, subs = np.full(len(starts), -1, np.int64), np.zeros(len(starts), np.int64)
+        whole = kinds == FULL
+        tags[whole], subs[whole] = _oneof_spans(buf, starts[whole], starts[whole] + lengths[whole])
     if tail < n and not last:
         raise Decline("a record cut short inside the file")
     ends = starts + lengths
