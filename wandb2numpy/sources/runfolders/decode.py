@@ -130,15 +130,11 @@ class ListCut:
         codes = np.fromiter(map(self.code_of.__getitem__, keys), np.intp, len(keys))
         self.record = np.cumsum(codes == 0) - 1
         self.n_records = int(self.record[-1])
-        self.order = np.argsort(codes, kind="stable")
-        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(self.code_of)))])
+        self.index = fast.KeyIndex(codes, len(self.code_of))
 
     def rows(self, tokens: list[Token]) -> np.ndarray:
         """The fields of these keys, in file order."""
-        code_of, order, bounds = self.code_of, self.order, self.bounds
-        idx = [order[bounds[code_of[t]] : bounds[code_of[t] + 1]] for t in tokens]
-        out = np.concatenate(idx) if len(idx) > 1 else idx[0]
-        return np.sort(out) if len(idx) > 1 else out
+        return self.index.rows([self.code_of[t] for t in tokens])
 
     def texts(self, idx: np.ndarray) -> Sequence[bytes]:
         if len(idx) == 1:

@@ -1,12 +1,14 @@
-"""The reader of clean run files: every record framed, checked and cut with numpy, not one by one.
+"""The reader of clean run files: every record framed, checked and cut in bulk, not one by one.
 
 A step of a typical run is three records of a dozen fields, so any Python work per record or per
 field caps the reader (the regular-expression reader of `tokens` spends about 15 us a step on
-this machine). Here the per-record work is one CRC call; the rest walks all records side by side:
-the framing steps through every 32 KiB block at once, one record per step, and the history and
-summary records are cut into items by following their protobuf lengths, one field per step, for
-all records together. Item keys become codes by hashing their bytes (and checking every one
-against its code's first), values become floats in one Arrow cast over their gathered bytes.
+this machine). Here four loops do the work, each over a whole chunk: framing with the checksums,
+cutting history and summary records into items by following their protobuf lengths, coding item
+keys (equal bytes, equal code, never a merge of two keys), and parsing value texts into floats.
+Each is written twice: compiled (`_fastwire.c`, built by setup.py when a C compiler is there) and
+in numpy (every block walked side by side, one record per step; records cut one field per step
+for all at once; keys hashed as 8-byte words and checked against their code's first; values cast
+by Arrow from views into the chunk's buffer), used when the extension was not built.
 
 It reads only what it recognises exactly and declines (`Decline`) the rest: a checksum that
 fails, a record cut short, fragments out of order, a history record without exactly one `_step`
@@ -141,7 +143,6 @@ class Framed:
         self.history = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # the oneof's message
         self.summary = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.other: list[bytes] = []  # every other record, whole
-        self.records = 0
         self.end = 0  # file offset after the last whole record (where a reader can go on from)
         self.truncated = 0  # bytes after `end` that are not a whole record (the file's last chunk)
 
@@ -288,7 +289,6 @@ def frame(buf: np.ndarray, n: int, base: int, last: bool, carry: Fragments, firs
     ends = starts + lengths
 
     out = Framed()
-    out.records = int(np.count_nonzero((kinds == FULL) | (kinds == LAST)))
     # Records in pieces, joined: each piece must follow the one before it (a FULL record
     # between them, or a piece without its start, is damage, described by the exact reader).
     extra: list[tuple[int, bytes]] = []  # (rank: the index of the record's last piece, bytes)
@@ -533,6 +533,24 @@ def key_codes(u8: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.nd
 _NOT_NUMBER_START = np.array([ord('"'), ord("{"), ord("["), ord("n")], np.uint8)
 
 
+class KeyIndex:
+    """Which fields hold which key code, in file order: for both readers' cuts."""
+
+    def __init__(self, codes: np.ndarray, n_codes: int) -> None:
+        self.codes = codes
+        self.order: np.ndarray | None = None
+        if n_codes > 16:  # with few keys, a pass over the codes per key beats sorting them
+            self.order = np.argsort(codes, kind="stable")
+            self.bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_codes))])
+
+    def rows(self, wanted: list[int]) -> np.ndarray:
+        """The fields of these codes, in file order."""
+        if self.order is None:
+            return np.flatnonzero(self.codes == wanted[0] if len(wanted) == 1 else np.isin(self.codes, wanted))
+        idx = [self.order[self.bounds[c] : self.bounds[c + 1]] for c in wanted]
+        return np.sort(np.concatenate(idx)) if len(idx) > 1 else idx[0]
+
+
 class ArrayCut:
     """A chunk's history items as arrays: the same questions `decode.ListCut` answers."""
 
@@ -553,18 +571,10 @@ class ArrayCut:
         codes, keys, _ = key_codes(u8, key_start, key_end)
         self.distinct: list[Token] = list(keys)
         self._code: dict[Token, int] = {k: i for i, k in enumerate(keys)}
-        self.codes = codes
-        self.order: np.ndarray | None = None
-        if len(keys) > 16:
-            self.order = np.argsort(codes, kind="stable")
-            self.bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(keys)))])
+        self.index = KeyIndex(codes, len(keys))
 
     def rows(self, tokens: list[Token]) -> np.ndarray:
-        wanted = [self._code[t] for t in tokens]
-        if self.order is None:  # few keys: a pass over the codes per key beats sorting them
-            return np.flatnonzero(self.codes == wanted[0] if len(wanted) == 1 else np.isin(self.codes, wanted))
-        idx = [self.order[self.bounds[c] : self.bounds[c + 1]] for c in wanted]
-        return np.sort(np.concatenate(idx)) if len(idx) > 1 else idx[0]
+        return self.index.rows([self._code[t] for t in tokens])
 
     def texts(self, idx: np.ndarray) -> Sequence[bytes]:
         data = self.u8
