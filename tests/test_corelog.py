@@ -6,7 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from wandb2numpy.wandb.corelog import RETRY_MESSAGE, CoreLogWatcher, find_core_log, refusals
+import pytest
+
+from wandb2numpy.wandb.corelog import RETRY_MESSAGE, CoreLogWatcher, find_core_log, refusal_times, refusals
 
 
 def _line(**rec: object) -> str:
@@ -21,6 +23,21 @@ UNAVAILABLE = _line(msg=RETRY_MESSAGE, status=503, url="http://127.0.0.1:1/graph
 def test_refusals_counts_only_retried_429s() -> None:
     other = _line(msg="connection: closing", status=429)
     assert refusals([START, REFUSED, UNAVAILABLE, other, REFUSED, "not json 429 " + RETRY_MESSAGE]) == 2
+
+
+def test_refusal_times_are_the_lines_own_stamps() -> None:
+    """Go writes nanoseconds and trims trailing zeros; an unreadable stamp gives the default."""
+    lines = [
+        _line(msg=RETRY_MESSAGE, status=429, time="2026-12-02T22:50:36.330849384Z"),
+        _line(msg=RETRY_MESSAGE, status=429, time="2026-12-02T22:50:36.5Z"),
+        _line(msg=RETRY_MESSAGE, status=429, time="2026-12-02T23:50:37+01:00"),
+        _line(msg=RETRY_MESSAGE, status=429, time="yesterday"),
+        UNAVAILABLE,
+    ]
+    base = 1796251836.0  # 2026-12-02T22:50:36Z
+    got = refusal_times(lines, -1.0)
+    assert got[:3] == [pytest.approx(base + 0.330849), pytest.approx(base + 0.5), pytest.approx(base + 1.0)]
+    assert got[3:] == [-1.0]
 
 
 def test_find_core_log_picks_the_file_of_this_process(tmp_path: Path) -> None:

@@ -423,11 +423,21 @@ def test_start_window_holds_back_the_first_requests(tmp_path: Path) -> None:
 @pytest.mark.server
 @pytest.mark.slow
 def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> None:
-    """32 workers, a server allowing 20 requests/s (burst 20), about 70 one-page calls: the start
+    """32 workers, a server allowing 20 requests/s (burst 20), about 180 one-page calls: the start
     ramps, wandb-core's log reports the first refusals at once, and pacing takes over, so few
-    requests are refused (a blind fan-out of 32 has over a third refused) and the arrays are exact."""
-    paged = None
-    with LocalServer(project_data()).start() as srv:
+    requests are refused (a blind fan-out of 32 has over a third refused) and the arrays are exact.
+
+    The ramp's overshoot is a fixed cost: 2-4 refusals when the first refusal is heard within
+    0.2 s, up to 20 on a starved machine where the ramp's third wave leaves first (measured with
+    three busy processes on two cores). The export is long enough that pacing, not that cost,
+    decides the share: about 70 calls made it 5% or 25% by which of the two happened."""
+    data = project_data()
+    for run in data["projects"][0]["runs"]:  # histories 2.5 times as long, the same fields
+        rows = run["history"]
+        run["history"] = [{**r, "_step": r["_step"] + k * len(rows)} for k in range(3) for r in rows][
+            : len(rows) * 5 // 2
+        ]
+    with LocalServer(data).start() as srv:
         paged = ClientSettings(base_url=srv.base_url, api_key=srv.api_key, page_size=1, timeout=20, parquet=False)
         config = cfg(tmp_path, fields=["loss"], history_samples="all")
         clean = export(config, write=False, concurrency=32, settings=paged, policy=FAST)
@@ -435,7 +445,7 @@ def test_unknown_rate_limit_cold_start_stops_at_the_limit(tmp_path: Path) -> Non
         srv.reset_stats()
         limited = export(config, write=False, concurrency=32, settings=paged, policy=FAST)
         stats = srv.stats()
-    assert stats["requests"] > 60
+    assert stats["requests"] > 150
     assert limited.stats.rate_limited_in_core >= 1  # wandb-core's log was found and read
     assert stats["injected_429"] <= 0.2 * stats["requests"]  # blind: 42 of 115 when measured
     assert limited.exit_code == 0

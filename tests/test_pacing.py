@@ -148,12 +148,41 @@ def test_a_refusal_in_wandb_cores_log_stops_the_ramp_and_paces(clock: Clock) -> 
     reported: list[float] = []
     gate.refusal_source = lambda: [reported.pop() for _ in range(len(reported))]
     _starts(gate, clock, 8)
-    reported += [clock.now, clock.now, clock.now]  # three of the eight were refused
+    for _ in range(5):  # five of the eight were answered ...
+        gate.succeeded("page", 1.0, clock.now - 0.05, float("inf"))
+    reported += [clock.now, clock.now, clock.now]  # ... and three refused
+    refused_at = clock.now
     times = _starts(gate, clock, 10)
     assert gate.log_refusals == 3
     assert gate.rate == pytest.approx(5.0)  # the 5 that got through, per (at least) one second
     # 10 calls at 5/s, after room for wandb-core's 3 retries: about two seconds, not a burst
+    assert times[0] >= refused_at + 3 * 0.2 - 0.01
     assert times[-1] - times[0] >= 1.8
+
+
+def test_a_refusal_heard_late_paces_at_what_was_sent_before_it_happened(clock: Clock) -> None:
+    """On a starved machine the log's line is read tenths of a second after the refusal, and the
+    ramp has started a burst meanwhile: the first rate counts the calls started before the
+    refusal happened (its stamp), not before it was heard, and no more than were answered."""
+    gate = RateGate(anyio.CapacityLimiter(64), 64, 1.0, clock=clock, sleep=clock.sleep)
+    reported: list[float] = []
+    gate.refusal_source = lambda: [reported.pop() for _ in range(len(reported))]
+    _starts(gate, clock, 24)  # 8 at once, then 16 a period later
+    happened = clock.now
+    for _ in range(30):
+        gate.succeeded("page", 1.0, clock.now - 0.05, float("inf"))
+    _starts(gate, clock, 32)  # the ramp's next burst, before the word comes
+    reported += [happened, happened + 0.01]
+    _starts(gate, clock, 1)
+    assert gate.rate == pytest.approx(24 - 2)  # not 24 + 32 - 2
+    late = RateGate(anyio.CapacityLimiter(64), 64, 1.0, clock=clock, sleep=clock.sleep)
+    late.refusal_source = lambda: [reported.pop() for _ in range(len(reported))]
+    _starts(late, clock, 24)
+    for _ in range(12):  # the calls wait in threads: only 12 answered so far
+        late.succeeded("page", 1.0, clock.now - 0.05, float("inf"))
+    reported += [clock.now]
+    _starts(late, clock, 1)
+    assert late.rate == pytest.approx(12.0)
 
 
 def test_a_refusal_right_after_a_raise_goes_back_to_the_rate_that_held(clock: Clock) -> None:

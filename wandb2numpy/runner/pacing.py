@@ -101,6 +101,7 @@ class RateGate:
         self._period_start = -math.inf
         self._period_count = 0.0
         self._started = 0.0  # requests started (estimated)
+        self._recent: deque[tuple[float, float]] = deque()  # (start, cost) of the last seconds' calls, until pacing
 
     async def wait(self) -> None:
         """Wait out a shared pause."""
@@ -129,6 +130,10 @@ class RateGate:
             if self._ramping:
                 self._period_count += cost
             self._started += cost
+            if self.rate is None:
+                self._recent.append((now, cost))
+                while self._recent[0][0] < now - 2.0:  # a late report looks back one second at most
+                    self._recent.popleft()
         if not self._first:
             self._first = now
         self._in_flight += cost
@@ -160,9 +165,19 @@ class RateGate:
             return
         self.log_refusals += len(events)
         if self.rate is None:
-            # The first word of a limit: stop ramping and pace at what got through so far.
-            span = max(1.0, now - self._first)
-            self._pace(max(1.0, self._started - len(events)) / span, now)
+            # The first word of a limit: stop ramping and pace at what got through in the second
+            # before the first refusal. Before it *happened*, not before it was heard: on a starved
+            # machine the word comes tenths of a second late, and the ramp started a burst meanwhile
+            # (counting it paced a 20/s limit at 34/s, and a third of a short export was refused).
+            # Nor more than the successes of the last second: on such a machine calls wait in
+            # threads after the gate let them go, and reach the server after the first refusal.
+            # But not below half of what was sent: calls slower than a second answer few in it,
+            # and a rate of 1/s made the room for wandb-core's retries (`_reserve`) seconds long.
+            first = min(min(events), now)
+            sent = sum(c for t, c in self._recent if first - 1.0 < t <= first)
+            self._recent.clear()
+            answered = sum(c for t, c in self._done if t > now - 1.0)
+            self._pace(max(1.0, min(sent - len(events), max(answered, sent / 2))), now)
             self._refused = self._cut = now
             log.debug("429 in wandb-core's log: pacing at %.2f requests/s", self.rate)
         else:
@@ -185,7 +200,9 @@ class RateGate:
         log.debug("%s: pacing at %.2f requests/s", what, self.rate)
 
     def _reserve(self, requests: int, now: float) -> None:
-        """wandb-core sends each refused request again after `Retry-After`: keep room for it."""
+        """wandb-core sends each refused request again after `Retry-After`, all at once: keep room
+        for them now, so that a token-bucket limit has saved up for the burst by then (room kept
+        at the retries' own time was tried: they met an empty bucket and were refused again)."""
         if self.rate:
             self._next = max(self._next, now) + requests / self.rate
 

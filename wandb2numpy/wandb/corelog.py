@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,17 @@ def find_core_log(pid: int, since: float, dirs: Iterable[Path] | None = None) ->
 
 def refusals(lines: Iterable[str]) -> int:
     """How many of these log lines report a 429 that wandb-core is about to retry."""
-    n = 0
+    return len(refusal_times(lines, 0.0))
+
+
+def refusal_times(lines: Iterable[str], default: float) -> list[float]:
+    """When (Unix time, from each line's own stamp) wandb-core was refused, for every line that
+    reports a 429 it is about to retry; `default` where a stamp cannot be read.
+
+    The stamp, not the moment the line is read, is what the gate needs: on a starved machine the
+    line is read a few tenths of a second late, and every call started in between would otherwise
+    count as one that got through."""
+    out: list[float] = []
     for line in lines:
         if RETRY_MESSAGE not in line or "429" not in line:
             continue
@@ -76,8 +88,27 @@ def refusals(lines: Iterable[str]) -> int:
         except ValueError:
             continue
         if rec.get("msg") == RETRY_MESSAGE and rec.get("status") == 429:
-            n += 1
-    return n
+            out.append(_stamp(rec.get("time"), default))
+    return out
+
+
+def _stamp(text: object, default: float) -> float:
+    """wandb-core's RFC 3339 stamp ("2026-12-02T22:50:36.330849384Z") as Unix time, to the
+    microsecond."""
+    if not isinstance(text, str):
+        return default
+    m = _STAMP.match(text)
+    if m is None:
+        return default
+    micro = ((m.group(2) or ".")[1:] + "000000")[:6]  # Go trims trailing zeros; Python 3.10 wants six digits
+    try:
+        when = datetime.fromisoformat(f"{m.group(1)}.{micro}{m.group(3).replace('Z', '+00:00')}")
+    except ValueError:
+        return default
+    return when.timestamp()
+
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
 
 class CoreLogWatcher:
@@ -107,7 +138,8 @@ class CoreLogWatcher:
             self._thread.join(timeout=1.0)
 
     def drain(self) -> list[float]:
-        """Monotonic times of the refusals seen since the last call."""
+        """Monotonic times of the refusals seen since the last call: when wandb-core was refused,
+        by its log's stamps, not when the lines were read."""
         out = []
         while self._events:
             out.append(self._events.popleft())
@@ -136,8 +168,8 @@ class CoreLogWatcher:
                     pending += chunk
                     lines = pending.split("\n")
                     pending = lines.pop()  # an unfinished last line waits for the rest
-                    now = time.monotonic()
-                    for _ in range(refusals(lines)):
-                        self._events.append(now)
+                    now, wall = time.monotonic(), time.time()
+                    for at in refusal_times(lines, wall):
+                        self._events.append(now - max(0.0, wall - at))  # on the monotonic clock, never ahead
         except OSError as exc:
             log.debug("reading wandb-core's log stopped: %s", exc)
