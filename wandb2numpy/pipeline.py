@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -220,7 +220,7 @@ def plan_export(
         finally:
             sources.close()
 
-    return anyio.run(run)
+    return _run(run)
 
 
 def _settings_for(configs: Sequence[ExperimentConfig], settings: ClientSettings | None) -> ClientSettings:
@@ -262,7 +262,7 @@ def export(
     `delete_foreign_files`, which replaces each experiment folder as a whole.
     While writing, each output folder is locked against a second export.
     """
-    return anyio.run(
+    return _run(
         functools.partial(
             export_async,
             config,
@@ -278,3 +278,23 @@ def export(
             delete_foreign_files=delete_foreign_files,
         )
     )
+
+
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    """`anyio.run`, with the result handed back outside the event loop's main task.
+
+    On leaving, asyncio's runner asks `signal.getsignal(SIGINT)`, and Python 3.11 builds an
+    error message with the repr of the handler: a partial holding the main task, whose repr holds
+    its result. For an export that is the repr of every array (0.15 s for 10 arrays of 16 x
+    100,000, measured; 3% of a 1.6M-row parquet export's samples). The task returns None instead.
+    """
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await fn())
+
+    anyio.run(main)
+    return box[0]
