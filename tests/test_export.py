@@ -309,6 +309,32 @@ def test_one_viewer_query_however_many_apis(tmp_path: Path) -> None:
     assert stats["ops"]["Viewer"] == 1
 
 
+def test_a_library_export_begins_its_first_request_early_and_takes_it_over(
+    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export()` called from a program starts wandb-core and the first `Api` as soon as its
+    checks pass, as the command does, and uses that `Api`: one `Viewer`, nothing left begun.
+    An export its checks refuse (files of someone else's in the output folder) sends nothing."""
+    import wandb2numpy.begin as begin
+    from wandb2numpy.wandb import client
+
+    begun: list[object] = []
+    real = begin.connect_early
+    monkeypatch.setattr(begin, "connect_early", lambda settings: begun.append(settings) or real(settings))
+    srv.reset_stats()
+    result = export(cfg(tmp_path, fields=["loss"]), settings=settings(srv), policy=FAST)
+    assert result.exit_code == 0 and len(begun) == 1
+    assert srv.stats()["ops"]["Viewer"] == 1 and not client._started
+
+    other = tmp_path / "theirs"
+    (other / "exp").mkdir(parents=True)
+    (other / "exp" / "notes.txt").write_text("not ours")
+    srv.reset_stats()
+    with pytest.raises(wandb2numpy.Wandb2NumpyError):
+        export({"exp": {**cfg(tmp_path)["exp"], "output_path": str(other)}}, settings=settings(srv), policy=FAST)
+    assert srv.stats()["requests"] == 0 and len(begun) == 1
+
+
 def test_history_samples_limits_points(srv: LocalServer, tmp_path: Path) -> None:
     result = export(
         cfg(tmp_path, history_samples=3, runs=["sac-h-1"]), write=False, settings=settings(srv), policy=FAST

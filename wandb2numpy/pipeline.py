@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import anyio
 
 from . import _memory
+from .begin import begin_requests
 from .config import ConfigSource, ExperimentConfig, resolve_configs, server_entity
 from .config.defaults import DEFAULT_CONCURRENCY, DEFAULT_LISTING_PAGE, DEFAULT_PAGE_SIZE
 from .config.filters import build_filters, describe_filters
@@ -76,6 +77,8 @@ async def export_async(
     if write:
         check_output_paths(configs)
     settings = _settings_for(configs, settings)
+    if source is None:
+        begin_requests(configs, settings, write=write, incremental=incremental)
     locks = output_locks(c.output_path for c in configs) if write else contextlib.nullcontext()
     batch = writers.ExportWrite()  # all experiments are swapped in together, or none
     with locks, batch:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import signal
 import sys
 from typing import TextIO
 
 from .._early import is_command
-from ..config import ExperimentConfig, server_entity
+from ..begin import begin_requests
 from ..errors import ConfigError, Wandb2NumpyError
-from ..wandb.client import ClientSettings, connect_early, forget_started, start_core
+from ..wandb.client import ClientSettings, forget_started
 from .common import check_file_option, configs, fail, policy, setup_logging
 from .errors import EXIT_EMPTY, EXIT_OK, exit_code_of
 from .report import STDOUT, LineProgress, Summary, TqdmProgress, exit_code, print_summary
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace, summary: Summary, out: TextIO | None = None) -
     try:
         chosen = configs(args)
         log.info("experiments: %s", ", ".join(f"{c.name} -> {c.output_path}" for c in chosen) or "none")
-        _start_core(chosen, settings, write=True, incremental=args.incremental)
+        begin_requests(chosen, settings, write=True, incremental=args.incremental)
         # looked up on each call: tests/conftest.py swaps the module's `export` for one with a
         # short retry policy, since the command line has no retry option; imported after the
         # config is checked, while wandb-core starts
@@ -130,7 +129,7 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
     settings = ClientSettings(base_url=args.base_url, timeout=args.timeout)
     try:
         chosen = configs(args)
-        _start_core(chosen, settings, write=False, incremental=args.incremental)
+        begin_requests(chosen, settings, write=False, incremental=args.incremental)
         plans = plan_export(
             chosen,
             settings=settings,
@@ -149,27 +148,3 @@ def dry_run(args: argparse.Namespace, summary: Summary, out: TextIO | None = Non
         else:
             print(f"wandb2numpy: error: {problem}", file=sys.stderr)
     return EXIT_EMPTY if problems and not args.allow_empty else EXIT_OK
-
-
-def _start_core(chosen: list[ExperimentConfig], settings: ClientSettings, *, write: bool, incremental: bool) -> None:
-    """Once the config is known good and names a W&B project, wandb-core starts while the export
-    loads its modules (see `client.start_core`). When nothing can be refused either (the
-    fields check out, no output folder exists yet, nothing is cached), the first request goes
-    out too, while the export loads (`client.connect_early`): a refused export sends none."""
-    if not any(c.run_folders is None for c in chosen):
-        return
-    settings = settings.for_entity(server_entity(chosen))  # as the export will make them
-    start_core(settings)
-    if incremental:
-        return
-    from ..output.checks import check_fields, check_output_paths
-
-    try:
-        check_fields(chosen)
-        if write:
-            check_output_paths(chosen)
-    except Wandb2NumpyError:
-        return  # the export refuses it, before any request
-    if write and any(os.path.lexists(c.output_path) for c in chosen):
-        return  # files in the way, a lock, a previous export: the export's checks decide first
-    connect_early(settings)

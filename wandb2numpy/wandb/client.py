@@ -136,6 +136,10 @@ def start_core(settings: ClientSettings) -> None:
     caller does its own work, instead of after all of it. No request is sent. A failure to
     start is left for the first `Api` to meet and report.
     """
+    with _started_guard:
+        if _core_started:
+            return
+        _core_started.append(True)
     prepare_environment(settings)  # read by wandb-core when it starts
     from wandb.sdk import wandb_setup  # most of wandb's import time, in the caller's thread
 
@@ -154,9 +158,10 @@ def connect_early(settings: ClientSettings) -> None:
     these settings to take over (`ApiPool.take`): the query is answered while the export is
     still loading. Only for a caller that has refused already whatever the export would refuse
     before its first request; a pool nobody takes is dropped by `forget_started`."""
-    pool = ApiPool(settings)
     with _started_guard:
-        _started[settings] = pool
+        if settings in _started:
+            return  # begun already (the command line, then the export it calls)
+        pool = _started[settings] = ApiPool(settings)
     threading.Thread(target=pool.connect_early, name="wandb2numpy-connect", daemon=True).start()
 
 
@@ -173,6 +178,7 @@ def forget_started() -> None:
 # Pools `connect_early` began, by settings, until an export takes its own.
 _started: dict[ClientSettings, ApiPool] = {}
 _started_guard = threading.Lock()
+_core_started: list[bool] = []  # whether `start_core` ran in this process (wandb-core lives as long)
 
 
 class ApiPool:
