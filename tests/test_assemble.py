@@ -289,3 +289,25 @@ def test_consuming_assembly_gives_the_same_arrays_and_lets_the_series_go() -> No
         for part in ("values", "steps"):
             got, want = getattr(consumed.fields[f], part), getattr(plain.fields[f], part)
             assert got.tobytes() == want.tobytes()  # bit for bit, NaN padding and -0.0 included
+
+
+def test_fields_logged_together_share_one_read_only_steps_array() -> None:
+    """Series that hold the very same steps arrays (fields of one file) get one steps array,
+    read-only so a write cannot change two fields; others get their own, writable."""
+    from wandb2numpy.assemble import SharedSteps, stack_field
+
+    s0, s1 = np.arange(5.0), np.arange(3.0)
+    a = [Series(s0, s0 * 2), Series(s1, s1 * 3)]
+    b = [Series(s0, s0 * 4), Series(s1, s1 * 5)]
+    c = [Series(s0.copy(), s0), Series(s1, s1)]
+    like = SharedSteps()
+    fa = stack_field(a, like=like)
+    fb = stack_field(b, like=like)
+    fc = stack_field(c, like=like)
+    assert fb.steps is fa.steps and not fa.steps.flags.writeable
+    assert fc.steps is not fa.steps and fc.steps.flags.writeable
+    for f in (fa, fb, fc):
+        np.testing.assert_array_equal(f.steps[0], s0)
+        np.testing.assert_array_equal(f.steps[1, :3], s1)
+        assert np.isnan(f.steps[1, 3:]).all()
+    np.testing.assert_array_equal(fb.values[1, :3], s1 * 5)

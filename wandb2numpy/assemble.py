@@ -7,6 +7,7 @@ never look at wire values; this stage only decides which runs and fields make th
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping, MutableMapping, MutableSequence, Sequence
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
@@ -39,29 +40,61 @@ class FieldArrays:
     steps: np.ndarray
 
 
-def stack_field(series: MutableSequence[Series | None], *, release: bool = False) -> FieldArrays:
+def stack_field(
+    series: MutableSequence[Series | None], *, release: bool = False, like: SharedSteps | None = None
+) -> FieldArrays:
     """Stack per-run series into NaN-padded 2-D arrays.
 
     Padding goes at the end (not aligned by step) so each row keeps exactly the values the run
     logged; the steps array says where each value belongs. The arrays are filled row by row into
     untouched memory, and with `release` each run's series is let go once copied, so stacking
     needs about the arrays' size once, not twice (the series and the arrays side by side).
+
+    `like`: the steps of a field stacked before. When every run's series holds the very same
+    steps array as there (fields logged together, read from one file), that steps array is
+    shared (and made read-only) instead of copied again: a quarter of the stacking of four such fields.
     """
     n = len(series)
     width = max((len(s) for s in series if s is not None), default=0)
+    sources = [s.steps if s is not None and len(s) else None for s in series]
+    shared = like is not None and like.same(sources)
     values = np.empty((n, width), dtype=np.float64)
-    steps = np.empty((n, width), dtype=np.float64)
+    steps = like.steps if like is not None and shared else np.empty((n, width), dtype=np.float64)
     for i in range(n):
         s = series[i]
         k = len(s) if s is not None else 0
         if s is not None and k:
             values[i, :k] = s.values
-            steps[i, :k] = s.steps
+            if not shared:
+                steps[i, :k] = s.steps
         values[i, k:] = np.nan
-        steps[i, k:] = np.nan
+        if not shared:
+            steps[i, k:] = np.nan
         if release:
             series[i] = None
+    if like is not None and shared:
+        steps.flags.writeable = False  # one array in two fields: a write to one would change both
+    elif like is not None:
+        like.remember(sources, steps)
     return FieldArrays(values=values, steps=steps)
+
+
+class SharedSteps:
+    """The last stacked field's per-run steps arrays (weakly: they are not kept alive for this)
+    and the 2-D array made of them."""
+
+    def __init__(self) -> None:
+        self._refs: list[weakref.ref[np.ndarray] | None] = []
+        self.steps = np.empty((0, 0))
+
+    def same(self, sources: list[np.ndarray | None]) -> bool:
+        if len(sources) != len(self._refs) or all(a is None for a in sources):
+            return False
+        return all((r is None) if a is None else (r is not None and r() is a) for a, r in zip(sources, self._refs))
+
+    def remember(self, sources: list[np.ndarray | None], steps: np.ndarray) -> None:
+        self._refs = [None if a is None else weakref.ref(a) for a in sources]
+        self.steps = steps
 
 
 @dataclass
@@ -127,6 +160,7 @@ def assemble_experiment(
 
     arrays: dict[str, FieldArrays] = {}
     skipped_fields: dict[str, str] = {}
+    like = SharedSteps()
     for f in dict.fromkeys(fields):
         if f in skipped:
             skipped_fields[f] = skipped[f]
@@ -137,7 +171,7 @@ def assemble_experiment(
         if not any(s is not None and len(s) for s in column):
             skipped_fields[f] = ABSENT_REASON
             continue
-        arrays[f] = stack_field(column, release=consume)
+        arrays[f] = stack_field(column, release=consume, like=like)
         del column
     for f, reason in skipped.items():
         skipped_fields.setdefault(f, reason)

@@ -274,7 +274,7 @@ def _chunk_float64(chunk: Any) -> np.ndarray:
     dtype = _NUMPY_TYPES.get(str(typ))
     if dtype is None:
         raise UnreadableColumn(f"a column of type {typ}")
-    return np.frombuffer(data, dtype=dtype, count=n, offset=offset * dtype.itemsize).astype(np.float64)
+    return np.frombuffer(data, dtype=dtype, count=n, offset=offset * dtype.itemsize).astype(np.float64, copy=False)
 
 
 # pyarrow's type names (str(type)) of the numeric types `_numeric_type` accepts; Arrow is little-endian.
