@@ -37,7 +37,7 @@ from .runner import RetryPolicy, task_group
 from .sources.ahead import ReadAhead
 from .sources.base import HistorySource
 from .sources.choose import Sources
-from .wandb.client import ClientSettings
+from .wandb.client import ClientSettings, start_core
 
 __all__ = ["ExperimentReport", "ExportResult", "Progress", "export", "export_async", "plan_experiments", "plan_export"]
 
@@ -76,6 +76,12 @@ async def export_async(
     if write:
         check_output_paths(configs)
     settings = _settings_for(configs, settings)
+    if source is None and any(c.run_folders is None for c in configs):
+        # The config is known good and names a W&B server: wandb-core starts now, while the
+        # folders are checked and the export loads, as the command starts it (its 0.2 s poll for
+        # wandb-core's port otherwise came after all that: a script calling `export` had its
+        # first request 0.2-0.4 s after a bare `wandb.Api()` script's). No request is sent.
+        start_core(settings)
     locks = output_locks(c.output_path for c in configs) if write else contextlib.nullcontext()
     batch = writers.ExportWrite()  # all experiments are swapped in together, or none
     with locks, batch:
