@@ -210,14 +210,3 @@ def test_a_refusal_right_after_a_raise_goes_back_to_the_rate_that_held(clock: Cl
     clock.now += 0.6
     gate.rate_limited()
     assert gate.rate == pytest.approx(10.0)
-
-
-def test_no_ramp_up_to_the_default_concurrency(clock: Clock) -> None:
-    """16 workers all start at once, as a 16-thread pool's calls do: a ramp there only started
-    half of them a period late, and every wave of equal runs ended that much later."""
-    gate = RateGate(anyio.CapacityLimiter(16), 16, 1.0, clock=clock, sleep=clock.sleep)
-    t0 = clock.now
-    times = _starts(gate, clock, 16)
-    assert [round(t - t0, 2) for t in times] == [0.0] * 16
-    gate.rate_limited()  # a limit is still met with a pause and pacing
-    assert gate.rate is not None and gate.resume_at > clock.now

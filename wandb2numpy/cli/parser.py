@@ -174,8 +174,8 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         type=_positive(int),
         metavar="N",
         help="begin with N requests in flight, one more per success up to --concurrency, instead of "
-        "the default ramp above 16 workers (8 requests, doubling every 0.1 s until a 429): slower, "
-        "and cautious where wandb-core's log cannot be read",
+        "the default ramp (8 requests, doubling every 0.1 s until a 429): slower, and cautious where "
+        "wandb-core's log cannot be read",
     )
     p.add_argument(
         "--timeout",

@@ -22,10 +22,9 @@ class RateGate:
     """What every worker passes before a call: a fast ramp at the start, a shared pause after a
     429, and, once the server has shown a rate limit, pacing at a learned request rate.
 
-    Above `RAMP_ABOVE` workers the start ramps instead of throwing every worker at a limit nobody
-    knows yet: the first `RAMP_FIRST` calls start at once, and each `RAMP_PERIOD_S` that used its
-    whole allowance doubles it, so 64 workers are all busy within a few tenths of a second (up to
-    `RAMP_ABOVE`, every worker starts at once, as a thread pool of that size would). The ramp stops at the first
+    The start ramps instead of throwing every worker at a limit nobody knows yet: the first
+    `RAMP_FIRST` calls start at once, and each `RAMP_PERIOD_S` that used its whole allowance doubles
+    it, so 64 workers are all busy within a few tenths of a second. The ramp stops at the first
     word of a 429. Word comes fastest from wandb-core's own log (`corelog.CoreLogWatcher`, wired in
     through `refusal_source`): wandb-core retries a 429 once by itself after `Retry-After` and says
     so in its log at once, while Python hears of it only if the retry was refused too. The first
@@ -60,10 +59,6 @@ class RateGate:
     MIN_RATE = 0.5  # requests per second: the rate never goes below
     RAMP_FIRST = 8  # requests the start may send at once ...
     RAMP_PERIOD_S = 0.1  # ... doubling after each such period that used them all
-    # No ramp up to this many workers (the default concurrency): a plain 16-thread script sends
-    # that many at once, and ramping them started half the workers a period late, which the end
-    # of every wave of equal runs paid again (S and T-s: 0.1-0.3 s of a 2-6 s export).
-    RAMP_ABOVE = 16
 
     def __init__(
         self,
@@ -101,7 +96,7 @@ class RateGate:
         self._held = -math.inf  # when the rate last held a call back
         self.refusal_source: Callable[[], list[float]] | None = None  # drains log-reported 429s
         self.log_refusals = 0  # 429s reported from wandb-core's log
-        self._ramp_on = start_window is None and max_rate is None and ceiling > self.RAMP_ABOVE
+        self._ramp_on = start_window is None and max_rate is None
         self._ramp_limit = self.RAMP_FIRST
         self._period_start = -math.inf
         self._period_count = 0.0
