@@ -500,3 +500,22 @@ def test_history_kept_only_in_exported_files_is_read_again_with_wandbs_scan(tmp_
         other = got.experiments["exp"].result.fields[field]
         np.testing.assert_array_equal(other.steps, arrays.steps)
         np.testing.assert_array_equal(other.values, arrays.values)
+
+
+@pytest.mark.server
+def test_export_starts_wandb_core_once_the_config_checks_out(
+    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script calling `export` gets wandb-core started as the command does, before the folders
+    are checked and the export loads; a config refused first, or another source, starts none."""
+    import wandb2numpy.begin as begin
+
+    started: list[ClientSettings] = []
+    real = begin.start_core
+    monkeypatch.setattr(begin, "start_core", lambda s: (started.append(s), real(s))[1])
+    with pytest.raises(wandb2numpy.ConfigError):  # colliding names: refused before any request
+        export(cfg(tmp_path, fields=["a", "a.steps"]), write=False, settings=settings(srv), policy=FAST)
+    assert started == []
+    result = export(cfg(tmp_path), write=False, settings=settings(srv), policy=FAST)
+    assert result.exit_code == 0 and run_ids(result)
+    assert [(s.base_url, s.entity) for s in started] == [(srv.base_url, "acme")]
