@@ -100,7 +100,6 @@ class RateGate:
         self._ramp_limit = self.RAMP_FIRST
         self._period_start = -math.inf
         self._period_count = 0.0
-        self._started = 0.0  # requests started (estimated)
         self._recent: deque[tuple[float, float]] = deque()  # (start, cost) of the last seconds' calls, until pacing
 
     async def wait(self) -> None:
@@ -129,7 +128,6 @@ class RateGate:
                 self._next = max(self._next, now) + cost / self.rate
             if self._ramping:
                 self._period_count += cost
-            self._started += cost
             if self.rate is None:
                 self._recent.append((now, cost))
                 while self._recent[0][0] < now - 2.0:  # a late report looks back one second at most
