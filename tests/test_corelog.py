@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wandb2numpy.wandb.corelog import RETRY_MESSAGE, CoreLogWatcher, find_core_log, refusal_times, refusals
+from wandb2numpy.wandb.corelog import RETRY_MESSAGE, CoreLogWatcher, find_core_log, refusal_times
 
 
 def _line(**rec: object) -> str:
@@ -22,7 +22,7 @@ UNAVAILABLE = _line(msg=RETRY_MESSAGE, status=503, url="http://127.0.0.1:1/graph
 
 def test_refusals_counts_only_retried_429s() -> None:
     other = _line(msg="connection: closing", status=429)
-    assert refusals([START, REFUSED, UNAVAILABLE, other, REFUSED, "not json 429 " + RETRY_MESSAGE]) == 2
+    assert len(refusal_times([START, REFUSED, UNAVAILABLE, other, REFUSED, "not json 429 " + RETRY_MESSAGE], 0.0)) == 2
 
 
 def test_refusal_times_are_the_lines_own_stamps() -> None:

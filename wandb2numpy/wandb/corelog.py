@@ -67,11 +67,6 @@ def find_core_log(pid: int, since: float, dirs: Iterable[Path] | None = None) ->
     return None
 
 
-def refusals(lines: Iterable[str]) -> int:
-    """How many of these log lines report a 429 that wandb-core is about to retry."""
-    return len(refusal_times(lines, 0.0))
-
-
 def refusal_times(lines: Iterable[str], default: float) -> list[float]:
     """When (Unix time, from each line's own stamp) wandb-core was refused, for every line that
     reports a 429 it is about to retry; `default` where a stamp cannot be read.
