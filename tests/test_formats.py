@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+import enum
+import json
+import math
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_run as run
 from conftest import same_bits as same
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -25,6 +30,7 @@ from wandb2numpy.output import formats
 from wandb2numpy.output.checks import check_fields
 from wandb2numpy.output.folder import write_experiment
 from wandb2numpy.output.formats import RUN_COLUMNS, StoredExperiment, StoredFile
+from wandb2numpy.output.formats._base import cell_text, run_table
 
 BASE = {"entity": "demo", "project": "synthetic", "output_path": "out"}
 
@@ -225,3 +231,45 @@ def test_run_table_holds_the_url_and_scalar_summary_values(tmp_path: Path) -> No
     assert (r1["summary.loss"], r1["summary.best.epoch"], r1["summary.done"]) == ("0.25", "3", "true")
     assert (r1["summary.note"], r1["summary.gone"], r1["summary.extra"]) == ("a,b", "null", "")
     assert (r2["summary.loss"], r2["summary.extra"]) == ("NaN", "x")
+
+
+class _Level(enum.IntEnum):
+    HIGH = 2
+
+
+class _Ratio(float):
+    pass
+
+
+_cell_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # NaN, infinities and -0.0 included
+    | st.text()
+    | st.sampled_from([_Level.HIGH, _Ratio(0.5), Path("a/b"), 10**30]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(_cell_values)
+@example(math.nan)
+@example(-math.inf)
+@example(-0.0)
+@example(True)
+@example(None)
+@example(_Ratio(math.nan))
+def test_a_run_table_cell_is_the_value_as_json_whatever_its_type(value: object) -> None:
+    """The fast paths for plain numbers and None write what `json.dumps` wrote before them; the
+    encoder reused for every other cell keeps its options (non-ASCII kept, unknown types as text)."""
+    expected = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    assert cell_text(value) == expected
+
+
+def test_nested_config_flattens_from_any_mapping_not_only_dicts() -> None:
+    config = types.MappingProxyType({"opt": collections.OrderedDict(name="adam", lr=0.1), "seed": 0, "empty": {}})
+    header, rows = run_table([run("r1", config=config)])
+    cells = dict(zip(header, rows[0]))
+    assert (cells["config.opt.name"], cells["config.opt.lr"], cells["config.seed"]) == ("adam", "0.1", "0")
+    assert cells["config.empty"] == "{}"
