@@ -35,6 +35,7 @@ floor for every tool. A peer slower than `--peer-timeout` is stopped and shown a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -462,7 +463,13 @@ def run_scenario(
             # The server builds each run's file on its first request and keeps it: one export
             # first, not measured, so that no tool's measurement pays the server's encoding.
             measure(server, sc, "ours", 16, workdir, f"{sc.name}-warm-up")
-        for c in sc.concurrency or args.concurrency:
+        # The peers' repeats go in turn with ours at 16 workers (ours, thr, sdk; then thr, sdk,
+        # ours; ...): these machines change speed by up to 2x within minutes, and three runs of
+        # one tool then three of the next compared the tools at different speeds.
+        concurrencies = list(sc.concurrency or args.concurrency)
+        interleave_c = PEER_THREADS if PEER_THREADS in concurrencies else None
+        peers = PeerRuns(sc, args, workdir, server, log)
+        for c in concurrencies:
             floor_s = None
             if not args.no_floor and not sc.no_latency:
                 server.set_faults(latency_ms=0, per_row_us=0, rate_limit=0, file_mb_per_s=0)
@@ -471,12 +478,17 @@ def run_scenario(
                 server.set_faults(**{k: (v or 0) for k, v in server.faults.items()})
             runs = []
             for r in range(args.repeats if c > 1 else args.repeats_c1):
-                if sc.rate_limit:
-                    time.sleep(1.5)  # let the server's token bucket refill between repeats
                 prof = None
                 if args.profile and r == 0:
                     prof = str(Path(args.profile) / f"{sc.name}-c{c}.txt")
-                runs.append(measure(server, sc, "ours", c, workdir, f"{sc.name}-ours-c{c}-r{r}", prof))
+                tag = f"{sc.name}-ours-c{c}-r{r}"
+                tools = [functools.partial(_append, runs, measure, server, sc, "ours", c, workdir, tag, prof)]
+                if c == interleave_c:
+                    tools += [functools.partial(peers.measure_one, p, r) for p in args.peers]
+                for tool in tools[r % len(tools) :] + tools[: r % len(tools)]:
+                    if sc.rate_limit:
+                        time.sleep(1.5)  # let the server's token bucket refill between repeats
+                    tool()
             walls = [x["wall_s"] for x in runs]
             med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
             if sc.no_latency:
@@ -496,77 +508,87 @@ def run_scenario(
                 f"x{rec['speedup'] or 0:.1f}, eff {rec['efficiency']:.2f}, {why}"
             )
         if args.peers:
-            records.extend(run_peers(sc, args, workdir, server, base, latency_ms, per_row_us, log))
+            if interleave_c is None:
+                for r in range(args.repeats):
+                    for p in args.peers:
+                        peers.measure_one(p, r)
+            records.extend(peers.records(base, latency_ms, per_row_us))
     finally:
         server.stop()
     return records
+
+
+def _append(out: list[dict[str, Any]], fn: Any, *args: Any) -> None:
+    out.append(fn(*args))
 
 
 PEER_NAMES = {"threads": "threads", "thr": "threads/thr", "sdk": "sdk"}
 PEER_THREADS = 16
 
 
-def run_peers(
-    sc: Scenario,
-    args: argparse.Namespace,
-    workdir: Path,
-    server: Server,
-    base: dict[str, Any] | None,
-    latency_ms: float,
-    per_row_us: float,
-    log: Any,
-) -> list[dict[str, Any]]:
+class PeerRuns:
     """Each peer (see peers.py) at 16 threads, the median of `--repeats`; a peer past
-    `--peer-timeout` is stopped and recorded as timed out (its wall time only a lower bound)."""
-    records = []
-    for peer in args.peers:
-        runs, timed_out = [], False
-        for r in range(args.repeats):
-            try:
-                runs.append(
-                    measure(
-                        server,
-                        sc,
-                        peer,
-                        PEER_THREADS,
-                        workdir,
-                        f"{sc.name}-{peer}-r{r}",
-                        timeout=args.peer_timeout,
-                        page_size=args.peer_page_size,
-                    )
+    `--peer-timeout` is stopped, recorded as timed out (its wall time only a lower bound) and
+    not run again."""
+
+    def __init__(self, sc: Scenario, args: argparse.Namespace, workdir: Path, server: Server, log: Any) -> None:
+        self.sc, self.args, self.workdir, self.server, self.log = sc, args, workdir, server, log
+        self.runs: dict[str, list[dict[str, Any]]] = {p: [] for p in args.peers}
+        self.timed_out: set[str] = set()
+
+    def measure_one(self, peer: str, r: int) -> None:
+        if peer in self.timed_out:
+            return
+        try:
+            self.runs[peer].append(
+                measure(
+                    self.server,
+                    self.sc,
+                    peer,
+                    PEER_THREADS,
+                    self.workdir,
+                    f"{self.sc.name}-{peer}-r{r}",
+                    timeout=self.args.peer_timeout,
+                    page_size=self.args.peer_page_size,
                 )
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                break
-        if timed_out:
-            log(f"{PEER_NAMES[peer]}: stopped after {args.peer_timeout:g} s")
-            records.append(
-                {
-                    "scenario": sc.name,
-                    "tool": peer,
-                    "concurrency": PEER_THREADS,
-                    "timed_out": True,
-                    "wall_s": None,
-                    "timeout_s": args.peer_timeout,
-                    "failed_runs": 0,
-                    "matches_baseline": True,
-                    "match_note": f"stopped after {args.peer_timeout:g} s",
-                }
             )
-            continue
-        walls = [x["wall_s"] for x in runs]
-        med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
-        med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=None)
-        med["ideal_s"] = ideal_wall(med, latency_ms, per_row_us, sc.rate_limit, None)
-        if base is not None and sc.save:
-            ok, why = compare(med["npz"], base["npz"], subset=bool(base.get("estimated")))
-        else:
-            ok, why = True, "no baseline run" if base is None else "arrays not kept (memory scenario)"
-        med["matches_baseline"], med["match_note"] = ok, why
-        rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
-        records.append(rec)
-        log(f"{PEER_NAMES[peer]}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), {why}")
-    return records
+        except subprocess.TimeoutExpired:
+            self.timed_out.add(peer)
+
+    def records(self, base: dict[str, Any] | None, latency_ms: float, per_row_us: float) -> list[dict[str, Any]]:
+        sc, args, log = self.sc, self.args, self.log
+        records = []
+        for peer in args.peers:
+            if peer in self.timed_out:
+                log(f"{PEER_NAMES[peer]}: stopped after {args.peer_timeout:g} s")
+                records.append(
+                    {
+                        "scenario": sc.name,
+                        "tool": peer,
+                        "concurrency": PEER_THREADS,
+                        "timed_out": True,
+                        "wall_s": None,
+                        "timeout_s": args.peer_timeout,
+                        "failed_runs": 0,
+                        "matches_baseline": True,
+                        "match_note": f"stopped after {args.peer_timeout:g} s",
+                    }
+                )
+                continue
+            runs = self.runs[peer]
+            walls = [x["wall_s"] for x in runs]
+            med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
+            med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=None)
+            med["ideal_s"] = ideal_wall(med, latency_ms, per_row_us, sc.rate_limit, None)
+            if base is not None and sc.save:
+                ok, why = compare(med["npz"], base["npz"], subset=bool(base.get("estimated")))
+            else:
+                ok, why = True, "no baseline run" if base is None else "arrays not kept (memory scenario)"
+            med["matches_baseline"], med["match_note"] = ok, why
+            rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
+            records.append(rec)
+            log(f"{PEER_NAMES[peer]}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), {why}")
+        return records
 
 
 def _record(sc: Scenario, m: dict[str, Any], base_wall: float | None, args: argparse.Namespace) -> dict[str, Any]:
