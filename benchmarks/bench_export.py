@@ -489,19 +489,8 @@ def run_scenario(
                     if sc.rate_limit:
                         time.sleep(1.5)  # let the server's token bucket refill between repeats
                     tool()
-            walls = [x["wall_s"] for x in runs]
-            med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
-            if sc.no_latency:
-                floor_s = med["wall_s"]  # without latency the export is its own CPU floor
-            med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=floor_s)
-            med["ideal_s"] = ideal_wall(med, latency_ms, per_row_us, sc.rate_limit, floor_s)
-            if base is not None and sc.save:
-                ok, why = compare(med["npz"], base["npz"], subset=bool(base.get("estimated")))
-            else:
-                ok, why = True, "no baseline run" if base is None else "arrays not kept (memory scenario)"
-            med["matches_baseline"] = ok
-            med["match_note"] = why
-            rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
+            # without latency the export is its own CPU floor
+            rec, walls, why = _median_record(sc, args, runs, base, latency_ms, per_row_us, floor_s, sc.no_latency)
             records.append(rec)
             log(
                 f"ours c={c}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), "
@@ -516,6 +505,32 @@ def run_scenario(
     finally:
         server.stop()
     return records
+
+
+def _median_record(
+    sc: Scenario,
+    args: argparse.Namespace,
+    runs: list[dict[str, Any]],
+    base: dict[str, Any] | None,
+    latency_ms: float,
+    per_row_us: float,
+    floor_s: float | None,
+    own_floor: bool,
+) -> tuple[dict[str, Any], list[float], str]:
+    """One tool's record from its repeats: the median run, its arrays checked against the
+    baseline's; with `own_floor` the median wall is also the floor (no latency model)."""
+    walls = [x["wall_s"] for x in runs]
+    med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
+    if own_floor:
+        floor_s = med["wall_s"]
+    med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=floor_s)
+    med["ideal_s"] = ideal_wall(med, latency_ms, per_row_us, sc.rate_limit, floor_s)
+    if base is not None and sc.save:
+        ok, why = compare(med["npz"], base["npz"], subset=bool(base.get("estimated")))
+    else:
+        ok, why = True, "no baseline run" if base is None else "arrays not kept (memory scenario)"
+    med["matches_baseline"], med["match_note"] = ok, why
+    return _record(sc, med, base["wall_s"] if base is not None else None, args), walls, why
 
 
 def _append(out: list[dict[str, Any]], fn: Any, *args: Any) -> None:
@@ -575,17 +590,7 @@ class PeerRuns:
                     }
                 )
                 continue
-            runs = self.runs[peer]
-            walls = [x["wall_s"] for x in runs]
-            med = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
-            med = dict(med, walls=walls, wall_s=statistics.median(walls), floor_s=None)
-            med["ideal_s"] = ideal_wall(med, latency_ms, per_row_us, sc.rate_limit, None)
-            if base is not None and sc.save:
-                ok, why = compare(med["npz"], base["npz"], subset=bool(base.get("estimated")))
-            else:
-                ok, why = True, "no baseline run" if base is None else "arrays not kept (memory scenario)"
-            med["matches_baseline"], med["match_note"] = ok, why
-            rec = _record(sc, med, base["wall_s"] if base is not None else None, args)
+            rec, walls, why = _median_record(sc, args, self.runs[peer], base, latency_ms, per_row_us, None, False)
             records.append(rec)
             log(f"{PEER_NAMES[peer]}: {rec['wall_s']:.2f} s (walls {', '.join(f'{w:.2f}' for w in walls)}), {why}")
         return records
