@@ -60,6 +60,8 @@ from ..runner import FetchStats
 from ..series import Series, merge_series
 from .base import HistorySource, OutcomeFn, ProgressFn, RunOutcome
 
+_SPURIOUS_AST_ERROR = re.compile(r"AST \w+ recursion depth mismatch")
+
 __all__ = ["STATE_DIR", "CachedSource", "RunCache", "fingerprint", "open_cache"]
 
 log = logging.getLogger(__name__)
@@ -302,6 +304,19 @@ class RunCache:
         )
 
     def _load(self, entry: _Entry, run: RunInfo) -> tuple[dict[str, Series], dict[str, str]] | None:
+        try:
+            return self._read(entry, run)
+        except SystemError as exc:
+            if not _SPURIOUS_AST_ERROR.search(str(exc)):
+                raise
+            # numpy parses .npy headers with `ast.literal_eval`, and CPython 3.11 counts the AST
+            # builder's recursion per interpreter, not per thread (python/cpython#106905): a parse
+            # in another thread at the same moment fails this one with a SystemError although
+            # the file is sound. Seen once in CI (3.11.7); a second read is the cure.
+            log.debug("%s: cache file of run %s: %s; reading it again", self.experiment, run.id, exc)
+            return self._read(entry, run)
+
+    def _read(self, entry: _Entry, run: RunInfo) -> tuple[dict[str, Series], dict[str, str]] | None:
         path = self.folder / RUNS_DIR / entry.file
         try:
             with np.load(path, allow_pickle=False) as npz:
@@ -324,6 +339,8 @@ class RunCache:
             log.warning("%s: cache file of run %s is missing; fetching it again", self.experiment, run.id)
             return None
         except Exception as exc:  # noqa: BLE001 - any damage means: fetch the run again
+            if isinstance(exc, SystemError) and _SPURIOUS_AST_ERROR.search(str(exc)):
+                raise  # the file is not at fault: `_load` reads it once more
             log.warning(
                 "%s: cache file %s is unreadable (%s); fetching run %s again",
                 self.experiment,
