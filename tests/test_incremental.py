@@ -374,6 +374,26 @@ def test_a_spurious_ast_error_while_reading_a_cache_file_is_read_again(
     assert "unreadable" not in caplog.text
 
 
+def test_a_cache_file_that_fails_twice_is_fetched_again(
+    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    run(srv, out)
+    real_load = np.load
+
+    def failing_load(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path).name == "r03.npz":
+            raise SystemError("AST constructor recursion depth mismatch (before=36, after=33)")
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", failing_load)
+    srv.reset_stats()
+    again = run(srv, out)
+    assert again.exit_code == 0
+    assert again.experiments["exp"].unchanged_runs == N_RUNS - 1
+    assert set(history_requests(srv)[1]) == {"r03"}
+
+
 def test_any_other_system_error_still_means_fetching_the_run_again(
     srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -314,9 +314,11 @@ class RunCache:
             # in another thread at the same moment fails this one with a SystemError although
             # the file is sound. Seen once in CI (3.11.7); a second read is the cure.
             log.debug("%s: cache file of run %s: %s; reading it again", self.experiment, run.id, exc)
-            return self._read(entry, run)
+            return self._read(entry, run, again=True)
 
-    def _read(self, entry: _Entry, run: RunInfo) -> tuple[dict[str, Series], dict[str, str]] | None:
+    def _read(
+        self, entry: _Entry, run: RunInfo, *, again: bool = False
+    ) -> tuple[dict[str, Series], dict[str, str]] | None:
         path = self.folder / RUNS_DIR / entry.file
         try:
             with np.load(path, allow_pickle=False) as npz:
@@ -339,7 +341,7 @@ class RunCache:
             log.warning("%s: cache file of run %s is missing; fetching it again", self.experiment, run.id)
             return None
         except Exception as exc:  # noqa: BLE001 - any damage means: fetch the run again
-            if isinstance(exc, SystemError) and _SPURIOUS_AST_ERROR.search(str(exc)):
+            if not again and isinstance(exc, SystemError) and _SPURIOUS_AST_ERROR.search(str(exc)):
                 raise  # the file is not at fault: `_load` reads it once more
             log.warning(
                 "%s: cache file %s is unreadable (%s); fetching run %s again",
