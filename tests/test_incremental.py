@@ -348,6 +348,25 @@ def test_a_rewritten_run_is_fetched_whole(srv: LocalServer, tmp_path: Path) -> N
     assert_same_as_fresh(srv, out, tmp_path, history_samples="all")
 
 
+AST_ERROR = "AST constructor recursion depth mismatch (before=36, after=33)"
+
+
+def fail_cache_loads(monkeypatch: pytest.MonkeyPatch, message: str, times: int) -> list[str]:
+    """`np.load` of run r03's cache file raises SystemError(message) its first `times` calls;
+    the list returned names each failed load."""
+    real_load = np.load
+    failed: list[str] = []
+
+    def load(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path).name == "r03.npz" and len(failed) < times:
+            failed.append(str(path))
+            raise SystemError(message)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", load)
+    return failed
+
+
 def test_a_spurious_ast_error_while_reading_a_cache_file_is_read_again(
     srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
@@ -355,16 +374,7 @@ def test_a_spurious_ast_error_while_reading_a_cache_file_is_read_again(
     parse of a sound cache file in CI: the file is read again, not called unreadable and fetched."""
     out = tmp_path / "out"
     run(srv, out)
-    real_load = np.load
-    failed: list[str] = []
-
-    def flaky_load(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(path).name == "r03.npz" and not failed:
-            failed.append(str(path))
-            raise SystemError("AST constructor recursion depth mismatch (before=36, after=33)")
-        return real_load(path, *args, **kwargs)
-
-    monkeypatch.setattr(np, "load", flaky_load)
+    failed = fail_cache_loads(monkeypatch, AST_ERROR, times=1)
     srv.reset_stats()
     with caplog.at_level(logging.WARNING, logger="wandb2numpy"):
         again = run(srv, out)
@@ -374,40 +384,15 @@ def test_a_spurious_ast_error_while_reading_a_cache_file_is_read_again(
     assert "unreadable" not in caplog.text
 
 
-def test_a_cache_file_that_fails_twice_is_fetched_again(
-    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("message", [AST_ERROR, "something else"], ids=["ast-error-twice", "other-error"])
+def test_a_cache_file_that_keeps_failing_is_fetched_again(
+    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str
 ) -> None:
     out = tmp_path / "out"
     run(srv, out)
-    real_load = np.load
-
-    def failing_load(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(path).name == "r03.npz":
-            raise SystemError("AST constructor recursion depth mismatch (before=36, after=33)")
-        return real_load(path, *args, **kwargs)
-
-    monkeypatch.setattr(np, "load", failing_load)
+    fail_cache_loads(monkeypatch, message, times=2)
     srv.reset_stats()
     again = run(srv, out)
     assert again.exit_code == 0
-    assert again.experiments["exp"].unchanged_runs == N_RUNS - 1
-    assert set(history_requests(srv)[1]) == {"r03"}
-
-
-def test_any_other_system_error_still_means_fetching_the_run_again(
-    srv: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "out"
-    run(srv, out)
-    real_load = np.load
-
-    def broken_load(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(path).name == "r03.npz":
-            raise SystemError("something else")
-        return real_load(path, *args, **kwargs)
-
-    monkeypatch.setattr(np, "load", broken_load)
-    srv.reset_stats()
-    again = run(srv, out)
     assert again.experiments["exp"].unchanged_runs == N_RUNS - 1
     assert set(history_requests(srv)[1]) == {"r03"}
