@@ -303,20 +303,7 @@ class RunCache:
             non_numeric={f: r for f, r in non_numeric.items() if f in wanted},
         )
 
-    def _load(self, entry: _Entry, run: RunInfo) -> tuple[dict[str, Series], dict[str, str]] | None:
-        try:
-            return self._read(entry, run)
-        except SystemError as exc:
-            if not _SPURIOUS_AST_ERROR.search(str(exc)):
-                raise
-            # numpy parses .npy headers with `ast.literal_eval`, and CPython 3.11 counts the AST
-            # builder's recursion per interpreter, not per thread (python/cpython#106905): a parse
-            # in another thread at the same moment fails this one with a SystemError although
-            # the file is sound. Seen once in CI (3.11.7); a second read is the cure.
-            log.debug("%s: cache file of run %s: %s; reading it again", self.experiment, run.id, exc)
-            return self._read(entry, run, again=True)
-
-    def _read(
+    def _load(
         self, entry: _Entry, run: RunInfo, *, again: bool = False
     ) -> tuple[dict[str, Series], dict[str, str]] | None:
         path = self.folder / RUNS_DIR / entry.file
@@ -342,7 +329,12 @@ class RunCache:
             return None
         except Exception as exc:  # noqa: BLE001 - any damage means: fetch the run again
             if not again and isinstance(exc, SystemError) and _SPURIOUS_AST_ERROR.search(str(exc)):
-                raise  # the file is not at fault: `_load` reads it once more
+                # numpy parses .npy headers with `ast.literal_eval`, and CPython 3.11 counts the
+                # AST builder's recursion per interpreter, not per thread (python/cpython#106905):
+                # a parse in another thread at the same moment fails this one although the file is
+                # sound. Seen once in CI (3.11.7); a second read is the cure.
+                log.debug("%s: cache file of run %s: %s; reading it again", self.experiment, run.id, exc)
+                return self._load(entry, run, again=True)
             log.warning(
                 "%s: cache file %s is unreadable (%s); fetching run %s again",
                 self.experiment,
